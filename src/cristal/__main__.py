@@ -1,0 +1,5 @@
+"""``python -m cristal`` runs the command line."""
+
+from cristal.cli.app import main
+
+main()

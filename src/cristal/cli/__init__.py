@@ -1,0 +1,1 @@
+"""The ``cristal`` command line (Typer + Rich)."""

@@ -1,0 +1,40 @@
+"""``cristal audit``: read an organization's audit trail."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from cristal.audit.log import query_audit
+from cristal.cli.app import app
+from cristal.cli.runtime import acting, out, print_json, unit_of_work
+from cristal.identity.authorize import require
+from cristal.identity.directory import in_org, org_by_slug
+
+
+@app.command("audit")
+def audit_command(
+    org: str = typer.Option(..., "--org", help="Organization slug."),
+    as_email: Optional[str] = typer.Option(None, "--as", help="Read as this employee (must be an admin)."),
+    limit: int = typer.Option(200, "--limit", min=1, max=100000),
+    action: Optional[str] = typer.Option(None, "--action", help="Only this action, e.g. user.manage."),
+    decision: Optional[str] = typer.Option(None, "--decision", help="allow or deny."),
+    json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON document."),
+) -> None:
+    """Show the audit trail of an organization, newest first."""
+    with unit_of_work() as s:
+        organization = org_by_slug(s, org)
+        require(s, acting(s, org, as_email), "audit.read", in_org(organization, "audit"))
+        entries = query_audit(s, organization.slug, limit=limit, action=action, decision=decision)
+    if json_out:
+        print_json({"org": org, "records": [e.as_dict() for e in entries]})
+        return
+    table = Table(title=f"Audit trail of {org}")
+    for column in ("time (UTC)", "actor", "action", "resource", "decision", "reason"):
+        table.add_column(column)
+    for e in entries:
+        style = "red" if e.decision == "deny" else None
+        table.add_row(e.at.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action, e.resource, e.decision, e.reason, style=style)
+    out.print(table)

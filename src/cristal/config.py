@@ -1,0 +1,111 @@
+"""Settings: environment variables over ``$CRISTAL_HOME/config.toml`` over defaults.
+
+Environment variables (``CRISTAL_HOME``, ``CRISTAL_DATABASE_URL``,
+``CRISTAL_LLM_BASE_URL``, ``CRISTAL_LLM_API_KEY`` or ``OPENAI_API_KEY``,
+``CRISTAL_LLM_MODEL``, ...) win over the TOML file, which wins over defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from cristal.errors import ConfigError
+
+CONFIG_FILE_NAME = "config.toml"
+
+
+def home_dir() -> Path:
+    """The workspace folder: ``$CRISTAL_HOME`` or ``~/.cristal``."""
+    raw = os.environ.get("CRISTAL_HOME") or "~/.cristal"
+    return Path(raw).expanduser().resolve()
+
+
+class LLMPrice(BaseSettings):
+    """US dollars per million tokens for one model (or model-name prefix)."""
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads ``config.toml`` from the home folder, with one-line errors."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {}
+        try:
+            raw = self.path.read_bytes()
+            return tomllib.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ConfigError(f"{self.path}: not UTF-8 text") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{self.path}: invalid TOML ({exc})") from None
+        except OSError as exc:
+            raise ConfigError(f"{self.path}: cannot read ({exc.strerror})") from None
+
+
+class Settings(BaseSettings):
+    """Validated settings for one process."""
+
+    model_config = SettingsConfigDict(env_prefix="CRISTAL_", extra="forbid", populate_by_name=True)
+
+    home: Path = Field(default_factory=home_dir)
+    database_url: str | None = None
+    llm_base_url: str | None = None
+    llm_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("CRISTAL_LLM_API_KEY", "OPENAI_API_KEY", "llm_api_key")
+    )
+    llm_model: str | None = None
+    llm_embedding_model: str | None = None
+    llm_timeout_seconds: float = Field(default=60.0, gt=0)
+    llm_max_retries: int = Field(default=3, ge=0, le=10)
+    prices: dict[str, LLMPrice] = Field(default_factory=dict)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("sqlite", "postgresql", "postgres")):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls, home_dir() / CONFIG_FILE_NAME))
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / CONFIG_FILE_NAME
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'cristal.db'}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings for this process, or a ``ConfigError`` naming what is wrong."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise ConfigError(f"invalid setting {where}: {first['msg']}") from None

@@ -1,0 +1,146 @@
+"""The one place where access is decided.
+
+``decide`` is the pure policy; ``authorize`` is ``decide`` plus the audit
+record, and ``require`` raises ``AccessDenied`` on a refusal. Every layer calls
+these; nothing else compares roles, organizations or ACLs.
+
+Policy, in order:
+
+1. Unknown actions are refused (default deny).
+2. The installation operator may do operator and admin actions, never data reads.
+3. A user never acts outside their own organization.
+4. Admin actions need the ``admin`` role; owner actions need the owner or an admin.
+5. Data reads need a matching access rule; with no rules, only admins read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from sqlalchemy.orm import Session
+
+from cristal.audit.log import write_audit
+from cristal.errors import AccessDenied
+from cristal.identity.principal import Principal
+from cristal.identity.resource import Resource
+
+
+class Rule(Enum):
+    OPERATOR = "operator"  # installation-wide changes
+    ADMIN = "admin"  # organization admin (or the operator)
+    MEMBER = "member"  # anyone in the organization
+    OWNER = "owner"  # the resource's owner, or an organization admin
+    ACL = "acl"  # company data: the resource's access rules
+
+
+# Every action the platform knows. Later layers add theirs here, so the whole
+# policy can be read in one screen.
+POLICY: dict[str, Rule] = {
+    "org.create": Rule.OPERATOR,
+    "org.delete": Rule.OPERATOR,
+    "org.update": Rule.ADMIN,
+    "org.read": Rule.MEMBER,
+    "user.manage": Rule.ADMIN,
+    "user.list": Rule.ADMIN,
+    "group.manage": Rule.ADMIN,
+    "apikey.create": Rule.OWNER,
+    "apikey.list": Rule.OWNER,
+    "apikey.revoke": Rule.OWNER,
+    "audit.read": Rule.ADMIN,
+    "usage.read": Rule.ADMIN,
+    "llm.call": Rule.MEMBER,
+    "source.manage": Rule.ADMIN,
+    "knowledge.search": Rule.MEMBER,
+    "document.read": Rule.ACL,
+}
+
+# Actions the operator may take: managing the installation, not reading data.
+_OPERATOR_OK = {Rule.OPERATOR, Rule.ADMIN}
+_DATA_RULES = {Rule.ACL}
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+def decide(principal: Principal, action: str, resource: Resource) -> Decision:
+    """The policy alone, with no side effects."""
+    rule = POLICY.get(action)
+    if rule is None:
+        return Decision(False, f"unknown action {action!r}")
+    if principal.is_operator:
+        if rule in _OPERATOR_OK:
+            return Decision(True, "installation operator")
+        return Decision(False, "the operator cannot read company data or act as a user; use --as EMAIL")
+    if rule is Rule.OPERATOR:
+        return Decision(False, "only the installation operator may do this")
+    if principal.org_id is None or resource.org_id != principal.org_id:
+        return Decision(False, "resource belongs to another organization")
+    if rule is Rule.MEMBER:
+        return Decision(True, "member of the organization")
+    if principal.is_admin:
+        return Decision(True, "organization admin")
+    if rule is Rule.ADMIN:
+        return Decision(False, "requires the admin role")
+    if rule is Rule.OWNER:
+        if resource.owner_user_id is not None and resource.owner_user_id == principal.user_id:
+            return Decision(True, "owner")
+        return Decision(False, "only the owner or an admin may do this")
+    # Rule.ACL: company data.
+    if not resource.acl:
+        return Decision(False, "no access rule grants this; admins only")
+    matched = principal.acl_matchers().intersection(resource.acl)
+    if matched:
+        return Decision(True, "access rule " + ",".join(sorted(matched)))
+    return Decision(False, "no access rule matches")
+
+
+def authorize(
+    session: Session,
+    principal: Principal,
+    action: str,
+    resource: Resource,
+    *,
+    request_id: str | None = None,
+    details: dict | None = None,
+) -> Decision:
+    """Decide and leave an audit record.
+
+    An allowed decision is recorded in ``session`` and so commits with the work
+    it allowed; a refusal is committed at once on its own connection, because
+    the caller's work is about to be abandoned and the refusal must survive.
+    """
+    decision = decide(principal, action, resource)
+    write_audit(
+        session,
+        principal=principal,
+        action=action,
+        resource=resource,
+        decision="allow" if decision.allowed else "deny",
+        reason=decision.reason,
+        request_id=request_id,
+        details=details,
+        independent=not decision.allowed,
+    )
+    return decision
+
+
+def require(
+    session: Session,
+    principal: Principal,
+    action: str,
+    resource: Resource,
+    *,
+    request_id: str | None = None,
+    details: dict | None = None,
+) -> None:
+    """``authorize``, raising ``AccessDenied`` with the reason on a refusal."""
+    decision = authorize(session, principal, action, resource, request_id=request_id, details=details)
+    if not decision.allowed:
+        raise AccessDenied(f"{principal.label} may not {action} {resource.label}: {decision.reason}")

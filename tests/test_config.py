@@ -1,0 +1,65 @@
+"""Settings: environment over config.toml over defaults, with one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from cristal.config import load_settings
+from cristal.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    for key in list(os.environ):
+        if key.startswith(("CRISTAL_", "OPENAI_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("CRISTAL_HOME", str(tmp_path))
+
+
+def test_defaults_live_in_the_home(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = load_settings()
+    assert cfg.home == tmp_path.resolve()
+    assert cfg.effective_database_url == f"sqlite:///{tmp_path.resolve() / 'cristal.db'}"
+    assert cfg.llm_base_url is None
+
+
+def test_toml_file_then_environment_wins(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "config.toml").write_text(
+        'llm_model = "from-file"\nllm_base_url = "http://file/v1"\n[prices."my-model"]\ninput_per_million = 1.5\noutput_per_million = 2\n'
+    )
+    monkeypatch.setenv("CRISTAL_LLM_MODEL", "from-env")
+    cfg = load_settings()
+    assert cfg.llm_model == "from-env"
+    assert cfg.llm_base_url == "http://file/v1"
+    assert cfg.prices["my-model"].output_per_million == 2
+
+
+def test_openai_api_key_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert load_settings().llm_api_key == "sk-test"
+    monkeypatch.setenv("CRISTAL_LLM_API_KEY", "cristal-key")
+    assert load_settings().llm_api_key == "cristal-key"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("llm_model = [", "invalid TOML"),
+        ("llm_timeout_seconds = -1", "llm_timeout_seconds"),
+        ("no_such_setting = 1", "no_such_setting"),
+        ('database_url = "mysql://x"', "database_url"),
+    ],
+)
+def test_bad_config_file_is_one_line(tmp_path, content: str, expected: str) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "config.toml").write_text(content)
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_settings()
+    assert "\n" not in str(info.value)
+
+
+def test_config_file_that_is_not_utf8(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "config.toml").write_bytes(b"llm_model = '\xff\xfe'")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_settings()
