@@ -198,7 +198,8 @@ def test_configure_llm_validates(two_orgs: Database) -> None:
     with two_orgs.session() as s:
         info = orgs.configure_llm(s, OPERATOR, "acme", base_url="http://127.0.0.1:9/v1", model="m", monthly_budget_usd=5)
         assert (info.llm_base_url, info.llm_model, info.llm_monthly_budget_usd) == ("http://127.0.0.1:9/v1", "m", 5)
-    for kwargs in ({"base_url": "ftp://x"}, {"monthly_budget_usd": -1}, {"api_key_env": "NOT VALID"}):
+    for kwargs in ({"base_url": "ftp://x"}, {"monthly_budget_usd": -1}, {"api_key_env": "NOT VALID"},
+                   {"api_key_env": "CRISTAL_DATABASE_URL"}, {"api_key_env": "CRISTAL_ORG_KEY_A B"}):
         with pytest.raises(InvalidInput):
             with two_orgs.session() as s:
                 orgs.configure_llm(s, OPERATOR, "acme", **kwargs)

@@ -78,7 +78,7 @@ def org_llm(
     slug: str,
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1"),
     model: Optional[str] = typer.Option(None, "--model"),
-    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Name of the environment variable holding the key."),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Name of the environment variable holding the key (must start with CRISTAL_ORG_KEY_)."),
     budget: Optional[float] = typer.Option(None, "--budget", help="Monthly budget in US dollars."),
     no_budget: bool = typer.Option(False, "--no-budget", help="Remove the monthly budget."),
     as_email: Optional[str] = AS,

@@ -17,6 +17,15 @@ from sqlalchemy.types import DateTime, TypeDecorator
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+# Database objects that migrations create by hand (FTS5 tables, expression
+# indexes) and the ORM does not map; schema comparison ignores them.
+UNMAPPED_PREFIXES = ("chunk_fts", "chunk_tri", "ix_chunks_terms_fts", "ix_chunks_text_trgm")
+
+
+def include_in_schema_comparison(name: str | None, type_: str, parent_names: object) -> bool:
+    return not (name or "").startswith(UNMAPPED_PREFIXES)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 

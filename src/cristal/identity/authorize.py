@@ -51,7 +51,10 @@ POLICY: dict[str, Rule] = {
     "usage.read": Rule.ADMIN,
     "llm.call": Rule.MEMBER,
     "source.manage": Rule.ADMIN,
-    "knowledge.search": Rule.MEMBER,
+    "source.sync": Rule.ADMIN,
+    "source.list": Rule.MEMBER,
+    "source.query": Rule.ACL,  # read-only SQL on a source, governed by the source's rules
+    "knowledge.search": Rule.MEMBER,  # results are filtered per document inside the query
     "document.read": Rule.ACL,
 }
 

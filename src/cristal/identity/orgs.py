@@ -16,6 +16,9 @@ from cristal.identity.principal import Principal
 from cristal.identity.resource import Resource
 
 
+ORG_KEY_ENV_PREFIX = "CRISTAL_ORG_KEY_"
+
+
 @dataclass(frozen=True)
 class OrgInfo:
     slug: str
@@ -88,8 +91,11 @@ def configure_llm(
     if model is not None:
         org.llm_model = model
     if api_key_env is not None:
-        if not api_key_env.replace("_", "").isalnum():
-            raise InvalidInput(f"invalid environment variable name {api_key_env!r}")
+        # Only variables meant for this purpose: otherwise an org admin could name
+        # any server variable (the database URL...) and receive it as a bearer token
+        # at an endpoint of their choosing.
+        if not (api_key_env.startswith(ORG_KEY_ENV_PREFIX) and api_key_env.replace("_", "").isalnum()):
+            raise InvalidInput(f"invalid key variable {api_key_env!r}: the name must start with {ORG_KEY_ENV_PREFIX}")
         org.llm_api_key_env = api_key_env
     if monthly_budget_usd is not None:
         if monthly_budget_usd < 0:

@@ -1,0 +1,53 @@
+"""The connector interface: a source lists items; the sync engine parses and indexes them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cristal.knowledge.parse.document import ParsedDocument
+
+
+@dataclass
+class Item:
+    """One document as its source sees it, before parsing.
+
+    A connector gives either ``read`` (bytes that a parser will turn into a
+    document, chosen by ``filename``) or ``parsed`` (a document it built itself,
+    like a database row).
+    """
+
+    external_id: str
+    uri: str
+    filename: str
+    acl: tuple[str, ...] | None
+    mtime: float | None = None
+    size: int = 0
+    read: Callable[[], bytes] | None = None
+    parsed: ParsedDocument | None = None
+    fingerprint: str | None = None  # a cheap content hash when the connector has one
+
+
+@dataclass(frozen=True)
+class ScanProblem:
+    """Something the connector could not list or read; the sync reports it and goes on."""
+
+    external_id: str
+    reason: str
+
+
+@dataclass
+class ScanScope:
+    """What a scan could not see: documents under these prefixes must not be deleted."""
+
+    unseen_prefixes: list[str] = field(default_factory=list)
+    complete: bool = True
+
+
+class Connector(Protocol):
+    kind: str
+    scope: ScanScope
+
+    def scan(self) -> Iterator[Item | ScanProblem]:
+        """Every document of the source, or a problem per thing that failed."""

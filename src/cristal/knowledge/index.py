@@ -1,0 +1,98 @@
+"""Writing the index: a document's row, its access rules, its chunks (and so the keyword index).
+
+Everything about one document is written in the caller's transaction, so a
+document is always either fully in its old state or fully in its new one —
+an interrupted sync never leaves it half-indexed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from cristal.knowledge.chunk import chunk_document
+from cristal.knowledge.parse.document import ParsedDocument
+from cristal.knowledge.schema import Chunk, Document, DocumentAccess, IndexState
+from cristal.knowledge.tokenize import terms
+
+
+def embedding_input(title: str, heading: str, text: str) -> str:
+    """What is embedded for a chunk: its text with the title and headings as context."""
+    context = " > ".join(p for p in (title, heading) if p)
+    return f"{context}\n{text}" if context else text
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def bump_generation(session: Session, org_id: int) -> None:
+    """Tell in-process caches (the dense matrix) that this organization's index changed."""
+    updated = session.execute(update(IndexState).where(IndexState.org_id == org_id).values(generation=IndexState.generation + 1))
+    if updated.rowcount == 0:
+        session.add(IndexState(org_id=org_id, generation=1))
+        session.flush()
+
+
+def set_access(session: Session, doc_id: int, acl: tuple[str, ...] | None) -> None:
+    session.execute(delete(DocumentAccess).where(DocumentAccess.doc_id == doc_id))
+    if acl:
+        session.execute(insert(DocumentAccess), [{"doc_id": doc_id, "rule": r} for r in acl])
+
+
+def write_document(
+    session: Session,
+    *,
+    org_id: int,
+    source_id: int,
+    external_id: str,
+    uri: str,
+    content_hash: str,
+    acl: tuple[str, ...] | None,
+    parsed: ParsedDocument,
+    mtime: float | None,
+    size: int,
+    existing_id: int | None,
+) -> tuple[int, int]:
+    """Insert or replace one document with its chunks; returns (document id, chunk count)."""
+    values = {
+        "org_id": org_id, "source_id": source_id, "external_id": external_id, "uri": uri, "title": parsed.title,
+        "lang": parsed.language, "mtime": mtime, "size": size, "content_hash": content_hash,
+        "acl": list(acl) if acl else None, "text": parsed.text, "meta": parsed.metadata,
+    }
+    if existing_id is None:
+        doc = Document(**values)
+        session.add(doc)
+        session.flush()
+        doc_id = doc.id
+    else:
+        doc_id = existing_id
+        session.execute(delete(Chunk).where(Chunk.doc_id == doc_id))
+        session.execute(update(Document).where(Document.id == doc_id).values(**values))
+    set_access(session, doc_id, acl)
+    rows = []
+    for span in chunk_document(parsed):
+        rows.append({
+            "org_id": org_id, "doc_id": doc_id, "ord": span.ord, "start": span.start, "end": span.end,
+            "text": span.text, "terms": terms(f"{span.heading}\n{span.text}", parsed.language),
+            "heading": span.heading, "page": span.page, "lang": parsed.language,
+            "embed_hash": _hash(embedding_input(parsed.title, span.heading, span.text)),
+        })
+    if rows:
+        session.execute(insert(Chunk), rows)
+    return doc_id, len(rows)
+
+
+def delete_documents(session: Session, doc_ids: list[int]) -> None:
+    """Remove documents and their chunks (the keyword index follows through triggers)."""
+    for start in range(0, len(doc_ids), 500):
+        batch = doc_ids[start : start + 500]
+        session.execute(delete(Chunk).where(Chunk.doc_id.in_(batch)))
+        session.execute(delete(DocumentAccess).where(DocumentAccess.doc_id.in_(batch)))
+        session.execute(delete(Document).where(Document.id.in_(batch)))
+
+
+def generation(session: Session, org_id: int) -> int:
+    return session.scalar(select(IndexState.generation).where(IndexState.org_id == org_id)) or 0

@@ -1,0 +1,178 @@
+"""Hybrid search as the asking user: keyword + compound + dense, fused by reciprocal rank.
+
+``search(db, principal, query)`` is what every later layer calls. It checks
+``knowledge.search`` for the principal, filters by the principal's access
+rules inside each retrieval query, and leaves one audit record naming the
+documents whose text was returned.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cristal.audit.log import write_audit
+from cristal.db import Database
+from cristal.errors import InvalidInput
+from cristal.identity.authorize import require
+from cristal.identity.directory import in_org, org_by_slug
+from cristal.identity.principal import Principal
+from cristal.identity.resource import Resource
+from cristal.knowledge.dense import dense_search
+from cristal.knowledge.embed import Embedder, default_embedder
+from cristal.knowledge.keyword import compound_search, keyword_search
+from cristal.knowledge.language import detect_language
+from cristal.knowledge.schema import Chunk, Document, DocumentAccess
+from cristal.knowledge.tokenize import tokens
+
+Mode = Literal["hybrid", "keyword", "dense"]
+RRF_K = 60
+MAX_QUERY_CHARS = 2000
+# Compound (substring) matches are weaker evidence than whole-word matches.
+WEIGHTS = {"keyword": 1.0, "compound": 0.5, "dense": 1.0}
+
+
+@dataclass(frozen=True)
+class Hit:
+    doc_id: int
+    chunk_id: int
+    title: str
+    uri: str
+    score: float
+    snippet: str
+    lang: str
+    # Not part of the CLI's hit shape, but what citing agents need:
+    text: str = ""
+    start: int = 0
+    end: int = 0
+    heading: str = ""
+    page: int | None = None
+
+    def as_dict(self) -> dict:
+        """The search-hit shape of DESIGN.md."""
+        d = asdict(self)
+        return {k: d[k] for k in ("doc_id", "chunk_id", "title", "uri", "score", "snippet", "lang")}
+
+
+def rrf(rankings: dict[str, list[tuple[int, float]]], weights: dict[str, float] = WEIGHTS) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: each list votes weight / (60 + rank) for its items."""
+    fused: dict[int, float] = {}
+    for name, ranking in rankings.items():
+        w = weights.get(name, 1.0)
+        for rank, (item, _) in enumerate(ranking):
+            fused[item] = fused.get(item, 0.0) + w / (RRF_K + rank + 1)
+    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _allowed_docs(session: Session, org_id: int, matchers: list[str] | None) -> np.ndarray | None:
+    if matchers is None:
+        return None
+    ids = session.scalars(
+        select(DocumentAccess.doc_id).join(Document, Document.id == DocumentAccess.doc_id)
+        .where(Document.org_id == org_id, DocumentAccess.rule.in_(matchers)).distinct()
+    ).all()
+    return np.asarray(ids, dtype=np.int64)
+
+
+_SENTENCE = re.compile(r"[^.!?。！？\n]+[.!?。！？]?")
+
+
+def snippet(text: str, query_tokens: set[str], lang: str, width: int = 280) -> str:
+    """The sentence sharing most tokens with the query, trimmed to ``width`` characters."""
+    best, best_score = text[:width], -1
+    for m in _SENTENCE.finditer(text):
+        sentence = m.group().strip()
+        if not sentence:
+            continue
+        score = len(query_tokens.intersection(tokens(sentence, lang)))
+        if score > best_score:
+            best, best_score = sentence, score
+    best = " ".join(best.split())
+    return best if len(best) <= width else best[: width - 1] + "…"
+
+
+class Searcher:
+    """Search for one database; holds the embedder so batch queries share it."""
+
+    def __init__(self, db: Database, embedder: Embedder | None = None) -> None:
+        self.db = db
+        self._embedder = embedder
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = default_embedder()
+        return self._embedder
+
+    def search(
+        self,
+        principal: Principal,
+        query: str,
+        *,
+        limit: int = 10,
+        mode: Mode = "hybrid",
+        request_id: str | None = None,
+    ) -> list[Hit]:
+        query = (query or "").strip()
+        if not query:
+            raise InvalidInput("empty query")
+        if len(query) > MAX_QUERY_CHARS:
+            raise InvalidInput(f"query too long ({len(query)} characters, at most {MAX_QUERY_CHARS})")
+        if not 1 <= limit <= 100:
+            raise InvalidInput("--limit must be between 1 and 100")
+        request_id = request_id or uuid.uuid4().hex[:16]
+        with self.db.session() as s:
+            if principal.org_slug is None:  # the operator: refused (and audited) by the policy
+                require(s, principal, "knowledge.search", Resource("knowledge", None, "search"), request_id=request_id)
+            org = org_by_slug(s, principal.org_slug or "")
+            require(s, principal, "knowledge.search", in_org(org, "knowledge", "search"),
+                    request_id=request_id, details={"query": query[:300], "mode": mode})
+            matchers = None if principal.is_admin else sorted(principal.acl_matchers())
+            depth = max(limit * 4, 40)
+            lang = detect_language(query)
+            query_tokens = tokens(query, lang if lang != "und" else "en")
+            rankings: dict[str, list[tuple[int, float]]] = {}
+            if mode in ("hybrid", "keyword"):
+                rankings["keyword"] = keyword_search(s, org.id, query_tokens, matchers, depth)
+                rankings["compound"] = compound_search(s, org.id, query, matchers, depth)
+            if mode in ("hybrid", "dense"):
+                vector = self.embedder.encode([query])[0]
+                rankings["dense"] = dense_search(s, org.id, self.embedder.name, vector, _allowed_docs(s, org.id, matchers), depth)
+            fused = rrf(rankings)[:limit]
+            hits = self._hits(s, fused, set(query_tokens))
+            write_audit(
+                s, principal=principal, action="document.read", resource=in_org(org, "documents", "search-results"),
+                decision="allow", reason="search results", request_id=request_id,
+                details={"docs": sorted({h.doc_id for h in hits})},
+            )
+        return hits
+
+    @staticmethod
+    def _hits(session: Session, fused: list[tuple[int, float]], query_tokens: set[str]) -> list[Hit]:
+        if not fused:
+            return []
+        ids = [cid for cid, _ in fused]
+        rows = {
+            r.id: r for r in session.execute(
+                select(Chunk.id, Chunk.doc_id, Chunk.text, Chunk.lang, Chunk.start, Chunk.end, Chunk.heading, Chunk.page,
+                       Document.title, Document.uri)
+                .join(Document, Document.id == Chunk.doc_id).where(Chunk.id.in_(ids))
+            )
+        }
+        return [
+            Hit(doc_id=r.doc_id, chunk_id=r.id, title=r.title, uri=r.uri, score=round(score, 6),
+                snippet=snippet(r.text, query_tokens, r.lang), lang=r.lang, text=r.text, start=r.start, end=r.end,
+                heading=r.heading, page=r.page)
+            for cid, score in fused if (r := rows.get(cid)) is not None
+        ]
+
+
+def search(db: Database, principal: Principal, query: str, *, limit: int = 10, mode: Mode = "hybrid") -> list[Hit]:
+    """One search as ``principal``; see ``Searcher`` to reuse the embedder across queries."""
+    return Searcher(db).search(principal, query, limit=limit, mode=mode)

@@ -1,0 +1,221 @@
+"""Incremental sync: bring one source's part of the index up to date.
+
+1. The connector lists the source; each item is hashed (content + pipeline
+   settings). Unchanged items cost a hash; items whose only change is their
+   access rules get new rules without re-indexing.
+2. New and changed items are parsed, chunked and written one document per
+   transaction: a sync killed at any point leaves every document either old
+   or new, and the next sync finishes the job with the same result.
+3. Documents that disappeared are deleted — except under folders or tables
+   the scan could not read, whose documents are kept.
+4. Dense embeddings are computed afterwards in batches, cached by content
+   hash, so keyword search is ready first and unchanged text is never
+   embedded twice.
+
+Problems (corrupt files, undecodable text, unreadable folders, a database
+failing mid-sync) are reported in the summary; the rest of the sync completes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from cristal.db import Database
+from cristal.db.schema import utcnow
+from cristal.identity.authorize import require
+from cristal.identity.directory import in_org, org_by_slug
+from cristal.identity.principal import Principal
+from cristal.knowledge.connectors import CONNECTORS, Item, ScanProblem
+from cristal.knowledge.embed import Embedder, default_embedder, to_blob
+from cristal.knowledge.index import bump_generation, delete_documents, embedding_input, set_access, write_document
+from cristal.knowledge.parse import ParseError, parse_bytes
+from cristal.knowledge.pii import redact_document
+from cristal.knowledge.schema import Chunk, Document, Embedding, Source
+from cristal.knowledge.sources import source_by_name
+
+# Bump when parsing or chunking changes, so every document is re-indexed once.
+PIPELINE_VERSION = "1"
+EMBED_BATCH = 32
+
+ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass
+class SyncReport:
+    source: str
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    access_changed: int = 0
+    deleted: int = 0
+    kept_unseen: int = 0
+    chunks_written: int = 0
+    embedded: int = 0
+    embeddings_reused: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _content_hash(item: Item, data: bytes | None, options: dict) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"{PIPELINE_VERSION}|{json.dumps(options, sort_keys=True)}|".encode())
+    digest.update(data if data is not None else (item.fingerprint or "").encode())
+    return digest.hexdigest()
+
+
+def _no_progress(phase: str, done: int, total: int) -> None:
+    return None
+
+
+def sync_source(
+    db: Database,
+    actor: Principal,
+    org_slug: str,
+    name: str,
+    *,
+    embed: bool = True,
+    embedder: Embedder | None = None,
+    progress: ProgressFn = _no_progress,
+) -> SyncReport:
+    started = time.perf_counter()
+    with db.session() as s:
+        org = org_by_slug(s, org_slug)
+        require(s, actor, "source.sync", in_org(org, "source", name))
+        source = source_by_name(s, org.id, name)
+        org_id, source_id, options = org.id, source.id, dict(source.options or {})
+        connector = CONNECTORS[source.kind](source.uri, tuple(source.acl) if source.acl else None, options)
+        known = {
+            row.external_id: (row.id, row.content_hash, tuple(row.acl) if row.acl else None)
+            for row in s.execute(select(Document.external_id, Document.id, Document.content_hash, Document.acl).where(Document.source_id == source_id))
+        }
+
+    report = SyncReport(source=name)
+    progress("scan", 0, 0)
+    listed = list(connector.scan())
+    items = [i for i in listed if isinstance(i, Item)]
+    for problem in (p for p in listed if isinstance(p, ScanProblem)):
+        report.skipped.append({"id": problem.external_id, "reason": problem.reason})
+
+    seen: set[str] = set()
+    for done, item in enumerate(items, 1):
+        seen.add(item.external_id)
+        try:
+            _sync_item(db, item, known.get(item.external_id), org_id, source_id, options, report)
+        except ParseError as exc:
+            # Keep the previous version, if any: nothing already indexed is lost.
+            report.skipped.append({"id": item.external_id, "reason": str(exc)})
+        except OSError as exc:
+            report.skipped.append({"id": item.external_id, "reason": f"cannot read ({exc.strerror or exc})"})
+        progress("index", done, len(items))
+
+    gone = [
+        doc_id for ext, (doc_id, _, _) in known.items()
+        if ext not in seen and not _under(ext, connector.scope.unseen_prefixes)
+    ]
+    report.kept_unseen = sum(1 for ext in known if ext not in seen and _under(ext, connector.scope.unseen_prefixes))
+    if not connector.scope.complete:
+        report.kept_unseen += len(gone)
+        gone = []
+    if gone:
+        with db.session() as s:
+            delete_documents(s, gone)
+            bump_generation(s, org_id)
+        report.deleted = len(gone)
+
+    if embed:
+        embed_source(db, source_id, embedder or default_embedder(), report, progress)
+
+    report.seconds = round(time.perf_counter() - started, 3)
+    with db.session() as s:
+        row = s.get(Source, source_id)
+        if row is not None:
+            row.last_sync_at = utcnow()
+            row.last_sync = {k: v for k, v in report.as_dict().items() if k != "skipped"} | {"skipped": len(report.skipped)}
+    return report
+
+
+def _under(external_id: str, prefixes: list[str]) -> bool:
+    return any(p == "" or external_id == p or external_id.startswith(p) for p in prefixes)
+
+
+def _sync_item(
+    db: Database,
+    item: Item,
+    known: tuple[int, str, tuple[str, ...] | None] | None,
+    org_id: int,
+    source_id: int,
+    options: dict,
+    report: SyncReport,
+) -> None:
+    data = item.read() if item.read is not None else None
+    content_hash = _content_hash(item, data, options)
+    if known is not None and known[1] == content_hash:
+        if known[2] != item.acl:
+            with db.session() as s:
+                set_access(s, known[0], item.acl)
+                s.query(Document).filter(Document.id == known[0]).update({"acl": list(item.acl) if item.acl else None})
+                bump_generation(s, org_id)
+            report.access_changed += 1
+        else:
+            report.unchanged += 1
+        return
+    parsed = item.parsed if item.parsed is not None else parse_bytes(data or b"", item.filename)
+    if options.get("redact_pii"):
+        parsed = redact_document(parsed)
+    with db.session() as s:
+        _, chunks = write_document(
+            s, org_id=org_id, source_id=source_id, external_id=item.external_id, uri=item.uri,
+            content_hash=content_hash, acl=item.acl, parsed=parsed, mtime=item.mtime,
+            size=item.size or len(data or b""), existing_id=known[0] if known else None,
+        )
+        bump_generation(s, org_id)
+    report.chunks_written += chunks
+    if known is None:
+        report.added += 1
+    else:
+        report.updated += 1
+
+
+def embed_source(db: Database, source_id: int, embedder: Embedder, report: SyncReport, progress: ProgressFn = _no_progress) -> None:
+    """Embed every chunk of the source whose text has no embedding for this model yet."""
+    with db.session() as s:
+        rows = s.execute(
+            select(Chunk.embed_hash, Document.title, Chunk.heading, Chunk.text)
+            .join(Document, Document.id == Chunk.doc_id)
+            .where(Document.source_id == source_id)
+        ).all()
+        have = set(s.scalars(select(Embedding.content_hash).where(Embedding.model == embedder.name, Embedding.content_hash.in_({r[0] for r in rows}))).all()) if rows else set()
+    todo: dict[str, str] = {}
+    for embed_hash, title, heading, text in rows:
+        if embed_hash in have:
+            continue
+        todo.setdefault(embed_hash, embedding_input(title, heading, text))
+    report.embeddings_reused = len({r[0] for r in rows} & have)
+    hashes = list(todo)
+    if not hashes:
+        return
+    org_id = None
+    with db.session() as s:
+        org_id = s.scalar(select(Source.org_id).where(Source.id == source_id))
+    for start in range(0, len(hashes), EMBED_BATCH):
+        batch = hashes[start : start + EMBED_BATCH]
+        vectors = embedder.encode([todo[h] for h in batch])
+        with db.session() as s:
+            existing = set(s.scalars(select(Embedding.content_hash).where(Embedding.model == embedder.name, Embedding.content_hash.in_(batch))))
+            fresh = [{"content_hash": h, "model": embedder.name, "vector": to_blob(v)} for h, v in zip(batch, vectors) if h not in existing]
+            if fresh:
+                s.execute(insert(Embedding), fresh)
+            if org_id is not None:
+                bump_generation(s, org_id)
+        report.embedded += len(batch)
+        progress("embed", min(start + EMBED_BATCH, len(hashes)), len(hashes))

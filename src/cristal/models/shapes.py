@@ -1,0 +1,99 @@
+"""What agents exchange with the gateway: results, tool calls, usage, and message builders.
+
+Messages themselves stay plain OpenAI-format dicts (``{"role", "content"}``),
+the lingua franca of every compatible server; these helpers build the ones
+that are fiddly to get right (tool definitions, tool results, the assistant
+turn that carried tool calls).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from cristal.models.failures import BadResponse
+
+_NAME = re.compile(r"[^A-Za-z0-9_-]")
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A tool the model asked to call, with its arguments parsed from JSON."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+    def as_openai(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": json.dumps(self.arguments, ensure_ascii=False)},
+        }
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one call cost, as metered."""
+
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    priced: bool  # False: the model has no known price and ``cost_usd`` is 0
+    latency_ms: float
+    estimated: bool = False  # True: the server reported no usage and tokens were estimated
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    text: str
+    tool_calls: list[ToolCall]
+    usage: Usage
+    model: str
+    finish_reason: str | None
+    request_id: str | None = field(default=None, compare=False)
+
+    def assistant_message(self) -> dict[str, Any]:
+        """This answer as the assistant turn to append to the conversation before tool results."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.text or None}
+        if self.tool_calls:
+            message["tool_calls"] = [call.as_openai() for call in self.tool_calls]
+        return message
+
+
+def tool_message(call: ToolCall | str, content: str | dict | list) -> dict[str, Any]:
+    """The result of a tool call, as the message that answers it."""
+    call_id = call.id if isinstance(call, ToolCall) else call
+    body = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False, default=str)
+    return {"role": "tool", "tool_call_id": call_id, "content": body}
+
+
+def function_tool(name: str, description: str, parameters: dict[str, Any] | type[BaseModel] | None = None) -> dict[str, Any]:
+    """A tool definition; ``parameters`` is a JSON schema or a pydantic model of the arguments."""
+    if isinstance(parameters, type) and issubclass(parameters, BaseModel):
+        schema = parameters.model_json_schema()
+    else:
+        schema = parameters or {"type": "object", "properties": {}}
+    return {"type": "function", "function": {"name": name, "description": description, "parameters": schema}}
+
+
+def schema_name(name: str) -> str:
+    """A name OpenAI accepts for a function or a response schema (``[A-Za-z0-9_-]{1,64}``)."""
+    return _NAME.sub("_", name)[:64] or "result"
+
+
+def parse_tool_call(call_id: str | None, name: str | None, raw_arguments: str | None) -> ToolCall:
+    """A tool call from the wire, or ``BadResponse`` when it is incomplete or its arguments are not a JSON object."""
+    if not name:
+        raise BadResponse("a tool call has no function name")
+    try:
+        arguments = json.loads(raw_arguments) if raw_arguments and raw_arguments.strip() else {}
+    except ValueError:
+        raise BadResponse(f"the arguments of tool call {name!r} are not valid JSON: {raw_arguments[:120]!r}") from None
+    if not isinstance(arguments, dict):
+        raise BadResponse(f"the arguments of tool call {name!r} are not a JSON object")
+    return ToolCall(id=call_id or f"call_{name}", name=name, arguments=arguments)
