@@ -1,4 +1,4 @@
-"""``cristal demo`` builds the sample company and shows isolation, and can run twice."""
+"""``cristal demo`` builds the sample company, indexes its knowledge, shows isolation, and can run twice."""
 
 from __future__ import annotations
 
@@ -11,11 +11,24 @@ def test_demo_runs_and_is_repeatable(cli) -> None:  # type: ignore[no-untyped-de
     summary = json.loads(first.stdout)
     assert len(summary["organizations_created"]) == 3
     assert len(summary["users_created"]) == 10
+    assert len(summary["sources_added"]) == 6
+    assert all(not r["skipped"] and r["added"] > 0 for r in summary["sync"])
     results = [c["result"] for c in summary["access_checks"]]
     assert results[0].startswith("allowed") and results[1].startswith("denied") and results[2].startswith("denied")
 
+    by_person = {(s["as"], s["query"]): [h["title"] for h in s["hits"]] for s in summary["searches"]}
+    iban = "IBAN Lieferant Rheinfilter"
+    assert "Lieferantenverträge – Übersicht 2025" in by_person[("lukas.weber@aozora-de.example", iban)]
+    assert "Lieferantenverträge – Übersicht 2025" not in by_person[("jonas.becker@aozora-de.example", iban)]
+    salaries = "Gehaltsbänder Senior Engineer"
+    assert by_person[("mia.fischer@aozora-de.example", salaries)][0] == "Gehaltsbänder 2025"
+    assert "Gehaltsbänder 2025" not in by_person[("lukas.weber@aozora-de.example", salaries)]
+    warranty = by_person[("jonas.becker@aozora-de.example", "What is the warranty period for Sora air purifiers in Germany?")]
+    assert warranty[0].startswith("Garantiebedingungen")
+
     second = json.loads(cli("demo", "--json").stdout)
-    assert second["organizations_created"] == [] and second["users_created"] == []
+    assert second["organizations_created"] == [] and second["users_created"] == [] and second["sources_added"] == []
+    assert all(r["added"] == 0 and r["updated"] == 0 and r["embedded"] == 0 for r in second["sync"])
 
     denied = json.loads(cli("audit", "--org", "aozora-de", "--json", "--decision", "deny").stdout)["records"]
     assert any(r["actor"].startswith("user:yuki.tanaka") for r in denied)
@@ -24,4 +37,4 @@ def test_demo_runs_and_is_repeatable(cli) -> None:  # type: ignore[no-untyped-de
 def test_demo_prints_tables(cli) -> None:  # type: ignore[no-untyped-def]
     result = cli("demo")
     assert result.code == 0
-    assert "Aozora Group" in result.stdout and "denied" in result.stdout
+    assert "Aozora Group" in result.stdout and "denied" in result.stdout and "Gehaltsbänder 2025" in result.stdout

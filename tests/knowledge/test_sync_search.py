@@ -21,6 +21,8 @@ from cristal.knowledge.sync import sync_source
 
 from .conftest import OPERATOR, write_tree
 
+BACKENDS = ("sqlite", "postgres")  # the embedded index and the PostgreSQL path
+
 QUERIES = [
     "hotel Munich per night", "Garantiezeit Luftreiniger", "warranty period air purifier Germany",
     "Abrechnung", "出張旅費の精算", "宿泊費の上限", "IBAN supplier payment", "revenue Q3", "salary bands engineers",

@@ -1,8 +1,11 @@
-"""``cristal demo``: load the sample group company and show what the platform does with it."""
+"""``cristal demo``: load the sample company and show what the platform does with it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from cristal.cli.app import app
@@ -14,44 +17,100 @@ from cristal.errors import AccessDenied
 from cristal.identity import users
 from cristal.identity.directory import resolve_principal
 from cristal.identity.principal import Principal
+from cristal.knowledge.search import Searcher
+from cristal.knowledge.sources import list_sources
+from cristal.knowledge.sync import sync_source
 from cristal.sample.company import GROUP, load_company
+from cristal.sample.knowledge import connect_sources
+
+# (org, employee, query): the same question asked by people with different access.
+SEARCHES = [
+    ("aozora-de", "lukas.weber@aozora-de.example", "IBAN Lieferant Rheinfilter"),
+    ("aozora-de", "jonas.becker@aozora-de.example", "IBAN Lieferant Rheinfilter"),
+    ("aozora-de", "mia.fischer@aozora-de.example", "Gehaltsbänder Senior Engineer"),
+    ("aozora-de", "lukas.weber@aozora-de.example", "Gehaltsbänder Senior Engineer"),
+    ("aozora-de", "jonas.becker@aozora-de.example", "What is the warranty period for Sora air purifiers in Germany?"),
+    ("aozora-jp", "kenji.sato@aozora.example", "出張旅費の精算期限"),
+    ("aozora-jp", "daiki.kobayashi@aozora.example", "Sora Pro 2 launch date"),
+    ("aozora-us", "michael.brown@aozora-us.example", "pending expenses above 100"),
+]
+ISOLATION_CHECKS = (
+    ("aozora-jp", "yuki.tanaka@aozora.example", "aozora-jp"),
+    ("aozora-jp", "yuki.tanaka@aozora.example", "aozora-de"),
+    ("aozora-de", "lukas.weber@aozora-de.example", "aozora-de"),
+)
+
+
+def _sync_all(db: Database, operator: Principal, quiet: bool) -> list[dict]:
+    reports = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err, transient=True, disable=quiet) as bar:
+        for company in GROUP:
+            with db.session() as s:
+                names = [i.name for i in list_sources(s, operator, company.slug)]
+            for name in names:
+                task = bar.add_task(f"{company.slug}/{name}", total=None)
+
+                def progress(phase: str, done: int, total: int, task=task, label=f"{company.slug}/{name}") -> None:  # type: ignore[no-untyped-def]
+                    bar.update(task, description=f"{label}: {phase}", completed=done, total=total or None)
+
+                report = sync_source(db, operator, company.slug, name, progress=progress)
+                reports.append({"org": company.slug, **report.as_dict()})
+    return reports
+
+
+def _isolation(db: Database) -> list[dict]:
+    checks = []
+    for actor_org, actor_email, target_org in ISOLATION_CHECKS:
+        with db.session() as s:
+            actor = resolve_principal(s, actor_org, actor_email)
+        try:
+            with db.session() as s:
+                count = len(users.list_users(s, actor, target_org))
+            checks.append({"actor": actor.label, "lists users of": target_org, "result": f"allowed ({count} users)"})
+        except AccessDenied as exc:
+            checks.append({"actor": actor.label, "lists users of": target_org, "result": "denied: " + str(exc).rsplit(": ", 1)[-1]})
+    return checks
+
+
+def _searches(db: Database) -> list[dict]:
+    searcher = Searcher(db)
+    results = []
+    for org, email, query in SEARCHES:
+        with db.session() as s:
+            principal = resolve_principal(s, org, email)
+        hits = searcher.search(principal, query, limit=5)
+        results.append({"org": org, "as": email, "query": query, "hits": [h.as_dict() for h in hits]})
+    return results
 
 
 @app.command("demo")
 def demo_command(json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables.")) -> None:
-    """Load the sample company (Aozora Group) and run the showcase."""
+    """Load the sample company (Aozora Group), index its knowledge and run the showcase."""
     workspace = initialise()
-    db = Database(load_settings().effective_database_url)
+    settings = load_settings()
+    db = Database(settings.effective_database_url)
+    operator = Principal.operator()
     summary: dict = {"workspace": workspace}
     try:
         with db.session() as s:
-            report = load_company(s, Principal.operator())
+            report = load_company(s, operator)
+            summary["sources_added"] = [f"{o}/{n}" for o, n in connect_sources(s, operator, Path(settings.home))]
         summary["organizations_created"] = report.orgs_created
         summary["users_created"] = report.users_created
-
-        # Show isolation: an admin of one company is refused in another, and the refusal is audited.
-        checks = []
-        for actor_org, actor_email, target_org in (
-            ("aozora-jp", "yuki.tanaka@aozora.example", "aozora-jp"),
-            ("aozora-jp", "yuki.tanaka@aozora.example", "aozora-de"),
-            ("aozora-de", "lukas.weber@aozora-de.example", "aozora-de"),
-        ):
-            with db.session() as s:
-                actor = resolve_principal(s, actor_org, actor_email)
-            try:
-                with db.session() as s:
-                    count = len(users.list_users(s, actor, target_org))
-                checks.append({"actor": actor.label, "lists users of": target_org, "result": f"allowed ({count} users)"})
-            except AccessDenied as exc:
-                checks.append({"actor": actor.label, "lists users of": target_org, "result": "denied: " + str(exc).rsplit(": ", 1)[-1]})
-        summary["access_checks"] = checks
+        summary["sync"] = _sync_all(db, operator, quiet=json_out)
+        summary["access_checks"] = _isolation(db)
+        summary["searches"] = _searches(db)
     finally:
         db.dispose()
 
     if json_out:
         print_json(summary)
         return
-    err.print(f"[bold]Cristal demo[/] — workspace {workspace['home']}")
+    _show(summary)
+
+
+def _show(summary: dict) -> None:
+    err.print(f"[bold]Cristal demo[/] — workspace {summary['workspace']['home']}")
     table = Table(title="Aozora Group (sample company)")
     for column in ("organization", "name", "employees (role: groups)"):
         table.add_column(column)
@@ -59,12 +118,31 @@ def demo_command(json_out: bool = typer.Option(False, "--json", help="Print a JS
         people = "\n".join(f"{e.email} ({e.role}: {', '.join(e.groups)})" for e in company.employees)
         table.add_row(company.slug, company.name, people)
     out.print(table)
-    created = len(summary["organizations_created"]), len(summary["users_created"])
-    out.print(f"created {created[0]} organizations and {created[1]} users this run (existing ones kept)")
-    checks_table = Table(title="Authorization in action (every decision is in the audit trail)")
+    out.print(f"created {len(summary['organizations_created'])} organizations and {len(summary['users_created'])} users "
+              f"and connected {len(summary['sources_added'])} sources this run (existing ones kept)")
+
+    sync = Table(title="Knowledge sync (documents and ERP database of each company)")
+    for column in ("source", "added", "updated", "unchanged", "chunks", "embedded", "skipped", "seconds"):
+        sync.add_column(column, justify="right" if column != "source" else "left")
+    for r in summary["sync"]:
+        sync.add_row(f"{r['org']}/{r['source']}", str(r["added"]), str(r["updated"]), str(r["unchanged"]),
+                     str(r["chunks_written"]), str(r["embedded"]), str(len(r["skipped"])), f"{r['seconds']:.1f}")
+    out.print(sync)
+
+    searches = Table(title="Same question, different employees: each sees only what they may read")
+    for column in ("employee", "query", "top results"):
+        searches.add_column(column)
+    for s in summary["searches"]:
+        titles = list(dict.fromkeys(f"{h['title']} [{h['lang']}]" for h in s["hits"]))
+        top = "\n".join(titles) or "[dim]no results they may see[/]"
+        searches.add_row(f"{s['as']}\n({s['org']})", s["query"], top)
+    out.print(searches)
+
+    checks = Table(title="Authorization in action (every decision is in the audit trail)")
     for column in ("actor", "asks to list users of", "result"):
-        checks_table.add_column(column)
+        checks.add_column(column)
     for c in summary["access_checks"]:
-        checks_table.add_row(c["actor"], c["lists users of"], c["result"], style="red" if c["result"].startswith("denied") else "green")
-    out.print(checks_table)
-    out.print("next: [bold]cristal audit --org aozora-de[/] shows the refused cross-organization attempt")
+        checks.add_row(c["actor"], c["lists users of"], c["result"], style="red" if c["result"].startswith("denied") else "green")
+    out.print(checks)
+    out.print("try: [bold]cristal search \"Hotelobergrenze München\" --org aozora-de --as jonas.becker@aozora-de.example[/]")
+    out.print("     [bold]cristal audit --org aozora-de[/] shows every search and the refused cross-organization attempt")

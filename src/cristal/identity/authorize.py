@@ -52,7 +52,7 @@ POLICY: dict[str, Rule] = {
     "llm.call": Rule.MEMBER,
     "source.manage": Rule.ADMIN,
     "source.sync": Rule.ADMIN,
-    "source.list": Rule.MEMBER,
+    "source.list": Rule.ADMIN,
     "source.query": Rule.ACL,  # read-only SQL on a source, governed by the source's rules
     "knowledge.search": Rule.MEMBER,  # results are filtered per document inside the query
     "document.read": Rule.ACL,

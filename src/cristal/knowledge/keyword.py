@@ -38,18 +38,23 @@ def _run(session: Session, sql: str, params: dict) -> list[tuple[int, float]]:
     return [(int(r[0]), float(r[1])) for r in session.execute(stmt, params)]
 
 
+def _fts5(session: Session, table: str, phrases: list[str], org_id: int, matchers: list[str] | None, k: int) -> list[tuple[int, float]]:
+    """BM25 over one FTS5 table (``chunk_fts`` or ``chunk_tri``), any of ``phrases``, filtered by access."""
+    match = " OR ".join('"' + p.replace('"', '""') + '"' for p in phrases)
+    sql = (
+        f"SELECT c.id, -bm25({table}) AS score FROM {table} JOIN chunks c ON c.id = {table}.rowid "
+        f"WHERE {table} MATCH :q AND c.org_id = :org" + _access_clause(matchers) + f" ORDER BY bm25({table}) LIMIT :k"
+    )
+    return _run(session, sql, _params(org_id, matchers, k, q=match))
+
+
 def keyword_search(session: Session, org_id: int, query_terms: list[str], matchers: list[str] | None, k: int) -> list[tuple[int, float]]:
     """(chunk id, score) best first; higher is better on both backends."""
     unique = list(dict.fromkeys(t for t in query_terms if t))
     if not unique:
         return []
     if session.get_bind().dialect.name == "sqlite":
-        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in unique)
-        sql = (
-            "SELECT c.id, -bm25(chunk_fts) AS score FROM chunk_fts JOIN chunks c ON c.id = chunk_fts.rowid "
-            "WHERE chunk_fts MATCH :q AND c.org_id = :org" + _access_clause(matchers) + " ORDER BY bm25(chunk_fts) LIMIT :k"
-        )
-        return _run(session, sql, _params(org_id, matchers, k, q=match))
+        return _fts5(session, "chunk_fts", unique, org_id, matchers, k)
     tsquery = " | ".join("'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t in unique)
     sql = (
         "SELECT c.id, ts_rank(to_tsvector('simple', c.terms), to_tsquery('simple', :q)) AS score FROM chunks c "
@@ -65,12 +70,7 @@ def compound_search(session: Session, org_id: int, query: str, matchers: list[st
     if not words:
         return []
     if session.get_bind().dialect.name == "sqlite":
-        match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
-        sql = (
-            "SELECT c.id, -bm25(chunk_tri) AS score FROM chunk_tri JOIN chunks c ON c.id = chunk_tri.rowid "
-            "WHERE chunk_tri MATCH :q AND c.org_id = :org" + _access_clause(matchers) + " ORDER BY bm25(chunk_tri) LIMIT :k"
-        )
-        return _run(session, sql, _params(org_id, matchers, k, q=match))
+        return _fts5(session, "chunk_tri", words, org_id, matchers, k)
     patterns = ["%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for w in words]
     score = " + ".join(f"(CASE WHEN c.text ILIKE :p{i} THEN 1 ELSE 0 END)" for i in range(len(patterns)))
     where = " OR ".join(f"c.text ILIKE :p{i}" for i in range(len(patterns)))
