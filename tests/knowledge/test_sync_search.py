@@ -187,6 +187,18 @@ def test_bad_files_are_reported_and_the_rest_is_indexed(indexed: Database, compa
     assert report.added == 1 and report.deleted == 0
 
 
+def test_huge_files_are_skipped_unread_and_old_versions_kept(indexed: Database, company_docs: Path) -> None:
+    with open(company_docs / "public" / "huge.txt", "wb") as fh:
+        fh.truncate(60 * 1024 * 1024)  # sparse: 60 MB without writing them
+    with open(company_docs / "finance" / "q3.md", "ab") as fh:
+        fh.truncate(55 * 1024 * 1024)
+    report = sync_source(indexed, OPERATOR, "acme", "wiki")
+    reasons = {p["id"]: p["reason"] for p in report.skipped}
+    assert reasons["public/huge.txt"].startswith("file too large: 63 MB > 52 MB")
+    assert "finance/q3.md" in reasons and report.deleted == 0
+    assert "Q3 results" in titles(Searcher(indexed).search(who(indexed, "acme", "fin@acme.example"), "revenue Q3"))
+
+
 def test_a_corrupted_update_keeps_the_previous_version(indexed: Database, company_docs: Path) -> None:
     (company_docs / "finance" / "q3.md").write_bytes(b"\x00\x01\x02binary garbage" * 50)
     report = sync_source(indexed, OPERATOR, "acme", "wiki")

@@ -35,6 +35,7 @@ def source_add(
     acl: Optional[str] = typer.Option(None, "--acl", help="Default access rules, e.g. org or group:finance,user:a@b.c"),
     redact_pii: bool = typer.Option(False, "--redact-pii", help="Replace e-mail addresses, phone, card and IBAN numbers at ingestion."),
     max_rows: Optional[int] = typer.Option(None, "--max-rows", help="sql: rows indexed per table (default 10000)."),
+    max_file_mb: Optional[int] = typer.Option(None, "--max-file-mb", help="files: larger files are skipped (default 50)."),
     as_email: Optional[str] = AS,
     json_out: bool = JSON,
 ) -> None:
@@ -46,6 +47,10 @@ def source_add(
         if max_rows < 1:
             raise InvalidInput("--max-rows must be at least 1")
         options["max_rows"] = max_rows
+    if max_file_mb is not None:
+        if max_file_mb < 1:
+            raise InvalidInput("--max-file-mb must be at least 1")
+        options["max_bytes"] = max_file_mb * 1024 * 1024
     with unit_of_work() as s:
         info = sources.add_source(s, acting(s, org, as_email), org, name, kind, uri, acl=acl, options=options)
     if json_out:

@@ -103,10 +103,12 @@ def sync_source(
     progress("scan", 0, 0)
     listed = list(connector.scan())
     items = [i for i in listed if isinstance(i, Item)]
+    # A document that could not be read this time keeps its indexed version.
+    seen: set[str] = set()
     for problem in (p for p in listed if isinstance(p, ScanProblem)):
         report.skipped.append({"id": problem.external_id, "reason": problem.reason})
+        seen.add(problem.external_id)
 
-    seen: set[str] = set()
     for done, item in enumerate(items, 1):
         seen.add(item.external_id)
         try:

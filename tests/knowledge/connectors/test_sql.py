@@ -92,3 +92,24 @@ def test_bad_database_urls_are_refused_at_add(two_orgs: Database, uri: str) -> N
         with two_orgs.session() as s:
             sources.add_source(s, OPERATOR, "acme", "erp", "sql", uri)
     assert "pw" not in str(info.value)
+
+
+def test_postgres_source_is_read_only_and_indexed(two_orgs: Database, postgres_server) -> None:  # type: ignore[no-untyped-def]
+    url = postgres_server.new_database()
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("create table suppliers (id int primary key, name text, iban text)")
+        conn.execute("insert into suppliers values (1, 'Rheinfilter Technik GmbH', 'DE89 3704 0044 0532 0130 00')")
+    engine = readonly_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("select name from suppliers")).scalar() == "Rheinfilter Technik GmbH"
+        with pytest.raises(Exception, match="read-only"):
+            conn.execute(text("delete from suppliers"))
+    engine.dispose()
+    with two_orgs.session() as s:
+        sources.add_source(s, OPERATOR, "acme", "suppliers", "sql", url, acl="group:finance")
+    assert sync_source(two_orgs, OPERATOR, "acme", "suppliers").added == 2
+    with two_orgs.session() as s:
+        fin = resolve_principal(s, "acme", "fin@acme.example")
+    assert Searcher(two_orgs).search(fin, "Rheinfilter", mode="keyword")[0].title == "suppliers 1"

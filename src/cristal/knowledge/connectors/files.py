@@ -14,7 +14,7 @@ from pathlib import Path
 from cristal.errors import InvalidInput
 from cristal.knowledge.access import FolderRules
 from cristal.knowledge.connectors.base import Item, ScanProblem, ScanScope
-from cristal.knowledge.parse import SUPPORTED_EXTENSIONS
+from cristal.knowledge.parse import DEFAULT_MAX_BYTES, SUPPORTED_EXTENSIONS
 
 
 def _reader(path: Path):  # type: ignore[no-untyped-def]
@@ -31,6 +31,7 @@ class FilesConnector:
         self.root = root.resolve()
         self.rules = FolderRules(self.root, acl)
         self.scope = ScanScope()
+        self.max_bytes = int((options or {}).get("max_bytes", DEFAULT_MAX_BYTES))
 
     @staticmethod
     def validate(uri: str) -> str:
@@ -66,6 +67,10 @@ class FilesConnector:
                     yield ScanProblem(rel, f"cannot read ({exc.strerror})")
                     continue
                 if not path.is_file():
+                    continue
+                if stat.st_size > self.max_bytes:
+                    # Refused before reading: a huge file must not be pulled into memory.
+                    yield ScanProblem(rel, f"file too large: {stat.st_size / 1e6:.0f} MB > {self.max_bytes / 1e6:.0f} MB limit")
                     continue
                 yield Item(
                     external_id=rel,

@@ -1,0 +1,185 @@
+"""Searching as the asking user (in parallel), choosing passages, and reading them.
+
+Every search goes through :class:`~cristal.knowledge.search.Searcher`, which
+authorizes, filters by the user's access inside the query and audits. The
+documents read afterwards are exactly those the user's searches returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+
+from cristal.db import Database
+from cristal.identity.principal import Principal
+from cristal.knowledge.language import detect_language
+from cristal.knowledge.schema import Document
+from cristal.knowledge.search import Hit, Searcher
+from cristal.research.extract import NUMBER, Sentence, lexical_score, sentences, token_set
+from cristal.research.notes import Evidence, Passage
+from cristal.research.prompts import looks_like_injection
+
+MAX_WORKERS = 4
+# Sentences embedded per read (the dense model costs ~20 ms a sentence on a CPU).
+DENSE_BUDGET = 96
+# Questions that ask for a figure or a date: sentences with numbers are likelier answers.
+_FACT_WORDS = ("how much", "how many", "how long", "how high", "when", "what date", "which date", "rate", "amount",
+               "wie hoch", "wie viel", "wie lange", "wann", "bis wann", "betrag", "いつ", "いくら", "何日", "何円", "何台", "何%", "期限", "上限")
+
+
+@dataclass(frozen=True)
+class DocumentText:
+    doc_id: int
+    title: str
+    uri: str
+    lang: str
+    text: str
+    mtime: float | None
+
+
+def search_all(
+    searcher: Searcher, principal: Principal, queries: Sequence[str], *, limit: int = 8, workers: int = MAX_WORKERS,
+    on_result: Callable[[str, list[Hit]], None] | None = None,
+) -> dict[str, list[Hit]]:
+    """Run independent searches in parallel, each as ``principal``; results keyed by query."""
+    unique = list(dict.fromkeys(q for q in queries if q.strip()))
+    results: dict[str, list[Hit]] = {}
+    if not unique:
+        return results
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(unique))), thread_name_prefix="research-search") as pool:
+        futures = {q: pool.submit(searcher.search, principal, q, limit=limit) for q in unique}
+        for q in unique:
+            results[q] = futures[q].result()  # an authorization error surfaces here, as it should
+            if on_result is not None:
+                on_result(q, results[q])
+    return results
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def select_passages(hits: Sequence[Hit], query: str, lang: str, *, k: int = 5, diversity: float = 0.35) -> list[Hit]:
+    """Maximal marginal relevance over the hits: relevant, but not the same passage (or document) twice over."""
+    if not hits:
+        return []
+    top = max(h.score for h in hits) or 1.0
+    qt = token_set(query, lang)
+    cands = []
+    for h in {h.chunk_id: h for h in hits}.values():
+        toks = token_set(h.text, h.lang)
+        relevance = 0.7 * (h.score / top) + 0.3 * lexical_score(qt, toks)
+        cands.append((h, toks, relevance))
+    chosen: list[tuple[Hit, set[str], float]] = []
+    while cands and len(chosen) < k:
+        def mmr(c: tuple[Hit, set[str], float]) -> float:
+            if not chosen:
+                return c[2]
+            overlap = max(_jaccard(c[1], o[1]) + (0.3 if c[0].doc_id == o[0].doc_id else 0.0) for o in chosen)
+            return (1 - diversity) * c[2] - diversity * overlap
+        best = max(cands, key=mmr)
+        cands.remove(best)
+        chosen.append(best)
+    return [c[0] for c in chosen]
+
+
+def load_documents(db: Database, doc_ids: set[int]) -> dict[int, DocumentText]:
+    """The canonical text of documents the user's own searches returned (and no others)."""
+    if not doc_ids:
+        return {}
+    with db.session() as s:
+        rows = s.execute(
+            select(Document.id, Document.title, Document.uri, Document.lang, Document.text, Document.mtime)
+            .where(Document.id.in_(sorted(doc_ids)))
+        ).all()
+    return {r.id: DocumentText(r.id, r.title, r.uri, r.lang, r.text, r.mtime) for r in rows}
+
+
+def passage_of(hit: Hit, subquestion: str) -> Passage:
+    return Passage(subquestion, hit.doc_id, hit.chunk_id, hit.title, hit.uri, hit.lang, hit.start, hit.end, hit.score, hit.heading)
+
+
+def chunk_span(passage: Passage, doc: DocumentText, chunk_text: str | None = None) -> tuple[int, int]:
+    """The passage's span in the document (the index records it; re-found if the text moved)."""
+    start, end = passage.start, passage.end
+    if chunk_text is not None and doc.text[start:end] != chunk_text:
+        found = doc.text.find(chunk_text)
+        if found >= 0:
+            return found, found + len(chunk_text)
+    return max(0, start), min(len(doc.text), end)
+
+
+class Reader:
+    """Chooses the sentences that answer a sub-question, with diversity, from the chosen passages."""
+
+    def __init__(self, embed: Callable[[list[str]], np.ndarray] | None) -> None:
+        self.embed = embed
+
+    def read(
+        self, subquestion: str, lang: str, passages: Sequence[Passage], docs: dict[int, DocumentText], *, k: int = 4,
+        suspicious: list[dict] | None = None,
+    ) -> list[Evidence]:
+        qt = token_set(subquestion, lang)
+        wants_fact = any(w in subquestion.casefold() for w in _FACT_WORDS)
+        candidates: list[tuple[Passage, Sentence, float, int]] = []
+        seen: set[tuple[int, int]] = set()
+        for rank, p in enumerate(passages):
+            doc = docs.get(p.doc_id)
+            if doc is None:
+                continue
+            context = token_set(f"{p.title} {p.heading}", doc.lang)
+            for s in sentences(doc.text, *chunk_span(p, doc)):
+                if (p.doc_id, s.start) in seen:
+                    continue
+                seen.add((p.doc_id, s.start))
+                if looks_like_injection(s.text):
+                    if suspicious is not None and not any(x["doc_id"] == p.doc_id and x["start"] == s.start for x in suspicious):
+                        suspicious.append({"doc_id": p.doc_id, "uri": p.uri, "start": s.start, "end": s.end})
+                    continue
+                st = token_set(s.text, detect_language(s.text) if len(s.text) > 40 else doc.lang)
+                lex = lexical_score(qt, st) + 0.3 * lexical_score(qt, context)
+                if wants_fact and NUMBER.search(s.text):
+                    lex += 0.15
+                lex += 0.1 / (1 + rank)  # the search's own ranking
+                candidates.append((p, s, lex, rank))
+        if not candidates:
+            return []
+        # Dense similarity (cross-lingual: an English question meets German sentences) for the best candidates.
+        candidates.sort(key=lambda c: -c[2])
+        candidates = candidates[:DENSE_BUDGET]
+        dense = np.zeros(len(candidates), dtype=np.float32)
+        vectors = None
+        if self.embed is not None:
+            vectors = self.embed([subquestion] + [c[1].text for c in candidates])
+            dense = vectors[1:] @ vectors[0]
+        scored = [(c, float(0.55 * dense[i] + 0.45 * min(c[2], 1.5))) for i, c in enumerate(candidates)]
+        return self._diverse(subquestion, scored, vectors, k)
+
+    @staticmethod
+    def _diverse(subquestion: str, scored: list, vectors: np.ndarray | None, k: int) -> list[Evidence]:
+        best = max(s for _, s in scored)
+        floor = best * 0.55  # weak sentences are not worth quoting
+        pool = [(i, c, s) for i, (c, s) in enumerate(scored) if s >= floor and s > 0.05]
+        chosen: list[tuple[int, tuple, float]] = []
+        while pool and len(chosen) < k:
+            def mmr(item: tuple[int, tuple, float]) -> float:
+                if not chosen:
+                    return item[2]
+                sims = []
+                for j, other, _ in chosen:
+                    sim = float(vectors[1 + item[0]] @ vectors[1 + j]) if vectors is not None else 0.0
+                    if other[0].doc_id == item[1][0].doc_id:
+                        sim += 0.15
+                    sims.append(sim)
+                return 0.7 * item[2] - 0.3 * max(sims)
+            pick = max(pool, key=mmr)
+            pool.remove(pick)
+            chosen.append(pick)
+        out = []
+        for _, (p, s, _lex, _rank), score in chosen:
+            out.append(Evidence(subquestion, p.doc_id, p.title, p.uri, p.lang, s.start, s.end, s.text, round(score, 4), p.heading, p.chunk_id))
+        return out
