@@ -26,6 +26,12 @@ def test_demo_runs_and_is_repeatable(cli) -> None:  # type: ignore[no-untyped-de
     warranty = by_person[("jonas.becker@aozora-de.example", "What is the warranty period for Sora air purifiers in Germany?")]
     assert warranty[0].startswith("Garantiebedingungen")
 
+    research = summary["research"]
+    assert research["mode"] == "extractive" and research["status"] == "complete" and research["citations"] > 0
+    report = open(research["markdown"], encoding="utf-8").read()
+    assert "180 EUR" in report and "150 EUR" in report and "[1]" in report
+    assert open(research["html"], encoding="utf-8").read().startswith("<!DOCTYPE html>")
+
     second = json.loads(cli("demo", "--json").stdout)
     assert second["organizations_created"] == [] and second["users_created"] == [] and second["sources_added"] == []
     assert all(r["added"] == 0 and r["updated"] == 0 and r["embedded"] == 0 for r in second["sync"])

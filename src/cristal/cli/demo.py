@@ -20,6 +20,7 @@ from cristal.identity.principal import Principal
 from cristal.knowledge.search import Searcher
 from cristal.knowledge.sources import list_sources
 from cristal.knowledge.sync import sync_source
+from cristal.research.demo import demo_research
 from cristal.sample.company import GROUP, load_company
 from cristal.sample.knowledge import connect_sources
 
@@ -100,6 +101,7 @@ def demo_command(json_out: bool = typer.Option(False, "--json", help="Print a JS
         summary["sync"] = _sync_all(db, operator, quiet=json_out)
         summary["access_checks"] = _isolation(db)
         summary["searches"] = _searches(db)
+        summary["research"] = demo_research(db, Path(settings.home))
     finally:
         db.dispose()
 
@@ -137,6 +139,10 @@ def _show(summary: dict) -> None:
         top = "\n".join(titles) or "[dim]no results they may see[/]"
         searches.add_row(f"{s['as']}\n({s['org']})", s["query"], top)
     out.print(searches)
+
+    r = summary["research"]
+    out.print(f"[bold]Deep Research[/] ({r['mode']}, as {r['as']}): {r['question']}\n  {r['status']}: {r['citations']} citations from "
+              f"{len(r['sources'])} sources; disagreements: {', '.join(r['disagreements']) or 'none'}\n  report: {r['markdown']} and {r['html']}")
 
     checks = Table(title="Authorization in action (every decision is in the audit trail)")
     for column in ("actor", "asks to list users of", "result"):

@@ -56,6 +56,17 @@ POLICY: dict[str, Rule] = {
     "source.query": Rule.ACL,  # read-only SQL on a source, governed by the source's rules
     "knowledge.search": Rule.MEMBER,  # results are filtered per document inside the query
     "document.read": Rule.ACL,
+    # workflows (a run acts as its owner; each step is authorized again as the owner)
+    "workflow.run": Rule.MEMBER,
+    "workflow.list": Rule.MEMBER,  # members see their own runs, admins every run
+    "workflow.read": Rule.OWNER,
+    "workflow.cancel": Rule.OWNER,
+    "workflow.retry": Rule.OWNER,
+    "workflow.http": Rule.MEMBER,
+    "workflow.python": Rule.MEMBER,  # only functions under CRISTAL_WORKFLOW_PYTHON_MODULES
+    "workflow.approval.request": Rule.MEMBER,
+    "approval.list": Rule.MEMBER,
+    "approval.decide": Rule.ACL,  # the step's approvers; admins who are not named are refused by the workflow layer
 }
 
 # Actions the operator may take: managing the installation, not reading data.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +29,10 @@ MAX_WORKERS = 4
 DENSE_BUDGET = 96
 # Questions that ask for a figure or a date: sentences with numbers are likelier answers.
 _FACT_WORDS = ("how much", "how many", "how long", "how high", "when", "what date", "which date", "rate", "amount",
-               "wie hoch", "wie viel", "wie lange", "wann", "bis wann", "betrag", "いつ", "いくら", "何日", "何円", "何台", "何%", "期限", "上限")
+               "wie hoch", "wie viel", "wie lange", "wann", "bis wann", "betrag", "いつ", "いくら", "何日", "何円", "何台", "何%", "期限", "上限",
+               "period", "deadline", "limit", "cap", "price", "cost", "date", "address", "frist", "höhe", "preis", "kosten",
+               "datum", "dauer", "pauschale", "adresse", "期間", "価格", "発売日", "金額", "住所", "何")
+_HEADER_LINE = re.compile(r"^(?:From|To|Cc|Bcc|Subject|Date|Message-ID|Content-[\w-]+|MIME-Version|Reply-To|Von|An|Betreff|Datum|件名|差出人|宛先)\s*:", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,25 @@ def chunk_span(passage: Passage, doc: DocumentText, chunk_text: str | None = Non
     return max(0, start), min(len(doc.text), end)
 
 
+def table_context(text: str, pos: int) -> tuple[str, bool]:
+    """For a sentence in a Markdown table row: (the table's header row, whether this row is the header)."""
+    line_start = text.rfind("\n", 0, pos) + 1
+    line_end = text.find("\n", pos)
+    line = text[line_start : line_end if line_end >= 0 else len(text)]
+    if line.count("|") < 1:
+        return "", False
+    header_start = line_start
+    while header_start > 0:
+        prev_start = text.rfind("\n", 0, header_start - 1) + 1
+        prev = text[prev_start : header_start - 1]
+        if prev.count("|") < 1:
+            break
+        header_start = prev_start
+    header_end = text.find("\n", header_start)
+    header = text[header_start : header_end if header_end >= 0 else len(text)]
+    return (header, header_start == line_start)
+
+
 class Reader:
     """Chooses the sentences that answer a sub-question, with diversity, from the chosen passages."""
 
@@ -125,7 +148,7 @@ class Reader:
     ) -> list[Evidence]:
         qt = token_set(subquestion, lang)
         wants_fact = any(w in subquestion.casefold() for w in _FACT_WORDS)
-        candidates: list[tuple[Passage, Sentence, float, int]] = []
+        candidates: list[tuple[Passage, Sentence, float, int, float]] = []
         seen: set[tuple[int, int]] = set()
         for rank, p in enumerate(passages):
             doc = docs.get(p.doc_id)
@@ -136,16 +159,29 @@ class Reader:
                 if (p.doc_id, s.start) in seen:
                     continue
                 seen.add((p.doc_id, s.start))
+                line_start = doc.text.rfind("\n", 0, s.start) + 1
+                line = doc.text[line_start : s.start]
+                if _HEADER_LINE.match(s.text) or (line.strip() == "" and _HEADER_LINE.match(doc.text[line_start:s.end])):
+                    continue  # e-mail headers are metadata, not statements
                 if looks_like_injection(s.text):
                     if suspicious is not None and not any(x["doc_id"] == p.doc_id and x["start"] == s.start for x in suspicious):
                         suspicious.append({"doc_id": p.doc_id, "uri": p.uri, "start": s.start, "end": s.end})
                     continue
                 st = token_set(s.text, detect_language(s.text) if len(s.text) > 40 else doc.lang)
+                row_context, is_header = table_context(doc.text, s.start)
+                if row_context:  # a table row is read with its header row: "München | 150 EUR" under "Ort | Obergrenze pro Nacht"
+                    st = st | token_set(row_context, doc.lang)
                 lex = lexical_score(qt, st) + 0.3 * lexical_score(qt, context)
                 if wants_fact and NUMBER.search(s.text):
-                    lex += 0.15
+                    lex += 0.25
+                heading_like = (line.lstrip().startswith("#") or s.text.strip() == doc.title.strip()
+                                or (len(s.text) < 60 and s.text.rstrip()[-1:] not in ".!?。！？:" and not NUMBER.search(s.text)
+                                    and not row_context))
+                mult = 0.5 if heading_like else 1.0
+                if is_header:
+                    mult *= 0.5
                 lex += 0.1 / (1 + rank)  # the search's own ranking
-                candidates.append((p, s, lex, rank))
+                candidates.append((p, s, lex, rank, mult))
         if not candidates:
             return []
         # Dense similarity (cross-lingual: an English question meets German sentences) for the best candidates.
@@ -156,13 +192,13 @@ class Reader:
         if self.embed is not None:
             vectors = self.embed([subquestion] + [c[1].text for c in candidates])
             dense = vectors[1:] @ vectors[0]
-        scored = [(c, float(0.55 * dense[i] + 0.45 * min(c[2], 1.5))) for i, c in enumerate(candidates)]
+        scored = [(c, float((0.55 * dense[i] + 0.45 * min(c[2], 1.5)) * c[4])) for i, c in enumerate(candidates)]
         return self._diverse(subquestion, scored, vectors, k)
 
     @staticmethod
     def _diverse(subquestion: str, scored: list, vectors: np.ndarray | None, k: int) -> list[Evidence]:
         best = max(s for _, s in scored)
-        floor = best * 0.55  # weak sentences are not worth quoting
+        floor = best * 0.4  # weak sentences are not worth quoting
         pool = [(i, c, s) for i, (c, s) in enumerate(scored) if s >= floor and s > 0.05]
         chosen: list[tuple[int, tuple, float]] = []
         while pool and len(chosen) < k:
@@ -180,6 +216,6 @@ class Reader:
             pool.remove(pick)
             chosen.append(pick)
         out = []
-        for _, (p, s, _lex, _rank), score in chosen:
+        for _, (p, s, *_rest), score in chosen:
             out.append(Evidence(subquestion, p.doc_id, p.title, p.uri, p.lang, s.start, s.end, s.text, round(score, 4), p.heading, p.chunk_id))
         return out

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cristal.research.conflicts import Disagreement
-from cristal.research.extract import best_sentence, numbers, sentences, verify_quote
+from cristal.knowledge.language import detect_language
+from cristal.research.extract import best_sentence, lexical_score, numbers, sentences, token_set, verify_quote
 from cristal.research.gather import DocumentText, chunk_span
 from cristal.research.notes import Evidence, Notes, Passage
 
@@ -193,6 +194,7 @@ def extractive_report(
 _MARKERS = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _SENTENCE = re.compile(r".+?(?:[.!?。！？](?=\s|$|\[|[」』）)])(?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])*|$)", re.DOTALL)
 _PREFIX = re.compile(r"^(\s*(?:[-*+]|\d+[.)])\s+|\s*>\s*)")
+_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|https?://\S+|www\.\S+")
 _NO_INFO = re.compile(r"\b(?:no|not|none|nicht|kein\w*|nirgends)\b|ません|ない|見当たりません|不明", re.IGNORECASE)
 
 
@@ -260,6 +262,14 @@ def _verify_sentence(sentence: str, numbered: list[Passage], docs: dict[int, Doc
             if extra is not None:
                 quotes.append((p, doc, extra.start, extra.end, extra.text))
     if not quotes or not wanted <= numbers(" ".join(q[4] for q in quotes)):
+        return None
+    quoted = " ".join(q[4] for q in quotes)
+    # Addresses and links the claim states must come from the sources (no invented recipients or URLs).
+    if any(x not in quoted for x in _ADDRESS.findall(claim)):
+        return None
+    # The claim must share words with what it cites (same language), unless it is about another language's text.
+    claim_tokens = token_set(claim, lang)
+    if not wanted and all(detect_language(q[4]) == lang for q in quotes) and lexical_score(claim_tokens, token_set(quoted)) < 0.2:
         return None
     ns = []
     for p, doc, start, end, quote in quotes:

@@ -1,0 +1,80 @@
+"""``cristal research``: a cited report from the company's knowledge, researched as the asking employee."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cristal.cli.app import app
+from cristal.cli.runtime import acting, err, open_database, out, print_json, settings
+from cristal.errors import InvalidInput
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path}: {exc.strerror}") from None
+
+
+@app.command("research")
+def research_command(
+    question: Optional[str] = typer.Argument(None, help="The question (in English, German or Japanese)."),
+    org: str = typer.Option(..., "--org", help="Organization slug."),
+    as_email: str = typer.Option(..., "--as", help="The employee asking: the research sees only what they may read."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Write the report: Markdown, or HTML when FILE ends in .html."),
+    html_file: Optional[Path] = typer.Option(None, "--html", help="Also write a standalone HTML page with clickable citations."),
+    json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON document."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="Answer in en, de or ja (default: the question's language)."),
+    mode: str = typer.Option("auto", "--mode", help="auto (LLM when an endpoint is configured), extractive or llm."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue an interrupted run by its id."),
+    max_steps: int = typer.Option(30, "--max-steps", help="Budget: searches plus model calls."),
+    max_tokens: int = typer.Option(60_000, "--max-tokens", help="Budget: model tokens (in + out)."),
+    max_seconds: float = typer.Option(300.0, "--max-seconds", help="Budget: wall-clock seconds."),
+) -> None:
+    """Plan, search as the employee, read, and write a report in which every claim cites its passage."""
+    from cristal.research import Budget, render_html, run_research
+
+    if resume is None and question is None:
+        raise InvalidInput("empty question: pass a QUESTION (or --resume RUN_ID)")
+    if min(max_steps, max_tokens) < 1 or max_seconds <= 0:
+        raise InvalidInput("--max-steps, --max-tokens and --max-seconds must be positive")
+    cfg = settings()
+    db = open_database(cfg)
+    quiet = json_out and not err.is_terminal
+
+    def progress(kind: str, message: str) -> None:
+        if not quiet or kind in ("partial", "refused"):
+            err.print(f"[dim]{kind:>8}[/] {message}", highlight=False, markup=True)
+
+    try:
+        with db.session() as s:
+            principal = acting(s, org, as_email)
+        result = run_research(
+            db, principal, question, settings=cfg, mode=mode, lang=lang, resume=resume, progress=progress,
+            budget=Budget(max_steps=max_steps, max_tokens=max_tokens, max_seconds=max_seconds),
+        )
+    finally:
+        db.dispose()
+    document = result.as_dict()
+    if out_file is not None:
+        _write(out_file, render_html(document) if out_file.suffix.lower() in (".html", ".htm") else result.report)
+        err.print(f"wrote {out_file}")
+    if html_file is not None:
+        _write(html_file, render_html(document))
+        err.print(f"wrote {html_file}")
+    if result.status == "partial":
+        err.print(f"[yellow]partial report[/]: {result.error}; resume with `cristal research --resume {result.run_id} --org {org} --as {as_email}`")
+    elif result.status == "no_results":
+        err.print("no documents you may read match this question")
+    if json_out:
+        print_json(document)
+    elif out_file is None:
+        out.print(result.report, markup=False, highlight=False)
+    else:
+        st = result.stats
+        err.print(f"{result.status}: {len(result.citations)} citation(s) from {len(result.sources)} source(s); "
+                  f"{st['searches']} search(es), {st['sources_read']} source(s) read, run {result.run_id}")

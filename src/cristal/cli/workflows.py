@@ -1,0 +1,293 @@
+"""``cristal workflow ...``, ``cristal approvals ...`` and ``cristal worker``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Optional
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cristal.cli.app import app
+from cristal.cli.runtime import err, open_database, out, print_json, settings
+from cristal.errors import CristalError, InvalidInput
+
+workflow_app = typer.Typer(help="Durable workflows: run, inspect, cancel and retry.", no_args_is_help=True)
+approvals_app = typer.Typer(help="Human approvals that workflows wait for.", no_args_is_help=True)
+app.add_typer(workflow_app, name="workflow")
+app.add_typer(approvals_app, name="approvals")
+
+JSON = typer.Option(False, "--json", help="Print exactly one JSON document.")
+POLL = 0.1
+_ICONS = {"pending": "·", "running": "▶", "waiting": "⏸", "succeeded": "✓", "skipped": "↷", "reused": "↺",
+          "failed": "✗", "rejected": "✗", "cancelled": "■"}
+
+
+class RunFailed(CristalError):
+    exit_code = 1
+
+
+def _finish(handle_doc: dict, json_out: bool) -> None:
+    if json_out:
+        print_json(handle_doc)
+    status = handle_doc["status"]
+    if status == "waiting":
+        for step in handle_doc["steps"]:
+            if step.get("approval") and step["approval"]["status"] == "pending":
+                a = step["approval"]
+                err.print(f"waiting for approval [bold]{a['id']}[/] by {', '.join(a['approvers'])}")
+                err.print(f"  approve: cristal approvals approve {a['id']} --as EMAIL   (a running `cristal worker` continues the run)")
+    elif status == "failed":
+        raise RunFailed(f"run {handle_doc['run_id']} failed: {handle_doc['error']}")
+    elif not json_out:
+        out.print(f"run [bold]{handle_doc['run_id']}[/] {status}")
+
+
+def _watch(db, run_id: str, email: str, json_out: bool) -> dict:  # type: ignore[no-untyped-def]
+    from cristal.workflows.service import run_status
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                  transient=False, disable=json_out and not err.is_terminal) as bar:
+        tasks: dict[str, int] = {}
+        while True:
+            doc = run_status(db, run_id, email)
+            for step in doc["steps"]:
+                items = step["items"]
+                done = sum(1 for i in items if i["status"] in ("succeeded", "failed"))
+                extra = f" ({done}/{len(items)} items)" if items else ""
+                error = f" — {step['error']}" if step["error"] else ""
+                text = f"{_ICONS.get(step['status'], '?')} {step['id']} [dim]{step['kind']}[/] {step['status']}{extra}{error}"
+                if step["id"] not in tasks:
+                    tasks[step["id"]] = bar.add_task(text, total=None)
+                bar.update(tasks[step["id"]], description=text)
+                if step["status"] in ("succeeded", "failed", "skipped", "reused", "rejected", "cancelled"):
+                    bar.update(tasks[step["id"]], total=1, completed=1)
+            if doc["status"] in ("succeeded", "failed", "rejected", "cancelled", "waiting"):
+                return doc
+            time.sleep(POLL)
+
+
+@workflow_app.command("run")
+def workflow_run(
+    file: str = typer.Argument(..., help="The workflow file (YAML)."),
+    org: str = typer.Option(..., "--org", help="Organization slug."),
+    as_email: str = typer.Option(..., "--as", help="Run as this employee: every step has exactly their rights."),
+    inputs: list[str] = typer.Option([], "--input", help="KEY=VALUE (repeatable); values are read as YAML scalars."),
+    queue: bool = typer.Option(False, "--queue", help="Queue the run for `cristal worker` instead of running it here."),
+    json_out: bool = JSON,
+) -> None:
+    """Validate a workflow file and run it as an employee."""
+    from cristal.workflows import service
+    from cristal.workflows.engine import shutdown
+    from cristal.workflows.spec import load_workflow, parse_cli_inputs
+
+    given = parse_cli_inputs(inputs)
+    compiled = load_workflow(file)  # every validation error before anything runs
+    cfg = settings()
+    db = open_database(cfg)
+    try:
+        run = service.create_run(db, compiled, org, as_email, given)
+        if queue:
+            service.enqueue(db, run)
+            doc = service.run_status(db, run.run_id, as_email)
+            if json_out:
+                print_json(doc)
+            else:
+                out.print(f"queued run [bold]{run.run_id}[/]; `cristal worker` runs it; see `cristal workflow status {run.run_id}`")
+            return
+        err.print(f"run [bold]{run.run_id}[/] of {compiled.name} as {as_email}")
+        try:
+            service.start(db, cfg, run)
+            doc = _watch(db, run.run_id, as_email, json_out)
+        finally:
+            shutdown()
+        _finish(doc, json_out)
+    finally:
+        db.dispose()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if doc["status"] == "waiting":
+        os._exit(0)  # the run's thread waits in DBOS.recv; the worker resumes it, nothing here to wait for
+
+
+def _print_status(doc: dict) -> None:
+    out.print(f"[bold]{doc['run_id']}[/] {doc['workflow']} — {doc['status']} (owner {doc['owner']}, org {doc['org']})")
+    if doc.get("error"):
+        out.print(f"  error: {doc['error']}")
+    table = Table()
+    for column in ("step", "kind", "state", "attempts", "seconds", "detail"):
+        table.add_column(column)
+    for s in doc["steps"]:
+        detail = s["error"] or ""
+        if s.get("approval"):
+            a = s["approval"]
+            detail = f"approval {a['id']} {a['status']}" + (f" by {a['decided_by']}" if a["decided_by"] else "")
+        elif "output" in s and s["output"] is not None and not detail:
+            text = str(s["output"])
+            detail = text if len(text) < 80 else text[:77] + "..."
+        items = f" ({len(s['items'])} items)" if s["items"] else ""
+        table.add_row(s["id"], s["kind"], s["status"] + items, str(s["attempts"]), "" if s["seconds"] is None else f"{s['seconds']:.2f}", detail)
+    out.print(table)
+
+
+@workflow_app.command("status")
+def workflow_status(
+    run_id: str,
+    as_email: Optional[str] = typer.Option(None, "--as", help="Read as this employee (the owner or an admin) to see outputs."),
+    json_out: bool = JSON,
+) -> None:
+    """Per-step state, outputs, timings and errors of a run."""
+    from cristal.workflows.service import run_status
+
+    db = open_database()
+    try:
+        doc = run_status(db, run_id, as_email)
+    finally:
+        db.dispose()
+    if json_out:
+        print_json(doc)
+    else:
+        _print_status(doc)
+
+
+@workflow_app.command("list")
+def workflow_list(org: str = typer.Option(..., "--org"), as_email: str = typer.Option(..., "--as"),
+                  limit: int = typer.Option(50, "--limit"), json_out: bool = JSON) -> None:
+    """Runs of an organization (your own; admins see all)."""
+    from cristal.workflows.service import list_runs
+
+    db = open_database()
+    try:
+        runs = list_runs(db, org, as_email, limit=limit)
+    finally:
+        db.dispose()
+    if json_out:
+        print_json({"runs": runs})
+        return
+    table = Table(title=f"Workflow runs in {org}")
+    for column in ("run", "workflow", "owner", "status", "created"):
+        table.add_column(column)
+    for r in runs:
+        table.add_row(r["run_id"], r["workflow"], r["owner"], r["status"], r["created_at"][:19])
+    out.print(table)
+
+
+@workflow_app.command("cancel")
+def workflow_cancel(run_id: str, as_email: str = typer.Option(..., "--as"), json_out: bool = JSON) -> None:
+    """Cancel a run (the owner or an admin)."""
+    from cristal.workflows.service import cancel_run
+
+    db = open_database()
+    try:
+        doc = cancel_run(db, run_id, as_email)
+    finally:
+        db.dispose()
+    if json_out:
+        print_json(doc)
+    else:
+        out.print(f"cancelled run {run_id}")
+
+
+@workflow_app.command("retry")
+def workflow_retry(run_id: str, as_email: str = typer.Option(..., "--as"),
+                   queue: bool = typer.Option(False, "--queue", help="Queue the retry for `cristal worker`."),
+                   json_out: bool = JSON) -> None:
+    """Run a failed run again from its failed step (earlier steps' outputs are reused, not repeated)."""
+    from cristal.workflows import service
+    from cristal.workflows.engine import shutdown
+
+    cfg = settings()
+    db = open_database(cfg)
+    try:
+        run = service.prepare_retry(db, run_id, as_email)
+        if queue:
+            service.enqueue(db, run)
+            doc = service.run_status(db, run.run_id, as_email)
+        else:
+            err.print(f"run [bold]{run.run_id}[/] retries {run_id}")
+            try:
+                service.start(db, cfg, run)
+                doc = _watch(db, run.run_id, as_email, json_out)
+            finally:
+                shutdown()
+            _finish(doc, json_out)
+            if doc["status"] == "waiting":
+                sys.stdout.flush()
+                os._exit(0)
+            return
+    finally:
+        db.dispose()
+    if json_out:
+        print_json(doc)
+    else:
+        out.print(f"queued run {run.run_id} (retry of {run_id})")
+
+
+@approvals_app.command("list")
+def approvals_list(org: str = typer.Option(..., "--org"), as_email: str = typer.Option(..., "--as"),
+                   all_: bool = typer.Option(False, "--all", help="Include decided approvals."), json_out: bool = JSON) -> None:
+    """Approvals waiting for you."""
+    from cristal.workflows.approvals import list_approvals
+
+    db = open_database()
+    try:
+        items = list_approvals(db, org, as_email, include_decided=all_)
+    finally:
+        db.dispose()
+    if json_out:
+        print_json({"approvals": [i.as_dict() for i in items]})
+        return
+    if not items:
+        out.print("no approvals waiting for you")
+        return
+    for i in items:
+        mark = "" if i.can_decide else " [dim](you are not an approver)[/]"
+        out.print(f"[bold]{i.id}[/] {i.workflow} / {i.step_id} by {i.owner} — {i.status}{mark}")
+        if i.message:
+            out.print(f"   {i.message}")
+
+
+def _decide(approval_id: str, as_email: str, decision: str, comment: Optional[str], json_out: bool) -> None:
+    from cristal.workflows.approvals import decide
+
+    db = open_database()
+    try:
+        info = decide(db, approval_id, as_email, decision, comment=comment)
+    finally:
+        db.dispose()
+    if json_out:
+        print_json(info.as_dict())
+    else:
+        out.print(f"approval {info.id} {info.status} by {info.decided_by}")
+
+
+@approvals_app.command("approve")
+def approvals_approve(approval_id: str, as_email: str = typer.Option(..., "--as"),
+                      comment: Optional[str] = typer.Option(None, "--comment"), json_out: bool = JSON) -> None:
+    """Approve (only a named approver may)."""
+    _decide(approval_id, as_email, "approve", comment, json_out)
+
+
+@approvals_app.command("reject")
+def approvals_reject(approval_id: str, as_email: str = typer.Option(..., "--as"),
+                     comment: Optional[str] = typer.Option(None, "--comment"), json_out: bool = JSON) -> None:
+    """Reject (only a named approver may)."""
+    _decide(approval_id, as_email, "reject", comment, json_out)
+
+
+@app.command("worker")
+def worker_command(concurrency: int = typer.Option(16, "--concurrency", help="Runs executed at once by this worker.")) -> None:
+    """Run queued workflow runs and resume pending ones until SIGTERM."""
+    from cristal.workflows.worker import run_worker
+
+    if concurrency < 1:
+        raise InvalidInput("--concurrency must be at least 1")
+    cfg = settings()
+    db = open_database(cfg)
+    try:
+        run_worker(db, cfg, concurrency=concurrency, note=lambda m: err.print(m))
+    finally:
+        db.dispose()

@@ -1,0 +1,499 @@
+"""Workflow files: the YAML format, its Pydantic models, and validation before anything runs.
+
+``load_workflow(path)`` reads a file (and, recursively, its sub-workflows),
+and either returns a ``Compiled`` workflow — a plain, JSON-able definition that
+a run carries with it, so a later edit of the file never changes a run already
+under way — or raises ``InvalidInput`` with ``FILE:LINE: step 'ID': problem``.
+
+Checked up front: YAML syntax and duplicate keys, unknown fields, step kinds
+(exactly one per step; ``research`` and ``operate`` are not available yet),
+duplicate ids, template syntax, references to unknown or later steps and
+undeclared inputs, ``item`` outside ``for_each``, durations, sub-workflow
+files and cycles between them, approver rules and python call paths.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cristal.errors import InvalidInput
+from cristal.workflows import templates
+
+KINDS = ("sql", "http", "python", "llm", "approval", "workflow")
+NOT_YET = ("research", "operate")
+COMMON = ("id", "when", "for_each", "concurrency", "retry", "timeout", "name")
+STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+CALL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+MAX_FILE_BYTES = 1024 * 1024
+
+
+def parse_duration(value: Any) -> float:
+    """``"30s"``, ``"5m"``, ``"2h"``, ``"3d"``, ``"1w"``, ``"250ms"`` or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"invalid duration {value!r}: use a number with s, m, h, d or w (e.g. 30s, 3d)")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"invalid duration {value!r}: must be positive")
+    return seconds
+
+
+# ---------------------------------------------------------------------------
+# Pydantic models of the format
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Retry(_Strict):
+    attempts: int = Field(3, ge=1, le=100)
+    backoff: float = 1.0
+    factor: float = Field(2.0, ge=1.0, le=10.0)
+
+    @field_validator("backoff", mode="before")
+    @classmethod
+    def _backoff(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class SqlSpec(_Strict):
+    source: str
+    query: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    max_rows: int = Field(10_000, ge=1, le=1_000_000)
+
+    @field_validator("query")
+    @classmethod
+    def _no_templates(cls, v: str) -> str:
+        if templates.is_template(v):
+            raise ValueError("a query cannot contain templates (they would allow SQL injection): use :name placeholders and params")
+        return v
+
+
+class HttpSpec(_Strict):
+    url: str
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    json_body: Any = Field(None, alias="json")
+    body: str | None = None
+    expect: list[int] | None = None
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+
+class PythonSpec(_Strict):
+    call: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("call")
+    @classmethod
+    def _call(cls, v: str) -> str:
+        if not CALL.match(v):
+            raise ValueError(f"invalid call {v!r}: use 'package.module:function'")
+        return v
+
+
+class LlmSpec(_Strict):
+    prompt: str
+    system: str | None = None
+    output_schema: dict[str, Any] = Field(alias="schema")
+    model: str | None = None
+
+
+class ApprovalSpec(_Strict):
+    approvers: list[str] = Field(min_length=1)
+    message: str = ""
+    on_timeout: Literal["reject", "approve", "fail"] = "fail"
+    on_reject: Literal["stop", "continue"] = "stop"
+
+    @field_validator("approvers")
+    @classmethod
+    def _rules(cls, v: list[str]) -> list[str]:
+        out = []
+        for rule in v:
+            rule = rule.strip()
+            kind, _, name = rule.partition(":")
+            if kind not in ("group", "user") or not name:
+                raise ValueError(f"invalid approver {rule!r}: use group:NAME or user:EMAIL")
+            out.append(f"{kind}:{name.lower() if kind == 'user' else name}")
+        return out
+
+
+class SubWorkflowSpec(_Strict):
+    file: str
+    inputs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("file")
+    @classmethod
+    def _literal(cls, v: str) -> str:
+        if templates.is_template(v):
+            raise ValueError("the sub-workflow file must be a literal path (it is checked before the run starts)")
+        return v
+
+
+SPECS: dict[str, type[BaseModel]] = {
+    "sql": SqlSpec, "http": HttpSpec, "python": PythonSpec, "llm": LlmSpec,
+    "approval": ApprovalSpec, "workflow": SubWorkflowSpec,
+}
+
+
+class Step(_Strict):
+    id: str
+    name: str | None = None
+    when: Any = None
+    for_each: Any = None
+    concurrency: int = Field(1, ge=1, le=64)
+    retry: Retry | None = None
+    timeout: float | None = None
+    kind: str
+    spec: dict[str, Any]
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, v: Any) -> float | None:
+        return None if v is None else parse_duration(v)
+
+
+class WorkflowFile(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    steps: list[dict[str, Any]] = Field(min_length=1)
+    outputs: dict[str, Any] | None = None
+
+
+# ---------------------------------------------------------------------------
+# YAML with line numbers
+
+
+class _Lined(dict):
+    """A mapping that remembers the line of itself and of each key."""
+
+    line: int = 0
+    key_lines: dict[str, int]
+
+
+class _LinedList(list):
+    line: int = 0
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _Lined:
+    loader.flatten_mapping(node)
+    result = _Lined()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, (str, int, float, bool)) or key is None:
+            raise yaml.constructor.ConstructorError(None, None, "keys must be plain names", key_node.start_mark)
+        key = str(key)
+        if key in result:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[key] = key_node.start_mark.line + 1
+    return result
+
+
+def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> _LinedList:
+    result = _LinedList(loader.construct_object(child, deep=True) for child in node.value)
+    result.line = node.start_mark.line + 1
+    return result
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _line_at(root: Any, loc: tuple[Any, ...]) -> int:
+    """The line of the deepest node along ``loc`` that has one."""
+    line = getattr(root, "line", 1)
+    node = root
+    for part in loc:
+        if isinstance(node, _Lined) and isinstance(part, str) and part in node:
+            line = node.key_lines.get(part, line)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            line = getattr(node, "line", line)
+        else:
+            break
+    return line
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such workflow file") from None
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read ({exc.strerror})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise InvalidInput(f"{path}: workflow file larger than 1 MB")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path}: not UTF-8 text") from None
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise InvalidInput(f"{path}:{line}: malformed YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{path}: malformed YAML: {exc}") from None
+
+
+# ---------------------------------------------------------------------------
+# Validation
+
+
+@dataclass
+class Compiled:
+    """A validated workflow: ``definition`` is plain JSON (it travels with the run)."""
+
+    path: Path
+    definition: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.definition["name"]
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        return self.definition["steps"]
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        return self.definition["inputs"]
+
+
+class _Checker:
+    def __init__(self, path: Path, root: Any) -> None:
+        self.path = path
+        self.root = root
+
+    def fail(self, loc: tuple[Any, ...], message: str, step: str | None = None) -> InvalidInput:
+        where = f"step {step!r}: " if step else ""
+        return InvalidInput(f"{self.path}:{_line_at(self.root, loc)}: {where}{message}")
+
+    def pydantic(self, exc: ValidationError, prefix: tuple[Any, ...], step: str | None) -> InvalidInput:
+        first = exc.errors()[0]
+        loc = tuple(first["loc"])
+        field = ".".join(str(p) for p in loc)
+        kind = first["type"]
+        if kind == "extra_forbidden":
+            message = f"unknown field {field!r}"
+        elif kind == "missing":
+            message = f"missing field {field!r}"
+        else:
+            msg = first["msg"].removeprefix("Value error, ")
+            message = f"{field}: {msg}" if field else msg
+        return self.fail(prefix + loc, message, step)
+
+
+def load_workflow(path: str | Path, *, _stack: tuple[Path, ...] = ()) -> Compiled:
+    """Read and validate a workflow file and its sub-workflows."""
+    path = Path(path).expanduser().resolve()
+    if path in _stack:
+        chain = " -> ".join(p.name for p in (*_stack, path))
+        raise InvalidInput(f"{_stack[-1]}: cycle in sub-workflows: {chain}")
+    root = read_yaml(path)
+    checker = _Checker(path, root)
+    if not isinstance(root, dict):
+        raise InvalidInput(f"{path}:1: a workflow file is a mapping with name, inputs and steps")
+    try:
+        wf = WorkflowFile.model_validate(_plain(root))
+    except ValidationError as exc:
+        raise checker.pydantic(exc, (), None) from None
+    for key in wf.inputs:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            raise checker.fail(("inputs", key), f"invalid input name {key!r}: use letters, digits and _")
+
+    seen: dict[str, int] = {}
+    steps: list[dict[str, Any]] = []
+    all_ids = {raw.get("id") for raw in root["steps"] if isinstance(raw, dict) and isinstance(raw.get("id"), str)}
+    for index, raw in enumerate(root["steps"]):
+        loc = ("steps", index)
+        if not isinstance(raw, dict):
+            raise checker.fail(loc, "a step is a mapping with an id and one kind")
+        step_id = raw.get("id")
+        if not isinstance(step_id, str) or not STEP_ID.match(step_id):
+            if step_id is None:
+                raise checker.fail(loc, f"step {index + 1} has no id")
+            raise checker.fail((*loc, "id"), f"invalid step id {step_id!r}: start with a letter; letters, digits, '_' and '-'")
+        if step_id in seen:
+            raise checker.fail((*loc, "id"), f"duplicate step id (first used on line {seen[step_id]})", step_id)
+        seen[step_id] = _line_at(root, loc)
+        for kind in NOT_YET:
+            if kind in raw:
+                raise checker.fail((*loc, kind), f"step kind {kind!r} is not available yet in workflows", step_id)
+        kinds = [k for k in raw if k in KINDS]
+        if not kinds:
+            unknown = [k for k in raw if k not in COMMON]
+            hint = f" (unknown kind {unknown[0]!r})" if unknown else ""
+            raise checker.fail(loc, f"no step kind{hint}: give exactly one of {', '.join(KINDS)}", step_id)
+        if len(kinds) > 1:
+            raise checker.fail((*loc, kinds[1]), f"two kinds in one step ({', '.join(kinds)}): give exactly one", step_id)
+        kind = kinds[0]
+        extra = [k for k in raw if k not in COMMON and k != kind]
+        if extra:
+            raise checker.fail((*loc, extra[0]), f"unknown field {extra[0]!r}", step_id)
+        body = raw[kind]
+        if not isinstance(body, dict):
+            raise checker.fail((*loc, kind), f"{kind}: expected a mapping", step_id)
+        try:
+            spec = SPECS[kind].model_validate(_plain(body))
+        except ValidationError as exc:
+            raise checker.pydantic(exc, (*loc, kind), step_id) from None
+        common = {k: _plain(raw[k]) for k in COMMON if k in raw and k != "id"}
+        try:
+            step = Step.model_validate({"id": step_id, "kind": kind, "spec": spec.model_dump(by_alias=True), **common})
+        except ValidationError as exc:
+            raise checker.pydantic(exc, loc, step_id) from None
+        if step.concurrency > 1 and step.for_each is None:
+            raise checker.fail((*loc, "concurrency"), "concurrency needs for_each", step_id)
+        if kind == "approval" and step.for_each is not None:
+            raise checker.fail((*loc, "for_each"), "an approval step cannot fan out", step_id)
+        if kind == "approval" and step.retry is not None:
+            raise checker.fail((*loc, "retry"), "an approval step cannot be retried", step_id)
+        if kind == "python":
+            module = spec.call.partition(":")[0]  # type: ignore[attr-defined]
+            from cristal.workflows.steps import python_allowed
+
+            if not python_allowed(module):
+                raise checker.fail((*loc, kind, "call"), f"python module {module!r} is not allowed in workflows "
+                                   "(allowed: CRISTAL_WORKFLOW_PYTHON_MODULES)", step_id)
+        earlier = [s["id"] for s in steps]
+        _check_templates(checker, wf, raw, loc, step, earlier, all_ids - set(earlier) - {step_id}, steps)
+        compiled = step.model_dump()
+        if kind == "workflow":
+            child_path = (path.parent / spec.file).resolve()  # type: ignore[attr-defined]
+            try:
+                child = load_workflow(child_path, _stack=(*_stack, path))
+            except InvalidInput as exc:
+                if "cycle in sub-workflows" in str(exc) or not child_path.exists():
+                    raise checker.fail((*loc, kind, "file"), str(exc).split(": ", 1)[1] if child_path.exists() else
+                                       f"sub-workflow file {spec.file!r} not found", step_id) from None  # type: ignore[attr-defined]
+                raise
+            for key in spec.inputs:  # type: ignore[attr-defined]
+                if key not in child.inputs:
+                    raise checker.fail((*loc, kind, "inputs", key), f"sub-workflow {child.name!r} has no input {key!r}", step_id)
+            missing = [k for k, v in child.inputs.items() if v is None and k not in spec.inputs]  # type: ignore[attr-defined]
+            if missing:
+                raise checker.fail((*loc, kind), f"sub-workflow {child.name!r} needs input {missing[0]!r}", step_id)
+            compiled["spec"]["definition"] = child.definition
+        compiled["line"] = seen[step_id]
+        steps.append(compiled)
+    if wf.outputs:
+        for value in templates.strings(wf.outputs):
+            _check_one(checker, ("outputs",), None, value, wf, [s["id"] for s in steps], set(), steps, allow_item=False)
+    definition = {
+        "name": wf.name, "description": wf.description, "inputs": dict(wf.inputs),
+        "steps": steps, "outputs": wf.outputs, "file": str(path),
+    }
+    return Compiled(path, definition)
+
+
+def _check_templates(checker: _Checker, wf: WorkflowFile, raw: dict, loc: tuple, step: Step, earlier: list[str],
+                     later: set[str], steps: list[dict]) -> None:
+    if step.for_each is not None:
+        for value in templates.strings(step.for_each):
+            _check_one(checker, (*loc, "for_each"), step.id, value, wf, earlier, later, steps, allow_item=False)
+    for field in ("when",):
+        for value in templates.strings(raw.get(field)):
+            _check_one(checker, (*loc, field), step.id, value, wf, earlier, later, steps, allow_item=step.for_each is not None)
+    for value in templates.strings(step.spec):
+        _check_one(checker, (*loc, step.kind), step.id, value, wf, earlier, later, steps, allow_item=step.for_each is not None)
+
+
+def _check_one(checker: _Checker, loc: tuple, step_id: str | None, value: str, wf: WorkflowFile, earlier: list[str],
+               later: set[str], steps: list[dict], *, allow_item: bool) -> None:
+    if not templates.is_template(value):
+        return
+    try:
+        tree = templates.parse(value)
+    except templates.TemplateSyntaxError as exc:
+        raise checker.fail(loc, f"template syntax error in {value.strip()!r}: {exc.message}", step_id) from None
+    roots, step_refs, input_refs = templates.references(tree)
+    for name in sorted(roots):
+        if name not in templates.ROOT_NAMES:
+            raise checker.fail(loc, f"unknown name {name!r} in template {value.strip()!r} (use inputs, steps, item, run)", step_id)
+    if "item" in roots and not allow_item:
+        raise checker.fail(loc, f"'item' is only defined in a step with for_each (template {value.strip()!r})", step_id)
+    for key in sorted(input_refs):
+        if key not in wf.inputs:
+            raise checker.fail(loc, f"unknown input {key!r} in template {value.strip()!r}", step_id)
+    kinds = {s["id"]: s["kind"] for s in steps}
+    for ref, attr in sorted(step_refs, key=lambda r: (r[0], r[1] or "")):
+        if ref == step_id:
+            raise checker.fail(loc, f"step refers to its own output (template {value.strip()!r})", step_id)
+        if ref in later:
+            raise checker.fail(loc, f"refers to step {ref!r}, which runs later", step_id)
+        if ref not in earlier:
+            raise checker.fail(loc, f"refers to unknown step {ref!r}", step_id)
+        if attr not in (None, "output", "rows", "status"):
+            raise checker.fail(loc, f"steps.{ref}.{attr}: use steps.{ref}.output (or .rows for sql, .status)", step_id)
+        if attr == "rows" and kinds.get(ref) != "sql":
+            raise checker.fail(loc, f"steps.{ref}.rows: only sql steps have rows; use steps.{ref}.output", step_id)
+
+
+def parse_inputs(compiled: Compiled, given: dict[str, Any]) -> dict[str, Any]:
+    """The run's inputs: the file's defaults overridden by ``given``; unknown or missing names are errors."""
+    values = dict(compiled.inputs)
+    for key, value in given.items():
+        if key not in values:
+            known = ", ".join(sorted(values)) or "none"
+            raise InvalidInput(f"workflow {compiled.name!r} has no input {key!r} (inputs: {known})")
+        values[key] = value
+    missing = [k for k, v in values.items() if v is None]
+    if missing:
+        raise InvalidInput(f"workflow {compiled.name!r} needs input {missing[0]!r}: pass --input {missing[0]}=VALUE")
+    return values
+
+
+def parse_cli_inputs(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; values are read as YAML scalars (``250`` is a number, ``true`` a boolean)."""
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InvalidInput(f"invalid --input {pair!r}: use KEY=VALUE")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (dict, list)) and not raw.strip().startswith(("{", "[")):
+            value = raw
+        result[key] = value
+    return result

@@ -1,0 +1,292 @@
+"""What each step kind does, as the run's owner.
+
+Every action re-resolves the owner (so a group change applies to the next
+step), authorizes the step's action (audited), does the work, and returns a
+JSON-able output no larger than ``MAX_OUTPUT_BYTES``. Side-effecting kinds get
+the step's idempotency key ``run_id:step_id[:item_index]``: ``http`` sends it
+as the ``Idempotency-Key`` header, ``python`` passes it as the
+``idempotency_key`` keyword (or inside a ``context`` object) to functions
+that ask for it, ``llm`` uses it as the gateway's request id.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any, Callable
+
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from cristal.config import Settings
+from cristal.db import Database
+from cristal.db.schema import Organization
+from cristal.errors import AccessDenied, CristalError, NotFound
+from cristal.identity.authorize import require
+from cristal.identity.directory import in_org, resolve_principal
+from cristal.identity.principal import Principal
+from cristal.identity.resource import Resource
+
+MAX_OUTPUT_BYTES = 1024 * 1024
+DEFAULT_PYTHON_MODULES = ("cristal.sample",)
+HTTP_DEFAULT_TIMEOUT = 30.0
+
+
+class StepError(CristalError):
+    """A step failed; ``retriable`` says whether trying again may help."""
+
+    def __init__(self, message: str, retriable: bool = False) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (StepError, (self.message, self.retriable))
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a python step may learn about where it runs (pass a ``context`` parameter to receive it)."""
+
+    run_id: str
+    step_id: str
+    item_index: int | None
+    idempotency_key: str
+    org: str
+    owner: str
+
+
+@dataclass(frozen=True)
+class Meta:
+    run_id: str
+    step_id: str
+    item_index: int | None
+    org_id: int
+    owner_email: str
+    timeout: float | None
+
+    @property
+    def key(self) -> str:
+        base = f"{self.run_id}:{self.step_id}"
+        return base if self.item_index is None else f"{base}:{self.item_index}"
+
+
+def python_allowed(module: str) -> bool:
+    raw = os.environ.get("CRISTAL_WORKFLOW_PYTHON_MODULES")
+    prefixes = tuple(p.strip() for p in raw.split(",") if p.strip()) if raw else ()
+    prefixes = DEFAULT_PYTHON_MODULES + prefixes
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def owner(session: Session, org_id: int, email: str) -> tuple[Organization, Principal]:
+    """The run's owner as of now: current groups and role (a removed user fails the step)."""
+    org = session.get(Organization, org_id)
+    if org is None:
+        raise StepError("the run's organization no longer exists")
+    try:
+        return org, resolve_principal(session, org.slug, email)
+    except NotFound as exc:
+        raise StepError(f"the run's owner is gone: {exc}") from None
+
+
+def jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() and abs(value) < 2**53 else float(value)
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        raise StepError(f"output contains {len(value)} bytes of binary data; return text or base64")
+    if hasattr(value, "model_dump"):
+        return jsonable(value.model_dump(mode="json"))
+    raise StepError(f"output contains a {type(value).__name__}, which is not JSON")
+
+
+def check_size(step_id: str, value: Any) -> Any:
+    value = jsonable(value)
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    if size > MAX_OUTPUT_BYTES:
+        raise StepError(f"step {step_id!r} output is {size:,} bytes of JSON, above the {MAX_OUTPUT_BYTES:,}-byte limit; "
+                        "return less (e.g. select fewer rows or columns)")
+    return value
+
+
+def with_timeout(seconds: float | None, label: str, fn: Callable[[], Any]) -> Any:
+    """Run ``fn``; past ``seconds`` the step fails (the abandoned thread finishes on its own)."""
+    if seconds is None:
+        return fn()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"cristal-step-{label}", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise StepError(f"timed out after {seconds:g}s", retriable=True)
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+# ---------------------------------------------------------------------------
+# The kinds
+
+
+def run_sql(db: Database, meta: Meta, spec: dict[str, Any]) -> Any:
+    from cristal.knowledge.connectors.sql import readonly_engine
+    from cristal.knowledge.sources import source_by_name
+
+    with db.session() as s:
+        org, principal = owner(s, meta.org_id, meta.owner_email)
+        try:
+            source = source_by_name(s, org.id, spec["source"])
+        except NotFound:
+            raise StepError(f"unknown source {spec['source']!r} in organization {org.slug!r}") from None
+        resource = Resource(kind="source", org_id=org.id, id=source.name, acl=tuple(source.acl) if source.acl else None, org_slug=org.slug)
+        require(s, principal, "source.query", resource, request_id=meta.key, details={"workflow_step": meta.key})
+        uri, kind = source.uri, source.kind
+    if kind != "sql":
+        raise StepError(f"source {spec['source']!r} is a {kind} source, not a database")
+    engine = readonly_engine(uri)
+    max_rows = int(spec.get("max_rows") or 10_000)
+    try:
+        def query() -> list[dict[str, Any]]:
+            with engine.connect() as conn:
+                result = conn.execute(text(spec["query"]), spec.get("params") or {})
+                rows = result.mappings().fetchmany(max_rows + 1)
+                return [dict(r) for r in rows]
+
+        rows = with_timeout(meta.timeout, meta.key, query)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise StepError(f"query failed: {reason}") from None
+    finally:
+        engine.dispose()
+    if len(rows) > max_rows:
+        raise StepError(f"query returned more than max_rows={max_rows} rows; narrow it or raise max_rows")
+    return rows
+
+
+def run_http(db: Database, meta: Meta, spec: dict[str, Any]) -> Any:
+    with db.session() as s:
+        org, principal = owner(s, meta.org_id, meta.owner_email)
+        require(s, principal, "workflow.http", in_org(org, "url", spec["url"][:400]), request_id=meta.key,
+                details={"method": spec["method"], "workflow_step": meta.key})
+    url = spec["url"]
+    if not url.startswith(("http://", "https://")):
+        raise StepError(f"invalid url {url!r}: use http:// or https://")
+    headers = {str(k): str(v) for k, v in (spec.get("headers") or {}).items()}
+    headers["Idempotency-Key"] = meta.key
+    data = None
+    if spec.get("json") is not None:
+        data = json.dumps(jsonable(spec["json"])).encode("utf-8")
+        headers.setdefault("Content-Type", "application/json")
+    elif spec.get("body") is not None:
+        data = str(spec["body"]).encode("utf-8")
+    request = urllib.request.Request(url, data=data, method=spec["method"], headers=headers)
+    expect = spec.get("expect")
+    try:
+        with urllib.request.urlopen(request, timeout=meta.timeout or HTTP_DEFAULT_TIMEOUT) as response:  # noqa: S310 - http(s) only, checked above
+            status, body, ctype = response.status, response.read(MAX_OUTPUT_BYTES + 1), response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        status, body, ctype = exc.code, exc.read(MAX_OUTPUT_BYTES + 1), exc.headers.get("Content-Type", "")
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise StepError(f"{spec['method']} {url} failed: {reason}", retriable=True) from None
+    ok = status in expect if expect else 200 <= status < 300
+    if len(body) > MAX_OUTPUT_BYTES:
+        raise StepError(f"{spec['method']} {url} answered more than {MAX_OUTPUT_BYTES:,} bytes")
+    text_body = body.decode("utf-8", errors="replace")
+    if not ok:
+        retriable = status >= 500 or status in (408, 429)
+        raise StepError(f"{spec['method']} {url} answered HTTP {status}: {text_body[:200]}", retriable=retriable)
+    payload: Any = text_body
+    if "json" in ctype and text_body.strip():
+        try:
+            payload = json.loads(text_body)
+        except json.JSONDecodeError:
+            payload = text_body
+    return {"status": status, "body": payload}
+
+
+def _import(call: str) -> Callable[..., Any]:
+    module_name, _, func_name = call.partition(":")
+    if not python_allowed(module_name):
+        raise StepError(f"python module {module_name!r} is not allowed in workflows (allowed: CRISTAL_WORKFLOW_PYTHON_MODULES)")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise StepError(f"cannot import {module_name!r}: {exc}") from None
+    fn = getattr(module, func_name, None)
+    if not callable(fn):
+        raise StepError(f"{call!r} is not a function")
+    return fn
+
+
+def run_python(db: Database, meta: Meta, spec: dict[str, Any]) -> Any:
+    with db.session() as s:
+        org, principal = owner(s, meta.org_id, meta.owner_email)
+        require(s, principal, "workflow.python", in_org(org, "function", spec["call"]), request_id=meta.key,
+                details={"workflow_step": meta.key})
+    fn = _import(spec["call"])
+    kwargs = dict(spec.get("args") or {})
+    params = inspect.signature(fn).parameters
+    if "idempotency_key" in params:
+        kwargs["idempotency_key"] = meta.key
+    if "context" in params:
+        kwargs["context"] = StepContext(meta.run_id, meta.step_id, meta.item_index, meta.key, org.slug, principal.name)
+    try:
+        return with_timeout(meta.timeout, meta.key, lambda: fn(**kwargs))
+    except (StepError, CristalError):
+        raise
+    except TypeError as exc:
+        raise StepError(f"{spec['call']}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - the function's failure is the step's failure
+        raise StepError(f"{spec['call']} raised {type(exc).__name__}: {exc}", retriable=True) from None
+
+
+def run_llm(db: Database, settings: Settings, meta: Meta, spec: dict[str, Any]) -> Any:
+    from cristal.models.gateway import Gateway
+
+    with db.session() as s:
+        _org, principal = owner(s, meta.org_id, meta.owner_email)
+    messages = []
+    if spec.get("system"):
+        messages.append({"role": "system", "content": str(spec["system"])})
+    messages.append({"role": "user", "content": str(spec["prompt"])})
+    with Gateway(settings, db) as gateway:  # authorizes "llm.call" (audited) and meters the call
+        return with_timeout(meta.timeout, meta.key, lambda: gateway.structured(
+            principal, messages, spec["schema"], model=spec.get("model"), request_id=meta.key))
+
+
+def perform(db: Database, settings: Settings, kind: str, meta: Meta, spec: dict[str, Any]) -> Any:
+    if kind == "sql":
+        return run_sql(db, meta, spec)
+    if kind == "http":
+        return run_http(db, meta, spec)
+    if kind == "python":
+        return run_python(db, meta, spec)
+    if kind == "llm":
+        return run_llm(db, settings, meta, spec)
+    raise StepError(f"step kind {kind!r} cannot run here")
+
+
+NOT_RETRIED = (AccessDenied,)

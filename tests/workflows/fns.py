@@ -1,0 +1,48 @@
+"""Functions that workflow python steps call in the tests: side effects recorded in a SQLite ledger.
+
+``calls`` records every invocation; ``effects`` applies each idempotency key once
+(``INSERT OR IGNORE`` on a unique key), as a real idempotent consumer would.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+
+def _ledger(path: str) -> sqlite3.Connection:
+    con = sqlite3.connect(path, timeout=60, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT, name TEXT)")
+    con.execute("CREATE TABLE IF NOT EXISTS effects (key TEXT PRIMARY KEY, name TEXT)")
+    return con
+
+
+def effect(name: str, ledger: str, idempotency_key: str) -> dict:
+    con = _ledger(ledger)
+    try:
+        con.execute("INSERT INTO calls VALUES (?, ?)", (idempotency_key, name))
+        con.execute("INSERT OR IGNORE INTO effects VALUES (?, ?)", (idempotency_key, name))
+    finally:
+        con.close()
+    return {"name": name, "key": idempotency_key}
+
+
+def effect_then_wait(name: str, ledger: str, gate: str, idempotency_key: str) -> dict:
+    """Apply the effect, then block until ``gate`` exists: a kill here lands after the effect, before the checkpoint."""
+    result = effect(name, ledger, idempotency_key)
+    deadline = time.monotonic() + 300
+    while not Path(gate).exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError("gate never opened")
+        time.sleep(0.05)
+    return result
+
+
+def big(size: int) -> str:
+    return "x" * int(size)
+
+
+def boom(message: str = "boom") -> None:
+    raise ValueError(message)
