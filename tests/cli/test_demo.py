@@ -32,6 +32,12 @@ def test_demo_runs_and_is_repeatable(cli) -> None:  # type: ignore[no-untyped-de
     assert "180 EUR" in report and "150 EUR" in report and "[1]" in report
     assert open(research["html"], encoding="utf-8").read().startswith("<!DOCTYPE html>")
 
+    workflow = summary["workflow"]
+    assert workflow["status"] == "waiting" and workflow["approvers"] == ["group:management"] and workflow["claims"] > 0
+    assert workflow["approve_command"].startswith("cristal approvals approve ")
+    approve = cli(*workflow["approve_command"].split()[1:])
+    assert approve.code == 0, approve.stderr
+
     second = json.loads(cli("demo", "--json").stdout)
     assert second["organizations_created"] == [] and second["users_created"] == [] and second["sources_added"] == []
     assert all(r["added"] == 0 and r["updated"] == 0 and r["embedded"] == 0 for r in second["sync"])

@@ -9,7 +9,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from cristal.db import Database, normalize_url
-import cristal.knowledge.schema  # noqa: F401  (its tables are part of the schema)
+import cristal.knowledge.schema  # noqa: F401  (their tables are part of the schema)
+import cristal.workflows.schema  # noqa: F401
 from cristal.db.schema import Base, include_in_schema_comparison
 from cristal.errors import DatabaseError
 from cristal.identity import orgs

@@ -21,6 +21,7 @@ from cristal.knowledge.search import Searcher
 from cristal.knowledge.sources import list_sources
 from cristal.knowledge.sync import sync_source
 from cristal.research.demo import demo_research
+from cristal.workflows.demo import run_demo_workflow
 from cristal.sample.company import GROUP, load_company
 from cristal.sample.knowledge import connect_sources
 
@@ -102,6 +103,7 @@ def demo_command(json_out: bool = typer.Option(False, "--json", help="Print a JS
         summary["access_checks"] = _isolation(db)
         summary["searches"] = _searches(db)
         summary["research"] = demo_research(db, Path(settings.home))
+        summary["workflow"] = run_demo_workflow(db, Path(settings.home))
     finally:
         db.dispose()
 
@@ -143,6 +145,11 @@ def _show(summary: dict) -> None:
     r = summary["research"]
     out.print(f"[bold]Deep Research[/] ({r['mode']}, as {r['as']}): {r['question']}\n  {r['status']}: {r['citations']} citations from "
               f"{len(r['sources'])} sources; disagreements: {', '.join(r['disagreements']) or 'none'}\n  report: {r['markdown']} and {r['html']}")
+
+    w = summary["workflow"]
+    out.print(f"[bold]Workflow[/] expense-review (as lukas.weber@aozora-de.example): {w['claims']} pending claims over 200 EUR from the ERP, "
+              f"{w['flagged']} flagged by the policy check; run {w['run_id']} is {w['status']} for {', '.join(w['approvers'] or [])}\n"
+              f"  approve it: [bold]{w['approve_command']}[/]  then: [bold]{w['continue_command']}[/]")
 
     checks = Table(title="Authorization in action (every decision is in the audit trail)")
     for column in ("actor", "asks to list users of", "result"):

@@ -195,6 +195,7 @@ def shutdown() -> None:
     STATE.stop.set()
     try:
         DBOS.destroy(workflow_completion_timeout_sec=0)
+        _detach_waiting_threads()
     finally:
         try:
             with STATE.db.session() as s:  # type: ignore[union-attr]
@@ -202,6 +203,29 @@ def shutdown() -> None:
         except Exception:  # noqa: BLE001
             pass
         STATE.executor_id = None
+
+
+def _detach_waiting_threads() -> None:
+    """Let the process exit although a run's thread still waits (e.g. in an approval's ``DBOS.recv``).
+
+    DBOS runs workflows on a ``ThreadPoolExecutor`` whose threads the interpreter joins at exit; a
+    thread waiting for an approval would hold the exit for up to the poll interval. Such a run is
+    PENDING in DBOS and this executor's heartbeat row is gone, so a worker resumes it: the thread is
+    dropped from the exit join (it is a daemon thread and ends with the process).
+    """
+    from concurrent.futures import thread as futures_thread
+
+    queues = getattr(futures_thread, "_threads_queues", None)
+    if queues is None:
+        return
+    shutdown_locks = getattr(threading, "_shutdown_locks", None)
+    for worker in list(queues):
+        if worker.name.startswith("dbos-executor") and worker.is_alive():
+            queues.pop(worker, None)
+            lock = getattr(worker, "_tstate_lock", None)
+            if shutdown_locks is not None and lock is not None:
+                with threading._shutdown_locks_lock:  # type: ignore[attr-defined]
+                    shutdown_locks.discard(lock)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -1,17 +1,16 @@
 """workflows: runs, steps, approvals, executors
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0003
+Revises: 0002
 """
 
 from alembic import op
 import sqlalchemy as sa
 
 import cristal.db.schema
-import cristal.workflows.schema  # noqa: F401  (registers the tables on Base for schema comparison)
 
-revision = "0004"
-down_revision = "0002"  # TEMPORARY: 0003_research not present yet; set back to "0003"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

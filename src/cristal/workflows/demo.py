@@ -1,0 +1,55 @@
+"""The workflow part of the showcase: the sample expense review, stopped at its approval."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from cristal.config import load_settings
+from cristal.db import Database
+from cristal.errors import CristalError
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample" / "workflows" / "expense-review.yaml"
+ORG = "aozora-de"
+AS = "lukas.weber@aozora-de.example"
+
+
+def run_demo_workflow(db: Database, home: Path, *, threshold: float = 200) -> dict[str, Any]:
+    """Run ``expense-review.yaml`` as Lukas Weber (finance) in aozora-de until it waits for management.
+
+    Needs the sample company and its ``erp`` source (``cristal demo`` loads both). Returns the run id,
+    the approval id and the command that approves it; ``cristal worker`` then finishes the run.
+    """
+    from cristal.workflows import service
+    from cristal.workflows.engine import shutdown
+    from cristal.workflows.spec import load_workflow
+
+    settings = load_settings(home=home) if home else load_settings()
+    run = service.create_run(db, load_workflow(SAMPLE), ORG, AS, {"threshold": threshold})
+    try:
+        service.start(db, settings, run)
+        deadline = time.monotonic() + 120
+        while True:
+            doc = service.run_status(db, run.run_id, AS)
+            if doc["status"] in ("waiting", "succeeded", "failed", "rejected", "cancelled"):
+                break
+            if time.monotonic() > deadline:
+                raise CristalError(f"demo workflow {run.run_id} did not reach its approval")
+            time.sleep(0.05)
+    finally:
+        shutdown()
+    if doc["status"] == "failed":
+        raise CristalError(f"demo workflow {run.run_id} failed: {doc['error']}")
+    approval = doc["steps"][2].get("approval") or {}
+    checked = doc["steps"][1].get("output") or []
+    return {
+        "run_id": run.run_id,
+        "status": doc["status"],
+        "approval_id": approval.get("id"),
+        "approvers": approval.get("approvers"),
+        "claims": len(checked),
+        "flagged": sum(1 for c in checked if c.get("verdict") == "needs_review"),
+        "approve_command": f"cristal approvals approve {approval.get('id')} --as anna.schmidt@aozora-de.example" if approval else None,
+        "continue_command": "cristal worker",
+    }
