@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cristal.cli.app import app
-from cristal.cli.runtime import acting, err, open_database, out, print_json, unit_of_work
+from cristal.cli.runtime import acting, database, err, open_database, out, print_json, unit_of_work
 from cristal.errors import InvalidInput
 from cristal.knowledge import sources
 from cristal.knowledge.search import Searcher
@@ -170,8 +170,7 @@ def search_command(
     if (query is None) == (queries is None):
         raise InvalidInput("give either a QUERY or --queries FILE.jsonl")
     batch = _read_batch(queries) if queries is not None else None
-    db = open_database()
-    try:
+    with database() as db:
         with db.session() as s:
             principal = acting(s, org, as_email)
         searcher = Searcher(db)
@@ -181,8 +180,6 @@ def search_command(
                 print_json({"id": item.id, "hits": [h.as_dict() for h in hits]})
             return
         hits = searcher.search(principal, query or "", limit=limit, mode=mode)  # type: ignore[arg-type]
-    finally:
-        db.dispose()
     if json_out:
         print_json({"hits": [h.as_dict() for h in hits]})
         return

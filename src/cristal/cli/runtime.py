@@ -37,14 +37,20 @@ def open_database(cfg: Settings | None = None, *, initialised: bool = True) -> D
 
 
 @contextmanager
-def unit_of_work() -> Iterator[Session]:
-    """A session on the configured, initialised database; commits on success."""
+def database() -> Iterator[Database]:
+    """The configured, initialised database for the length of a command."""
     db = open_database()
     try:
-        with db.session() as session:
-            yield session
+        yield db
     finally:
         db.dispose()
+
+
+@contextmanager
+def unit_of_work() -> Iterator[Session]:
+    """A session on the configured, initialised database; commits on success."""
+    with database() as db, db.session() as session:
+        yield session
 
 
 def acting(session: Session, org: str | None, as_email: str | None) -> Principal:

@@ -12,7 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cristal.cli.app import app
-from cristal.cli.runtime import err, open_database, out, print_json, settings
+from cristal.cli.runtime import database, err, open_database, out, print_json, settings
 from cristal.errors import CristalError, InvalidInput
 
 workflow_app = typer.Typer(help="Durable workflows: run, inspect, cancel and retry.", no_args_is_help=True)
@@ -142,11 +142,8 @@ def workflow_status(
     """Per-step state, outputs, timings and errors of a run."""
     from cristal.workflows.service import run_status
 
-    db = open_database()
-    try:
+    with database() as db:
         doc = run_status(db, run_id, as_email)
-    finally:
-        db.dispose()
     if json_out:
         print_json(doc)
     else:
@@ -159,11 +156,8 @@ def workflow_list(org: str = typer.Option(..., "--org"), as_email: str = typer.O
     """Runs of an organization (your own; admins see all)."""
     from cristal.workflows.service import list_runs
 
-    db = open_database()
-    try:
+    with database() as db:
         runs = list_runs(db, org, as_email, limit=limit)
-    finally:
-        db.dispose()
     if json_out:
         print_json({"runs": runs})
         return
@@ -180,11 +174,8 @@ def workflow_cancel(run_id: str, as_email: str = typer.Option(..., "--as"), json
     """Cancel a run (the owner or an admin)."""
     from cristal.workflows.service import cancel_run
 
-    db = open_database()
-    try:
+    with database() as db:
         doc = cancel_run(db, run_id, as_email)
-    finally:
-        db.dispose()
     if json_out:
         print_json(doc)
     else:
@@ -232,11 +223,8 @@ def approvals_list(org: str = typer.Option(..., "--org"), as_email: str = typer.
     """Approvals waiting for you."""
     from cristal.workflows.approvals import list_approvals
 
-    db = open_database()
-    try:
+    with database() as db:
         items = list_approvals(db, org, as_email, include_decided=all_)
-    finally:
-        db.dispose()
     if json_out:
         print_json({"approvals": [i.as_dict() for i in items]})
         return
@@ -253,11 +241,8 @@ def approvals_list(org: str = typer.Option(..., "--org"), as_email: str = typer.
 def _decide(approval_id: str, as_email: str, decision: str, comment: Optional[str], json_out: bool) -> None:
     from cristal.workflows.approvals import decide
 
-    db = open_database()
-    try:
+    with database() as db:
         info = decide(db, approval_id, as_email, decision, comment=comment)
-    finally:
-        db.dispose()
     if json_out:
         print_json(info.as_dict())
     else:

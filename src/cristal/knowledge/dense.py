@@ -1,9 +1,11 @@
 """Dense retrieval: exact cosine search over an organization's chunk embeddings.
 
 The matrix is loaded once per process and organization and reloaded only when
-the organization's index generation changes. Access filtering happens before
-ranking: the scores of chunks the user may not read are masked out, so the
-top-k are always k readable chunks (never a short or leaky page).
+the organization's index generation changes (content or access rules). With
+it come one row mask per access rule, so a user's filter is the OR of the
+masks of the rules that match them. Filtering happens before ranking: the
+scores of chunks the user may not read are masked out, so the top-k are
+always k readable chunks (never a short or leaky page).
 
 Exact search is a matrix product: at 100k chunks x 512 dimensions that is
 50M multiply-adds, a few milliseconds on one core, so no approximate index
@@ -20,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cristal.knowledge.index import generation
-from cristal.knowledge.schema import Chunk, Embedding
+from cristal.knowledge.schema import Chunk, Document, DocumentAccess, Embedding
 
 
 @dataclass
@@ -29,6 +31,15 @@ class _Matrix:
     chunk_ids: np.ndarray
     doc_ids: np.ndarray
     vectors: np.ndarray
+    rule_masks: dict[str, np.ndarray]
+
+    def readable(self, matchers: list[str]) -> np.ndarray:
+        mask = np.zeros(len(self.chunk_ids), dtype=bool)
+        for rule in matchers:
+            rows = self.rule_masks.get(rule)
+            if rows is not None:
+                mask |= rows
+        return mask
 
 
 _cache: dict[tuple[str, int, str], _Matrix] = {}
@@ -43,11 +54,17 @@ def _load(session: Session, org_id: int, model: str, gen: int) -> _Matrix:
         .order_by(Chunk.id)
     ).all()
     if not rows:
-        return _Matrix(gen, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 1), np.float32))
+        return _Matrix(gen, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 1), np.float32), {})
     ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
     docs = np.fromiter((r[1] for r in rows), np.int64, len(rows))
     vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-    return _Matrix(gen, ids, docs, vectors)
+    docs_by_rule: dict[str, list[int]] = {}
+    for doc_id, rule in session.execute(
+        select(DocumentAccess.doc_id, DocumentAccess.rule).join(Document, Document.id == DocumentAccess.doc_id).where(Document.org_id == org_id)
+    ):
+        docs_by_rule.setdefault(rule, []).append(doc_id)
+    masks = {rule: np.isin(docs, np.asarray(doc_ids, dtype=np.int64)) for rule, doc_ids in docs_by_rule.items()}
+    return _Matrix(gen, ids, docs, vectors, masks)
 
 
 def matrix(session: Session, org_id: int, model: str) -> _Matrix:
@@ -65,16 +82,16 @@ def dense_search(
     org_id: int,
     model: str,
     query_vector: np.ndarray,
-    allowed_docs: np.ndarray | None,
+    matchers: list[str] | None,
     k: int,
 ) -> list[tuple[int, float]]:
-    """(chunk id, cosine) of the ``k`` nearest readable chunks; ``allowed_docs=None`` means all."""
+    """(chunk id, cosine) of the ``k`` nearest chunks readable under ``matchers``; ``None`` means all (admins)."""
     m = matrix(session, org_id, model)
     if len(m.chunk_ids) == 0:
         return []
     scores = m.vectors @ query_vector.astype(np.float32)
-    if allowed_docs is not None:
-        scores = np.where(np.isin(m.doc_ids, allowed_docs), scores, -np.inf)
+    if matchers is not None:
+        scores = np.where(m.readable(matchers), scores, -np.inf)
     k = min(k, len(scores))
     top = np.argpartition(-scores, k - 1)[:k]
     top = top[np.argsort(-scores[top])]

@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session
 
 from cristal.knowledge.tokenize import normalize
 
-_LONG_WORD = re.compile(r"[^\W\d_]{5,}")
+# Latin-script words only: Japanese has no spaces, so a "long word" there is a
+# whole sentence, and the Sudachi tokens already cover it.
+_LONG_WORD = re.compile(r"[a-z\u00c0-\u024f]{5,}")
 
 
 def _access_clause(matchers: list[str] | None) -> str:
