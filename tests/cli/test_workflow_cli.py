@@ -233,3 +233,34 @@ steps:
         doc = _json(wf_cli("workflow", "run", str(flow), "--org", "acme", "--as", "eng@acme.example", "--json", extra_env=env))
         assert doc["steps"][0]["output"] == {"category": "hotel"}
         assert "Classify: Hotel 4 Nächte" in json.dumps(model.chat_requests[0].json["messages"], ensure_ascii=False)
+
+
+RESEARCH_FLOW = """
+name: hotel-brief
+inputs:
+  city: Munich
+steps:
+  - id: brief
+    research: {question: "What is the hotel limit per night in {{ inputs.city }}?", mode: extractive}
+  - id: count
+    python: {call: "cristal.sample.checks:double", args: {x: "{{ steps.brief.output.citations | length }}"}}
+"""
+
+
+def test_research_steps_run_as_the_owner(wf_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    from tests.knowledge.conftest import write_tree
+
+    docs = write_tree(tmp_path / "wiki")
+    assert wf_cli("source", "add", "wiki", "--org", "acme", "--kind", "files", "--uri", str(docs)).code == 0
+    assert wf_cli("sync", "--org", "acme", "--keyword-only").code == 0
+    flow = write(tmp_path / "r.yaml", RESEARCH_FLOW)
+    doc = _json(wf_cli("workflow", "run", str(flow), "--org", "acme", "--as", "fin@acme.example", "--json"))
+    assert doc["status"] == "succeeded", doc
+    brief = doc["steps"][0]["output"]
+    assert brief["mode"] == "extractive" and "150 EUR" in brief["report"] and brief["citations"]
+    assert doc["steps"][1]["output"] == 2 * len(brief["citations"])
+    # The same question as an engineer cannot cite what only finance may read.
+    salary = write(tmp_path / "s.yaml", RESEARCH_FLOW.replace("What is the hotel limit per night in {{ inputs.city }}?",
+                                                             "What do senior engineers earn?"))
+    fin = _json(wf_cli("workflow", "run", str(salary), "--org", "acme", "--as", "fin@acme.example", "--json"))
+    assert "105,000" not in json.dumps(fin["steps"][0]["output"])

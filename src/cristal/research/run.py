@@ -380,12 +380,17 @@ def run_research(
     lang: str | None = None,
     budget: Budget | None = None,
     resume: str | None = None,
+    run_id: str | None = None,
     store: CheckpointStore | None = None,
     progress: Progress | None = None,
     searcher: Searcher | None = None,
     gateway: Any = None,
 ) -> ResearchResult:
-    """Research ``question`` as ``principal`` and return the report (see the module docstring)."""
+    """Research ``question`` as ``principal`` and return the report (see the module docstring).
+
+    ``run_id`` names a new run (a workflow step derives it from its idempotency
+    key, so a step that runs again after a crash resumes the same run).
+    """
     budget = budget or Budget()
     store = store or default_store(settings)
     if principal.is_operator:
@@ -405,7 +410,7 @@ def run_research(
         if not _org_has_documents(db, principal):
             raise InvalidInput(f"organization {principal.org_slug!r} has no searchable sources: add one with "
                                "`cristal source add` and run `cristal sync`")
-        run_id = new_run_id()
+        run_id = run_id or new_run_id()
         notes = Notes(question, answer_lang, chosen, principal.label, principal.org_slug or "")
     run = _Run(db, principal, notes, run_id, settings=settings, budget=budget, store=store, progress=progress,
                searcher=searcher, gateway=gateway)

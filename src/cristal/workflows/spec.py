@@ -6,7 +6,7 @@ a run carries with it, so a later edit of the file never changes a run already
 under way — or raises ``InvalidInput`` with ``FILE:LINE: step 'ID': problem``.
 
 Checked up front: YAML syntax and duplicate keys, unknown fields, step kinds
-(exactly one per step; ``research`` and ``operate`` are not available yet),
+(exactly one per step; ``operate`` is not available yet),
 duplicate ids, template syntax, references to unknown or later steps and
 undeclared inputs, ``item`` outside ``for_each``, durations, sub-workflow
 files and cycles between them, approver rules and python call paths.
@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cristal.errors import InvalidInput
 from cristal.workflows import templates
 
-KINDS = ("sql", "http", "python", "llm", "approval", "workflow")
-NOT_YET = ("research", "operate")
+KINDS = ("sql", "http", "python", "llm", "research", "approval", "workflow")
+NOT_YET = ("operate",)
 COMMON = ("id", "when", "for_each", "concurrency", "retry", "timeout", "name")
 STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 CALL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
@@ -117,6 +117,14 @@ class LlmSpec(_Strict):
     model: str | None = None
 
 
+class ResearchSpec(_Strict):
+    question: str
+    mode: Literal["auto", "extractive", "llm"] = "auto"
+    lang: Literal["en", "de", "ja"] | None = None
+    max_steps: int = Field(30, ge=1, le=500)
+    max_seconds: float = Field(300.0, gt=0, le=86_400)
+
+
 class ApprovalSpec(_Strict):
     approvers: list[str] = Field(min_length=1)
     message: str = ""
@@ -149,7 +157,7 @@ class SubWorkflowSpec(_Strict):
 
 
 SPECS: dict[str, type[BaseModel]] = {
-    "sql": SqlSpec, "http": HttpSpec, "python": PythonSpec, "llm": LlmSpec,
+    "sql": SqlSpec, "http": HttpSpec, "python": PythonSpec, "llm": LlmSpec, "research": ResearchSpec,
     "approval": ApprovalSpec, "workflow": SubWorkflowSpec,
 }
 

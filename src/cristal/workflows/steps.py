@@ -277,6 +277,32 @@ def run_llm(db: Database, settings: Settings, meta: Meta, spec: dict[str, Any]) 
             principal, messages, spec["schema"], model=spec.get("model"), request_id=meta.key))
 
 
+def run_research_step(db: Database, settings: Settings, meta: Meta, spec: dict[str, Any]) -> Any:
+    """Deep Research as the run's owner; the report and its citations are the output.
+
+    The research run id is derived from the step's idempotency key, so if the
+    worker dies mid-step and the engine runs the step again, the research
+    resumes from its checkpoint instead of starting over.
+    """
+    import hashlib
+
+    from cristal.research.run import Budget, default_store, run_research
+
+    with db.session() as s:
+        _org, principal = owner(s, meta.org_id, meta.owner_email)
+    run_id = hashlib.sha256(meta.key.encode()).hexdigest()[:12]
+    store = default_store(settings)
+    budget = Budget(max_steps=spec["max_steps"], max_seconds=spec["max_seconds"])
+    resumable = (store.root / f"{run_id}.json").exists()
+    result = with_timeout(meta.timeout, meta.key, lambda: run_research(
+        db, principal, None if resumable else spec["question"], settings=settings, mode=spec["mode"], lang=spec.get("lang"),
+        budget=budget, resume=run_id if resumable else None, run_id=None if resumable else run_id, store=store))
+    doc = result.as_dict()
+    if doc.get("status") == "partial":
+        raise StepError(f"research stopped early: {doc.get('error')}", retriable=True)
+    return {k: doc.get(k) for k in ("run_id", "status", "mode", "lang", "report", "citations", "disagreements")}
+
+
 def perform(db: Database, settings: Settings, kind: str, meta: Meta, spec: dict[str, Any]) -> Any:
     if kind == "sql":
         return run_sql(db, meta, spec)
@@ -286,6 +312,8 @@ def perform(db: Database, settings: Settings, kind: str, meta: Meta, spec: dict[
         return run_python(db, meta, spec)
     if kind == "llm":
         return run_llm(db, settings, meta, spec)
+    if kind == "research":
+        return run_research_step(db, settings, meta, spec)
     raise StepError(f"step kind {kind!r} cannot run here")
 
 
