@@ -67,6 +67,9 @@ POLICY: dict[str, Rule] = {
     "workflow.approval.request": Rule.MEMBER,
     "approval.list": Rule.MEMBER,
     "approval.decide": Rule.ACL,  # the step's approvers; admins who are not named are refused by the workflow layer
+    # operator (a browser run acts as the employee; the web apps' own logins decide what they may do there)
+    "operator.run": Rule.MEMBER,
+    "operator.act": Rule.MEMBER,
 }
 
 # Actions the operator may take: managing the installation, not reading data.

@@ -1,0 +1,115 @@
+"""``cristal operate`` and ``cristal replay``: the Operator at work in a real browser, and repeating what it did."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cristal.cli.app import app
+from cristal.cli.runtime import acting, err, open_database, out, print_json, settings
+from cristal.errors import CristalError, InvalidInput
+
+
+class RunStopped(CristalError):
+    """The run or replay ended without doing its task (the JSON result, if asked for, is already printed)."""
+
+    exit_code = 1
+
+
+def _progress(quiet: bool):  # type: ignore[no-untyped-def]
+    def progress(kind: str, message: str) -> None:
+        if not quiet or kind in ("needs_approval", "failed", "diverged"):
+            err.print(f"[dim]{kind:>8}[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    return progress
+
+
+@app.command("operate")
+def operate_command(
+    task: str = typer.Argument(..., help="What to do, in plain words."),
+    org: str = typer.Option(..., "--org", help="Organization slug."),
+    as_email: str = typer.Option(..., "--as", help="The employee the run acts for (audited as them)."),
+    start_url: str = typer.Option(..., "--start-url", help="Where the browser starts."),
+    allow_domain: list[str] = typer.Option([], "--allow-domain", help="A domain the run may reach (repeatable); default: the start URL's host and port."),
+    record: Optional[Path] = typer.Option(None, "--record", help="Save the trajectory as JSON (for `cristal replay`)."),
+    json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON document."),
+    secret: list[str] = typer.Option([], "--secret", help="NAME=VALUE (or NAME, read from $NAME): the model sees only {{NAME}}."),
+    allow_irreversible: bool = typer.Option(False, "--allow-irreversible", help="Let actions that look irreversible (submit, pay, delete, send ...) run without pausing."),
+    max_steps: int = typer.Option(30, "--max-steps", help="Stop after this many actions."),
+    max_seconds: float = typer.Option(300.0, "--max-seconds", help="Stop after this many seconds."),
+    screenshots: bool = typer.Option(False, "--screenshots", help="With --record: a PNG per step in FILE.screenshots/."),
+    vision: bool = typer.Option(False, "--vision", help="Also send the model a screenshot with each observation."),
+    model: Optional[str] = typer.Option(None, "--model", help="Chat model (default: the configured one)."),
+) -> None:
+    """Do a task in web applications through a real (headless) browser, as the employee."""
+    from cristal.operator import RunConfig, Secrets, run_operator
+    from cristal.operator.run import validate
+
+    secrets = Secrets.parse(secret, os.environ)
+    config = RunConfig(task=task, start_url=start_url, allow_domains=tuple(allow_domain), secrets=secrets,
+                       allow_irreversible=allow_irreversible, max_steps=max_steps, max_seconds=max_seconds, record=record,
+                       screenshots=screenshots and record is not None, vision=vision, model=model)
+    validate(config)
+    cfg = settings()
+    db = open_database(cfg)
+    try:
+        with db.session() as s:
+            principal = acting(s, org, as_email)
+        result = run_operator(db, principal, config, settings=cfg, progress=_progress(json_out and not err.is_terminal))
+    finally:
+        db.dispose()
+    if record is not None:
+        err.print(f"recorded {len(result.steps)} step(s) in {record}")
+    if json_out:
+        print_json(result.as_dict())
+    if result.status == "done":
+        if not json_out:
+            out.print(result.result or "", markup=False, highlight=False)
+        return
+    if result.status == "needs_approval":
+        err.print(f"[yellow]paused[/]: {result.reason}", highlight=False)
+        return
+    raise RunStopped(f"the run stopped ({result.status}): {result.reason}")
+
+
+@app.command("replay")
+def replay_command(
+    file: Path = typer.Argument(..., help="A recording made by `cristal operate --record FILE`."),
+    json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON document."),
+    secret: list[str] = typer.Option([], "--secret", help="NAME=VALUE (or NAME, read from $NAME) for each secret the recording types."),
+    allow_irreversible: bool = typer.Option(False, "--allow-irreversible", help="Repeat irreversible-looking actions too."),
+    org: Optional[str] = typer.Option(None, "--org", help="Organization slug (default: the recording's)."),
+    as_email: Optional[str] = typer.Option(None, "--as", help="The employee the replay acts for (default: the recording's)."),
+) -> None:
+    """Repeat a recorded run with no model: each element is found again by its fingerprint."""
+    from cristal.operator import Secrets, load_trajectory, replay_trajectory
+
+    trajectory = load_trajectory(file)
+    org = org or trajectory.get("org")
+    as_email = as_email or trajectory.get("as")
+    if not org or not as_email:
+        raise InvalidInput("the recording names no employee: pass --org SLUG --as EMAIL")
+    secrets = Secrets.parse(secret, os.environ)
+    db = open_database(settings())
+    try:
+        with db.session() as s:
+            principal = acting(s, org, as_email)
+        result = replay_trajectory(db, principal, trajectory, secrets=secrets, allow_irreversible=allow_irreversible,
+                                   progress=_progress(json_out and not err.is_terminal))
+    finally:
+        db.dispose()
+    if json_out:
+        print_json(result.as_dict())
+    speed = f" ({result.speedup:.1f}x the recorded run's {result.original_seconds:.1f}s)" if result.speedup else ""
+    if result.status == "complete":
+        message = f"replayed {result.replayed}/{result.total} step(s) in {result.seconds:.2f}s{speed}; now at {result.final_url}"
+        if result.recorded_final_url and result.final_url != result.recorded_final_url:
+            message += f" (the recording ended at {result.recorded_final_url})"
+        (err if json_out else out).print(message, markup=False, highlight=False)
+        return
+    if result.status == "needs_approval":
+        err.print(f"[yellow]paused[/]: {result.reason}", highlight=False)
+        return
+    raise RunStopped(f"replay {result.status} after {result.replayed}/{result.total} step(s): {result.reason}")

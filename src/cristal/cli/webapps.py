@@ -1,0 +1,40 @@
+"""``cristal webapps``: serve the sample company's internal web apps (expenses, customers) on loopback."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from cristal.cli.app import app
+from cristal.cli.runtime import err, settings
+from cristal.errors import InvalidInput
+from cristal.sample.webapps.server import serve_webapps
+from cristal.sample.webapps.store import seed_database
+
+
+@app.command("webapps")
+def webapps_command(
+    port: int = typer.Option(8765, "--port", help="Port on 127.0.0.1 (0 picks a free one)."),
+    reset: bool = typer.Option(False, "--reset", help="Start again from the seed data."),
+) -> None:
+    """Serve the sample Expenses and Customers apps on loopback until Ctrl-C (the Operator works in them)."""
+    if not 0 <= port <= 65535:
+        raise InvalidInput(f"invalid port {port}")
+    db_path = Path(settings().home) / "webapps.db"
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    if reset:
+        seed_database(db_path, overwrite=True)
+    try:
+        apps = serve_webapps(db_path, "127.0.0.1", port)
+    except OSError as exc:
+        raise InvalidInput(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+    with apps:
+        err.print(f"Expenses:  {apps.expenses_url}\nCustomers: {apps.customers_url}\nDatabase:  {db_path}\n"
+                  "Sign in as any sample employee, e.g. jonas.becker@aozora-de.example. Ctrl-C stops.")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass

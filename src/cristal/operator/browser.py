@@ -1,0 +1,586 @@
+"""A real, headless Chromium driven through Playwright's sync API.
+
+One isolated browser context per run (no cookies, storage or cache shared with
+any other run), every request outside the run's allow-list aborted by a route,
+service workers blocked, downloads refused. ``BrowserSession`` turns the page
+into an :class:`Observation` and carries out the model's actions robustly:
+scroll into view, wait for the page to settle (load state, then a quiet DOM and
+no requests in flight, within a cap), retry a stale element once by its
+fingerprint, and report what changed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, Playwright, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from cristal.errors import CristalError
+from cristal.operator.distil_js import DISTIL_JS, FOCUS_JS, QUIET_JS
+from cristal.operator.observation import Observation, element_line
+from cristal.operator.safety import AllowList, Secrets
+
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+DEFAULT_CHROMIUM = "/usr/bin/chromium"
+
+
+class BrowserUnavailable(CristalError):
+    """Chromium is not installed or does not start."""
+
+    exit_code = 1
+
+
+class StopRun(Exception):
+    """The browser can no longer be used for this run (crash, a page that never loads)."""
+
+
+def chromium_path() -> str:
+    path = os.environ.get("CRISTAL_CHROMIUM") or DEFAULT_CHROMIUM
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        found = shutil.which("chromium") or shutil.which("chromium-browser")
+        if found and not os.environ.get("CRISTAL_CHROMIUM"):
+            return found
+        raise BrowserUnavailable(
+            f"Chromium not found at {path}: install it (Debian: apt-get install chromium) or set CRISTAL_CHROMIUM to its path"
+        )
+    return path
+
+
+def launch(playwright: Playwright) -> Browser:
+    try:
+        return playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=LAUNCH_ARGS)
+    except PlaywrightError as exc:
+        raise BrowserUnavailable(f"Chromium did not start: {_first_line(exc)}") from None
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """A headless Chromium for as long as the ``with`` lasts (one per process is plenty: runs use contexts)."""
+    pw = sync_playwright().start()
+    try:
+        browser = launch(pw)
+        try:
+            yield browser
+        finally:
+            try:
+                browser.close()
+            except PlaywrightError:
+                pass
+    finally:
+        pw.stop()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        line = line.strip().strip("=").strip()
+        if line and not line.startswith(("Call log", "- ")):
+            return line[:300]
+    return type(exc).__name__
+
+
+# ----------------------------------------------------------------------
+# Outcomes
+
+
+@dataclass
+class Outcome:
+    """What an action did, as the model and the record see it."""
+
+    ok: bool
+    message: str
+    url_before: str
+    url_after: str
+    element: dict[str, Any] | None = None
+    changes: dict[str, Any] = field(default_factory=dict)
+    ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Caps for one run; every wait in the browser is bounded by one of these."""
+
+    navigation_s: float = 20.0  # a page's load event
+    action_s: float = 5.0  # actionability of one element (visible, enabled, stable)
+    settle_s: float = 3.0  # quiet DOM and no requests in flight after an action
+    quiet_ms: int = 60  # how long the DOM must stay still to count as settled
+
+
+class BrowserSession:
+    """One run's browser context and page."""
+
+    def __init__(self, browser: Browser, allow: AllowList, secrets: Secrets | None = None, *, timing: Timing | None = None,
+                 viewport: tuple[int, int] = (1280, 900), allow_dialogs: bool = False) -> None:
+        self.allow = allow
+        self.secrets = secrets or Secrets()
+        self.timing = timing or Timing()
+        self.allow_dialogs = allow_dialogs
+        self.blocked: list[str] = []
+        self.dialogs: list[str] = []
+        self.ids: dict[str, int] = {}
+        self.next_id = 1
+        self.last: Observation | None = None
+        self.secret_fields: set[int] = set()  # element IDs a secret was typed into (masked in screenshots)
+        self._inflight: set[Any] = set()
+        self._navigated = False
+        self._crashed: str | None = None
+        self.context: BrowserContext = browser.new_context(
+            viewport={"width": viewport[0], "height": viewport[1]},
+            service_workers="block",
+            accept_downloads=False,
+            java_script_enabled=True,
+            locale="en-US",
+        )
+        self.context.set_default_timeout(self.timing.action_s * 1000)
+        self.context.set_default_navigation_timeout(self.timing.navigation_s * 1000)
+        self.context.route("**/*", self._route)
+        try:
+            self.context.route_web_socket("**/*", self._route_ws)
+        except (AttributeError, PlaywrightError):  # older Playwright: sockets are not routed
+            pass
+        self.page: Page = self.context.new_page()
+        self._watch(self.page)
+        self.context.on("page", self._adopt)
+
+    # -- lifecycle
+
+    def close(self) -> None:
+        try:
+            self.context.close()
+        except PlaywrightError:
+            pass
+
+    def __enter__(self) -> BrowserSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- network and page events
+
+    def _route(self, route: Any) -> None:
+        url = route.request.url
+        if self.allow.allows(url):
+            route.continue_()
+        else:
+            self.blocked.append(self.secrets.redact(url)[:200])
+            route.abort("blockedbyclient")
+
+    def _route_ws(self, ws: Any) -> None:
+        if self.allow.allows(ws.url):
+            ws.connect_to_server()
+        else:
+            self.blocked.append(self.secrets.redact(ws.url)[:200])
+            ws.close()
+
+    def _watch(self, page: Page) -> None:
+        page.on("request", lambda r: self._inflight.add(r))
+        page.on("requestfinished", lambda r: self._inflight.discard(r))
+        page.on("requestfailed", lambda r: self._inflight.discard(r))
+        page.on("framenavigated", lambda f: self._on_navigate(page, f))
+        page.on("dialog", self._dialog)
+        page.on("crash", lambda _p: setattr(self, "_crashed", "the page crashed"))
+
+    def _on_navigate(self, page: Page, frame: Any) -> None:
+        if page is self.page and frame == page.main_frame:
+            self._navigated = True
+
+    def _adopt(self, page: Page) -> None:
+        """A popup or a new tab: the run follows it (the old page stays open behind it)."""
+        if page is self.page:
+            return
+        self._watch(page)
+        self.page = page
+        self._navigated = True
+
+    def _dialog(self, dialog: Any) -> None:
+        message = self.secrets.redact(f"{dialog.type}: {dialog.message}")[:300]
+        self.dialogs.append(message)
+        try:
+            if dialog.type == "alert" or (dialog.type == "confirm" and self.allow_dialogs):
+                dialog.accept()
+            else:  # confirm() guards destructive actions; prompt() would need input the run has not got
+                dialog.dismiss()
+        except PlaywrightError:
+            pass
+
+    def _check_alive(self) -> None:
+        if self._crashed:
+            raise StopRun(self._crashed)
+        if self.page.is_closed():
+            raise StopRun("the page was closed")
+
+    # -- observing
+
+    def open(self, url: str) -> Observation:
+        """Go to the start URL: ``StopRun`` if it is unreachable, blocked or never loads."""
+        if not self.allow.allows(url):
+            raise StopRun(f"{url} is outside the run's allow-list ({', '.join(self.allow.domains)})")
+        try:
+            response = self.page.goto(url, wait_until="load", timeout=self.timing.navigation_s * 1000)
+        except PlaywrightTimeout:
+            raise StopRun(f"{url} did not finish loading within {self.timing.navigation_s:g}s") from None
+        except PlaywrightError as exc:
+            raise StopRun(f"cannot open {url}: {_net_error(exc)}") from None
+        self._settle()
+        obs = self.observe()
+        if response is not None and response.status >= 400:
+            obs.notes.append(f"the server answered HTTP {response.status}")
+        return obs
+
+    def observe(self) -> Observation:
+        """Distil the current page (one ``page.evaluate``); IDs are stable by fingerprint across calls."""
+        self._check_alive()
+        started = time.perf_counter()
+        raw = None
+        for _attempt in range(3):
+            try:
+                raw = self.page.evaluate(DISTIL_JS, {"known": self.ids, "next": self.next_id})
+                break
+            except PlaywrightError as exc:
+                if not _context_gone(exc):
+                    raise
+                self._wait_load()  # a navigation replaced the document under us: once it has loaded, again
+        if raw is None:
+            raise StopRun("the page keeps navigating; it never stayed long enough to be read")
+        self.ids.update(raw["assigned"])
+        self.next_id = raw["next"]
+        obs = Observation.from_raw(raw, self.secrets, total_ms=(time.perf_counter() - started) * 1000)
+        if self.blocked:
+            obs.blocked = list(self.blocked)
+        self.last = obs
+        return obs
+
+    def screenshot(self, *, full_page: bool = False) -> bytes:
+        """PNG of the viewport (for vision models and records); fields holding a secret are masked."""
+        self._check_alive()
+        mask = [self.locator({"id": i, "frames": self._frames_of(i)}) for i in self.secret_fields if self._frames_of(i) is not None]
+        return self.page.screenshot(type="png", full_page=full_page, mask=mask, animations="disabled", caret="hide")
+
+    def _frames_of(self, element_id: int) -> list[str] | None:
+        if self.last is None:
+            return None
+        element = self.last.element(element_id)
+        return None if element is None else element.get("frames", [])
+
+    # -- acting
+
+    def locator(self, element: dict[str, Any]) -> Locator:
+        scope: Any = self.page
+        for mark in element.get("frames") or []:
+            scope = scope.frame_locator(f'[data-cristal-frame="{mark}"]')
+        return scope.locator(f'[data-cristal-id="{element["id"]}"]')
+
+    def focused(self) -> dict[str, Any] | None:
+        self._check_alive()
+        try:
+            return self.page.evaluate(FOCUS_JS)
+        except PlaywrightError as exc:
+            if _context_gone(exc):
+                return None
+            raise
+
+    def act(self, tool: str, args: dict[str, Any], element: dict[str, Any] | None = None) -> Outcome:
+        """Carry out one action (already checked by the run's safety rules) and observe the result."""
+        self._check_alive()
+        before = self.last or self.observe()
+        url_before = self.page.url
+        started = time.perf_counter()
+        self._navigated = False
+        self.blocked.clear()
+        self.dialogs.clear()
+        try:
+            detail = self._do(tool, args, element)
+        except _ActionFailed as exc:
+            after = self._after()
+            return Outcome(False, self.secrets.redact(str(exc)), self.secrets.redact(url_before),
+                           self.secrets.redact(self.page.url), element, _changes(before, after, self), _ms(started))
+        after = self._after()
+        changes = _changes(before, after, self)
+        message = detail
+        summary = describe_changes(changes)
+        if summary:
+            message = f"{detail}. {summary}" if detail else summary
+        return Outcome(True, self.secrets.redact(message), self.secrets.redact(url_before), self.secrets.redact(self.page.url),
+                       element, changes, _ms(started))
+
+    def _after(self) -> Observation:
+        self._settle()
+        return self.observe()
+
+    def _do(self, tool: str, args: dict[str, Any], element: dict[str, Any] | None) -> str:
+        t = self.timing
+        if tool == "goto":
+            url = urljoin(self.page.url, str(args["url"]))
+            try:
+                self.page.goto(url, wait_until="load", timeout=t.navigation_s * 1000)
+            except PlaywrightTimeout:
+                raise StopRun(f"{url} did not finish loading within {t.navigation_s:g}s") from None
+            except PlaywrightError as exc:
+                if _is_crash(exc):
+                    raise StopRun(f"the browser crashed: {_first_line(exc)}") from None
+                raise _ActionFailed(f"error: cannot open {url}: {_net_error(exc)}") from None
+            return f"went to {url}"
+        if tool == "press":
+            key = str(args["key"])
+            try:
+                self.page.keyboard.press(key)
+            except PlaywrightError as exc:
+                raise _ActionFailed(f"error: cannot press {key!r}: {_first_line(exc)} (use key names such as Enter, Tab, Escape, ArrowDown, Control+A)") from None
+            return f"pressed {key}"
+        if tool == "scroll":
+            direction = str(args.get("direction", "down")).lower()
+            script = {
+                "down": "window.scrollBy(0, Math.round(window.innerHeight * 0.8))",
+                "up": "window.scrollBy(0, -Math.round(window.innerHeight * 0.8))",
+                "top": "window.scrollTo(0, 0)",
+                "bottom": "window.scrollTo(0, document.documentElement.scrollHeight)",
+            }.get(direction)
+            if script is None:
+                raise _ActionFailed("error: scroll direction must be up, down, top or bottom")
+            self.page.evaluate(script)
+            return f"scrolled {direction}"
+        assert element is not None
+        return self._with_element(tool, args, element)
+
+    def _with_element(self, tool: str, args: dict[str, Any], element: dict[str, Any]) -> str:
+        label = element_line(element)
+        for attempt in range(2):
+            loc = self.locator(element)
+            try:
+                if loc.count() == 0:
+                    raise _Stale()
+                return self._element_action(tool, args, element, loc, label)
+            except _Stale:
+                if attempt == 1:
+                    raise _ActionFailed(f"error: element [{element['id']}] is no longer on the page; look at the new observation") from None
+                # The page re-rendered the element: observe again and find it by its fingerprint.
+                self._settle()
+                obs = self.observe()
+                again = obs.by_key(element["key"])
+                if again is None:
+                    raise _ActionFailed(f"error: element [{element['id']}] is no longer on the page; look at the new observation") from None
+                element = again
+            except PlaywrightTimeout as exc:
+                raise _ActionFailed(f"error: {label} could not be used within {self.timing.action_s:g}s ({_reason(exc)})") from None
+            except PlaywrightError as exc:
+                if _is_crash(exc):
+                    raise StopRun(f"the browser crashed: {_first_line(exc)}") from None
+                if "not attached" in str(exc) or "detached" in str(exc):
+                    if attempt == 0:
+                        continue
+                raise _ActionFailed(f"error: {label}: {_first_line(exc)}") from None
+        raise _ActionFailed(f"error: {label} could not be used")
+
+    def _element_action(self, tool: str, args: dict[str, Any], element: dict[str, Any], loc: Locator, label: str) -> str:
+        role = element.get("role")
+        if "disabled" in element.get("states", []):
+            raise _ActionFailed(f"error: {label} is disabled")
+        try:
+            loc.scroll_into_view_if_needed(timeout=self.timing.action_s * 1000)
+        except PlaywrightTimeout:
+            pass  # click() scrolls too, and reports properly if it cannot
+        if tool == "click":
+            try:
+                loc.click(timeout=self.timing.action_s * 1000)
+            except PlaywrightTimeout:
+                if role in ("checkbox", "radio"):  # a styled control whose input is visually hidden: its label takes the click
+                    loc.dispatch_event("click")
+                else:
+                    raise
+            return f"clicked {label}"
+        if tool == "fill":
+            text = str(args.get("text", ""))
+            try:
+                value = self.secrets.substitute(text)
+            except KeyError as exc:
+                raise _ActionFailed(f"error: {exc.args[0]}") from None
+            if role not in ("textbox", "searchbox", "spinbutton", "combobox", "slider") and element.get("tag") not in ("input", "textarea"):
+                raise _ActionFailed(f"error: {label} is not a text field; use click or select_option")
+            if element.get("tag") == "select":
+                raise _ActionFailed(f"error: {label} is a list; use select_option")
+            loc.fill(value, timeout=self.timing.action_s * 1000)
+            if self.secrets.uses(text):
+                self.secret_fields.add(int(element["id"]))
+            return f"filled {label} with {text!r}"
+        if tool == "select_option":
+            wanted = str(args.get("value", ""))
+            if element.get("tag") != "select":
+                raise _ActionFailed(f"error: {label} is not a list box (a <select>); click the option instead")
+            options = element.get("options") or []
+            try:
+                chosen = loc.select_option(label=wanted, timeout=self.timing.action_s * 1000)
+            except PlaywrightError:
+                try:
+                    chosen = loc.select_option(value=wanted, timeout=1000)
+                except PlaywrightError:
+                    shown = ", ".join(repr(o) for o in options[:15])
+                    raise _ActionFailed(f"error: {label} has no option {wanted!r}; its options are {shown}") from None
+            return f"selected {wanted!r} in {label}" + ("" if chosen else " (nothing selected)")
+        raise _ActionFailed(f"error: unknown action {tool!r}")
+
+    # -- settling
+
+    def _wait_load(self) -> None:
+        try:
+            self.page.wait_for_load_state("load", timeout=self.timing.navigation_s * 1000)
+        except PlaywrightTimeout:
+            raise StopRun(f"the page did not finish loading within {self.timing.navigation_s:g}s") from None
+        except PlaywrightError as exc:
+            if _is_crash(exc):
+                raise StopRun(f"the browser crashed: {_first_line(exc)}") from None
+
+    def _settle(self) -> bool:
+        """Wait for load (after a navigation), then a quiet DOM and no requests in flight; ``False`` at the cap."""
+        self._check_alive()
+        deadline = time.monotonic() + self.timing.settle_s
+        if self._navigated:
+            self._wait_load()
+            self._navigated = False
+        while True:
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0:
+                return False
+            try:
+                quiet = self.page.evaluate(QUIET_JS, [self.timing.quiet_ms, min(remaining_ms, 1000)])
+            except PlaywrightError as exc:
+                if _is_crash(exc):
+                    raise StopRun(f"the browser crashed: {_first_line(exc)}") from None
+                if not _context_gone(exc):
+                    raise
+                self._wait_load()
+                continue
+            if self._navigated:
+                self._wait_load()
+                self._navigated = False
+                continue
+            if quiet and not self._busy():
+                return True
+
+    def _busy(self) -> bool:
+        # Requests of this page still running (streams and long polls are cut off by the settle cap).
+        return any(_safe_frame_page(r) is self.page for r in list(self._inflight))
+
+
+class _ActionFailed(Exception):
+    """An action that could not be done; the message goes back to the model."""
+
+
+class _Stale(Exception):
+    pass
+
+
+def _safe_frame_page(request: Any) -> Any:
+    try:
+        return request.frame.page
+    except PlaywrightError:
+        return None
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def _context_gone(exc: PlaywrightError) -> bool:
+    text = str(exc)
+    return "Execution context was destroyed" in text or "navigation" in text.lower() and "context" in text.lower()
+
+
+def _is_crash(exc: PlaywrightError) -> bool:
+    text = str(exc)
+    return any(s in text for s in ("Target crashed", "Target page, context or browser has been closed", "Browser has been closed",
+                                   "browser has disconnected", "Connection closed"))
+
+
+def _net_error(exc: PlaywrightError) -> str:
+    text = str(exc)
+    for code, meaning in (("ERR_CONNECTION_REFUSED", "connection refused"), ("ERR_NAME_NOT_RESOLVED", "unknown host"),
+                          ("ERR_BLOCKED_BY_CLIENT", "blocked: outside the run's allow-list"),
+                          ("ERR_ADDRESS_UNREACHABLE", "address unreachable"), ("ERR_CONNECTION_RESET", "connection reset"),
+                          ("ERR_EMPTY_RESPONSE", "the server closed the connection without answering"),
+                          ("ERR_TIMED_OUT", "timed out"), ("ERR_CONNECTION_TIMED_OUT", "connection timed out"),
+                          ("ERR_ABORTED", "the navigation was aborted")):
+        if code in text:
+            return meaning
+    return _first_line(exc)
+
+
+def _reason(exc: PlaywrightError) -> str:
+    text = str(exc)
+    for needle, meaning in (("intercepts pointer events", "another element covers it"), ("not visible", "it is not visible"),
+                            ("not enabled", "it is disabled"), ("not editable", "it is not editable"), ("not stable", "it keeps moving")):
+        if needle in text:
+            return meaning
+    return "timed out"
+
+
+# ----------------------------------------------------------------------
+# What changed
+
+
+def _changes(before: Observation, after: Observation, session: BrowserSession) -> dict[str, Any]:
+    old_keys = {e["key"] for e in before.elements}
+    new_keys = {e["key"] for e in after.elements}
+    old_lines = set(before.text_lines())
+    added_lines = [line for line in after.text_lines() if line not in old_lines]
+    new_lines = set(after.text_lines())
+    removed_lines = [line for line in before.text_lines() if line not in new_lines]
+    old_state = {e["key"]: (e.get("value"), tuple(e.get("states") or ())) for e in before.elements}
+    changed = [e for e in after.elements if e["key"] in old_state and old_state[e["key"]] != (e.get("value"), tuple(e.get("states") or ()))]
+    return {
+        "url_changed": before.url != after.url,
+        "elements_changed": [element_line(e) for e in changed[:4]],
+        "url": after.url,
+        "elements_added": len(new_keys - old_keys),
+        "elements_removed": len(old_keys - new_keys),
+        "text_added": added_lines[:6],
+        "text_removed": removed_lines[:3],
+        "blocked": list(session.blocked),
+        "dialogs": list(session.dialogs),
+        "similarity": round(difflib.SequenceMatcher(None, before.text[:3000], after.text[:3000]).quick_ratio(), 3),
+    }
+
+
+def describe_changes(changes: dict[str, Any]) -> str:
+    parts = []
+    if changes.get("url_changed"):
+        parts.append(f"URL is now {_short_url(changes['url'])}")
+    added, removed = changes.get("elements_added", 0), changes.get("elements_removed", 0)
+    if added or removed:
+        parts.append(f"{added} new and {removed} removed element(s)")
+    if changes.get("elements_changed"):
+        parts.append("now " + "; ".join(changes["elements_changed"]))
+    if changes.get("text_added"):
+        shown = " | ".join(line[:120] for line in changes["text_added"][:4])
+        parts.append(f"new text: {shown}")
+    if not parts:
+        parts.append("nothing visible changed")
+    for url in changes.get("blocked", [])[:3]:
+        parts.append(f"BLOCKED a request to {url} (outside the run's allow-list)")
+    for dialog in changes.get("dialogs", [])[:2]:
+        parts.append(f"a dialog appeared and was answered automatically ({dialog})")
+    return "; ".join(parts)
+
+
+def _short_url(url: str) -> str:
+    parts = urlsplit(url)
+    return url if len(url) < 100 else f"{parts.scheme}://{parts.netloc}{parts.path[:60]}…"

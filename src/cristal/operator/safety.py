@@ -1,0 +1,284 @@
+"""The rules a run cannot talk its way out of: the domain allow-list, secrets, irreversible actions.
+
+All three come from the run's configuration only. Page text reaches the model
+as data; nothing the page says (or the model answers) can add a domain, reveal
+a secret or switch off the approval of an irreversible-looking action.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, quote_plus, urlsplit
+
+from cristal.errors import InvalidInput
+
+# ----------------------------------------------------------------------
+# Domains
+
+# Schemes that never leave the browser.
+_LOCAL_SCHEMES = {"data", "blob", "about"}
+_NETWORK_SCHEMES = {"http", "https", "ws", "wss"}
+_DOMAIN = re.compile(r"^(?:\[[0-9a-f:.]+\]|[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?)(?::[0-9]{1,5})?$")
+
+
+def _host_port(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return parts.scheme.lower(), (parts.hostname or "").lower().rstrip("."), port
+
+
+def normalise_domain(entry: str) -> str:
+    """``example.com``, ``intranet.example:8443`` or a URL (only its host and port are kept)."""
+    raw = entry.strip().lower()
+    if "://" in raw:
+        scheme, host, port = _host_port(raw)
+        raw = f"[{host}]" if ":" in host else host
+        if port is not None:
+            raw += f":{port}"
+    raw = raw.rstrip("/").removeprefix("*.")
+    if not raw or not _DOMAIN.match(raw):
+        raise InvalidInput(f"not a domain for --allow-domain: {entry!r} (use a host name such as intranet.example.com, optionally with :PORT)")
+    return raw
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """Hosts a run may reach. ``example.com`` admits it and its subdomains on any port; ``host:port`` only that port."""
+
+    domains: tuple[str, ...]
+
+    @classmethod
+    def build(cls, entries: Iterable[str], start_url: str) -> AllowList:
+        domains = tuple(dict.fromkeys(normalise_domain(e) for e in entries))
+        if not domains:  # nothing given: only the start URL's own host and port
+            domains = (normalise_domain(start_url),)
+        return cls(domains)
+
+    def allows(self, url: str) -> bool:
+        scheme, host, port = _host_port(url)
+        if scheme in _LOCAL_SCHEMES:
+            return True
+        if scheme not in _NETWORK_SCHEMES or not host:
+            return False
+        default = 443 if scheme in ("https", "wss") else 80
+        bracketed = f"[{host}]" if ":" in host else host
+        for entry in self.domains:
+            name, _, entry_port = entry.rpartition(":") if _has_port(entry) else (entry, "", "")
+            if entry_port and int(entry_port) != (port or default):
+                continue
+            if bracketed == name or (not name.startswith("[") and not _is_ip(name) and bracketed.endswith("." + name)):
+                return True
+        return False
+
+
+def _has_port(entry: str) -> bool:
+    return bool(re.search(r":[0-9]{1,5}$", entry)) and not (entry.startswith("[") and entry.endswith("]"))
+
+
+def _is_ip(name: str) -> bool:
+    return bool(re.fullmatch(r"[0-9.]+", name))
+
+
+# ----------------------------------------------------------------------
+# Secrets
+
+_SECRET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_]*)\s*\}\}")
+MIN_SECRET_LENGTH = 4
+
+
+class Secrets:
+    """Values the model must never see: it writes ``{{NAME}}`` and the value is typed at fill time.
+
+    ``redact`` replaces every occurrence of a value (also URL-encoded) by its
+    placeholder; everything that leaves the browser for the model, the record
+    or the audit trail goes through it.
+    """
+
+    def __init__(self, values: Mapping[str, str] | None = None) -> None:
+        self._values: dict[str, str] = {}
+        for name, value in (values or {}).items():
+            if not _SECRET_NAME.match(name):
+                raise InvalidInput(f"invalid secret name {name!r}: use letters, digits and _ (for example PASSWORD)")
+            if len(value) < MIN_SECRET_LENGTH:
+                raise InvalidInput(f"secret {name} is shorter than {MIN_SECRET_LENGTH} characters; it could not be told apart from page text")
+            self._values[name] = value
+        forms: list[tuple[str, str]] = []
+        for name, value in self._values.items():
+            for form in {value, quote_plus(value), quote(value, safe="")}:
+                forms.append((form, "{{" + name + "}}"))
+        self._forms = sorted(forms, key=lambda f: -len(f[0]))
+
+    @classmethod
+    def parse(cls, items: Iterable[str], environ: Mapping[str, str] | None = None) -> Secrets:
+        """``NAME=VALUE`` items, or ``NAME`` alone to read the value from the environment variable NAME."""
+        values: dict[str, str] = {}
+        for item in items:
+            name, sep, value = item.partition("=")
+            name = name.strip()
+            if not sep:
+                if environ is None or name not in environ:
+                    raise InvalidInput(f"--secret {name}: give NAME=VALUE, or set the environment variable {name}")
+                value = environ[name]
+            values[name] = value
+        return cls(values)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._values)
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
+
+    def values(self) -> list[str]:
+        return list(self._values.values())
+
+    def substitute(self, text: str) -> str:
+        """``text`` with each ``{{NAME}}`` replaced by the secret's value; an unknown name is an error."""
+
+        def one(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in self._values:
+                known = ", ".join(self.names) or "none"
+                raise KeyError(f"unknown secret {{{{{name}}}}} (this run's secrets: {known})")
+            return self._values[name]
+
+        return _PLACEHOLDER.sub(one, text)
+
+    def uses(self, text: str) -> list[str]:
+        return [m.group(1) for m in _PLACEHOLDER.finditer(text) if m.group(1) in self._values]
+
+    def redact(self, text: str) -> str:
+        if not self._forms or not text:
+            return text
+        for form, placeholder in self._forms:
+            if form in text:
+                text = text.replace(form, placeholder)
+        return text
+
+    def redact_all(self, value: Any) -> Any:
+        """``redact`` applied to every string inside dicts, lists and tuples."""
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, dict):
+            return {self.redact_all(k): self.redact_all(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.redact_all(v) for v in value]
+        return value
+
+
+# ----------------------------------------------------------------------
+# Irreversible-looking actions
+
+# Buttons (and form submits): words that commit, pay, send or destroy. Latin words match at
+# a word start, so inflections count (deleted, payment, absenden); CJK words match anywhere.
+_BUTTON_WORDS = [
+    # English
+    "submit", "pay", "purchase", "buy", "checkout", "check out", "place order", "order now", "delete", "remove",
+    "destroy", "erase", "wipe", "send", "transfer", "wire", "confirm", "approve", "reject", "decline", "publish",
+    "unsubscribe", "deactivate", "terminate", "revoke", "book now", "execute", "approval", "removal",
+    # German
+    "absenden", "abschicken", "senden", "versenden", "löschen", "entfernen", "bestätigen", "genehmigen", "ablehnen",
+    "bezahlen", "zahlen", "zahlungspflichtig", "kaufen", "bestellen", "überweisen", "freigeben", "einreichen",
+    "veröffentlichen", "buchen", "kündigen",
+    # French, Spanish, Italian
+    "supprimer", "envoyer", "payer", "confirmer", "valider", "acheter", "commander",
+    "eliminar", "borrar", "enviar", "pagar", "confirmar", "comprar", "aprobar",
+    "elimina", "invia", "paga", "conferma", "acquista",
+]
+_CJK_WORDS = ["削除", "送信", "確定", "承認", "却下", "支払", "購入", "注文", "申請", "提出", "送金", "振込", "決済", "消去",
+              "删除", "发送", "提交", "确认", "支付", "삭제", "전송", "제출", "결제"]
+# Links and navigations: only words that a GET should never do but some apps still do.
+_LINK_WORDS = ["delete", "remove", "destroy", "unsubscribe", "löschen", "entfernen"]
+
+
+_LETTERS = "a-zäöüßàâçéèêëîïôûùüÿñáíóú"
+# Inflections that keep the meaning: payment, deleted, sending, confirmation, transfers.
+_SUFFIXES = "s|es|d|ed|ing|ting|ment|ments|en|e|n|t|ation|ion"
+
+
+def _pattern(words: list[str], cjk: list[str]) -> re.Pattern[str]:
+    latin = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    parts = [rf"(?<![{_LETTERS}])(?:{latin})(?:{_SUFFIXES})?(?![{_LETTERS}])"]
+    if cjk:
+        parts.append("|".join(re.escape(w) for w in cjk))
+    return re.compile("|".join(parts))
+
+
+_BUTTON_RE = _pattern(_BUTTON_WORDS, _CJK_WORDS)
+_LINK_RE = _pattern(_LINK_WORDS, ["削除"])
+_BUTTON_ROLES = {"button", "menuitem", "clickable", "option", "tab", "switch"}
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text or "").lower().replace("_", " ").replace("-", " ")
+
+
+def _match(pattern: re.Pattern[str], *texts: str) -> str | None:
+    for text in texts:
+        m = pattern.search(_fold(text))
+        if m:
+            return m.group(0)
+    return None
+
+
+def irreversible_click(element: Mapping[str, Any]) -> str | None:
+    """Why clicking ``element`` (an observation element) needs approval, or ``None``."""
+    role = element.get("role", "")
+    name = element.get("name", "")
+    attrs = (element.get("fp") or {}).get("attrs") or {}
+    if role == "link":
+        word = _match(_LINK_RE, name, element.get("href", ""))
+    elif role in _BUTTON_ROLES:
+        texts = [name, attrs.get("name", ""), attrs.get("id", "")]
+        if element.get("submit"):
+            texts.append(_path(element.get("formAction", "")))
+        word = _match(_BUTTON_RE, *texts)
+    else:
+        return None
+    if word is None:
+        return None
+    return f"{role} {name!r} looks irreversible (matches {word!r})"
+
+
+def irreversible_key(key: str, focused: Mapping[str, Any] | None) -> str | None:
+    """Why pressing ``key`` on the focused element needs approval (a form submit by Enter, a button by Space)."""
+    if not focused:
+        return None
+    k = key.strip().lower()
+    if k in ("enter", "numpadenter", "return"):
+        form = focused.get("form")
+        is_button = focused.get("tag") == "button" or focused.get("type") in ("submit", "button", "image") or focused.get("role") == "button"
+        if is_button:
+            word = _match(_BUTTON_RE, focused.get("name", ""))
+            if word:
+                return f"Enter on {focused.get('name', '')!r} looks irreversible (matches {word!r})"
+        if form and focused.get("tag") != "textarea":
+            word = _match(_BUTTON_RE, form.get("submit", ""), _path(form.get("action", "")))
+            if word:
+                return f"Enter submits a form whose button {form.get('submit', '')!r} looks irreversible (matches {word!r})"
+    if k in (" ", "space"):
+        if focused.get("tag") == "button" or focused.get("role") == "button" or focused.get("type") in ("submit", "button"):
+            word = _match(_BUTTON_RE, focused.get("name", ""))
+            if word:
+                return f"Space on {focused.get('name', '')!r} looks irreversible (matches {word!r})"
+    return None
+
+
+def irreversible_url(url: str) -> str | None:
+    word = _match(_LINK_RE, _path(url))
+    return f"going to {url!r} looks irreversible (matches {word!r})" if word else None
+
+
+def _path(url: str) -> str:
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    return f"{parts.path} {parts.query}".replace("/", " ")
