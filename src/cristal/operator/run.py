@@ -138,8 +138,8 @@ def check_model(db: Database, settings: Settings, principal: Principal, model: s
 class _Turn:
     """One model answer and what its tool calls led to."""
 
-    def __init__(self, result: ChatResult) -> None:
-        self.assistant = result.assistant_message()
+    def __init__(self, result: ChatResult, secrets: Secrets) -> None:
+        self.assistant = secrets.redact_all(result.assistant_message())  # a model that echoes a value never sees it again
         self.tool_messages: list[dict[str, Any]] = []  # full content
         self.lines: list[str] = []  # one line per step, for when this turn is old
         self.nudge: str | None = None
@@ -234,7 +234,7 @@ class OperatorRun:
             answer = self.gateway.chat(self.principal, self._messages(image), tools=TOOLS, tool_choice="auto", model=c.model,
                                        request_id=self.run_id)
             model_ms = (time.perf_counter() - started) * 1000
-            turn = _Turn(answer)
+            turn = _Turn(answer, self.secrets)
             self.turns.append(turn)
             if not answer.tool_calls:
                 self.step += 1
