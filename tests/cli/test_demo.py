@@ -38,6 +38,10 @@ def test_demo_runs_and_is_repeatable(cli) -> None:  # type: ignore[no-untyped-de
     approve = cli(*workflow["approve_command"].split()[1:])
     assert approve.code == 0, approve.stderr
 
+    operator = summary["operator"]
+    assert operator["recorded_status"] == "done" and operator["replay_status"] == "complete"
+    assert operator["task_done_after_replay"] is True
+
     second = json.loads(cli("demo", "--json").stdout)
     assert second["organizations_created"] == [] and second["users_created"] == [] and second["sources_added"] == []
     assert all(r["added"] == 0 and r["updated"] == 0 and r["embedded"] == 0 for r in second["sync"])

@@ -20,6 +20,7 @@ from cristal.identity.principal import Principal
 from cristal.knowledge.search import Searcher
 from cristal.knowledge.sources import list_sources
 from cristal.knowledge.sync import sync_source
+from cristal.operator.demo import run_demo_operator
 from cristal.research.demo import demo_research
 from cristal.workflows.demo import run_demo_workflow
 from cristal.sample.company import GROUP, load_company
@@ -104,6 +105,7 @@ def demo_command(json_out: bool = typer.Option(False, "--json", help="Print a JS
         summary["searches"] = _searches(db)
         summary["research"] = demo_research(db, Path(settings.home))
         summary["workflow"] = run_demo_workflow(db, Path(settings.home))
+        summary["operator"] = run_demo_operator(db, Path(settings.home))
     finally:
         db.dispose()
 
@@ -150,6 +152,12 @@ def _show(summary: dict) -> None:
     out.print(f"[bold]Workflow[/] expense-review (as lukas.weber@aozora-de.example): {w['claims']} pending claims over 200 EUR from the ERP, "
               f"{w['flagged']} flagged by the policy check; run {w['run_id']} is {w['status']} for {', '.join(w['approvers'] or [])}\n"
               f"  approve it: [bold]{w['approve_command']}[/]  then: [bold]{w['continue_command']}[/]")
+
+    o = summary["operator"]
+    out.print(f"[bold]Operator[/] in the Expenses app (as {o['as']}): \"{o['task']}\"\n"
+              f"  recorded {o['steps']} steps ({o['recorded_status']}); app reset; replayed with no model: {o['replay_status']}, "
+              f"{o['replayed_steps']} steps in {o['replay_seconds']} s; task done according to the app's database: "
+              f"{'yes' if o['task_done_after_replay'] else 'NO'}\n  recording: {o['record']}  (try: cristal webapps, cristal replay FILE)")
 
     checks = Table(title="Authorization in action (every decision is in the audit trail)")
     for column in ("actor", "asks to list users of", "result"):

@@ -21,7 +21,9 @@ class RunStopped(CristalError):
 
 def _progress(quiet: bool):  # type: ignore[no-untyped-def]
     def progress(kind: str, message: str) -> None:
-        if not quiet or kind in ("needs_approval", "failed", "diverged"):
+        if kind in ("failed", "diverged", "step_limit", "time_limit", "needs_approval"):
+            return  # the command's last line says it
+        if not quiet:
             err.print(f"[dim]{kind:>8}[/] {message}", highlight=False, markup=True, soft_wrap=True)
     return progress
 

@@ -66,7 +66,10 @@ POLICY: dict[str, Rule] = {
     "workflow.python": Rule.MEMBER,  # only functions under CRISTAL_WORKFLOW_PYTHON_MODULES
     "workflow.approval.request": Rule.MEMBER,
     "approval.list": Rule.MEMBER,
-    "approval.decide": Rule.ACL,  # the step's approvers; admins who are not named are refused by the workflow layer
+    "approval.decide": Rule.ACL,
+    # operator (a browser run acts as the employee; the web apps' own logins decide what they may do there)
+    "operator.run": Rule.MEMBER,
+    "operator.act": Rule.MEMBER,  # the step's approvers; admins who are not named are refused by the workflow layer
     # operator (a browser run acts as the employee; the web apps' own logins decide what they may do there)
     "operator.run": Rule.MEMBER,
     "operator.act": Rule.MEMBER,

@@ -12,6 +12,7 @@ fingerprint, and report what changed.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import shutil
 import time
@@ -122,7 +123,7 @@ class Timing:
     navigation_s: float = 20.0  # a page's load event
     action_s: float = 5.0  # actionability of one element (visible, enabled, stable)
     settle_s: float = 3.0  # quiet DOM and no requests in flight after an action
-    quiet_ms: int = 60  # how long the DOM must stay still to count as settled
+    quiet_ms: int = 40  # how long the DOM must stay still to count as settled
 
 
 class BrowserSession:
@@ -254,7 +255,8 @@ class BrowserSession:
         raw = None
         for _attempt in range(3):
             try:
-                raw = self.page.evaluate(DISTIL_JS, {"known": self.ids, "next": self.next_id})
+                # Redacting the JSON text once is much cheaper than every string of the parsed result.
+                raw = json.loads(self.secrets.redact_json(self.page.evaluate(DISTIL_JS, json.dumps({"known": self.ids, "next": self.next_id}))))
                 break
             except PlaywrightError as exc:
                 if not _context_gone(exc):

@@ -20,7 +20,9 @@ packaging rule.
 """
 
 DISTIL_JS = r"""
-(args) => {
+(argsJson) => {
+  // Arguments and result travel as JSON strings: much faster than Playwright's structured serialisation.
+  const args = JSON.parse(argsJson);
   const t0 = performance.now();
   const known = args.known || {};
   let next = args.next || 1;
@@ -44,6 +46,16 @@ DISTIL_JS = r"""
   }
   const marked = [];
 
+  // A short, stable digest of a fingerprint (two 32-bit FNV-1a variants): keeps the ID map small on the wire.
+  function hash(str) {
+    let h1 = 0x811c9dc5, h2 = 0x01000193 ^ str.length;
+    for (let i = 0; i < str.length; i++) {
+      const c = str.charCodeAt(i);
+      h1 = Math.imul(h1 ^ c, 16777619);
+      h2 = Math.imul(h2 ^ c, 2246822519);
+    }
+    return (h1 >>> 0).toString(36) + (h2 >>> 0).toString(36);
+  }
   const norm = (s) => (s || '').replace(/\s+/g, ' ').trim();
   const cut = (s, n) => (s.length > n ? s.slice(0, n - 1) + '…' : s);
 
@@ -185,8 +197,8 @@ DISTIL_JS = r"""
     }
     const fp = { role, name: cut(name, 100), tag: tag.toLowerCase(), path: path.slice(-4).join('>'), ctx, attrs,
                  frames: frames.map((f) => f.name).join('>') };
-    let key = [fp.role, fp.name, fp.tag, fp.path, fp.ctx, attrs.id || '', attrs.name || '', attrs.type || '',
-               attrs.href || '', fp.frames].join('\u241f');
+    let key = hash([fp.role, fp.name, fp.tag, fp.path, fp.ctx, attrs.id || '', attrs.name || '', attrs.type || '',
+                    attrs.href || '', fp.frames].join('\u241f'));
     seenKeys[key] = (seenKeys[key] || 0) + 1;
     if (seenKeys[key] > 1) key += '#' + seenKeys[key];
     let id = known[key];
@@ -322,7 +334,7 @@ DISTIL_JS = r"""
   window.__cristalMarked = marked;
 
   const se = document.scrollingElement || document.documentElement;
-  return {
+  return JSON.stringify({
     url: location.href,
     title: document.title || '',
     elements,
@@ -333,7 +345,7 @@ DISTIL_JS = r"""
     next,
     scroll: { y: Math.round(se ? se.scrollTop : 0), height: Math.round(se ? se.scrollHeight : 0), viewport: window.innerHeight },
     ms: performance.now() - t0,
-  };
+  });
 }
 """
 

@@ -79,12 +79,12 @@ class Observation:
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any], secrets: Secrets, *, total_ms: float) -> Observation:
-        elements = [secrets.redact_all(e) for e in raw["elements"]]
+        """``raw`` is the distiller's result, already redacted (``Secrets.redact_json`` on its JSON text)."""
         return cls(
-            url=secrets.redact(raw["url"]),
-            title=secrets.redact(raw["title"]),
-            elements=elements,
-            text=secrets.redact(raw["text"]),
+            url=raw["url"],
+            title=raw["title"],
+            elements=raw["elements"],
+            text=raw["text"],
             scroll=raw.get("scroll") or {},
             distil_ms=round(float(raw.get("ms", 0.0)), 2),
             total_ms=round(total_ms, 2),

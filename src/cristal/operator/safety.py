@@ -7,6 +7,7 @@ a secret or switch off the approval of an irreversible-looking action.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -115,6 +116,9 @@ class Secrets:
             for form in {value, quote_plus(value), quote(value, safe="")}:
                 forms.append((form, "{{" + name + "}}"))
         self._forms = sorted(forms, key=lambda f: -len(f[0]))
+        json_forms = {(json.dumps(form, ensure_ascii=False)[1:-1], placeholder) for form, placeholder in forms}
+        json_forms |= {(json.dumps(form)[1:-1], placeholder) for form, placeholder in forms}
+        self._json_forms = sorted(json_forms, key=lambda f: -len(f[0]))
 
     @classmethod
     def parse(cls, items: Iterable[str], environ: Mapping[str, str] | None = None) -> Secrets:
@@ -159,6 +163,15 @@ class Secrets:
         if not self._forms or not text:
             return text
         for form, placeholder in self._forms:
+            if form in text:
+                text = text.replace(form, placeholder)
+        return text
+
+    def redact_json(self, text: str) -> str:
+        """``redact`` for a JSON document's text (values as JSON escapes them), before it is parsed."""
+        if not self._json_forms or not text:
+            return text
+        for form, placeholder in self._json_forms:
             if form in text:
                 text = text.replace(form, placeholder)
         return text

@@ -1,0 +1,76 @@
+"""``cristal operate`` and ``cristal replay`` as a user runs them (a real process, a real Chromium)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from cristal.testing.scripted_model import ScriptedModel, tool_call
+from tests.operator.scripts import act, login_steps, new_claim_steps
+from tests.operator.site import PASSWORD, USER, Site, SiteServer
+
+AS = ["--org", "acme", "--as", USER]
+
+
+@pytest.fixture
+def ocli(cli, db_url: str, _org_template: Path):  # type: ignore[no-untyped-def]
+    """The CLI on a workspace whose database already holds acme and alice (a copy of the module template)."""
+    shutil.copyfile(_org_template, db_url.removeprefix("sqlite:///"))
+    return cli
+
+
+def _env(model: ScriptedModel) -> dict[str, str]:
+    return {"CRISTAL_LLM_BASE_URL": model.base_url, "CRISTAL_LLM_API_KEY": "k", "CRISTAL_LLM_MODEL": "scripted",
+            "CRISTAL_LLM_MAX_RETRIES": "0", "PASSWORD": PASSWORD}
+
+
+def test_operate_records_and_replay_repeats(ocli, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    record = tmp_path / "claim.json"
+    script = [*login_steps(), *new_claim_steps(), act("click", 'button "Save draft"'), tool_call("done", {"result": "Saved the draft"})]
+    with ScriptedModel(script) as model:
+        r = ocli("operate", "File my train ticket as a draft", *AS, "--start-url", site.url("/login"), "--record", str(record),
+                 "--secret", "PASSWORD", "--json", extra_env=_env(model))
+    assert r.code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["status"] == "done" and doc["result"] == "Saved the draft" and len(doc["steps"]) == 10
+    assert site.site.claims[-1].status == "draft" and PASSWORD not in r.stdout + r.stderr + record.read_text()
+    site.site.claims = Site().claims
+    r = ocli("replay", str(record), "--secret", "PASSWORD", "--json", extra_env={"PASSWORD": PASSWORD})
+    assert r.code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["status"] == "complete" and doc["replayed"] == 9 and doc["final_url_matches"] is True
+    assert site.site.claims[-1].description == "Train to Berlin"
+
+
+def test_needs_approval_is_not_an_error(ocli, site: SiteServer) -> None:  # type: ignore[no-untyped-def]
+    with ScriptedModel([*login_steps(), act("click", 'button "Delete"')]) as model:
+        r = ocli("operate", "Delete the taxi claim", *AS, "--start-url", site.url("/login"), "--secret", "PASSWORD", extra_env=_env(model))
+    assert r.code == 0, r.stderr
+    assert "paused: needs approval: button 'Delete' looks irreversible" in " ".join(r.stderr.split())
+    assert len(site.site.claims) == 2
+
+
+def test_bad_input_is_one_line(ocli, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    with ScriptedModel() as model:
+        env = _env(model)
+        cases = [
+            (["operate", "x", *AS, "--start-url", site.url("/"), "--allow-domain", "intranet.example"], 2, "outside the allowed domains"),
+            (["operate", "x", *AS, "--start-url", "file:///etc/passwd"], 2, "must be an http(s) URL"),
+            (["operate", "x", *AS, "--start-url", site.url("/"), "--secret", "NOPE"], 2, "--secret NOPE"),
+            (["operate", "x", *AS, "--start-url", f"http://127.0.0.1:{closed}/"], 1, "connection refused"),
+            (["replay", str(tmp_path / "missing.json")], 2, "no such recording"),
+        ]
+        for args, code, message in cases:
+            r = ocli(*args, extra_env=env)
+            lines = r.stderr.strip().splitlines()
+            assert r.code == code and [line for line in lines if "error" in line] == [lines[-1]], (args, r.stderr)
+            assert lines[-1].startswith("error: ") and message in lines[-1] and "Traceback" not in r.stderr
+    r = ocli("operate", "x", *AS, "--start-url", site.url("/"))  # no model configured: fails before a browser starts
+    assert r.code != 0 and "CRISTAL_LLM_BASE_URL" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -1,0 +1,81 @@
+"""The Operator in the sample company's web apps: a ScriptedModel signs in, files and submits claims,
+and the apps' own database decides whether the task was done."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from cristal.db import Database
+from cristal.identity import users
+from cristal.identity.directory import resolve_principal
+from cristal.models import Gateway
+from cristal.operator import RunConfig, run_operator
+from cristal.sample.webapps import AppState, WebApps, serve_webapps
+from cristal.sample.webapps.tasks import TASKS
+from cristal.testing.scripted_model import ScriptedModel, tool_call
+from tests.operator.conftest import OPERATOR, model_settings
+from tests.operator.scripts import act
+
+TASK = {t.id: t for t in TASKS}
+
+
+@pytest.fixture
+def apps(tmp_path: Path) -> Iterator[WebApps]:
+    with serve_webapps(tmp_path / "apps.db", today=lambda: date(2025, 10, 31)) as running:
+        yield running
+
+
+def _as(db: Database, email: str):  # type: ignore[no-untyped-def]
+    with db.session() as s:
+        users.add_user(s, OPERATOR, "acme", email)
+    with db.session() as s:
+        return resolve_principal(s, "acme", email)
+
+
+def _run(db, principal, browser, script, config):  # type: ignore[no-untyped-def]
+    with ScriptedModel(script) as model, Gateway(model_settings(model.base_url), db) as gateway:
+        return run_operator(db, principal, config, gateway=gateway, browser=browser)
+
+
+def _sign_in(email: str) -> list:  # type: ignore[type-arg]
+    return [act("fill", 'textbox "E-mail address"', text=email), act("click", 'button "Sign in"')]
+
+
+def test_files_a_draft_claim_in_the_expenses_app(db: Database, browser, apps: WebApps) -> None:  # type: ignore[no-untyped-def]
+    task = TASK["expenses-file-taxi-claim"]
+    script = [
+        *_sign_in(task.as_email),
+        act("click", 'link "New claim"'),
+        act("fill", 'textbox "Date"', text="2025-10-02"),
+        act("select_option", 'combobox "Category"', value="Travel"),
+        act("fill", 'textbox "Amount"', text="42.50"),
+        act("select_option", 'combobox "Currency"', value="EUR"),
+        act("fill", 'textbox "Description"', text="Taxi Hauptbahnhof to Klinikum Rheinland"),
+        act("click", 'button "Save draft"'),
+        tool_call("done", {"result": "saved as a draft"}),
+    ]
+    config = RunConfig(task=task.instruction, start_url=apps.url(task.start_path))
+    result = _run(db, _as(db, task.as_email), browser, script, config)
+    assert result.status == "done", result.reason
+    assert all(s["ok"] for s in result.steps), [s["outcome"] for s in result.steps]
+    assert task.check(AppState(apps.db_path))
+
+
+def test_submitting_a_claim_pauses_then_succeeds_with_approval(db: Database, browser, apps: WebApps) -> None:  # type: ignore[no-untyped-def]
+    task = TASK["expenses-submit-draft"]
+    principal = _as(db, task.as_email)
+    open_claim = [*_sign_in(task.as_email), act("click", 'link "Claim 101"')]
+    config = RunConfig(task=task.instruction, start_url=apps.url(task.start_path))
+    paused = _run(db, principal, browser, [*open_claim, act("click", 'button "Submit for approval"')], config)
+    assert paused.status == "needs_approval" and "Submit for approval" in paused.reason
+    assert not AppState(apps.db_path).changes().claims
+    config.allow_irreversible = True
+    script = [*open_claim, act("click", 'button "Submit for approval"'), act("click", 'button "Confirm submission"'),
+              tool_call("done", {"result": "submitted"})]
+    result = _run(db, principal, browser, script, config)
+    assert result.status == "done", result.reason
+    assert task.check(AppState(apps.db_path))
