@@ -14,10 +14,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: install
+demo: install system-deps
 	$(VENV)/bin/cristal demo
 
-# Debian packages the tests need (PostgreSQL server binaries); installed once.
+# Debian packages: PostgreSQL server binaries (tests) and Chromium (the Operator, demo and tests); installed once.
 system-deps:
 	bash scripts/install-system-deps.sh
 

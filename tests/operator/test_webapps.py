@@ -14,6 +14,7 @@ from cristal.identity import users
 from cristal.identity.directory import resolve_principal
 from cristal.models import Gateway
 from cristal.operator import RunConfig, run_operator
+from cristal.operator.demo import taxi_claim_policy
 from cristal.sample.webapps import AppState, WebApps, serve_webapps
 from cristal.sample.webapps.tasks import TASKS
 from cristal.testing.scripted_model import ScriptedModel, tool_call
@@ -47,17 +48,7 @@ def _sign_in(email: str) -> list:  # type: ignore[type-arg]
 
 def test_files_a_draft_claim_in_the_expenses_app(db: Database, browser, apps: WebApps) -> None:  # type: ignore[no-untyped-def]
     task = TASK["expenses-file-taxi-claim"]
-    script = [
-        *_sign_in(task.as_email),
-        act("click", 'link "New claim"'),
-        act("fill", 'textbox "Date"', text="2025-10-02"),
-        act("select_option", 'combobox "Category"', value="Travel"),
-        act("fill", 'textbox "Amount"', text="42.50"),
-        act("select_option", 'combobox "Currency"', value="EUR"),
-        act("fill", 'textbox "Description"', text="Taxi Hauptbahnhof to Klinikum Rheinland"),
-        act("click", 'button "Save draft"'),
-        tool_call("done", {"result": "saved as a draft"}),
-    ]
+    script = taxi_claim_policy(task.as_email)  # the same scripted policy the demo records
     config = RunConfig(task=task.instruction, start_url=apps.url(task.start_path))
     result = _run(db, _as(db, task.as_email), browser, script, config)
     assert result.status == "done", result.reason

@@ -34,7 +34,8 @@ TASK_ID = "expenses-file-taxi-claim"
 EPISODE_DAY = date(2025, 10, 31)
 
 
-def _policy(email: str) -> list[Any]:
+def taxi_claim_policy(email: str) -> list[Any]:
+    """The scripted steps of the taxi-claim task, signed in as ``email``."""
     return [
         act("fill", 'textbox "E-mail address"', text=email),
         act("click", 'button "Sign in"'),
@@ -62,7 +63,7 @@ def run_demo_operator(db: Database, home: Path) -> dict[str, Any]:
         with serve_webapps(apps_db, today=lambda: EPISODE_DAY) as apps:
             port = int(apps.base_url.rsplit(":", 1)[1])
             config = RunConfig(task=task.instruction, start_url=apps.url(task.start_path), record=record)
-            with ScriptedModel(_policy(task.as_email)) as model:
+            with ScriptedModel(taxi_claim_policy(task.as_email)) as model:
                 settings = Settings(llm_base_url=model.base_url, llm_api_key="scripted", llm_model="scripted", llm_max_retries=0)
                 with Gateway(settings, db) as gateway:
                     recorded = run_operator(db, principal, config, gateway=gateway, browser=browser)
