@@ -24,6 +24,15 @@ from cristal.testing.postgres import TemporaryPostgres
 OPERATOR = Principal.operator("test-operator")
 
 
+@pytest.fixture(autouse=True)
+def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A developer's own CRISTAL_*/OPENAI_* variables or config.toml never leak into a test."""
+    for name in list(os.environ):
+        if name.startswith(("CRISTAL_", "OPENAI_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("CRISTAL_HOME", str(tmp_path / "home"))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "db_backend" in metafunc.fixturenames:
         backends = getattr(metafunc.module, "BACKENDS", ("sqlite",))
@@ -76,8 +85,7 @@ class CliResult:
 @pytest.fixture
 def cli(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
     """Run ``python -m cristal ...`` as a user would, in a fresh workspace."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRISTAL_", "OPENAI_"))}
-    env.update({"CRISTAL_HOME": str(tmp_path / "home"), "CRISTAL_DATABASE_URL": db_url})
+    env = {**os.environ, "CRISTAL_DATABASE_URL": db_url}  # isolated_settings has cleaned the rest
 
     def run(*args: str, input: str | None = None, extra_env: dict[str, str] | None = None) -> CliResult:
         proc = subprocess.run(

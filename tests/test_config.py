@@ -9,12 +9,8 @@ from cristal.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import os
-
-    for key in list(os.environ):
-        if key.startswith(("CRISTAL_", "OPENAI_")):
-            monkeypatch.delenv(key)
+def home_is_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # tests/conftest.py has removed ambient settings; here the home is tmp_path itself.
     monkeypatch.setenv("CRISTAL_HOME", str(tmp_path))
 
 

@@ -24,17 +24,6 @@ from cristal.models import Gateway
 OPERATOR = Principal.operator("test-operator")
 
 
-@pytest.fixture(autouse=True)
-def _no_ambient_llm_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A developer's own CRISTAL_*/OPENAI_* variables or config.toml must not leak into the tests."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith(("CRISTAL_", "OPENAI_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("CRISTAL_HOME", str(tmp_path / "home"))
-
-
 @pytest.fixture(scope="session")
 def _migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One migrated SQLite file; each test gets a copy, which is much faster than migrating again."""

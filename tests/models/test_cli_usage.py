@@ -14,8 +14,7 @@ from cristal.testing import ScriptedModel, text
 
 @pytest.fixture
 def run(db, tmp_path):  # type: ignore[no-untyped-def]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRISTAL_", "OPENAI_"))}
-    env |= {"CRISTAL_HOME": str(tmp_path / "home"), "CRISTAL_DATABASE_URL": db.url, "COLUMNS": "200"}
+    env = {**os.environ, "CRISTAL_DATABASE_URL": db.url, "COLUMNS": "200"}  # isolated_settings cleaned the rest
 
     def cristal(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "cristal", *args], capture_output=True, text=True, env=env, timeout=120)

@@ -22,14 +22,6 @@ from tests.operator.site import USER, SiteServer
 OPERATOR = Principal.operator("test-operator")
 
 
-@pytest.fixture(autouse=True)
-def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith(("CRISTAL_", "OPENAI_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("CRISTAL_HOME", str(tmp_path / "home"))
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with chromium() as b:

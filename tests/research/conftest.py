@@ -16,14 +16,6 @@ from cristal.research.store import CheckpointStore
 from tests.research.company import build, copy_to
 
 
-@pytest.fixture(autouse=True)
-def _no_ambient_llm_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith(("CRISTAL_", "OPENAI_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("CRISTAL_HOME", str(tmp_path / "home"))
-
-
 @pytest.fixture(scope="session")
 def company_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("research-company")

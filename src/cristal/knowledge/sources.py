@@ -16,6 +16,7 @@ from cristal.identity.directory import in_org, org_by_slug
 from cristal.identity.principal import Principal
 from cristal.knowledge.access import parse_rules
 from cristal.knowledge.connectors import CONNECTORS
+from cristal.knowledge.index import bump_generation, delete_documents
 from cristal.knowledge.schema import Document, Source
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -92,14 +93,10 @@ def list_sources(session: Session, actor: Principal, org_slug: str) -> list[Sour
 
 def remove_source(session: Session, actor: Principal, org_slug: str, name: str) -> None:
     """Remove a source and everything indexed from it."""
-    from cristal.knowledge.index import bump_generation
-
     org = org_by_slug(session, org_slug)
     require(session, actor, "source.manage", in_org(org, "source", name), details={"op": "remove"})
     source = source_by_name(session, org.id, name)
-    # Chunks go one by one so the FTS triggers drop them from the keyword index.
-    from cristal.knowledge.index import delete_documents
-
+    # Chunks are deleted by statement, not by cascade, so the FTS triggers see every row.
     delete_documents(session, [d for d in session.scalars(select(Document.id).where(Document.source_id == source.id))])
     session.delete(source)
     bump_generation(session, org.id)

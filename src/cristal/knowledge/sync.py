@@ -135,7 +135,7 @@ def sync_source(
         report.deleted = len(gone)
 
     if embed:
-        embed_source(db, source_id, embedder or default_embedder(), report, progress)
+        embed_source(db, org_id, source_id, embedder or default_embedder(), report, progress)
 
     report.seconds = round(time.perf_counter() - started, 3)
     with db.session() as s:
@@ -188,7 +188,9 @@ def _sync_item(
         report.updated += 1
 
 
-def embed_source(db: Database, source_id: int, embedder: Embedder, report: SyncReport, progress: ProgressFn = _no_progress) -> None:
+def embed_source(
+    db: Database, org_id: int, source_id: int, embedder: Embedder, report: SyncReport, progress: ProgressFn = _no_progress
+) -> None:
     """Embed every chunk of the source whose text has no embedding for this model yet."""
     with db.session() as s:
         rows = s.execute(
@@ -196,19 +198,21 @@ def embed_source(db: Database, source_id: int, embedder: Embedder, report: SyncR
             .join(Document, Document.id == Chunk.doc_id)
             .where(Document.source_id == source_id)
         ).all()
-        have = set(s.scalars(select(Embedding.content_hash).where(Embedding.model == embedder.name, Embedding.content_hash.in_({r[0] for r in rows}))).all()) if rows else set()
+        # A join, not an IN list of every hash: a large source has more hashes than SQL allows parameters.
+        have = set(s.scalars(
+            select(Embedding.content_hash).distinct()
+            .join(Chunk, Chunk.embed_hash == Embedding.content_hash)
+            .join(Document, Document.id == Chunk.doc_id)
+            .where(Document.source_id == source_id, Embedding.model == embedder.name)
+        ))
     todo: dict[str, str] = {}
     for embed_hash, title, heading, text in rows:
-        if embed_hash in have:
-            continue
-        todo.setdefault(embed_hash, embedding_input(title, heading, text))
-    report.embeddings_reused = len({r[0] for r in rows} & have)
+        if embed_hash not in have:
+            todo.setdefault(embed_hash, embedding_input(title, heading, text))
+    report.embeddings_reused = len(have)
     hashes = list(todo)
     if not hashes:
         return
-    org_id = None
-    with db.session() as s:
-        org_id = s.scalar(select(Source.org_id).where(Source.id == source_id))
     for start in range(0, len(hashes), EMBED_BATCH):
         batch = hashes[start : start + EMBED_BATCH]
         vectors = embedder.encode([todo[h] for h in batch])
@@ -217,7 +221,6 @@ def embed_source(db: Database, source_id: int, embedder: Embedder, report: SyncR
             fresh = [{"content_hash": h, "model": embedder.name, "vector": to_blob(v)} for h, v in zip(batch, vectors) if h not in existing]
             if fresh:
                 s.execute(insert(Embedding), fresh)
-            if org_id is not None:
-                bump_generation(s, org_id)
+            bump_generation(s, org_id)
         report.embedded += len(batch)
         progress("embed", min(start + EMBED_BATCH, len(hashes)), len(hashes))
