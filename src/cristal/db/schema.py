@@ -64,6 +64,8 @@ class Organization(Base):
     # The *name* of an environment variable holding the key: secrets stay out of the database.
     llm_api_key_env: Mapped[str | None] = mapped_column(String(100))
     llm_monthly_budget_usd: Mapped[float | None] = mapped_column(Float)
+    # Web domains the Operator may visit for this organization; NULL means no organization-wide limit.
+    operator_allowed_domains: Mapped[list | None] = mapped_column(JSON)
 
     users: Mapped[list[User]] = relationship(back_populates="org", cascade="all, delete-orphan")
     groups: Mapped[list[Group]] = relationship(back_populates="org", cascade="all, delete-orphan")

@@ -264,21 +264,29 @@ def read_yaml(path: Path) -> Any:
         raise InvalidInput(f"{path}: no such workflow file") from None
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read ({exc.strerror})") from None
+    return parse_yaml(raw, str(path))
+
+
+def parse_yaml(raw: bytes | str, origin: str) -> Any:
+    """Parse workflow YAML (bytes from a file or text from an API call); errors name ``origin`` and the line."""
     if len(raw) > MAX_FILE_BYTES:
-        raise InvalidInput(f"{path}: workflow file larger than 1 MB")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{path}: not UTF-8 text") from None
+        raise InvalidInput(f"{origin}: workflow file larger than 1 MB")
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{origin}: not UTF-8 text") from None
+    else:
+        text = raw
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         problem = exc.problem or exc.context or "invalid YAML"
-        raise InvalidInput(f"{path}:{line}: malformed YAML: {problem}") from None
+        raise InvalidInput(f"{origin}:{line}: malformed YAML: {problem}") from None
     except yaml.YAMLError as exc:
-        raise InvalidInput(f"{path}: malformed YAML: {exc}") from None
+        raise InvalidInput(f"{origin}: malformed YAML: {exc}") from None
 
 
 # ---------------------------------------------------------------------------
@@ -335,7 +343,19 @@ def load_workflow(path: str | Path, *, _stack: tuple[Path, ...] = ()) -> Compile
     if path in _stack:
         chain = " -> ".join(p.name for p in (*_stack, path))
         raise InvalidInput(f"{_stack[-1]}: cycle in sub-workflows: {chain}")
-    root = read_yaml(path)
+    return _compile(path, read_yaml(path), _stack, allow_files=True)
+
+
+def load_workflow_text(text: str | bytes, *, origin: str = "<workflow>") -> Compiled:
+    """Validate a workflow given as text (an API call, a stored definition).
+
+    Sub-workflow steps name files on the server's disk, so they are refused
+    here: text from outside must not make the server read files.
+    """
+    return _compile(Path(origin), parse_yaml(text, origin), (), allow_files=False)
+
+
+def _compile(path: Path, root: Any, _stack: tuple[Path, ...], *, allow_files: bool) -> Compiled:
     checker = _Checker(path, root)
     if not isinstance(root, dict):
         raise InvalidInput(f"{path}:1: a workflow file is a mapping with name, inputs and steps")
@@ -405,6 +425,8 @@ def load_workflow(path: str | Path, *, _stack: tuple[Path, ...] = ()) -> Compile
         _check_templates(checker, wf, raw, loc, step, earlier, all_ids - set(earlier) - {step_id}, steps)
         compiled = step.model_dump()
         if kind == "workflow":
+            if not allow_files:
+                raise checker.fail((*loc, kind), "sub-workflow steps need a workflow file on disk, not text", step_id)
             child_path = (path.parent / spec.file).resolve()  # type: ignore[attr-defined]
             try:
                 child = load_workflow(child_path, _stack=(*_stack, path))
