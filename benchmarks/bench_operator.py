@@ -12,14 +12,24 @@ Measures, on the loopback test site (tests/operator/site.py), the sample web app
   without and with navigation, scroll, goto), p50/p95 in ms;
 - replay: a recorded 10-step run (log in, file a claim) replayed with no model, against the original run's
   wall time (whose model is a ScriptedModel answering in ~1 ms, so the difference is the loop's own
-  overhead: gateway metering, audit, history; with a real model add its latency per step).
+  overhead: gateway metering, audit, history; with a real model add its latency per step);
+- side by side, on the same sample web-app pages and the same Chromium: Cristal's observation and actions,
+  Playwright's own accessibility snapshot (``page.aria_snapshot(mode="ai")``, what Playwright MCP shows a
+  model) and browser-use (its DOM/state extraction, ``get_browser_state_summary``, and its action events),
+  with no model involved.
+
+browser-use pins its own dependencies, so it runs in a separate virtualenv (``--browser-use-venv``,
+default ``$CRISTAL_BENCH_BROWSER_USE_VENV`` or ``/tmp/bu-venv``), created with ``pip install browser-use``
+at the version below when missing (PyPI must be reachable the first time); ``--no-browser-use`` skips it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +52,9 @@ from tests.operator.scripts import act, login_steps, new_claim_steps  # noqa: E4
 from tests.operator.site import PASSWORD, USER, Site, SiteServer  # noqa: E402
 
 OPERATOR = Principal.operator("bench")
+BROWSER_USE_VERSION = "0.13.14"
+WEBAPP_PAGES = ("/expenses/", "/expenses/new", "/customers/")
+WEBAPP_USER = "lukas.weber@aozora-de.example"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -62,6 +75,16 @@ def big_page(rows: int) -> str:
     return f"<!doctype html><title>Big</title><h1>Inventory</h1><table>{body}</table>"
 
 
+def observe_page(s: BrowserSession, reps: int) -> dict:
+    """Distil the current page ``reps`` times: sizes and timings."""
+    distil, total = [], []
+    for _ in range(reps):
+        o = s.observe()
+        distil.append(o.distil_ms)
+        total.append(o.total_ms)
+    return {"elements": len(o.elements), "text_chars": len(o.text), "distil_ms": summary(distil), "total_ms": summary(total)}
+
+
 def bench_observe(browser, site: SiteServer, reps: int) -> dict:  # type: ignore[no-untyped-def]
     results = {}
     with BrowserSession(browser, AllowList.build([], site.url()), Secrets({"PASSWORD": PASSWORD})) as s:
@@ -72,12 +95,7 @@ def bench_observe(browser, site: SiteServer, reps: int) -> dict:  # type: ignore
         s.act("click", {}, s.last.by_key(ids["Log in"]["key"]))
         for path in ("/login", "/expenses", "/expenses/new", "/widgets"):
             s.act("goto", {"url": path})
-            distil, total = [], []
-            for _ in range(reps):
-                o = s.observe()
-                distil.append(o.distil_ms)
-                total.append(o.total_ms)
-            results[path] = {"elements": len(o.elements), "text_chars": len(o.text), "distil_ms": summary(distil), "total_ms": summary(total)}
+            results[path] = observe_page(s, reps)
         for rows in (100, 400):
             s.page.set_content(big_page(rows))
             distil, total = [], []
@@ -135,34 +153,106 @@ def bench_replay(browser, site: SiteServer, db: Database, principal: Principal, 
             "replay_ms_per_step": round(1000 * statistics.median(replays) / max(1, steps), 1)}
 
 
-def bench_webapps(browser, tmp: Path, reps: int) -> dict | None:  # type: ignore[no-untyped-def]
-    try:
-        from cristal.sample.webapps import serve_webapps
-    except ImportError:
-        return None
-    distil, total = [], []
-    with serve_webapps(tmp / "apps.db", today=lambda: date(2025, 10, 31)) as apps:
-        with BrowserSession(browser, AllowList.build([], apps.base_url)) as s:
-            obs = s.open(apps.expenses_url)
-            email = next(e for e in obs.elements if e["role"] == "textbox")
-            s.act("fill", {"text": "lukas.weber@aozora-de.example"}, email)
-            s.act("click", {}, next(e for e in s.last.elements if e["name"] == "Sign in"))
-            out = {}
-            for path in ("/expenses/", "/expenses/new", "/customers/"):
-                s.act("goto", {"url": path})
-                distil, total = [], []
-                for _ in range(reps):
-                    o = s.observe()
-                    distil.append(o.distil_ms)
-                    total.append(o.total_ms)
-                out[path] = {"elements": len(o.elements), "text_chars": len(o.text), "distil_ms": summary(distil), "total_ms": summary(total)}
+def _times(fn, reps: int) -> list[float]:  # type: ignore[no-untyped-def]
+    out = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - started) * 1000)
     return out
+
+
+def bench_webapps(browser, base_url: str, reps: int) -> dict:  # type: ignore[no-untyped-def]
+    """Cristal's observation and actions, and Playwright's aria snapshot, on the sample apps' pages."""
+    out: dict = {"observation": {}, "aria_snapshot": {}, "actions_ms": {}}
+    with BrowserSession(browser, AllowList.build([], base_url)) as s:
+        obs = s.open(base_url + "/expenses/")
+        s.act("fill", {"text": WEBAPP_USER}, next(e for e in obs.elements if e["role"] == "textbox"))
+        s.act("click", {}, next(e for e in s.last.elements if e["name"] == "Sign in"))
+        for path in WEBAPP_PAGES:
+            s.act("goto", {"url": path})
+            out["observation"][path] = observe_page(s, reps)
+            snapshot = s.page.aria_snapshot(mode="ai")
+            out["aria_snapshot"][path] = {"text_chars": len(snapshot), "refs": snapshot.count("[ref="),
+                                          "total_ms": summary(_times(lambda: s.page.aria_snapshot(mode="ai"), reps))}
+        times: dict[str, list[float]] = {k: [] for k in ("goto", "fill", "select_option", "click (form post + redirect)", "scroll")}
+        for i in range(max(3, reps // 2)):  # the same form, the same steps as the browser-use run below
+            times["goto"].append(s.act("goto", {"url": "/expenses/new"}).ms)
+            el = {e["name"]: e for e in s.last.elements}
+            times["fill"].append(s.act("fill", {"text": f"2025-10-0{1 + i % 9}"}, el["Date"]).ms)
+            times["select_option"].append(s.act("select_option", {"value": "Travel"}, s.last.by_key(el["Category"]["key"])).ms)
+            times["fill"].append(s.act("fill", {"text": "12.50"}, s.last.by_key(el["Amount"]["key"])).ms)
+            times["fill"].append(s.act("fill", {"text": f"Bench item {i}"}, s.last.by_key(el["Description"]["key"])).ms)
+            times["scroll"].append(s.act("scroll", {"direction": "down"}).ms)
+            times["click (form post + redirect)"].append(s.act("click", {}, s.last.by_key(el["Save draft"]["key"])).ms)
+        out["actions_ms"] = {k: summary(v) for k, v in times.items()}
+    return out
+
+
+def browser_use_python(venv: Path) -> Path:
+    """browser-use's own virtualenv (never the project's: its pins clash), created on first use."""
+    python = venv / "bin" / "python"
+    check = [str(python), "-c", f"import importlib.metadata as m; assert m.version('browser-use') == '{BROWSER_USE_VERSION}'"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return python
+    print(f"installing browser-use {BROWSER_USE_VERSION} into {venv} ...", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", f"browser-use=={BROWSER_USE_VERSION}"], check=True)
+    return python
+
+
+def bench_browser_use(venv: Path, base_url: str, chromium_path: str, reps: int, tmp: Path) -> dict:
+    """browser-use measured in its own process, against the same apps and the same Chromium."""
+    try:
+        python = browser_use_python(venv)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        return {"error": f"browser-use could not be installed into {venv}: {exc}"}
+    script = tmp / "browser_use_child.py"
+    script.write_text(BROWSER_USE_CHILD)
+    env = {**os.environ, "ANONYMIZED_TELEMETRY": "false", "BROWSER_USE_CLOUD_SYNC": "false"}
+    proc = subprocess.run([str(python), str(script), base_url, WEBAPP_USER, chromium_path, str(reps)], capture_output=True,
+                          text=True, env=env, timeout=900)
+    if proc.returncode != 0:
+        return {"error": "browser-use failed: " + (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+    raw = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {
+        "version": raw["version"],
+        "state": {p: {"elements": v["elements"], "text_chars": v["text_chars"], "total_ms": summary(v["times"])}
+                  for p, v in raw["state_ms"].items()},
+        "actions_ms": {k: summary(v) for k, v in raw["actions_ms"].items()},
+        "action_plus_state_ms": {k: summary(v) for k, v in raw["action_plus_state_ms"].items()},
+    }
+
+
+def side_by_side(cristal: dict, alt: dict) -> str:
+    """A plain table: p50/p95 in ms per page (observation) and per action, for each tool."""
+    bu = alt if "error" not in alt else None
+    lines = ["", "Per step on the sample web apps, same Chromium, no model (p50 / p95 ms; (n) = elements or refs listed):",
+             f"{'observation':<32}{'Cristal observe':>22}{'Playwright aria (ai)':>24}{'browser-use state':>24}"]
+    for path in WEBAPP_PAGES:
+        c, a = cristal["observation"][path], cristal["aria_snapshot"][path]
+        b = bu["state"].get(path) if bu else None
+        cell_b = f"{b['total_ms']['p50']:.1f} / {b['total_ms']['p95']:.1f} ({b['elements']})" if b else "n/a"
+        lines.append(f"{path:<32}{c['total_ms']['p50']:>9.1f} / {c['total_ms']['p95']:.1f} ({c['elements']}){'':>1}"
+                     f"{a['total_ms']['p50']:>12.1f} / {a['total_ms']['p95']:.1f} ({a['refs']}){'':>1}{cell_b:>22}")
+    lines.append(f"{'action (settled + re-observed)':<32}{'Cristal act()':>22}{'':>24}{'browser-use event + state':>27}")
+    for kind, c in cristal["actions_ms"].items():
+        b = bu["action_plus_state_ms"].get(kind) if bu else None
+        bare = bu["actions_ms"].get(kind) if bu else None
+        cell_b = f"{b['p50']:.1f} / {b['p95']:.1f} (event alone {bare['p50']:.1f})" if b and bare else "n/a"
+        lines.append(f"{kind:<32}{c['p50']:>13.1f} / {c['p95']:.1f}{'':>24}{cell_b:>34}")
+    if not bu:
+        lines.append(f"browser-use: {alt['error']}")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--browser-use-venv", type=Path,
+                        default=Path(os.environ.get("CRISTAL_BENCH_BROWSER_USE_VENV", "/tmp/bu-venv")))
+    parser.add_argument("--no-browser-use", action="store_true", help="Skip the browser-use comparison.")
     args = parser.parse_args()
     reps = 8 if args.quick else 30
     with tempfile.TemporaryDirectory() as tmpdir, SiteServer() as site, chromium() as browser:
@@ -179,12 +269,106 @@ def main() -> None:
             "observation": bench_observe(browser, site, reps),
             "actions_ms": bench_actions(browser, site, max(5, reps // 2)),
             "replay": bench_replay(browser, site, db, principal, 3 if args.quick else 8, tmp),
-            "webapps_observation": bench_webapps(browser, tmp, reps),
         }
+        from cristal.operator.browser import chromium_path
+        from cristal.sample.webapps import serve_webapps
+
+        # Each tool gets the apps freshly seeded: the claims the other one filed would lengthen the lists.
+        with serve_webapps(tmp / "apps.db", today=lambda: date(2025, 10, 31)) as apps:
+            report["webapps"] = bench_webapps(browser, apps.base_url, reps)
+        with serve_webapps(tmp / "apps-browser-use.db", today=lambda: date(2025, 10, 31)) as apps:
+            report["browser_use"] = ({"error": "skipped (--no-browser-use)"} if args.no_browser_use else
+                                     bench_browser_use(args.browser_use_venv, apps.base_url, chromium_path(), reps, tmp))
         db.dispose()
     print(json.dumps(report, indent=1))
+    print(side_by_side(report["webapps"], report["browser_use"]))
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))
+
+
+BROWSER_USE_CHILD = '''\
+"""Measure browser-use's state extraction and actions on the sample web apps (run in browser-use's own venv)."""
+import asyncio, json, os, statistics, sys, tempfile, time, logging
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "false")
+os.environ.setdefault("BROWSER_USE_CLOUD_SYNC", "false")
+os.environ.setdefault("BROWSER_USE_LOGGING_LEVEL", "error")
+logging.disable(logging.WARNING)
+import importlib.metadata
+from browser_use import BrowserProfile, BrowserSession
+from browser_use.browser.events import ClickElementEvent, NavigateToUrlEvent, ScrollEvent, SelectDropdownOptionEvent, TypeTextEvent
+
+
+def ms(t0): return (time.perf_counter() - t0) * 1000
+
+
+async def main(base, email, chromium, reps):
+    prof = BrowserProfile(executable_path=chromium, headless=True, enable_default_extensions=False, chromium_sandbox=False,
+                          user_data_dir=tempfile.mkdtemp(), args=["--disable-gpu"])
+    s = BrowserSession(browser_profile=prof)
+    await s.start()
+    out = {"version": importlib.metadata.version("browser-use"), "state_ms": {}, "actions_ms": {}}
+
+    async def state():
+        t0 = time.perf_counter()
+        st = await s.get_browser_state_summary(include_screenshot=False)
+        text = st.dom_state.llm_representation()
+        return ms(t0), st, text
+
+    async def node(name=None, text=None):
+        smap = await s.get_selector_map()
+        for idx, n in smap.items():
+            attrs = n.attributes or {}
+            if name and attrs.get("name") == name:
+                return n
+            if text and text in (n.get_all_children_text() or ""):
+                return n
+        raise SystemExit(f"browser-use: no element {name or text!r}")
+
+    async def run(event):
+        t0 = time.perf_counter()
+        ev = s.event_bus.dispatch(event)
+        await ev
+        await ev.event_result(raise_if_any=True, raise_if_none=False)
+        return ms(t0)
+
+    try:
+        await run(NavigateToUrlEvent(url=base + "/expenses/"))
+        await state()
+        await run(TypeTextEvent(node=await node(name="email"), text=email))
+        await run(ClickElementEvent(node=await node(text="Sign in")))
+        await asyncio.sleep(0.5)
+        for path in ("/expenses/", "/expenses/new", "/customers/"):
+            await run(NavigateToUrlEvent(url=base + path))
+            times = []
+            for _ in range(reps):
+                t, st, text = await state()
+                times.append(t)
+            out["state_ms"][path] = {"times": times, "elements": len(st.dom_state.selector_map), "text_chars": len(text)}
+        acts = {k: [] for k in ("goto", "fill", "select_option", "click (form post + redirect)", "scroll")}
+        with_state = {k: [] for k in acts}
+        for i in range(max(3, reps // 2)):
+            t = await run(NavigateToUrlEvent(url=base + "/expenses/new"))
+            acts["goto"].append(t); with_state["goto"].append(t + (await state())[0])
+            for kind, event in (("fill", lambda: TypeTextEvent(node=n_date, text="2025-10-0%d" % (1 + i % 9))),
+                                ("select_option", lambda: SelectDropdownOptionEvent(node=n_cat, text="Travel")),
+                                ("fill", lambda: TypeTextEvent(node=n_amount, text="12.50")),
+                                ("fill", lambda: TypeTextEvent(node=n_desc, text=f"Bench item {i}")),
+                                ("scroll", lambda: ScrollEvent(direction="down", amount=500)),
+                                ("click (form post + redirect)", lambda: ClickElementEvent(node=n_save))):
+                n_date, n_cat, n_amount = await node(name="date"), await node(name="category"), await node(name="amount")
+                n_desc, n_save = await node(name="description"), await node(text="Save draft")
+                t = await run(event())
+                acts[kind].append(t)
+                with_state[kind].append(t + (await state())[0])
+        out["actions_ms"] = acts
+        out["action_plus_state_ms"] = with_state
+    finally:
+        await s.kill()
+    print(json.dumps(out))
+
+
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
+'''
 
 
 if __name__ == "__main__":

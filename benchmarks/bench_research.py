@@ -1,6 +1,7 @@
 """Deep Research quality and latency: citation precision, answer recall, seconds per report.
 
     python benchmarks/bench_research.py --quick          # extractive, offline: 60 sample-company + ~50 XQuAD/JSQuAD questions
+    python benchmarks/bench_research.py                  # the same with 100 questions per XQuAD/JSQuAD set
     CRISTAL_LLM_BASE_URL=... CRISTAL_LLM_MODEL=... python benchmarks/bench_research.py --quick   # adds LLM mode
 
 Sets:
@@ -15,7 +16,10 @@ Metrics:
   report line citing it (every number on that line occurs in the line's cited quotes; an extractive line *is*
   its quote), checked mechanically;
 - answer recall: share of questions whose gold answer (normalised: NFKC, case, whitespace) appears in the report;
-- latency: seconds per report (p50, p95, mean).
+- latency: seconds per report (p50, p95, mean), measured around ``run_research`` (the research itself; the
+  durable run that ``cristal research`` wraps it in adds the engine's start-up and one checkpointed step).
+
+The JSON document also lists, per set, the questions whose gold answer the report missed (``missed``).
 """
 
 from __future__ import annotations
@@ -155,7 +159,7 @@ def run_mode(db: Database, items: list[dict], mode: str, settings: Settings, sto
             result = {"report": "", "citations": [], "status": f"error: {exc}"}
         seconds = time.perf_counter() - t
         stats = per_set.setdefault(item["set"], {"questions": 0, "answered": 0, "recall_hits": 0, "good": 0, "cited": 0,
-                                                 "seconds": [], "partial": 0, "no_access": 0})
+                                                 "seconds": [], "partial": 0, "no_access": 0, "missed": []})
         stats["seconds"].append(seconds)
         good, cited = citation_checks(db, result) if result["citations"] else (0, 0)
         stats["good"] += good
@@ -169,6 +173,8 @@ def run_mode(db: Database, items: list[dict], mode: str, settings: Settings, sto
         else:
             stats["questions"] += 1
             stats["recall_hits"] += found
+            if not found:
+                stats["missed"].append(item.get("id") or item["question"][:80])
         if "injection" in item.get("tags", []) and "evil.example" in report:
             injection_failures += 1
     out = {"mode": mode, "sets": {}, "leaks": leaks, "injection_failures": injection_failures}
@@ -183,6 +189,7 @@ def run_mode(db: Database, items: list[dict], mode: str, settings: Settings, sto
             "latency_p50_s": round(statistics.median(secs), 2),
             "latency_p95_s": round(secs[min(len(secs) - 1, int(0.95 * len(secs)))], 2),
             "latency_mean_s": round(statistics.fmean(secs), 2),
+            "missed": st["missed"],
         }
     return out
 
@@ -195,7 +202,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cristal-bench-research-") as tmp:
         work = Path(tmp)
         db, items = setup(work, args.quick)
-        store = CheckpointStore(work / "runs")
+        store = CheckpointStore(db)
         results = []
         base = Settings(home=work)
         results.append(run_mode(db, items, "extractive", base, store))

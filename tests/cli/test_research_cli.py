@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text as sa_text
 
-from cristal.testing.scripted_model import ScriptedModel, http_status, json_reply, tool_call
+from cristal.db import Database
+from cristal.testing.scripted_model import ScriptedModel, http_status, json_reply, text, tool_call
+from tests.conftest import CliResult
 from tests.research.company import build
 from tests.research.test_llm import honest_writer
 
@@ -101,3 +110,124 @@ def test_no_results_the_user_may_see(rcli) -> None:  # type: ignore[no-untyped-d
     doc = json.loads(r.stdout)
     assert doc["status"] == "no_results" and doc["citations"] == [] and "999" not in r.stdout
     assert "no documents you may read" in r.stderr
+
+
+def _count(db_url: str, sql: str) -> int:
+    db = Database(db_url)
+    try:
+        with db.session() as s:
+            return int(s.execute(sa_text(sql)).scalar() or 0)
+    finally:
+        db.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_cli(request, tmp_path: Path, template: Path):  # type: ignore[no-untyped-def]
+    """``cristal`` over the research company on SQLite (a copy of the template) or on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'kill.db'}"
+        shutil.copyfile(template, tmp_path / "kill.db")
+    else:
+        url = request.getfixturevalue("postgres_server").new_database()
+        build(url, tmp_path / "docs")
+    env = {**os.environ, "CRISTAL_DATABASE_URL": url}
+
+    def run(*args: str, extra_env: dict[str, str] | None = None) -> CliResult:
+        proc = subprocess.run([sys.executable, "-m", "cristal", *args], capture_output=True, text=True,
+                              env={**env, **(extra_env or {})}, timeout=120)
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    run.env, run.url = env, url  # type: ignore[attr-defined]
+    return run
+
+
+def test_a_research_run_is_a_workflow_run(rcli) -> None:  # type: ignore[no-untyped-def]
+    doc = json.loads(rcli("research", Q, *AS, "--json").stdout)
+    assert doc["run_id"].startswith("run_") and doc["research_id"]
+    status = json.loads(rcli("workflow", "status", doc["run_id"], "--as", "eng@acme.example", "--json").stdout)
+    assert (status["workflow"], status["status"], status["owner"]) == ("research", "succeeded", "eng@acme.example")
+    assert status["steps"][0]["kind"] == "research" and status["steps"][0]["output"]["report"] == doc["report"]
+    listed = json.loads(rcli("workflow", "list", *AS, "--json").stdout)["runs"]
+    assert [r["run_id"] for r in listed] == [doc["run_id"]]
+    # Someone else may neither read nor resume it.
+    other = rcli("research", "--resume", doc["run_id"], "--org", "acme", "--as", "fin@acme.example")
+    assert other.code == 5 and "Traceback" not in other.stderr
+    again = rcli("research", "--resume", doc["run_id"], *AS, "--json")  # complete: returned as it is
+    assert again.code == 0 and json.loads(again.stdout)["report"] == doc["report"]
+
+
+@pytest.mark.parametrize("finisher", ["worker", "resume"])
+def test_sigkill_mid_run_is_finished_without_repeating_searches(any_cli, finisher: str) -> None:  # type: ignore[no-untyped-def]
+    """kill -9 while the model writes: `cristal worker` or `--resume` finishes the same run from its notes."""
+    rcli = any_cli
+    arrived, release = threading.Event(), threading.Event()
+
+    def stalled_writer(request: dict) -> object:
+        arrived.set()  # the plan, searches and reflection are checkpointed by now
+        release.wait(60)
+        return text("never delivered: the process asking was killed")
+
+    script = [json_reply({"subquestions": [Q, "Did the hotel cap change recently?"]}), tool_call("finish"),
+              stalled_writer, honest_writer]
+    searches_sql = "select count(*) from audit_records where action = 'knowledge.search'"
+    with ScriptedModel(script) as model:
+        env = {**rcli.env, **llm_env(model)}
+        proc = subprocess.Popen([sys.executable, "-m", "cristal", "research", Q, *AS, "--json"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert arrived.wait(120), "the run never reached the writing phase"
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            release.set()
+        searches = _count(rcli.url, searches_sql)
+        assert searches >= 2
+        (run,) = json.loads(rcli("workflow", "list", *AS, "--json").stdout)["runs"]
+        assert run["status"] == "running"  # durable: the run outlived its process
+        if finisher == "worker":
+            worker = subprocess.Popen([sys.executable, "-m", "cristal", "worker"], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                deadline = time.monotonic() + 120
+                while True:
+                    status = json.loads(rcli("workflow", "status", run["run_id"], "--as", "eng@acme.example", "--json").stdout)
+                    if status["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.3)
+            finally:
+                worker.send_signal(signal.SIGTERM)
+                assert worker.wait(timeout=60) == 0
+            assert status["status"] == "succeeded", status
+            doc = status["steps"][0]["output"]
+        else:
+            r = rcli("research", "--resume", run["run_id"], *AS, "--json", extra_env=llm_env(model))
+            assert r.code == 0, r.stderr
+            doc = json.loads(r.stdout)
+        requests = model.chat_requests
+    assert doc["run_id"] == run["run_id"] and doc["status"] == "complete" and "180 EUR" in doc["report"]
+    assert _count(rcli.url, searches_sql) == searches  # no search was repeated
+    # plan, reflection, the stalled write, the write again: the plan and reflection were not asked twice
+    assert len(requests) == 4
+    assert sum(1 for r in requests if "You plan research" in r.json["messages"][0]["content"]) == 1
+
+
+def test_budget_exhausted_mid_run_is_partial_and_continued_by_a_new_run(rcli, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    q = "What is the per diem for meals and how long is the filter warranty?"
+    searches_sql = "select count(*) from audit_records where action = 'knowledge.search'"
+    r = rcli("research", q, *AS, "--max-steps", "1", "--json")
+    assert r.code == 0, r.stderr
+    partial = json.loads(r.stdout)
+    assert partial["status"] == "partial" and "step budget exhausted" in partial["error"] and partial["citations"]
+    assert _count(db_url, searches_sql) == partial["stats"]["searches"] == 1
+    assert f"--resume {partial['run_id']}" in r.stderr and f"--resume {partial['run_id']}" in partial["report"]
+    failed = json.loads(rcli("workflow", "status", partial["run_id"], "--as", "eng@acme.example", "--json").stdout)
+    assert failed["status"] == "failed" and "research stopped early" in failed["error"]
+    r = rcli("research", "--resume", partial["run_id"], *AS, "--json")
+    assert r.code == 0, r.stderr
+    done = json.loads(r.stdout)
+    assert done["status"] == "complete" and done["research_id"] == partial["research_id"]
+    assert done["run_id"] != partial["run_id"] and "6 Monaten" in done["report"] and "28 EUR" in done["report"]
+    # the search done before the budget ran out is not repeated
+    assert _count(db_url, searches_sql) == done["stats"]["searches"] >= 3
+    retry = json.loads(rcli("workflow", "status", done["run_id"], "--as", "eng@acme.example", "--json").stdout)
+    assert retry["retry_of"] == partial["run_id"] and retry["status"] == "succeeded"

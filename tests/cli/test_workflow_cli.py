@@ -264,3 +264,84 @@ def test_research_steps_run_as_the_owner(wf_cli, tmp_path: Path) -> None:  # typ
                                                              "What do senior engineers earn?"))
     fin = _json(wf_cli("workflow", "run", str(salary), "--org", "acme", "--as", "fin@acme.example", "--json"))
     assert "105,000" not in json.dumps(fin["steps"][0]["output"])
+
+
+DEPLOYED = """
+name: tick
+inputs: {{who: null}}
+steps:
+  - id: mark
+    python: {{call: "tests.workflows.fns:effect", args: {{name: "{{{{ inputs.who }}}}", ledger: "{ledger}"}}}}
+"""
+
+
+def _one_line_error(r, code: int, text: str) -> None:  # type: ignore[no-untyped-def]
+    assert r.code == code and text in r.stderr, (r.code, r.stderr)
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_deploy_start_schedule_and_undeploy(wf_cli, worker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    ledger = tmp_path / "ledger.db"
+    flow = write(tmp_path / "tick.yaml", DEPLOYED.format(ledger=ledger))
+    acme = ("--org", "acme")
+    _one_line_error(wf_cli("workflow", "deploy", str(flow), *acme, "--as", "fin@acme.example", "--schedule", "61 * * * *",
+                           "--input", "who=cron"), 2, "invalid schedule '61 * * * *'")
+    _one_line_error(wf_cli("workflow", "deploy", str(flow), *acme, "--as", "fin@acme.example", "--schedule", "* * * * *"),
+                    2, "needs input 'who'")
+    _one_line_error(wf_cli("workflow", "deploy", str(tmp_path / "none.yaml"), *acme, "--as", "fin@acme.example"), 2,
+                    "no such workflow file")
+    # Every two seconds (6 fields: seconds first), as fin, with the input a schedule needs.
+    doc = _json(wf_cli("workflow", "deploy", str(flow), *acme, "--as", "fin@acme.example", "--name", "ticker",
+                       "--schedule", "*/2 * * * * *", "--input", "who=cron", "--json"))
+    assert (doc["name"], doc["schedule"], doc["deployed_by"]) == ("ticker", "*/2 * * * * *", "fin@acme.example")
+    _json(wf_cli("workflow", "deploy", str(flow), *acme, "--as", "fin@acme.example", "--name", "manual", "--json"))
+    listed = _json(wf_cli("workflow", "deployments", *acme, "--as", "eng@acme.example", "--json"))["deployments"]
+    assert [d["name"] for d in listed] == ["manual", "ticker"]
+    assert _json(wf_cli("workflow", "deployments", "--org", "globex", "--as", "eng@globex.example", "--json")) == {"deployments": []}
+
+    # Started by hand (the CLI uses the function the HTTP server calls), with an idempotency key.
+    first = _json(wf_cli("workflow", "start", "manual", *acme, "--as", "eng@acme.example", "--input", "who=hand",
+                         "--idempotency-key", "k1", "--json"))
+    again = _json(wf_cli("workflow", "start", "manual", *acme, "--as", "eng@acme.example", "--input", "who=hand",
+                         "--idempotency-key", "k1", "--json"))
+    assert first["run_id"] == again["run_id"] and first["owner"] == "eng@acme.example"
+    assert _wait_status(wf_cli, first["run_id"], "eng@acme.example", {"succeeded", "failed"})["status"] == "succeeded"
+
+    # Another company's people neither see nor start acme's deployments; unknown names are one-line errors.
+    _one_line_error(wf_cli("workflow", "start", "manual", *acme, "--as", "fin@globex.example", "--input", "who=x"), 3, "unknown user")
+    _one_line_error(wf_cli("workflow", "start", "manual", "--org", "globex", "--as", "fin@globex.example"), 3,
+                    "unknown deployment 'manual' in organization 'globex'")
+    _one_line_error(wf_cli("workflow", "deployments", *acme, "--as", "fin@globex.example"), 3, "unknown user")
+    _one_line_error(wf_cli("workflow", "undeploy", "nope", *acme, "--as", "admin@acme.example"), 3, "unknown deployment 'nope'")
+    _one_line_error(wf_cli("workflow", "undeploy", "ticker", *acme, "--as", "eng@acme.example"), 5, "only the owner or an admin")
+    _one_line_error(wf_cli("workflow", "limits", *acme, "--as", "eng@acme.example", "--kind", "llm", "--concurrency", "2"),
+                    5, "requires the admin role")
+    _one_line_error(wf_cli("workflow", "limits", *acme, "--as", "admin@acme.example", "--kind", "llm", "--rate", "fast"),
+                    2, "invalid rate 'fast'")
+    _one_line_error(wf_cli("workflow", "limits", *acme, "--as", "admin@acme.example", "--kind", "approval", "--rate", "1/s"),
+                    2, "invalid step kind 'approval'")
+    set_ = _json(wf_cli("workflow", "limits", *acme, "--as", "admin@acme.example", "--kind", "llm", "--concurrency", "4",
+                        "--rate", "600/m", "--json"))
+    assert set_["limits"] == [{"kind": "llm", "max_concurrent": 4, "rate": "600/60s"}]
+    assert _json(wf_cli("workflow", "limits", "--org", "globex", "--as", "eng@globex.example", "--json"))["limits"] == []
+
+    def cron_runs() -> list[str]:
+        runs = _json(wf_cli("workflow", "list", *acme, "--as", "fin@acme.example", "--json"))["runs"]
+        return [r["run_id"] for r in runs if r["run_id"].startswith("sched_") and r["status"] == "succeeded"]
+
+    deadline = time.monotonic() + 90
+    while len(cron_runs()) < 2:
+        assert time.monotonic() < deadline, "the schedule did not fire twice"
+        time.sleep(0.5)
+    _json(wf_cli("workflow", "undeploy", "ticker", *acme, "--as", "admin@acme.example", "--json"))
+    done = cron_runs()
+    runs = _json(wf_cli("workflow", "list", *acme, "--as", "fin@acme.example", "--json"))["runs"]
+    owners = {r["owner"] for r in runs if r["run_id"] in done}
+    assert owners == {"fin@acme.example"}  # scheduled runs act as the deployer
+    con = sqlite3.connect(ledger)
+    effects = con.execute("select name, key from effects").fetchall()
+    calls = con.execute("select key from calls").fetchall()
+    con.close()
+    assert len(calls) == len(set(calls))  # no run's step executed twice
+    assert {k.split(":")[0] for n, k in effects if n == "cron"} >= set(done)
+    assert [d["name"] for d in _json(wf_cli("workflow", "deployments", *acme, "--as", "eng@acme.example", "--json"))["deployments"]] == ["manual"]

@@ -63,3 +63,16 @@ def site() -> Iterator[SiteServer]:
 
 def model_settings(base_url: str) -> Settings:
     return Settings(llm_base_url=base_url, llm_api_key="k", llm_model="scripted", llm_max_retries=0, llm_timeout_seconds=10)
+
+
+@pytest.fixture
+def ocli(cli, db_url: str, _org_template: Path):  # type: ignore[no-untyped-def]
+    """The CLI on a workspace whose database already holds acme and alice (a copy of the module template)."""
+    shutil.copyfile(_org_template, db_url.removeprefix("sqlite:///"))
+    return cli
+
+
+def model_env(base_url: str, **extra: str) -> dict[str, str]:
+    """Environment for a CLI process whose model is a ScriptedModel at ``base_url``."""
+    return {"CRISTAL_LLM_BASE_URL": base_url, "CRISTAL_LLM_API_KEY": "k", "CRISTAL_LLM_MODEL": "scripted",
+            "CRISTAL_LLM_MAX_RETRIES": "0", "CRISTAL_OPERATOR_APPROVAL_POLL_SECONDS": "0.2", **extra}

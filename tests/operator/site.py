@@ -165,6 +165,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, _external_page(self.site))
         elif path == "/ticker":
             self._send(200, TICKER)
+        elif path == "/busy":  # a handler and a timer that never give the page back
+            self._send(200, _page("Busy", "<h1>Report</h1><button onclick='while(true){}'>Recalculate</button>"
+                                          "<button onclick='setTimeout(() => { for (;;) {} }, 0)'>Refresh later</button>"))
         elif path == "/never":
             self._send(200, _page("Never", "<p>Loading…</p><script src=/hang.js></script>"))
         elif path == "/expenses":

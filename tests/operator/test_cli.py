@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 from pathlib import Path
 
-import pytest
-
 from cristal.testing.scripted_model import ScriptedModel, tool_call
+from tests.operator.conftest import model_env
 from tests.operator.scripts import act, login_steps, new_claim_steps
 from tests.operator.site import PASSWORD, USER, Site, SiteServer
 
 AS = ["--org", "acme", "--as", USER]
 
 
-@pytest.fixture
-def ocli(cli, db_url: str, _org_template: Path):  # type: ignore[no-untyped-def]
-    """The CLI on a workspace whose database already holds acme and alice (a copy of the module template)."""
-    shutil.copyfile(_org_template, db_url.removeprefix("sqlite:///"))
-    return cli
-
-
 def _env(model: ScriptedModel) -> dict[str, str]:
-    return {"CRISTAL_LLM_BASE_URL": model.base_url, "CRISTAL_LLM_API_KEY": "k", "CRISTAL_LLM_MODEL": "scripted",
-            "CRISTAL_LLM_MAX_RETRIES": "0", "PASSWORD": PASSWORD}
+    return model_env(model.base_url, PASSWORD=PASSWORD)
 
 
 def test_operate_records_and_replay_repeats(ocli, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -46,14 +36,6 @@ def test_operate_records_and_replay_repeats(ocli, site: SiteServer, tmp_path: Pa
     assert site.site.claims[-1].description == "Train to Berlin"
 
 
-def test_needs_approval_is_not_an_error(ocli, site: SiteServer) -> None:  # type: ignore[no-untyped-def]
-    with ScriptedModel([*login_steps(), act("click", 'button "Delete"')]) as model:
-        r = ocli("operate", "Delete the taxi claim", *AS, "--start-url", site.url("/login"), "--secret", "PASSWORD", extra_env=_env(model))
-    assert r.code == 0, r.stderr
-    assert "paused: needs approval: button 'Delete' looks irreversible" in " ".join(r.stderr.split())
-    assert len(site.site.claims) == 2
-
-
 def test_bad_input_is_one_line(ocli, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -66,6 +48,8 @@ def test_bad_input_is_one_line(ocli, site: SiteServer, tmp_path: Path) -> None: 
             (["operate", "x", *AS, "--start-url", site.url("/"), "--secret", "NOPE"], 2, "--secret NOPE"),
             (["operate", "x", *AS, "--start-url", f"http://127.0.0.1:{closed}/"], 1, "connection refused"),
             (["replay", str(tmp_path / "missing.json")], 2, "no such recording"),
+            (["operate", "x", *AS, "--start-url", site.url("/"), "--approver", "finance"], 2, "--approver: invalid approver 'finance'"),
+            (["operate", "x", *AS, "--start-url", site.url("/"), "--approval-timeout", "soon"], 2, "--approval-timeout: invalid duration"),
         ]
         for args, code, message in cases:
             r = ocli(*args, extra_env=env)

@@ -194,3 +194,18 @@ def test_model_failure_and_browser_crash_stop_the_run(db, alice, browser, site: 
     assert result.status == "failed" and "crash" in result.reason
     assert json.loads(record.read_text())["status"] == "failed"
     assert browser.contexts == []
+
+
+def test_a_page_stuck_in_a_script_loop_stops_the_run(db, alice, browser, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    timing = Timing(script_s=1.5)
+    for button in ("Recalculate", "Refresh later"):  # the loop runs in the click itself / a moment later, in a timer
+        record = tmp_path / f"{button}.json"
+        script = [act("click", f'button "{button}"'), tool_call("scroll", {"direction": "down"}), tool_call("done", {"result": "x"})]
+        config = RunConfig(task="Recalculate the report", start_url=site.url("/busy"), record=record, timing=timing)
+        with ScriptedModel(script) as model:
+            result = _run(db, alice, browser, model, config)
+        assert result.status == "failed", (button, result.reason)
+        assert result.reason.startswith("the page stopped responding: ") and "got no answer within" in result.reason
+        doc = json.loads(record.read_text())  # the record so far is kept
+        assert doc["status"] == "failed" and doc["reason"] == result.reason
+        assert browser.contexts == []  # the browser context was closed

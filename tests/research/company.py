@@ -58,9 +58,10 @@ def write_tree(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def build(path: Path, docs_root: Path) -> None:
-    """An indexed database at ``path``: acme (the company above), locked (finance-only docs), empty (no sources)."""
-    db = Database(f"sqlite:///{path}")
+def build(path: Path | str, docs_root: Path) -> None:
+    """An indexed database at ``path`` (a SQLite file, or a database URL): acme (the company above), locked
+    (finance-only docs), empty (no sources)."""
+    db = Database(path if isinstance(path, str) and "://" in path else f"sqlite:///{path}")
     db.upgrade()
     with db.session() as s:
         for slug in ("acme", "locked", "empty"):

@@ -36,8 +36,8 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> CheckpointStore:
-    return CheckpointStore(tmp_path / "runs")
+def store(rdb: Database) -> CheckpointStore:
+    return CheckpointStore(rdb)
 
 
 @pytest.fixture

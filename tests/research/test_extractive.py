@@ -167,3 +167,35 @@ def test_demo_research_over_the_sample_company(tmp_path) -> None:  # type: ignor
     report = (tmp_path / "reports" / "research-demo.md").read_text(encoding="utf-8")
     assert "180 EUR" in report and "Nordlicht" not in report
     assert (tmp_path / "reports" / "research-demo.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_answer_types_anchor_values_across_languages() -> None:
+    from cristal.research.extract import answer_types, has_answer_type
+
+    assert answer_types("What is the warranty period for Sora air purifiers in Germany?") == {"duration"}
+    assert answer_types("When will the Sora Pro 2 go on sale in Japan?") == {"date"}
+    assert answer_types("つくばR&Dセンター増床の投資額はいくらですか？") == {"money"}
+    assert answer_types("Wie viele Sora S300 wurden verkauft?") == {"count"}
+    assert answer_types("Who wrote the report?") == frozenset()
+    duration = frozenset({"duration"})
+    assert has_answer_type("eine Herstellergarantie von 36 Monaten ab Kaufdatum", duration)
+    assert not has_answer_type("Garantiegeber: Aozora Deutschland GmbH, Immermannstraße 45, 40210 Düsseldorf", duration)
+    assert has_answer_type("新発売日：2026年4月13日", frozenset({"date"}))
+    assert not has_answer_type("Sora Pro 2 | 9,000台", frozenset({"date"}))
+    assert has_answer_type("| EBIT | 412.000 EUR | 298.000 EUR |", frozenset({"money"}))
+
+
+def test_a_value_after_a_colon_or_an_abbreviation_stays_in_its_sentence() -> None:
+    from cristal.research.extract import sentences
+
+    text = "- Abwesenheit von 24 Stunden: 28 EUR pro Tag\nDer Umsatz stieg auf 1,33 Mio. EUR im Quartal. Danach sank er."
+    assert [s.text for s in sentences(text)] == [
+        "Abwesenheit von 24 Stunden: 28 EUR pro Tag", "Der Umsatz stieg auf 1,33 Mio. EUR im Quartal.", "Danach sank er."]
+
+
+def test_cross_lingual_summary_leads_with_the_value_asked_for(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]
+    result = run_research(rdb, who(MEMBER), "What is the warranty period for Sora air purifiers in Germany?",
+                          settings=settings, store=store)
+    summary = result.report.split("## Summary", 1)[1].split("##", 1)[0]
+    assert "36 Monate" in summary  # the German sentence with the duration, not the filter's 6 months
+    assert result.citations[0]["quote"].find("36 Monate") >= 0

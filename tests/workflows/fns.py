@@ -46,3 +46,24 @@ def big(size: int) -> str:
 
 def boom(message: str = "boom") -> None:
     raise ValueError(message)
+
+
+def occupy(ledger: str, hold: float, idempotency_key: str) -> dict:
+    """Count how many calls are inside at once (a gauge updated atomically under SQLite's write lock)."""
+    con = _ledger(ledger)
+    try:
+        con.execute("CREATE TABLE IF NOT EXISTS gauge (id INTEGER PRIMARY KEY, inside INTEGER, peak INTEGER)")
+        con.execute("CREATE TABLE IF NOT EXISTS starts (key TEXT, at REAL)")
+        con.execute("INSERT OR IGNORE INTO gauge VALUES (1, 0, 0)")
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("UPDATE gauge SET inside = inside + 1, peak = max(peak, inside + 1) WHERE id = 1")
+        con.execute("INSERT INTO starts VALUES (?, ?)", (idempotency_key, time.time()))
+        con.execute("INSERT INTO calls VALUES (?, 'occupy')", (idempotency_key,))
+        con.execute("COMMIT")
+        time.sleep(float(hold))
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("UPDATE gauge SET inside = inside - 1 WHERE id = 1")
+        con.execute("COMMIT")
+    finally:
+        con.close()
+    return {"key": idempotency_key}

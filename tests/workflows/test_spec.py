@@ -52,7 +52,7 @@ def test_a_valid_file_compiles_to_plain_json(tmp_path: Path) -> None:
          "unknown input 'nope'"),
         ("name: x\nsteps:\n  - id: a\n    timeout: soon\n" + OK_STEP, ":4: step 'a': timeout: invalid duration 'soon'"),
         ("name: x\nsteps:\n  - id: a\n    research: {question: why, mode: magic}\n", ":4: step 'a': mode: Input should be 'auto', 'extractive' or 'llm'"),
-        ("name: x\nsteps:\n  - id: a\n    operate: {task: t}\n", "step kind 'operate' is not available yet"),
+        ("name: x\nsteps:\n  - id: a\n    operate: {task: t}\n", "step 'a': missing field 'start_url'"),
         ("name: x\nsteps:\n  - id: a\n    python: {call: 'os:system', args: {command: ls}}\n", "python module 'os' is not allowed"),
         ("name: x\nsteps:\n  - id: a\n    sql: {source: erp, query: \"select * from t where id = {{ inputs.x }}\"}\n",
          "a query cannot contain templates"),

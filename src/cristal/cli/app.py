@@ -20,7 +20,7 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each command group lives in its own module and adds itself to ``app``.
-    from cristal.cli import admin, audit, demo, knowledge, operator, research, setup, usage, webapps, workflows  # noqa: F401
+    from cristal.cli import admin, audit, demo, knowledge, operator, research, serve, setup, usage, webapps, workflows  # noqa: F401
 
 
 def _usage_error(exc: Exception) -> tuple[str, int] | None:

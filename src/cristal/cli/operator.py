@@ -21,9 +21,11 @@ class RunStopped(CristalError):
 
 def _progress(quiet: bool):  # type: ignore[no-untyped-def]
     def progress(kind: str, message: str) -> None:
-        if kind in ("failed", "diverged", "step_limit", "time_limit", "needs_approval"):
+        if kind in ("failed", "diverged", "step_limit", "time_limit", "needs_approval", "approval_timeout"):
             return  # the command's last line says it
-        if not quiet:
+        if kind == "approval":  # always: someone has to act on it
+            err.print(f"[yellow]approval[/] {message}", highlight=False, markup=True, soft_wrap=True)
+        elif not quiet:
             err.print(f"[dim]{kind:>8}[/] {message}", highlight=False, markup=True, soft_wrap=True)
     return progress
 
@@ -38,18 +40,30 @@ def operate_command(
     record: Optional[Path] = typer.Option(None, "--record", help="Save the trajectory as JSON (for `cristal replay`)."),
     json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON document."),
     secret: list[str] = typer.Option([], "--secret", help="NAME=VALUE (or NAME, read from $NAME): the model sees only {{NAME}}."),
-    allow_irreversible: bool = typer.Option(False, "--allow-irreversible", help="Let actions that look irreversible (submit, pay, delete, send ...) run without pausing."),
+    allow_irreversible: bool = typer.Option(False, "--allow-irreversible", help="Let actions that look irreversible (submit, pay, delete, send ...) run without an approval."),
+    approver: list[str] = typer.Option([], "--approver", help="Who approves irreversible-looking actions: group:NAME or user:EMAIL (repeatable; default: the employee)."),
+    approval_timeout: str = typer.Option("1h", "--approval-timeout", help="How long an action waits for its approval (30s, 10m, 2h ...); then the run stops."),
     max_steps: int = typer.Option(30, "--max-steps", help="Stop after this many actions."),
-    max_seconds: float = typer.Option(300.0, "--max-seconds", help="Stop after this many seconds."),
+    max_seconds: float = typer.Option(300.0, "--max-seconds", help="Stop after this many seconds (time spent waiting for approvals not counted)."),
     screenshots: bool = typer.Option(False, "--screenshots", help="With --record: a PNG per step in FILE.screenshots/."),
     vision: bool = typer.Option(False, "--vision", help="Also send the model a screenshot with each observation."),
     model: Optional[str] = typer.Option(None, "--model", help="Chat model (default: the configured one)."),
 ) -> None:
-    """Do a task in web applications through a real (headless) browser, as the employee."""
-    from cristal.operator import RunConfig, Secrets, run_operator
-    from cristal.operator.run import validate
+    """Do a task in web applications through a real (headless) browser, as the employee: a durable workflow run."""
+    from cristal.operator import RunConfig, Secrets
+    from cristal.operator.policy import load_org_domains
+    from cristal.operator.run import check_model, validate
+    from cristal.operator.workflow import STEP_ID, Local, operate_workflow, register, release
+    from cristal.workflows import service
+    from cristal.workflows.engine import shutdown
+    from cristal.workflows.spec import approver_rules, parse_duration
 
     secrets = Secrets.parse(secret, os.environ)
+    try:
+        approvers = approver_rules(approver)
+        timeout = parse_duration(approval_timeout)
+    except ValueError as exc:
+        raise InvalidInput(f"{'--approver' if 'approver' in str(exc) else '--approval-timeout'}: {exc}") from None
     config = RunConfig(task=task, start_url=start_url, allow_domains=tuple(allow_domain), secrets=secrets,
                        allow_irreversible=allow_irreversible, max_steps=max_steps, max_seconds=max_seconds, record=record,
                        screenshots=screenshots and record is not None, vision=vision, model=model)
@@ -59,9 +73,32 @@ def operate_command(
     try:
         with db.session() as s:
             principal = acting(s, org, as_email)
-        result = run_operator(db, principal, config, settings=cfg, progress=_progress(json_out and not err.is_terminal))
+        validate(config, load_org_domains(db, principal.org_id))  # the organization's allow-list, before anything starts
+        check_model(db, cfg, principal, model)
+        compiled, inputs = operate_workflow(config, approvers=approvers, approval_timeout=timeout,
+                                            secret_names={name: name for name in secrets.names})
+        run = service.create_run(db, compiled, org, as_email, inputs)
+        local = register(run.run_id, Local(secrets=secrets.mapping(),
+                                           progress=_progress(json_out and not err.is_terminal)))
+        if not json_out or err.is_terminal:
+            err.print(f"run [bold]{run.run_id}[/] (see `cristal workflow status {run.run_id}`)", highlight=False)
+        try:
+            handle = service.start(db, cfg, run)
+            try:
+                handle.get_result()
+            except Exception:  # noqa: BLE001 - the step's own result (or the run's error) says what happened
+                pass
+        finally:
+            shutdown()
+            release(run.run_id)
+        error = None
+        if not local.results:
+            error = service.run_status(db, run.run_id, as_email).get("error") or "the run ended without a result"
     finally:
         db.dispose()
+    if error is not None:
+        raise RunStopped(f"run {run.run_id} failed: {error.removeprefix(f'step {STEP_ID!r} failed: ')}")
+    result = local.results[-1]
     if record is not None:
         err.print(f"recorded {len(result.steps)} step(s) in {record}")
     if json_out:
@@ -69,9 +106,6 @@ def operate_command(
     if result.status == "done":
         if not json_out:
             out.print(result.result or "", markup=False, highlight=False)
-        return
-    if result.status == "needs_approval":
-        err.print(f"[yellow]paused[/]: {result.reason}", highlight=False)
         return
     raise RunStopped(f"the run stopped ({result.status}): {result.reason}")
 
@@ -115,3 +149,34 @@ def replay_command(
         err.print(f"[yellow]paused[/]: {result.reason}", highlight=False)
         return
     raise RunStopped(f"replay {result.status} after {result.replayed}/{result.total} step(s): {result.reason}")
+
+
+operator_app = typer.Typer(help="The Operator's organization-wide rules.", no_args_is_help=True)
+app.add_typer(operator_app, name="operator")
+
+
+@operator_app.command("domains")
+def operator_domains(
+    org: str = typer.Option(..., "--org", help="Organization slug."),
+    as_email: str = typer.Option(..., "--as", help="An admin of the organization."),
+    set_domain: list[str] = typer.Option([], "--set", help="Replace the list with these domains (repeatable)."),
+    clear: bool = typer.Option(False, "--clear", help="Remove the organization-wide limit."),
+    json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON document."),
+) -> None:
+    """Show or set the web domains every Operator run of the organization is limited to (admins)."""
+    from cristal.operator.policy import domains_policy
+
+    db = open_database(settings())
+    try:
+        doc = domains_policy(db, org, as_email, set_domains=set_domain, clear=clear)
+    finally:
+        db.dispose()
+    if json_out:
+        print_json(doc)
+        return
+    domains = doc["allowed_domains"]
+    verb = "now " if doc["changed"] else ""
+    if domains is None:
+        out.print(f"{org}: Operator runs are {verb}limited only by their own --allow-domain lists", highlight=False)
+    else:
+        out.print(f"{org}: Operator runs may {verb}reach only {', '.join(domains) or 'no domain at all'}", highlight=False)

@@ -35,8 +35,12 @@ def research_command(
     max_tokens: int = typer.Option(60_000, "--max-tokens", help="Budget: model tokens (in + out)."),
     max_seconds: float = typer.Option(300.0, "--max-seconds", help="Budget: wall-clock seconds."),
 ) -> None:
-    """Plan, search as the employee, read, and write a report in which every claim cites its passage."""
-    from cristal.research import Budget, render_html, run_research
+    """Plan, search as the employee, read, and write a report in which every claim cites its passage.
+
+    The research is a durable workflow run (see `cristal workflow status RUN_ID`): if this process
+    dies, `cristal worker` or `cristal research --resume RUN_ID` finishes it from its checkpoint.
+    """
+    from cristal.research import Budget, durable, render_html
 
     if resume is None and question is None:
         raise InvalidInput("empty question: pass a QUESTION (or --resume RUN_ID)")
@@ -50,31 +54,32 @@ def research_command(
         if not quiet or kind in ("partial", "refused"):
             err.print(f"[dim]{kind:>8}[/] {message}", highlight=False, markup=True)
 
+    budget = Budget(max_steps=max_steps, max_tokens=max_tokens, max_seconds=max_seconds)
     try:
         with db.session() as s:
             principal = acting(s, org, as_email)
-        result = run_research(
-            db, principal, question, settings=cfg, mode=mode, lang=lang, resume=resume, progress=progress,
-            budget=Budget(max_steps=max_steps, max_tokens=max_tokens, max_seconds=max_seconds),
-        )
+        if resume is not None:
+            document = durable.resume(db, cfg, principal, resume, lang=lang, budget=budget, progress=progress)
+        else:
+            document = durable.start(db, cfg, principal, question, mode=mode, lang=lang, budget=budget, progress=progress)
     finally:
         db.dispose()
-    document = result.as_dict()
     if out_file is not None:
-        _write(out_file, render_html(document) if out_file.suffix.lower() in (".html", ".htm") else result.report)
+        _write(out_file, render_html(document) if out_file.suffix.lower() in (".html", ".htm") else document["report"])
         err.print(f"wrote {out_file}")
     if html_file is not None:
         _write(html_file, render_html(document))
         err.print(f"wrote {html_file}")
-    if result.status == "partial":
-        err.print(f"[yellow]partial report[/]: {result.error}; resume with `cristal research --resume {result.run_id} --org {org} --as {as_email}`")
-    elif result.status == "no_results":
+    if document["status"] == "partial":
+        err.print(f"[yellow]partial report[/]: {document['error']}; resume with "
+                  f"`cristal research --resume {document['run_id']} --org {org} --as {as_email}`")
+    elif document["status"] == "no_results":
         err.print("no documents you may read match this question")
     if json_out:
         print_json(document)
     elif out_file is None:
-        out.print(result.report, markup=False, highlight=False)
+        out.print(document["report"], markup=False, highlight=False)
     else:
-        st = result.stats
-        err.print(f"{result.status}: {len(result.citations)} citation(s) from {len(result.sources)} source(s); "
-                  f"{st['searches']} search(es), {st['sources_read']} source(s) read, run {result.run_id}")
+        st = document["stats"]
+        err.print(f"{document['status']}: {len(document['citations'])} citation(s) from {len(document['sources'])} source(s); "
+                  f"{st['searches']} search(es), {st['sources_read']} source(s) read, run {document['run_id']}")

@@ -217,6 +217,129 @@ def workflow_retry(run_id: str, as_email: str = typer.Option(..., "--as"),
         out.print(f"queued run {run.run_id} (retry of {run_id})")
 
 
+@workflow_app.command("deploy")
+def workflow_deploy(
+    file: str = typer.Argument(..., help="The workflow file (YAML); validated and stored in the organization."),
+    org: str = typer.Option(..., "--org", help="Organization slug."),
+    as_email: str = typer.Option(..., "--as", help="The deployer: scheduled runs act as this employee."),
+    name: Optional[str] = typer.Option(None, "--name", help="Deployment name (default: the workflow's name)."),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help='Cron, in UTC: "MIN HOUR DAY MONTH WEEKDAY" (or 6 fields, seconds first).'),
+    inputs: list[str] = typer.Option([], "--input", help="KEY=VALUE default input (repeatable); a schedule needs every input."),
+    json_out: bool = JSON,
+) -> None:
+    """Deploy a workflow under a name (replacing a previous version), optionally on a cron schedule."""
+    from pathlib import Path
+
+    from cristal.workflows.deployments import deploy
+    from cristal.workflows.spec import load_workflow, parse_cli_inputs
+
+    given = parse_cli_inputs(inputs)
+    compiled = load_workflow(file)
+    source = Path(file).expanduser().read_text(encoding="utf-8-sig")
+    with database() as db:
+        doc = deploy(db, compiled, org, as_email, name=name, schedule=schedule, inputs=given, source=source)
+    if json_out:
+        print_json(doc)
+        return
+    out.print(f"deployed [bold]{doc['name']}[/] (version {doc['version']}) in {org}")
+    if doc["schedule"]:
+        out.print(f"  schedule {doc['schedule']} (UTC) as {doc['deployed_by']}; next run {doc['next_fire_at']} — `cristal worker` fires it")
+    out.print(f"  start: cristal workflow start {doc['name']} --org {org} --as EMAIL")
+
+
+@workflow_app.command("deployments")
+def workflow_deployments(org: str = typer.Option(..., "--org"), as_email: str = typer.Option(..., "--as"),
+                         json_out: bool = JSON) -> None:
+    """The organization's deployed workflows and their schedules."""
+    from cristal.workflows.deployments import list_deployments
+
+    with database() as db:
+        docs = list_deployments(db, org, as_email)
+    if json_out:
+        print_json({"deployments": docs})
+        return
+    if not docs:
+        out.print(f"no deployments in {org}")
+        return
+    table = Table(title=f"Deployed workflows in {org}")
+    for column in ("name", "workflow", "version", "schedule (UTC)", "next run", "deployed by"):
+        table.add_column(column)
+    for d in docs:
+        sched = d["schedule"] or ""
+        nxt = (d["next_fire_at"] or "")[:19] if not d["paused_reason"] else f"paused: {d['paused_reason']}"
+        table.add_row(d["name"], d["workflow"], str(d["version"]), sched, nxt, d["deployed_by"])
+    out.print(table)
+
+
+@workflow_app.command("undeploy")
+def workflow_undeploy(name: str, org: str = typer.Option(..., "--org"), as_email: str = typer.Option(..., "--as"),
+                      json_out: bool = JSON) -> None:
+    """Remove a deployment and its schedule (its deployer or an admin); started runs go on."""
+    from cristal.workflows.deployments import undeploy
+
+    with database() as db:
+        doc = undeploy(db, org, name, as_email)
+    if json_out:
+        print_json(doc)
+    else:
+        out.print(f"undeployed {name} from {org}")
+
+
+@workflow_app.command("start")
+def workflow_start(
+    name: str = typer.Argument(..., help="A deployment name (see `cristal workflow deployments`)."),
+    org: str = typer.Option(..., "--org"),
+    as_email: str = typer.Option(..., "--as", help="Run as this employee."),
+    inputs: list[str] = typer.Option([], "--input", help="KEY=VALUE (repeatable)."),
+    key: Optional[str] = typer.Option(None, "--idempotency-key", help="Repeat-safe: the same key returns the same run."),
+    json_out: bool = JSON,
+) -> None:
+    """Queue a run of a deployed workflow for `cristal worker`."""
+    from cristal.workflows.deployments import start_deployed
+    from cristal.workflows.service import run_status
+    from cristal.workflows.spec import parse_cli_inputs
+
+    given = parse_cli_inputs(inputs)
+    with database() as db:
+        run = start_deployed(db, org, name, as_email, given, idempotency_key=key)
+        doc = run_status(db, run.run_id, as_email)
+    if json_out:
+        print_json(doc)
+    else:
+        out.print(f"queued run [bold]{run.run_id}[/] of {name}; see `cristal workflow status {run.run_id}`")
+
+
+@workflow_app.command("limits")
+def workflow_limits(
+    org: str = typer.Option(..., "--org"),
+    as_email: str = typer.Option(..., "--as", help="An organization admin (to change limits)."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="Step kind: llm, http, sql, python, research, operate."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="At most this many steps of the kind at once, across all workers."),
+    rate: Optional[str] = typer.Option(None, "--rate", help="At most N started per period: 10/s, 600/m, 5/10s."),
+    clear: bool = typer.Option(False, "--clear", help="Remove the kind's limits."),
+    json_out: bool = JSON,
+) -> None:
+    """Show, or with --kind set, an organization's limits on step kinds (so a thousand runs do not hammer one endpoint)."""
+    from cristal.workflows.limits import list_limits, set_limits
+
+    if kind is None and (concurrency is not None or rate is not None or clear):
+        raise InvalidInput("give --kind with --concurrency, --rate or --clear")
+    with database() as db:
+        if kind is not None:
+            if concurrency is None and rate is None and not clear:
+                raise InvalidInput("give --concurrency N, --rate N/PERIOD or --clear with --kind")
+            rows = set_limits(db, org, as_email, kind, max_concurrent=concurrency, rate=rate, clear=clear)["limits"]
+        else:
+            rows = list_limits(db, org, as_email)
+    if json_out:
+        print_json({"org": org, "limits": rows})
+        return
+    if not rows:
+        out.print(f"no step limits in {org}")
+    for r in rows:
+        out.print(f"{r['kind']}: concurrency {r['max_concurrent'] or 'unlimited'}, rate {r['rate'] or 'unlimited'}")
+
+
 @approvals_app.command("list")
 def approvals_list(org: str = typer.Option(..., "--org"), as_email: str = typer.Option(..., "--as"),
                    all_: bool = typer.Option(False, "--all", help="Include decided approvals."), json_out: bool = JSON) -> None:

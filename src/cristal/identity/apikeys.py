@@ -84,6 +84,9 @@ def revoke_api_key(session: Session, actor: Principal, org_slug: str, prefix: st
     session.flush()
 
 
+LAST_USED_PRECISION_SECONDS = 60
+
+
 def principal_from_api_key(session: Session, key: str) -> Principal:
     """The user a key belongs to; ``AccessDenied`` for a wrong, unknown or revoked key."""
     parts = (key or "").split("_")
@@ -94,7 +97,10 @@ def principal_from_api_key(session: Session, key: str) -> Principal:
         raise AccessDenied("invalid API key")
     if row.revoked_at is not None:
         raise AccessDenied("this API key has been revoked")
-    row.last_used_at = utcnow()
+    now = utcnow()
+    # "Last used" is for people reviewing keys; minute precision spares a write per request.
+    if row.last_used_at is None or (now - row.last_used_at).total_seconds() >= LAST_USED_PRECISION_SECONDS:
+        row.last_used_at = now
     org = session.get(Organization, row.org_id)
     user = session.get(User, row.user_id)
     assert org is not None and user is not None  # rows cascade with their owners

@@ -65,14 +65,17 @@ POLICY: dict[str, Rule] = {
     "workflow.http": Rule.MEMBER,
     "workflow.python": Rule.MEMBER,  # only functions under CRISTAL_WORKFLOW_PYTHON_MODULES
     "workflow.approval.request": Rule.MEMBER,
+    "workflow.deploy": Rule.MEMBER,  # a new name; replacing or removing one is workflow.undeploy
+    "workflow.undeploy": Rule.OWNER,  # the deployer or an admin
+    "workflow.deployments": Rule.MEMBER,  # any member may see and start the organization's deployments
+    "workflow.schedule.fire": Rule.MEMBER,  # a schedule's firing, as the deployer (re-checked at each firing)
+    "workflow.limits": Rule.ADMIN,
     "approval.list": Rule.MEMBER,
     "approval.decide": Rule.ACL,
     # operator (a browser run acts as the employee; the web apps' own logins decide what they may do there)
     "operator.run": Rule.MEMBER,
-    "operator.act": Rule.MEMBER,  # the step's approvers; admins who are not named are refused by the workflow layer
-    # operator (a browser run acts as the employee; the web apps' own logins decide what they may do there)
-    "operator.run": Rule.MEMBER,
     "operator.act": Rule.MEMBER,
+    "operator.policy": Rule.ADMIN,  # the organization's allow-list of web domains (read and change)
 }
 
 # Actions the operator may take: managing the installation, not reading data.

@@ -7,10 +7,17 @@ into an :class:`Observation` and carries out the model's actions robustly:
 scroll into view, wait for the page to settle (load state, then a quiet DOM and
 no requests in flight, within a cap), retry a stale element once by its
 fingerprint, and report what changed.
+
+A watchdog bounds every call into the page: a script that keeps the page busy
+(an ``onclick`` with ``while(true){}``, a timer that never yields) would
+otherwise hang ``page.evaluate`` forever. Past ``Timing.script_s`` the script
+is terminated through the DevTools protocol (the page is closed if even that
+does not help) and the run stops with ``StopRun`` saying so.
 """
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import json
 import os
@@ -124,6 +131,7 @@ class Timing:
     action_s: float = 5.0  # actionability of one element (visible, enabled, stable)
     settle_s: float = 3.0  # quiet DOM and no requests in flight after an action
     quiet_ms: int = 40  # how long the DOM must stay still to count as settled
+    script_s: float = 10.0  # a call into the page (reading it, an action) that gets no answer: a script loop
 
 
 class BrowserSession:
@@ -144,6 +152,8 @@ class BrowserSession:
         self._inflight: set[Any] = set()
         self._navigated = False
         self._crashed: str | None = None
+        self._stuck: str | None = None  # set by the watchdog: the page stopped answering
+        self._cdp: dict[Any, Any] = {}
         self.context: BrowserContext = browser.new_context(
             viewport={"width": viewport[0], "height": viewport[1]},
             service_workers="block",
@@ -225,17 +235,63 @@ class BrowserSession:
             pass
 
     def _check_alive(self) -> None:
+        if self._stuck:
+            raise StopRun(self._stuck)
         if self._crashed:
             raise StopRun(self._crashed)
         if self.page.is_closed():
             raise StopRun("the page was closed")
+
+    # -- the watchdog
+
+    @contextmanager
+    def _watchdog(self, what: str, seconds: float = 0.0) -> Iterator[None]:
+        """Bound a call into the page by ``script_s`` (+ ``seconds`` the call may legitimately take).
+
+        The sync API waits by running Playwright's event loop, so a timer on that loop
+        fires while the call hangs; it terminates the running script, which frees the call.
+        """
+        page = self.page
+        cdp = self._cdp_session(page)
+        limit = self.timing.script_s + seconds
+        loop = page._loop  # noqa: SLF001 - the loop the sync API runs while it waits
+        timers = [loop.call_later(limit, self._fire, page, cdp, what, limit),
+                  loop.call_later(limit + 3.0, self._close_stuck, page)]  # the script could not be terminated
+        try:
+            yield
+        except Exception:
+            if self._stuck:
+                raise StopRun(self._stuck) from None
+            raise
+        finally:
+            for timer in timers:
+                timer.cancel()
+        if self._stuck:
+            raise StopRun(self._stuck)
+
+    def _cdp_session(self, page: Page) -> Any:
+        if page not in self._cdp:
+            try:
+                self._cdp[page] = self.context.new_cdp_session(page)
+            except PlaywrightError:
+                self._cdp[page] = None
+        return self._cdp[page]
+
+    def _fire(self, page: Page, cdp: Any, what: str, limit: float) -> None:
+        self._stuck = (f"the page stopped responding: {what} got no answer within {limit:g}s "
+                       "(a script on the page keeps it busy, e.g. an endless loop)")
+        if cdp is not None:
+            asyncio.ensure_future(_quietly(cdp._impl_obj.send("Runtime.terminateExecution", None, None)))  # noqa: SLF001
+
+    def _close_stuck(self, page: Page) -> None:
+        asyncio.ensure_future(_quietly(page._impl_obj.close()))  # noqa: SLF001
 
     # -- observing
 
     def open(self, url: str) -> Observation:
         """Go to the start URL: ``StopRun`` if it is unreachable, blocked or never loads."""
         if not self.allow.allows(url):
-            raise StopRun(f"{url} is outside the run's allow-list ({', '.join(self.allow.domains)})")
+            raise StopRun(f"{url} is outside the run's allow-list ({self.allow.describe()})")
         try:
             response = self.page.goto(url, wait_until="load", timeout=self.timing.navigation_s * 1000)
         except PlaywrightTimeout:
@@ -256,7 +312,9 @@ class BrowserSession:
         for _attempt in range(3):
             try:
                 # Redacting the JSON text once is much cheaper than every string of the parsed result.
-                raw = json.loads(self.secrets.redact_json(self.page.evaluate(DISTIL_JS, json.dumps({"known": self.ids, "next": self.next_id}))))
+                with self._watchdog("reading the page"):
+                    answer = self.page.evaluate(DISTIL_JS, json.dumps({"known": self.ids, "next": self.next_id}))
+                raw = json.loads(self.secrets.redact_json(answer))
                 break
             except PlaywrightError as exc:
                 if not _context_gone(exc):
@@ -295,7 +353,8 @@ class BrowserSession:
     def focused(self) -> dict[str, Any] | None:
         self._check_alive()
         try:
-            return self.page.evaluate(FOCUS_JS)
+            with self._watchdog("reading the focused element"):
+                return self.page.evaluate(FOCUS_JS)
         except PlaywrightError as exc:
             if _context_gone(exc):
                 return None
@@ -310,8 +369,11 @@ class BrowserSession:
         self._navigated = False
         self.blocked.clear()
         self.dialogs.clear()
+        t = self.timing
         try:
-            detail = self._do(tool, args, element)
+            # an action may wait for a navigation or for its element: those waits have their own caps
+            with self._watchdog(f"the {tool} action", t.navigation_s if tool == "goto" else 2 * t.action_s):
+                detail = self._do(tool, args, element)
         except _ActionFailed as exc:
             after = self._after()
             return Outcome(False, self.secrets.redact(str(exc)), self.secrets.redact(url_before),
@@ -463,7 +525,8 @@ class BrowserSession:
             if remaining_ms <= 0:
                 return False
             try:
-                quiet = self.page.evaluate(QUIET_JS, [self.timing.quiet_ms, min(remaining_ms, 1000)])
+                with self._watchdog("waiting for the page to settle", min(remaining_ms, 1000) / 1000):
+                    quiet = self.page.evaluate(QUIET_JS, [self.timing.quiet_ms, min(remaining_ms, 1000)])
             except PlaywrightError as exc:
                 if _is_crash(exc):
                     raise StopRun(f"the browser crashed: {_first_line(exc)}") from None
@@ -481,6 +544,13 @@ class BrowserSession:
     def _busy(self) -> bool:
         # Requests of this page still running (streams and long polls are cut off by the settle cap).
         return any(_safe_frame_page(r) is self.page for r in list(self._inflight))
+
+
+async def _quietly(coroutine: Any) -> None:
+    try:
+        await coroutine
+    except Exception:  # noqa: BLE001 - the page may be gone already; the run stops either way
+        pass
 
 
 class _ActionFailed(Exception):

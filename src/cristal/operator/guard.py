@@ -62,7 +62,7 @@ class Guard:
         if action.tool == "goto":
             url = urljoin(session.page.url, action.args["url"])
             if not self.allow.allows(url):
-                message = f"{self.secrets.redact(url)} is outside this run's allowed domains ({', '.join(self.allow.domains)})"
+                message = f"{self.secrets.redact(url)} is outside this run's allowed domains ({self.allow.describe()})"
                 self._deny(action, element, session, step, message)
                 return Verdict("error", f"error: {message}; the run cannot go there")
             reason = irreversible_url(url)
@@ -76,10 +76,13 @@ class Guard:
             return Verdict("approval", reason)
         return Verdict("ok")
 
-    def act(self, action: Action, element: dict[str, Any] | None, url: str, step: int) -> None:
-        """``operator.act``, audited with the action, the element's fingerprint and the URL."""
+    def act(self, action: Action, element: dict[str, Any] | None, url: str, step: int, *, approval_id: str | None = None) -> None:
+        """``operator.act``, audited with the action, the element's fingerprint, the URL and the approval that allowed it."""
+        details = self._details(action, element, url, step)
+        if approval_id is not None:
+            details["approval"] = approval_id
         with self.db.session() as s:
-            require(s, self.principal, "operator.act", self.resource, request_id=self.run_id, details=self._details(action, element, url, step))
+            require(s, self.principal, "operator.act", self.resource, request_id=self.run_id, details=details)
 
     def _details(self, action: Action, element: dict[str, Any] | None, url: str, step: int) -> dict[str, Any]:
         summary = element_summary(element)

@@ -100,3 +100,18 @@ def load(path: Path) -> dict[str, Any]:
     if not isinstance(doc["steps"], list) or not all(isinstance(s, dict) for s in doc["steps"]):
         raise InvalidInput(f"{path}: 'steps' must be a list of objects")
     return doc
+
+
+def mark_interrupted(path: Path, reason: str) -> bool:
+    """Close a record whose run died mid-way (status ``failed``, ``reason``); its steps stay. ``False`` if there is none."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        return False
+    if doc.get("status") == "running":
+        recorder = Recorder.__new__(Recorder)  # reuse the atomic save without writing a fresh header
+        recorder.path, recorder.doc = path, doc
+        recorder.update(status="failed", reason=reason)
+    return True

@@ -28,6 +28,7 @@ from cristal.identity.principal import Principal
 from cristal.operator.browser import BrowserSession, StopRun, Timing, _first_line, chromium
 from cristal.operator.guard import Guard
 from cristal.operator.observation import Observation, element_line
+from cristal.operator.policy import load_org_domains
 from cristal.operator.safety import AllowList, Secrets
 from cristal.operator.tools import Action
 
@@ -141,7 +142,8 @@ class _Replay:
         self.timing = timing or Timing()
         self.progress = progress or (lambda kind, message: None)
         self.run_id = "rp_" + uuid.uuid4().hex[:16]
-        self.allow = AllowList(tuple(str(d) for d in trajectory["allow_domains"]))
+        # The recorded list, within the organization's list as it is now (an admin may have narrowed it since).
+        self.allow = AllowList(tuple(str(d) for d in trajectory["allow_domains"])).within(load_org_domains(db, principal.org_id))
         if not self.allow.domains:
             raise InvalidInput("the recording has an empty allow-list")
         self.guard = Guard(db, principal, self.run_id, self.allow, secrets, allow_irreversible=allow_irreversible)

@@ -1,11 +1,17 @@
 """The Operator's loop: observe, let the model choose a tool call, check it, act, repeat.
 
-A run ends when the model calls ``done(result)`` (``done``), when an action
-needs a person's approval (``needs_approval``), at the step or time limit
-(``step_limit``, ``time_limit``), or when something makes going on pointless
+A run ends when the model calls ``done(result)`` (``done``), at the step or
+time limit (``step_limit``, ``time_limit``), or when something makes going on pointless
 (``failed``: the start page is unreachable, the browser crashed, the model
 endpoint fails, access is refused). Whatever the ending, the browser context is
 closed and the record so far is kept.
+
+An irreversible-looking action (without ``allow_irreversible``) goes to
+``RunConfig.approve`` — on the workflow engine, an approval that people decide
+while the run waits with its browser open: approved, the action is carried out;
+rejected, the model is told and goes on; no decision in time ends the run
+(``approval_timeout``), and so does cancelling the workflow run (``cancelled``).
+Without that hook the run ends with ``needs_approval``.
 
 The conversation stays small: the newest ``keep_full`` steps carry their full
 observation; older steps are one line each in the task message.
@@ -36,6 +42,7 @@ from cristal.models.shapes import ChatResult, ToolCall
 from cristal.operator.browser import BrowserSession, StopRun, Timing, chromium, _first_line
 from cristal.operator.guard import Guard, element_summary
 from cristal.operator.observation import Observation, element_line
+from cristal.operator.policy import load_org_domains
 from cristal.operator.record import Recorder
 from cristal.operator.safety import AllowList, Secrets
 from cristal.operator.tools import TOOLS, Action, BadCall, parse_call
@@ -66,6 +73,19 @@ _IRREVERSIBLE_OFF = ("Irreversible-looking actions (submitting, paying, deleting
 Progress = Callable[[str, str], None]
 
 
+@dataclass(frozen=True)
+class ApprovalDecision:
+    """A person's answer to one irreversible-looking action."""
+
+    decision: str  # approved | rejected | timeout | cancelled
+    approval_id: str
+    by: str | None = None
+    comment: str | None = None
+
+
+Approver = Callable[[dict[str, Any]], ApprovalDecision]
+
+
 @dataclass
 class RunConfig:
     task: str
@@ -81,13 +101,16 @@ class RunConfig:
     keep_full: int = 3  # newest steps whose observation stays in the conversation
     model: str | None = None
     timing: Timing = field(default_factory=Timing)
+    approve: Approver | None = None  # asks people about irreversible-looking actions; None: the run ends instead
+    run_id: str | None = None  # default: a fresh op_... id
+    workflow_run_id: str | None = None  # the workflow run this task is a step of
 
 
 @dataclass
 class RunResult:
     run_id: str
     task: str
-    status: str  # done | needs_approval | step_limit | time_limit | failed
+    status: str  # done | needs_approval | approval_timeout | cancelled | step_limit | time_limit | failed
     result: str | None
     reason: str | None
     steps: list[dict[str, Any]]
@@ -96,12 +119,15 @@ class RunResult:
     pending: dict[str, Any] | None = None
     record: str | None = None
     trajectory: dict[str, Any] = field(default_factory=dict, repr=False)
+    workflow_run_id: str | None = None
+    approvals: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "run_id": self.run_id, "task": self.task, "status": self.status, "result": self.result, "reason": self.reason,
+            # the workflow run's id when there is one: `cristal workflow status RUN_ID` shows it
+            "run_id": self.workflow_run_id or self.run_id, "operator_run_id": self.run_id, "task": self.task, "status": self.status, "result": self.result, "reason": self.reason,
             "final_url": self.final_url, "seconds": round(self.seconds, 3), "pending_action": self.pending, "record": self.record,
-            "steps": [_step_brief(s) for s in self.steps],
+            "approvals": self.approvals, "steps": [_step_brief(s) for s in self.steps],
         }
 
 
@@ -113,8 +139,11 @@ def _step_brief(step: dict[str, Any]) -> dict[str, Any]:
             "outcome": step.get("outcome"), "url_after": step.get("url_after")}
 
 
-def validate(config: RunConfig) -> AllowList:
-    """Bad input before any browser starts: an empty task, a start URL that is not http(s) or not allowed, bad limits."""
+def validate(config: RunConfig, org_domains: tuple[str, ...] | None = None) -> AllowList:
+    """Bad input before any browser starts: an empty task, a start URL that is not http(s) or not allowed, bad limits.
+
+    ``org_domains`` is the organization's allow-list: the run's own list must stay inside it.
+    """
     if not config.task.strip():
         raise InvalidInput("empty task: say what the Operator should do")
     parts = urlsplit(config.start_url)
@@ -122,9 +151,16 @@ def validate(config: RunConfig) -> AllowList:
         raise InvalidInput(f"--start-url must be an http(s) URL, not {config.start_url!r}")
     if config.max_steps < 1 or config.max_seconds <= 0:
         raise InvalidInput("--max-steps and --max-seconds must be positive")
-    allow = AllowList.build(config.allow_domains, config.start_url)
-    if not allow.allows(config.start_url):
+    allow = AllowList.build(config.allow_domains, config.start_url, org_domains)
+    org_list = ", ".join(org_domains or ()) or "none"
+    fix = "an admin can change it with `cristal operator domains`"
+    if not AllowList(allow.domains).allows(config.start_url):
         raise InvalidInput(f"the start URL {config.start_url} is outside the allowed domains ({', '.join(allow.domains)})")
+    if not allow.allows(config.start_url):
+        raise InvalidInput(f"the start URL {config.start_url} is outside the organization's allowed domains ({org_list}); {fix}")
+    outside = allow.outside_org()
+    if outside:
+        raise InvalidInput(f"--allow-domain {outside[0]} is outside the organization's allowed domains ({org_list}); {fix}")
     return allow
 
 
@@ -155,8 +191,10 @@ class OperatorRun:
         self.gateway = gateway
         self.browser = browser
         self.progress = progress or (lambda kind, message: None)
-        self.run_id = "op_" + uuid.uuid4().hex[:16]
-        self.allow = validate(config)
+        self.run_id = config.run_id or "op_" + uuid.uuid4().hex[:16]
+        self.allow = validate(config, load_org_domains(db, principal.org_id))
+        self.waited = 0.0  # seconds spent waiting for people: not part of the run's time limit
+        self.approvals: list[dict[str, Any]] = []
         self.secrets = config.secrets
         self.guard = Guard(db, principal, self.run_id, self.allow, self.secrets, allow_irreversible=config.allow_irreversible)
         self.turns: list[_Turn] = []
@@ -171,6 +209,8 @@ class OperatorRun:
         return self.secrets.redact_all({
             "run_id": self.run_id, "task": c.task, "org": self.principal.org_slug, "as": self.principal.email,
             "start_url": c.start_url, "allow_domains": list(self.allow.domains), "allow_irreversible": c.allow_irreversible,
+            "org_allowed_domains": None if self.allow.org_domains is None else list(self.allow.org_domains),
+            "workflow_run_id": c.workflow_run_id,
             "secrets": self.secrets.names, "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         })
 
@@ -180,7 +220,9 @@ class OperatorRun:
         status, result, reason, pending = "failed", None, None, None
         try:
             self.guard.start({"task": self.config.task[:500], "start_url": self.config.start_url,
-                              "allow_domains": list(self.allow.domains), "allow_irreversible": self.config.allow_irreversible})
+                              "allow_domains": list(self.allow.domains), "allow_irreversible": self.config.allow_irreversible,
+                              "org_allowed_domains": None if self.allow.org_domains is None else list(self.allow.org_domains),
+                              "workflow_run_id": self.config.workflow_run_id})
             self.session = BrowserSession(self.browser, self.allow, self.secrets, timing=self.config.timing,
                                           allow_dialogs=self.config.allow_irreversible)
             self.progress("open", self.config.start_url)
@@ -220,14 +262,18 @@ class OperatorRun:
         if status != "done":
             self.progress(status, reason or status)
         return RunResult(self.run_id, self.secrets.redact(self.config.task), status, result, reason, self.recorder.steps,
-                         final_url, seconds, pending, str(self.config.record) if self.config.record else None, self.recorder.doc)
+                         final_url, seconds, pending, str(self.config.record) if self.config.record else None, self.recorder.doc,
+                         self.config.workflow_run_id, self.approvals)
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.started - self.waited
 
     def _loop(self) -> tuple[str, str | None, str | None, dict[str, Any] | None]:
         c = self.config
         while True:
             if self.step >= c.max_steps:
                 return "step_limit", None, f"stopped after {c.max_steps} steps without done()", None
-            if time.monotonic() - self.started > c.max_seconds:
+            if self._elapsed() > c.max_seconds:
                 return "time_limit", None, f"stopped after {c.max_seconds:g}s without done()", None
             image = self._screenshot() if c.vision else None
             started = time.perf_counter()
@@ -268,7 +314,7 @@ class OperatorRun:
         step: dict[str, Any] = {"n": n, "observation": observation_text, "action": {"tool": call.name, "args": args_shown},
                                 "element": None, "url_before": url_before, "url_after": url_before, "ok": False,
                                 "ms": {"model": round(model_ms, 1)}}
-        if time.monotonic() - self.started > self.config.max_seconds:
+        if self._elapsed() > self.config.max_seconds:
             turn.tool_messages.append(_tool(call, "not executed: time limit reached"))
             return "time_limit", None, f"stopped after {self.config.max_seconds:g}s without done()", None
         try:
@@ -294,17 +340,33 @@ class OperatorRun:
         verdict = self.guard.check(action, element, self.session, n)
         if verdict.kind == "error":
             return self._refused(turn, call, step, verdict.message)
+        approval_id = None
         if verdict.kind == "approval":
             pending = {"step": n, "tool": action.tool, "args": action.args, "element": element_summary(element),
-                       "url": url_before, "reason": verdict.message}
-            step.update(outcome=f"paused: needs approval: {verdict.message}", pending=True)
-            self.recorder.add(step)
-            turn.tool_messages.append(_tool(call, "paused: this action needs a person's approval"))
-            return "needs_approval", None, f"needs approval: {verdict.message} (run again with --allow-irreversible to permit it)", pending
-        self.guard.act(action, element, url_before, n)
+                       "url": url_before, "reason": verdict.message, "description": _describe(action, element)}
+            if self.config.approve is None:
+                step.update(outcome=f"paused: needs approval: {verdict.message}", pending=True)
+                self.recorder.add(step)
+                turn.tool_messages.append(_tool(call, "paused: this action needs a person's approval"))
+                return "needs_approval", None, f"needs approval: {verdict.message} (run again with --allow-irreversible to permit it)", pending
+            asked = time.monotonic()
+            answer = self.config.approve(pending)
+            self.waited += time.monotonic() - asked
+            approval_id = answer.approval_id
+            self.approvals.append({"step": n, "approval_id": answer.approval_id, "decision": answer.decision, "by": answer.by,
+                                   "comment": answer.comment, "action": pending["description"]})
+            step["approval"] = self.approvals[-1]
+            if answer.decision != "approved":
+                return self._not_approved(turn, call, step, answer, pending)
+        self.guard.act(action, element, url_before, n, approval_id=approval_id)
         shot = self._screenshot() if self.config.screenshots else None
         self.progress("act", _describe(action, element))
-        outcome = self.session.act(action.tool, action.args, element)
+        # An approved action may open the page's own confirm() dialog: answering it is part of what was approved.
+        self.session.allow_dialogs = self.config.allow_irreversible or approval_id is not None
+        try:
+            outcome = self.session.act(action.tool, action.args, element)
+        finally:
+            self.session.allow_dialogs = self.config.allow_irreversible
         self.observation = self.session.last
         assert self.observation is not None
         step.update(ok=outcome.ok, outcome=outcome.message, url_after=outcome.url_after,
@@ -319,6 +381,23 @@ class OperatorRun:
         if not outcome.ok:
             self.progress("error", outcome.message[:200])
         return None
+
+    def _not_approved(self, turn: _Turn, call: ToolCall, step: dict[str, Any], answer: ApprovalDecision,
+                      pending: dict[str, Any]) -> tuple[str, str | None, str | None, dict[str, Any] | None] | None:
+        """A rejection goes back to the model (the run goes on); no decision in time ends the run."""
+        if answer.decision == "rejected":
+            why = f": {self.secrets.redact(answer.comment)}" if answer.comment else ""
+            message = (f"refused: {answer.by or 'the approver'} rejected this action (approval {answer.approval_id}){why}. "
+                       "It was not carried out. Do not try it again; finish what you can without it, or call done(result) "
+                       "to report that it was refused.")
+            return self._refused(turn, call, step, message)
+        cancelled = answer.decision == "cancelled"  # the whole run was cancelled meanwhile
+        ending = "was cancelled" if cancelled else "got no decision in time"
+        reason = f"approval {answer.approval_id} for {pending['description']} {ending}; the action was not carried out"
+        step.update(outcome=reason, pending=True)
+        self.recorder.add(step)
+        turn.tool_messages.append(_tool(call, "not executed: " + reason))
+        return "cancelled" if cancelled else "approval_timeout", None, reason, pending
 
     def _refused(self, turn: _Turn, call: ToolCall, step: dict[str, Any], message: str) -> None:
         assert self.observation is not None
@@ -344,7 +423,7 @@ class OperatorRun:
     def _system(self) -> str:
         names = self.secrets.names
         secrets = _SECRETS_ON.format(first=names[0], names=", ".join("{{" + n + "}}" for n in names)) if names else _SECRETS_OFF
-        return SYSTEM_PROMPT.format(who=self.principal.email or self.principal.label, domains=", ".join(self.allow.domains),
+        return SYSTEM_PROMPT.format(who=self.principal.email or self.principal.label, domains=self.allow.describe(),
                                     secrets=secrets,
                                     irreversible=_IRREVERSIBLE_ON if self.config.allow_irreversible else _IRREVERSIBLE_OFF)
 
@@ -394,7 +473,7 @@ def _describe(action: Action, element: dict[str, Any] | None) -> str:
 def run_operator(db: Database, principal: Principal, config: RunConfig, *, settings: Settings | None = None,
                  gateway: Gateway | None = None, browser: Browser | None = None, progress: Progress | None = None) -> RunResult:
     """Run a task to its end. Without ``browser`` a Chromium is started (and closed) for this run."""
-    validate(config)
+    validate(config, load_org_domains(db, principal.org_id))
     own_gateway = gateway is None
     if gateway is None:
         if settings is None:

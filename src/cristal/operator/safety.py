@@ -51,32 +51,76 @@ def normalise_domain(entry: str) -> str:
 
 @dataclass(frozen=True)
 class AllowList:
-    """Hosts a run may reach. ``example.com`` admits it and its subdomains on any port; ``host:port`` only that port."""
+    """Hosts a run may reach. ``example.com`` admits it and its subdomains on any port; ``host:port`` only that port.
+
+    ``org_domains`` is the organization's own list (``None``: no organization-wide
+    limit). A URL must pass both, so the effective list is the intersection of the two.
+    """
 
     domains: tuple[str, ...]
+    org_domains: tuple[str, ...] | None = None
 
     @classmethod
-    def build(cls, entries: Iterable[str], start_url: str) -> AllowList:
+    def build(cls, entries: Iterable[str], start_url: str, org_domains: Iterable[str] | None = None) -> AllowList:
         domains = tuple(dict.fromkeys(normalise_domain(e) for e in entries))
         if not domains:  # nothing given: only the start URL's own host and port
             domains = (normalise_domain(start_url),)
-        return cls(domains)
+        return cls(domains, None if org_domains is None else tuple(org_domains))
+
+    def within(self, org_domains: Iterable[str] | None) -> AllowList:
+        """This list limited by an organization's list (``None`` leaves it as it is)."""
+        return AllowList(self.domains, None if org_domains is None else tuple(org_domains))
 
     def allows(self, url: str) -> bool:
-        scheme, host, port = _host_port(url)
-        if scheme in _LOCAL_SCHEMES:
-            return True
-        if scheme not in _NETWORK_SCHEMES or not host:
-            return False
-        default = 443 if scheme in ("https", "wss") else 80
-        bracketed = f"[{host}]" if ":" in host else host
-        for entry in self.domains:
-            name, _, entry_port = entry.rpartition(":") if _has_port(entry) else (entry, "", "")
-            if entry_port and int(entry_port) != (port or default):
-                continue
-            if bracketed == name or (not name.startswith("[") and not _is_ip(name) and bracketed.endswith("." + name)):
-                return True
+        return _matches(self.domains, url) and (self.org_domains is None or _matches(self.org_domains, url))
+
+    def outside_org(self) -> list[str]:
+        """Entries of the run's list that the organization's list does not reach at all."""
+        if self.org_domains is None:
+            return []
+        return [d for d in self.domains if not any(_overlap(d, o) for o in self.org_domains)]
+
+    def describe(self) -> str:
+        text = ", ".join(self.domains)
+        if self.org_domains is not None:
+            text += f"; organization: {', '.join(self.org_domains) or 'none'}"
+        return text
+
+
+def _matches(entries: tuple[str, ...], url: str) -> bool:
+    scheme, host, port = _host_port(url)
+    if scheme in _LOCAL_SCHEMES:
+        return True
+    if scheme not in _NETWORK_SCHEMES or not host:
         return False
+    default = 443 if scheme in ("https", "wss") else 80
+    bracketed = f"[{host}]" if ":" in host else host
+    for entry in entries:
+        name, entry_port = _split(entry)
+        if entry_port is not None and entry_port != (port or default):
+            continue
+        if bracketed == name or (not name.startswith("[") and not _is_ip(name) and bracketed.endswith("." + name)):
+            return True
+    return False
+
+
+def _split(entry: str) -> tuple[str, int | None]:
+    if _has_port(entry):
+        name, _, port = entry.rpartition(":")
+        return name, int(port)
+    return entry, None
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether some URL is admitted by both entries (one name within the other, compatible ports)."""
+    (name_a, port_a), (name_b, port_b) = _split(a), _split(b)
+    if port_a is not None and port_b is not None and port_a != port_b:
+        return False
+    if name_a == name_b:
+        return True
+    if _is_ip(name_a) or _is_ip(name_b) or name_a.startswith("[") or name_b.startswith("["):
+        return False
+    return name_a.endswith("." + name_b) or name_b.endswith("." + name_a)
 
 
 def _has_port(entry: str) -> bool:
@@ -143,6 +187,10 @@ class Secrets:
 
     def values(self) -> list[str]:
         return list(self._values.values())
+
+    def mapping(self) -> dict[str, str]:
+        """Name -> value (handed, in this process only, to the step that types them)."""
+        return dict(self._values)
 
     def substitute(self, text: str) -> str:
         """``text`` with each ``{{NAME}}`` replaced by the secret's value; an unknown name is an error."""

@@ -20,13 +20,21 @@ from cristal.identity.principal import Principal
 from cristal.knowledge.language import detect_language
 from cristal.knowledge.schema import Document
 from cristal.knowledge.search import Hit, Searcher
-from cristal.research.extract import NUMBER, Sentence, lexical_score, sentences, token_set
+from cristal.research.extract import NUMBER, Sentence, answer_types, has_answer_type, lexical_score, sentences, token_set
 from cristal.research.notes import Evidence, Passage
 from cristal.research.prompts import looks_like_injection
 
 MAX_WORKERS = 4
 # Sentences embedded per read (the dense model costs ~20 ms a sentence on a CPU).
 DENSE_BUDGET = 96
+# Weight of the dense similarity against word overlap: higher when the sentence is in another language than the
+# question, where shared words are rare and mostly names (an English question, a German answer).
+DENSE_WEIGHT, DENSE_WEIGHT_CROSS = 0.55, 0.65
+# A sentence holding the kind of value asked for (a date for "when", an amount for "how much", ...).
+ANCHOR_BONUS, NUMBER_BONUS = 0.3, 0.15
+# Choosing passages: a second chunk of an already chosen document counts as this much more redundant. Kept
+# small: the best document's other chunks often hold the answer (the update e-mail's second paragraph).
+SAME_DOC_PENALTY = 0.15
 # Questions that ask for a figure or a date: sentences with numbers are likelier answers.
 _FACT_WORDS = ("how much", "how many", "how long", "how high", "when", "what date", "which date", "rate", "amount",
                "wie hoch", "wie viel", "wie lange", "wann", "bis wann", "betrag", "いつ", "いくら", "何日", "何円", "何台", "何%", "期限", "上限",
@@ -73,17 +81,20 @@ def select_passages(hits: Sequence[Hit], query: str, lang: str, *, k: int = 5, d
         return []
     top = max(h.score for h in hits) or 1.0
     qt = token_set(query, lang)
+    kinds = answer_types(query) - {"count"}  # any digit is a count: too weak a hint at the passage level
     cands = []
     for h in {h.chunk_id: h for h in hits}.values():
         toks = token_set(h.text, h.lang)
         relevance = 0.7 * (h.score / top) + 0.3 * lexical_score(qt, toks)
+        if kinds and has_answer_type(h.text, kinds):
+            relevance += 0.1
         cands.append((h, toks, relevance))
     chosen: list[tuple[Hit, set[str], float]] = []
     while cands and len(chosen) < k:
         def mmr(c: tuple[Hit, set[str], float]) -> float:
             if not chosen:
                 return c[2]
-            overlap = max(_jaccard(c[1], o[1]) + (0.3 if c[0].doc_id == o[0].doc_id else 0.0) for o in chosen)
+            overlap = max(_jaccard(c[1], o[1]) + (SAME_DOC_PENALTY if c[0].doc_id == o[0].doc_id else 0.0) for o in chosen)
             return (1 - diversity) * c[2] - diversity * overlap
         best = max(cands, key=mmr)
         cands.remove(best)
@@ -147,8 +158,11 @@ class Reader:
         suspicious: list[dict] | None = None,
     ) -> list[Evidence]:
         qt = token_set(subquestion, lang)
-        wants_fact = any(w in subquestion.casefold() for w in _FACT_WORDS)
-        candidates: list[tuple[Passage, Sentence, float, int, float]] = []
+        question_lang = detect_language(subquestion)
+        kinds = answer_types(subquestion)
+        specific = kinds - {"count"}
+        wants_fact = bool(kinds) or any(w in subquestion.casefold() for w in _FACT_WORDS)
+        candidates: list[tuple[Passage, Sentence, float, float, float, bool]] = []
         seen: set[tuple[int, int]] = set()
         for rank, p in enumerate(passages):
             doc = docs.get(p.doc_id)
@@ -167,13 +181,17 @@ class Reader:
                     if suspicious is not None and not any(x["doc_id"] == p.doc_id and x["start"] == s.start for x in suspicious):
                         suspicious.append({"doc_id": p.doc_id, "uri": p.uri, "start": s.start, "end": s.end})
                     continue
-                st = token_set(s.text, detect_language(s.text) if len(s.text) > 40 else doc.lang)
+                sentence_lang = detect_language(s.text) if len(s.text) > 40 else doc.lang
+                st = token_set(s.text, sentence_lang)
                 row_context, is_header = table_context(doc.text, s.start)
                 if row_context:  # a table row is read with its header row: "München | 150 EUR" under "Ort | Obergrenze pro Nacht"
                     st = st | token_set(row_context, doc.lang)
                 lex = lexical_score(qt, st) + 0.3 * lexical_score(qt, context)
-                if wants_fact and NUMBER.search(s.text):
-                    lex += 0.25
+                anchor = 0.0
+                if specific and has_answer_type(s.text, specific):
+                    anchor = ANCHOR_BONUS
+                elif wants_fact and NUMBER.search(s.text):
+                    anchor = NUMBER_BONUS  # a count, or a figure of some kind: any number is only a weak hint
                 heading_like = (line.lstrip().startswith("#") or s.text.strip() == doc.title.strip()
                                 or (len(s.text) < 60 and s.text.rstrip()[-1:] not in ".!?。！？:" and not NUMBER.search(s.text)
                                     and not row_context))
@@ -181,18 +199,21 @@ class Reader:
                 if is_header:
                     mult *= 0.5
                 lex += 0.1 / (1 + rank)  # the search's own ranking
-                candidates.append((p, s, lex, rank, mult))
+                candidates.append((p, s, lex, anchor, mult, sentence_lang != question_lang))
         if not candidates:
             return []
         # Dense similarity (cross-lingual: an English question meets German sentences) for the best candidates.
-        candidates.sort(key=lambda c: -c[2])
+        candidates.sort(key=lambda c: -(c[2] + c[3]))
         candidates = candidates[:DENSE_BUDGET]
         dense = np.zeros(len(candidates), dtype=np.float32)
         vectors = None
         if self.embed is not None:
             vectors = self.embed([subquestion] + [c[1].text for c in candidates])
             dense = vectors[1:] @ vectors[0]
-        scored = [(c, float((0.55 * dense[i] + 0.45 * min(c[2], 1.5)) * c[4])) for i, c in enumerate(candidates)]
+        scored = []
+        for i, (p, s, lex, anchor, mult, cross) in enumerate(candidates):
+            weight = DENSE_WEIGHT_CROSS if cross else DENSE_WEIGHT
+            scored.append(((p, s), float((weight * dense[i] + (1 - weight) * min(lex, 1.5) + anchor) * mult)))
         return self._diverse(subquestion, scored, vectors, k)
 
     @staticmethod

@@ -1,9 +1,11 @@
 """A research run: plan, search as the user, read, search again, write -- within budgets, checkpointed.
 
-``run_research`` is the one entry point (CLI, demo, benchmarks). The run
-saves its notes after every step; ``resume=RUN_ID`` continues a run that an
-LLM failure, a spent budget or a crash interrupted, without repeating the
-searches already done. Whatever happens after the question is accepted, the
+``run_research`` is the one entry point (the workflow engine's ``research``
+step, which ``cristal research`` runs as a one-step durable run; the demo;
+the benchmarks). The run saves its notes to the database after every phase;
+``resume=CHECKPOINT`` continues a run that an LLM failure, a spent budget or
+a crash interrupted, without repeating the searches or model calls already
+done. Whatever happens after the question is accepted, the
 run returns a report: ``status`` is ``complete``, ``partial`` (with
 ``error`` saying why) or ``no_results``.
 """
@@ -13,7 +15,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -58,7 +59,7 @@ class BudgetSpent(Exception):
 
 @dataclass
 class ResearchResult:
-    run_id: str
+    run_id: str  # the workflow run (what `cristal workflow status` and `--resume` take), else the checkpoint id
     question: str
     mode: str
     lang: str
@@ -73,6 +74,7 @@ class ResearchResult:
     written_by: str = "extractive"
     refused_tool_calls: list[dict[str, Any]] = field(default_factory=list)
     suspicious_passages: int = 0
+    research_id: str = ""  # the checkpoint of the notes (stable across resumes)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -80,12 +82,12 @@ class ResearchResult:
             "status": self.status, "run_id": self.run_id, "lang": self.lang, "subquestions": self.subquestions,
             "disagreements": self.disagreements, "sources": self.sources, "stats": self.stats, "error": self.error,
             "written_by": self.written_by, "refused_tool_calls": self.refused_tool_calls,
-            "suspicious_passages": self.suspicious_passages,
+            "suspicious_passages": self.suspicious_passages, "research_id": self.research_id,
         }
 
 
-def default_store(settings: Settings) -> CheckpointStore:
-    return CheckpointStore(Path(settings.home) / "runs" / "research")
+def default_store(db: Database) -> CheckpointStore:
+    return CheckpointStore(db)
 
 
 def check_question(question: str | None, lang: str | None) -> tuple[str, str]:
@@ -111,8 +113,10 @@ def check_question(question: str | None, lang: str | None) -> tuple[str, str]:
 class _Run:
     def __init__(self, db: Database, principal: Principal, notes: Notes, run_id: str, *, settings: Settings,
                  budget: Budget, store: CheckpointStore, progress: Progress | None, searcher: Searcher | None,
-                 gateway: Any = None) -> None:
+                 gateway: Any = None, workflow_run_id: str | None = None) -> None:
         self.db, self.principal, self.notes, self.run_id = db, principal, notes, run_id
+        self.workflow_run_id = workflow_run_id
+        self.public_id = workflow_run_id or run_id  # what the user sees and resumes by
         self.settings, self.budget, self.store = settings, budget, store
         self.progress = progress or (lambda kind, message: None)
         self.searcher = searcher or Searcher(db)
@@ -143,7 +147,7 @@ class _Run:
 
     def save(self, result: dict | None = None) -> None:
         self.notes.seconds = self.elapsed()
-        self.store.save(self.run_id, self.notes, result)
+        self.store.save(self.run_id, self.notes, result, workflow_run_id=self.workflow_run_id)
 
     # -- the model
 
@@ -348,10 +352,13 @@ class _Run:
             self.gateway.close()
 
 
-def _org_has_documents(db: Database, principal: Principal) -> bool:
+def ensure_searchable(db: Database, principal: Principal) -> None:
+    """``InvalidInput`` when the principal's organization has no indexed documents at all."""
     with db.session() as s:
         org = org_by_slug(s, principal.org_slug or "")
-        return bool(s.scalar(select(func.count()).select_from(Document).where(Document.org_id == org.id)))
+        if not s.scalar(select(func.count()).select_from(Document).where(Document.org_id == org.id)):
+            raise InvalidInput(f"organization {org.slug!r} has no searchable sources: add one with "
+                               "`cristal source add` and run `cristal sync`")
 
 
 def resolve_mode(settings: Settings, db: Database, principal: Principal, mode: str) -> str:
@@ -385,14 +392,17 @@ def run_research(
     progress: Progress | None = None,
     searcher: Searcher | None = None,
     gateway: Any = None,
+    workflow_run_id: str | None = None,
 ) -> ResearchResult:
     """Research ``question`` as ``principal`` and return the report (see the module docstring).
 
-    ``run_id`` names a new run (a workflow step derives it from its idempotency
-    key, so a step that runs again after a crash resumes the same run).
+    ``run_id`` names the checkpoint of a new run (a workflow step takes it from
+    its spec or derives it from its idempotency key, so a step that runs again
+    after a crash resumes the same notes); ``workflow_run_id`` is the durable
+    run doing the work, reported as the result's ``run_id``.
     """
     budget = budget or Budget()
-    store = store or default_store(settings)
+    store = store or default_store(db)
     if principal.is_operator:
         raise AccessDenied("research runs as an employee: pass --as EMAIL (the operator cannot read company data)")
     if resume:
@@ -407,14 +417,12 @@ def run_research(
     else:
         question, answer_lang = check_question(question, lang)
         chosen = resolve_mode(settings, db, principal, mode)
-        if not _org_has_documents(db, principal):
-            raise InvalidInput(f"organization {principal.org_slug!r} has no searchable sources: add one with "
-                               "`cristal source add` and run `cristal sync`")
+        ensure_searchable(db, principal)
         run_id = run_id or new_run_id()
         notes = Notes(question, answer_lang, chosen, principal.label, principal.org_slug or "")
     run = _Run(db, principal, notes, run_id, settings=settings, budget=budget, store=store, progress=progress,
-               searcher=searcher, gateway=gateway)
-    run.progress("run", f"research run {run_id} ({notes.mode} mode, answering in {notes.lang})")
+               searcher=searcher, gateway=gateway, workflow_run_id=workflow_run_id)
+    run.progress("run", f"{run.public_id} ({notes.mode} mode, answering in {notes.lang})")
     run.save()
     error: str | None = None
     try:
@@ -452,7 +460,7 @@ def _finish(run: _Run, error: str | None) -> ResearchResult:
         status = "no_results"
     else:
         status = "partial" if error else "complete"
-    reason = f"{error}. Kept what was gathered; resume with `cristal research --resume {run.run_id}`." if error else None
+    reason = f"{error}. Kept what was gathered; resume with `cristal research --resume {run.public_id}`." if error else None
     if n.mode == "llm" and n.draft is not None:
         verified = verify_draft(n.draft, run._numbered(), run.docs, n.lang)
         if verified.citations.items:
@@ -472,7 +480,7 @@ def _finish(run: _Run, error: str | None) -> ResearchResult:
     used = sorted({c.doc_id for c in cites.items})
     sources = [{"doc_id": d, "title": run.docs[d].title, "uri": run.docs[d].uri, "lang": run.docs[d].lang} for d in used]
     return ResearchResult(
-        run_id=run.run_id, question=n.question, mode=n.mode, lang=n.lang, status=status, report=report,
+        run_id=run.public_id, research_id=run.run_id, question=n.question, mode=n.mode, lang=n.lang, status=status, report=report,
         citations=[{"n": c.n, "doc_id": c.doc_id, "uri": c.uri, "quote": c.quote, "title": c.title, "start": c.start, "end": c.end}
                    for c in cites.items],
         subquestions=list(n.subquestions),

@@ -1,51 +1,78 @@
-"""Checkpoints of research runs, so an interrupted run resumes where it stopped.
+"""Checkpoints of research runs, in the database, so an interrupted run resumes where it stopped.
 
-Until the workflow engine hosts research runs, the notes of each run are a
-JSON file under ``$CRISTAL_HOME/runs/research/RUN_ID.json``, replaced
-atomically after every step (a crash leaves the previous checkpoint intact).
+The notes of each run are one row of ``research_runs`` (see
+:mod:`cristal.research.schema`), rewritten in one transaction after every
+phase: a crash leaves the previous checkpoint intact, and any process on the
+same database -- SQLite on one machine, PostgreSQL for many -- can resume it.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import uuid
-from pathlib import Path
+from typing import Any
 
+from cristal.db import Database
+from cristal.db.schema import utcnow
 from cristal.errors import InvalidInput, NotFound
+from cristal.identity.directory import org_by_slug
 from cristal.research.notes import Notes
+from cristal.research.schema import ResearchRun
 
-_RUN_ID = re.compile(r"^[0-9a-f]{12}$")
+CHECKPOINT_ID = re.compile(r"^[0-9a-f]{12}$")
 
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def check_id(run_id: str | None) -> str:
+    if not CHECKPOINT_ID.match(run_id or ""):
+        raise InvalidInput(f"not a research run id: {run_id!r} (12 hexadecimal characters)")
+    return run_id  # type: ignore[return-value]
+
+
 class CheckpointStore:
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    """Research notes by checkpoint id, in the ``research_runs`` table of ``db``."""
 
-    def _path(self, run_id: str) -> Path:
-        if not _RUN_ID.match(run_id or ""):
-            raise InvalidInput(f"not a research run id: {run_id!r} (12 hexadecimal characters)")
-        return self.root / f"{run_id}.json"
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
-    def save(self, run_id: str, notes: Notes, result: dict | None = None) -> None:
-        path = self._path(run_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        document = {"run_id": run_id, "notes": notes.as_dict(), "result": result}
-        tmp.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)
+    def save(self, run_id: str, notes: Notes, result: dict[str, Any] | None = None, *,
+             workflow_run_id: str | None = None) -> None:
+        check_id(run_id)
+        with self.db.session() as s:
+            row = s.get(ResearchRun, run_id)
+            if row is None:
+                row = ResearchRun(id=run_id, org_id=org_by_slug(s, notes.org).id, principal=notes.principal,
+                                  question=notes.question, created_at=utcnow())
+                s.add(row)
+            row.notes = notes.as_dict()
+            row.result = result
+            row.status = (result or {}).get("status") or "running"
+            row.updated_at = utcnow()
+            if workflow_run_id is not None:
+                row.workflow_run_id = workflow_run_id
 
-    def load(self, run_id: str) -> tuple[Notes, dict | None]:
-        path = self._path(run_id)
+    def exists(self, run_id: str) -> bool:
+        with self.db.session() as s:
+            return s.get(ResearchRun, check_id(run_id)) is not None
+
+    def load(self, run_id: str) -> tuple[Notes, dict[str, Any] | None]:
+        with self.db.session() as s:
+            row = s.get(ResearchRun, check_id(run_id))
+            if row is None:
+                raise NotFound(f"no research run {run_id}")
+            notes, result = row.notes, row.result
         try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise NotFound(f"no research run {run_id} in {self.root}") from None
-        except (OSError, ValueError) as exc:
+            return Notes.from_dict(notes), result
+        except (TypeError, KeyError, ValueError) as exc:
             raise InvalidInput(f"the checkpoint of research run {run_id} is unreadable: {exc}") from None
-        return Notes.from_dict(document["notes"]), document.get("result")
+
+    def workflow_run_of(self, run_id: str) -> str | None:
+        """The workflow run that last worked on checkpoint ``run_id`` (``NotFound`` if there is none)."""
+        with self.db.session() as s:
+            row = s.get(ResearchRun, check_id(run_id))
+            if row is None:
+                raise NotFound(f"no research run {run_id}")
+            return row.workflow_run_id

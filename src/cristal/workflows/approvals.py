@@ -143,8 +143,13 @@ def list_approvals(db: Database, org_slug: str, email: str, *, include_decided: 
         return [_info(r, principal) for r in rows if principal.is_admin or matchers.intersection(r.approvers)]
 
 
-def decide(db: Database, approval_id: str, email: str, decision: str, *, comment: str | None = None) -> ApprovalInfo:
-    """Approve or reject as ``email`` (a member of the approval's organization), then wake the run."""
+def decide(db: Database, approval_id: str, email: str, decision: str, *, comment: str | None = None,
+           org_slug: str | None = None) -> ApprovalInfo:
+    """Approve or reject as ``email`` (a member of the approval's organization), then wake the run.
+
+    ``org_slug``, when the caller's organization is known (the HTTP API), makes
+    another organization's approval unknown instead of decidable by a namesake.
+    """
     if decision not in ("approve", "reject"):
         raise InvalidInput(f"invalid decision {decision!r}: approve or reject")
     with db.session() as s:
@@ -152,6 +157,8 @@ def decide(db: Database, approval_id: str, email: str, decision: str, *, comment
         if row is None:
             raise NotFound(f"unknown approval {approval_id!r}")
         org = s.get(Organization, row.org_id)
+        if org_slug is not None and org is not None and org.slug != org_slug:
+            raise NotFound(f"unknown approval {approval_id!r}")
         try:
             principal = resolve_principal(s, org.slug, email)  # type: ignore[union-attr]
         except NotFound:
@@ -181,15 +188,9 @@ def decide(db: Database, approval_id: str, email: str, decision: str, *, comment
 
 def wake(db: Database, run_id: str, approval_id: str, status: str) -> None:
     """Tell the waiting run (best effort: the run also re-checks on its own)."""
-    from cristal.workflows.engine import dbos_client
+    from cristal.workflows.engine import shared_client
 
     try:
-        client = dbos_client(db)
+        shared_client(db).send(run_id, {"status": status}, topic=approval_id)
     except Exception:  # noqa: BLE001 - the run's periodic check picks the decision up
-        return
-    try:
-        client.send(run_id, {"status": status}, topic=approval_id)
-    except Exception:  # noqa: BLE001
         pass
-    finally:
-        client.destroy()

@@ -22,7 +22,12 @@ How DBOS is used
   an engine in WAL mode (DBOS's own SQLite engine uses a rollback journal).
 * Each process gets its own DBOS executor id and a heartbeat row in
   ``workflow_executors``; ``cristal worker`` recovers PENDING runs of executors
-  that are gone (dead pid on this host, or no heartbeat for a while).
+  that are gone (dead pid on this host, or, on any host, no heartbeat for
+  ``STALE_AFTER_SECONDS``). DBOS's recovery re-enqueues such a run and its
+  dequeue admits one runner, so several workers recovering the same dead
+  executor at once still resume each run once.
+* Step actions of a kind an organization has limited take a slot first
+  (``limits``), so the limit holds across all workers.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from cristal.config import Settings
 from cristal.db import Database
 from cristal.db.schema import utcnow
 from cristal.errors import CristalError, InvalidInput
-from cristal.workflows import store, templates
+from cristal.workflows import limits, store, templates
 from cristal.workflows.schema import WorkflowExecutor, WorkflowRun
 from cristal.workflows.steps import Meta, StepError, check_size, perform
 
@@ -83,6 +88,10 @@ class _State:
 
 
 STATE = _State()
+
+
+def queue_poll_seconds() -> float:
+    return float(os.environ.get("CRISTAL_WORKER_POLL_SECONDS", "0.2"))
 
 
 def approval_poll_seconds() -> float:
@@ -142,6 +151,20 @@ def dbos_client(db: Database) -> DBOSClient:
     return DBOSClient(system_database_url=url, application_name=APP_NAME)
 
 
+_SHARED: dict[str, DBOSClient] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_client(db: Database) -> DBOSClient:
+    """One DBOS client per database for the life of the process: an HTTP server enqueues on every
+    call, and a new client (a connection pool, a migration check) costs more than the enqueue."""
+    with _SHARED_LOCK:
+        client = _SHARED.get(db.url)
+        if client is None:
+            client = _SHARED[db.url] = dbos_client(db)
+        return client
+
+
 def launch(db: Database, settings: Settings, *, kind: str = "runner", worker_concurrency: int = 16) -> str:
     """Start DBOS in this process (once); ``kind="worker"`` also dequeues queued runs."""
     if STATE.executor_id is not None:
@@ -171,7 +194,10 @@ def launch(db: Database, settings: Settings, *, kind: str = "runner", worker_con
         DBOS(config=config)
     DBOS.listen_queues([RUN_QUEUE] if kind == "worker" else [])
     DBOS.launch()
-    DBOS.register_queue(RUN_QUEUE, worker_concurrency=worker_concurrency, on_conflict="always_update")
+    # A worker claims at most ``worker_concurrency`` runs per poll of the queue, so the poll interval
+    # bounds throughput (16 runs per 1 s poll is 16 runs/s); DBOS's 1 s default is too slow for short runs.
+    DBOS.register_queue(RUN_QUEUE, worker_concurrency=worker_concurrency, polling_interval_sec=queue_poll_seconds(),
+                        on_conflict="always_update")
     STATE.executor_id = executor_id
     STATE.stop.clear()
     STATE.heartbeat = threading.Thread(target=_heartbeat, name="cristal-heartbeat", daemon=True)
@@ -529,7 +555,9 @@ def _action(kind: str, meta: Meta, spec: dict[str, Any], retry: dict[str, Any] |
     db, settings = STATE.db, STATE.settings
     for attempt in range(1, attempts + 1):
         try:
-            output = perform(db, settings, kind, meta, spec)  # type: ignore[arg-type]
+            # A slot per attempt (not per step): a retry's backoff sleep must not hold one.
+            with limits.slot(db, meta.org_id, kind, meta.key, STATE.executor_id):  # type: ignore[arg-type]
+                output = perform(db, settings, kind, meta, spec)  # type: ignore[arg-type]
             return {"output": check_size(meta.step_id, output), "attempts": attempt}
         except StepError as exc:
             if not exc.retriable or attempt == attempts:

@@ -1,4 +1,4 @@
-"""Tables of the workflow layer: runs, their steps, approvals, and live executors.
+"""Tables of the workflow layer: runs, their steps, approvals, live executors, deployments and limits.
 
 DBOS's own system tables (in a separate schema on PostgreSQL, a sibling file on
 SQLite) are the source of truth for execution and checkpoints; these tables
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cristal.db.schema import Base, BigId, UTCDateTime, utcnow
@@ -36,6 +36,9 @@ class WorkflowRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict | None] = mapped_column(JSON)
+    # Set for runs of a deployment (by hand, over HTTP or by its schedule).
+    deployment_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(300))
 
 
 class WorkflowStep(Base):
@@ -93,3 +96,70 @@ class WorkflowExecutor(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WorkflowDeployment(Base):
+    """A named, validated workflow stored in an organization; optionally fired by a cron schedule.
+
+    The definition is the compiled (validated, JSON) form, so a deployment never
+    depends on a file on some machine; ``source`` keeps the text it came from.
+    """
+
+    __tablename__ = "workflow_deployments"
+    __table_args__ = (
+        UniqueConstraint("org_id", "name", name="uq_workflow_deployments_org_name"),
+        Index("ix_workflow_deployments_next_fire", "next_fire_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    workflow: Mapped[str] = mapped_column(String(200))
+    origin: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(Text, default="")
+    definition: Mapped[dict] = mapped_column(JSON)
+    inputs: Mapped[dict] = mapped_column(JSON)
+    schedule: Mapped[str | None] = mapped_column(String(120))
+    deployed_by_user_id: Mapped[int | None] = mapped_column(Integer)
+    deployed_by_email: Mapped[str] = mapped_column(String(320))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The next cron time to fire; NULL when unscheduled or paused. Workers claim a
+    # firing by moving this forward with a compare-and-set, so one firing starts one run.
+    next_fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class WorkflowLimit(Base):
+    """Per-organization limits on one step kind, enforced across every worker."""
+
+    __tablename__ = "workflow_limits"
+
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    max_concurrent: Mapped[int | None] = mapped_column(Integer)
+    rate_limit: Mapped[int | None] = mapped_column(Integer)
+    rate_period: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WorkflowStepSlot(Base):
+    """One limited step action in flight (or recently started, for the rate window).
+
+    A slot counts against ``max_concurrent`` until released, and only while its
+    executor is alive (so a killed worker's slots free themselves); it counts
+    against the rate window by ``started_at`` until the window has passed.
+    """
+
+    __tablename__ = "workflow_step_slots"
+    __table_args__ = (Index("ix_workflow_step_slots_org_kind_started", "org_id", "kind", "started_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    org_id: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))
+    executor_id: Mapped[str] = mapped_column(String(100))
+    step_key: Mapped[str] = mapped_column(String(300))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

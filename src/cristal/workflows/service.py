@@ -21,6 +21,12 @@ from cristal.workflows.spec import Compiled, load_workflow, parse_inputs
 from cristal.workflows.store import TERMINAL
 
 
+def member(s: Any, org_slug: str, email: str) -> tuple[Organization, Principal]:
+    """The organization and the employee acting in it (``NotFound`` for either)."""
+    principal = resolve_principal(s, org_slug, email)
+    return org_by_slug(s, org_slug), principal
+
+
 def new_run_id() -> str:
     return "run_" + uuid.uuid4().hex[:16]
 
@@ -37,16 +43,27 @@ def create_run(db: Database, compiled: Compiled, org_slug: str, email: str, give
     inputs = parse_inputs(compiled, given)
     run_id = new_run_id()
     with db.session() as s:
-        principal = resolve_principal(s, org_slug, email)
-        org = org_by_slug(s, org_slug)
+        org, principal = member(s, org_slug, email)
         require(s, principal, "workflow.run", in_org(org, "workflow", compiled.name), request_id=run_id,
                 details={"file": str(compiled.path), "inputs": inputs, "retry_of": retry_of})
-        s.add(WorkflowRun(id=run_id, org_id=org.id, owner_user_id=principal.user_id, owner_email=principal.name,
-                          name=compiled.name, file=str(compiled.path), definition=compiled.definition, inputs=inputs,
-                          status="queued", retry_of=retry_of))
-    payload = {"definition": compiled.definition, "inputs": inputs, "org_id": org.id, "owner_email": principal.name,
-               "seed": seed or {}}
-    return NewRun(run_id, payload)
+        return record_run(s, org, principal, compiled.definition, str(compiled.path), inputs, run_id,
+                          retry_of=retry_of, seed=seed)
+
+
+def record_run(s: Any, org: Organization, principal: Principal, definition: dict[str, Any], file: str,
+               inputs: dict[str, Any], run_id: str, *, retry_of: str | None = None, seed: dict[str, Any] | None = None,
+               deployment_id: int | None = None, idempotency_key: str | None = None) -> NewRun:
+    """Add the run's row in session ``s`` (the caller has authorized it) and build the engine's payload."""
+    s.add(WorkflowRun(id=run_id, org_id=org.id, owner_user_id=principal.user_id, owner_email=principal.name,
+                      name=definition["name"], file=file, definition=definition, inputs=inputs,
+                      status="queued", retry_of=retry_of, deployment_id=deployment_id, idempotency_key=idempotency_key))
+    return NewRun(run_id, payload_for(definition, inputs, org.id, principal.name, seed))
+
+
+def payload_for(definition: dict[str, Any], inputs: dict[str, Any], org_id: int, owner_email: str,
+                seed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the DBOS workflow receives: everything a worker needs, nothing read from files."""
+    return {"definition": definition, "inputs": inputs, "org_id": org_id, "owner_email": owner_email, "seed": seed or {}}
 
 
 def start(db: Database, settings: Settings, run: NewRun) -> Any:
@@ -62,14 +79,11 @@ def start(db: Database, settings: Settings, run: NewRun) -> Any:
 
 def enqueue(db: Database, run: NewRun) -> None:
     """Queue the run for ``cristal worker``."""
-    from cristal.workflows.engine import APP_VERSION, RUN_QUEUE, WORKFLOW_NAME, dbos_client
+    from cristal.workflows.engine import APP_VERSION, RUN_QUEUE, WORKFLOW_NAME, shared_client
 
-    client = dbos_client(db)
-    try:
-        client.enqueue({"queue_name": RUN_QUEUE, "workflow_name": WORKFLOW_NAME, "workflow_id": run.run_id,
-                        "app_version": APP_VERSION}, run.payload)
-    finally:
-        client.destroy()
+    # Enqueueing an id DBOS already has is a no-op, so a repeated call never starts a second run.
+    shared_client(db).enqueue({"queue_name": RUN_QUEUE, "workflow_name": WORKFLOW_NAME, "workflow_id": run.run_id,
+                               "app_version": APP_VERSION}, run.payload)
 
 
 def start_file(db: Database, path: str | Path, org_slug: str, email: str, inputs: dict[str, Any]) -> NewRun:
@@ -87,11 +101,18 @@ def _run_or_404(s: Any, run_id: str) -> WorkflowRun:
     return run
 
 
-def _reader(s: Any, run: WorkflowRun, email: str | None, action: str) -> Principal | None:
-    """The acting employee, authorized for ``action`` on the run; ``None`` for the installation operator."""
+def _reader(s: Any, run: WorkflowRun, email: str | None, action: str, org_slug: str | None) -> Principal | None:
+    """The acting employee, authorized for ``action`` on the run; ``None`` for the installation operator.
+
+    An e-mail alone names a person only within one organization: callers that
+    know the employee's organization (the HTTP API, from the key) pass it, and
+    a run of another organization is then unknown, never its namesake's.
+    """
     if email is None:
         return None
     org = s.get(Organization, run.org_id)
+    if org_slug is not None and org.slug != org_slug:
+        raise NotFound(f"unknown run {run.id!r}")
     try:
         principal = resolve_principal(s, org.slug, email)
     except NotFound:
@@ -108,11 +129,11 @@ def _seconds(a: Any, b: Any) -> float | None:
     return round((b - a).total_seconds(), 3) if a and b else None
 
 
-def run_status(db: Database, run_id: str, email: str | None = None) -> dict[str, Any]:
+def run_status(db: Database, run_id: str, email: str | None = None, *, org_slug: str | None = None) -> dict[str, Any]:
     """Per-step state, outputs (for the owner or an admin), timings and errors."""
     with db.session() as s:
         run = _run_or_404(s, run_id)
-        principal = _reader(s, run, email, "workflow.read")
+        principal = _reader(s, run, email, "workflow.read", org_slug)
         show = principal is not None
         org = s.get(Organization, run.org_id)
         rows = list(s.scalars(select(WorkflowStep).where(WorkflowStep.run_id == run_id)
@@ -138,7 +159,9 @@ def run_status(db: Database, run_id: str, email: str | None = None) -> dict[str,
                 entry.update(data)
             else:
                 entry["items"].append({"index": r.item_index, **data})
-        for step_id, a in approvals.items():
+        for step_id, a in sorted(approvals.items(), key=lambda kv: kv[1].requested_at):
+            # An operate step asks once per irreversible action ("STEP@N"): show its latest approval.
+            step_id = step_id if step_id in by_step else step_id.partition("@")[0]
             if step_id in by_step:
                 by_step[step_id]["approval"] = {"id": a.id, "status": a.status, "approvers": a.approvers,
                                                 "decided_by": a.decided_by, "decided_at": _iso(a.decided_at)}
@@ -159,8 +182,7 @@ def run_status(db: Database, run_id: str, email: str | None = None) -> dict[str,
 
 def list_runs(db: Database, org_slug: str, email: str, *, limit: int = 50) -> list[dict[str, Any]]:
     with db.session() as s:
-        principal = resolve_principal(s, org_slug, email)
-        org = org_by_slug(s, org_slug)
+        org, principal = member(s, org_slug, email)
         require(s, principal, "workflow.list", in_org(org, "workflow-runs"))
         stmt = select(WorkflowRun).where(WorkflowRun.org_id == org.id, WorkflowRun.parent_run_id.is_(None))
         if not principal.is_admin:
@@ -174,12 +196,12 @@ def list_runs(db: Database, org_slug: str, email: str, *, limit: int = 50) -> li
 # Changing
 
 
-def cancel_run(db: Database, run_id: str, email: str) -> dict[str, Any]:
+def cancel_run(db: Database, run_id: str, email: str, *, org_slug: str | None = None) -> dict[str, Any]:
     from cristal.workflows.engine import dbos_client
 
     with db.session() as s:
         run = _run_or_404(s, run_id)
-        _reader(s, run, email, "workflow.cancel")
+        _reader(s, run, email, "workflow.cancel", org_slug)
         if run.status in TERMINAL:
             raise InvalidInput(f"run {run_id} is already {run.status}")
         ids = [run_id] + list(s.scalars(select(WorkflowRun.id).where(WorkflowRun.id.like(run_id + ".%"))))
@@ -203,11 +225,11 @@ def cancel_run(db: Database, run_id: str, email: str) -> dict[str, Any]:
     return run_status(db, run_id, email)
 
 
-def prepare_retry(db: Database, run_id: str, email: str) -> NewRun:
+def prepare_retry(db: Database, run_id: str, email: str, *, org_slug: str | None = None) -> NewRun:
     """A new run of the same definition and inputs that reuses the outputs of the steps before the failed one."""
     with db.session() as s:
         run = _run_or_404(s, run_id)
-        _reader(s, run, email, "workflow.retry")
+        _reader(s, run, email, "workflow.retry", org_slug)
         if run.status not in ("failed", "cancelled"):
             raise InvalidInput(f"run {run_id} is {run.status}; only a failed or cancelled run can be retried")
         if run.parent_run_id:

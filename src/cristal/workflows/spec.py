@@ -6,7 +6,7 @@ a run carries with it, so a later edit of the file never changes a run already
 under way — or raises ``InvalidInput`` with ``FILE:LINE: step 'ID': problem``.
 
 Checked up front: YAML syntax and duplicate keys, unknown fields, step kinds
-(exactly one per step; ``operate`` is not available yet),
+(exactly one per step),
 duplicate ids, template syntax, references to unknown or later steps and
 undeclared inputs, ``item`` outside ``for_each``, durations, sub-workflow
 files and cycles between them, approver rules and python call paths.
@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cristal.errors import InvalidInput
 from cristal.workflows import templates
 
-KINDS = ("sql", "http", "python", "llm", "research", "approval", "workflow")
-NOT_YET = ("operate",)
+KINDS = ("sql", "http", "python", "llm", "research", "operate", "approval", "workflow")
+NOT_YET: tuple[str, ...] = ()
 COMMON = ("id", "when", "for_each", "concurrency", "retry", "timeout", "name")
 STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 CALL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
@@ -122,7 +122,56 @@ class ResearchSpec(_Strict):
     mode: Literal["auto", "extractive", "llm"] = "auto"
     lang: Literal["en", "de", "ja"] | None = None
     max_steps: int = Field(30, ge=1, le=500)
+    max_tokens: int = Field(60_000, ge=1, le=10_000_000)
     max_seconds: float = Field(300.0, gt=0, le=86_400)
+    # The notes' checkpoint id; pinned by `cristal research` so a retry of the run resumes the same notes.
+    checkpoint: str | None = Field(None, pattern=r"^[0-9a-f]{12}$")
+
+
+def approver_rules(v: list[str]) -> list[str]:
+    """``group:NAME`` / ``user:EMAIL`` rules, normalised (e-mail addresses in lower case)."""
+    out = []
+    for rule in v:
+        rule = rule.strip()
+        kind, _, name = rule.partition(":")
+        if kind not in ("group", "user") or not name:
+            raise ValueError(f"invalid approver {rule!r}: use group:NAME or user:EMAIL")
+        out.append(f"{kind}:{name.lower() if kind == 'user' else name}")
+    return out
+
+
+class OperateSpec(_Strict):
+    """An Operator task in a real browser (see ``cristal.operator.workflow``).
+
+    ``secrets`` names environment variables of the executing process (``[PASSWORD]``, or
+    ``{PASSWORD: ERP_PASSWORD}`` to give the model a different placeholder), so no secret
+    value is ever stored with the run. ``approvers`` decide irreversible-looking actions
+    (default: the run's owner); an action waits at most ``approval_timeout``.
+    """
+
+    task: str = Field(min_length=1)
+    start_url: str = Field(min_length=1)
+    allow_domains: list[str] = Field(default_factory=list)
+    secrets: list[str] | dict[str, str] = Field(default_factory=list)
+    max_steps: int = Field(30, ge=1, le=1000)
+    max_seconds: float = Field(300.0, gt=0, le=86_400)
+    model: str | None = None
+    approvers: list[str] = Field(default_factory=list)
+    approval_timeout: float = Field(3600.0, gt=0, le=30 * 86_400)
+    allow_irreversible: bool = False
+    record: str | None = None
+    screenshots: bool = False
+    vision: bool = False
+
+    @field_validator("max_seconds", "approval_timeout", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    @field_validator("approvers")
+    @classmethod
+    def _rules(cls, v: list[str]) -> list[str]:
+        return approver_rules(v)
 
 
 class ApprovalSpec(_Strict):
@@ -134,14 +183,7 @@ class ApprovalSpec(_Strict):
     @field_validator("approvers")
     @classmethod
     def _rules(cls, v: list[str]) -> list[str]:
-        out = []
-        for rule in v:
-            rule = rule.strip()
-            kind, _, name = rule.partition(":")
-            if kind not in ("group", "user") or not name:
-                raise ValueError(f"invalid approver {rule!r}: use group:NAME or user:EMAIL")
-            out.append(f"{kind}:{name.lower() if kind == 'user' else name}")
-        return out
+        return approver_rules(v)
 
 
 class SubWorkflowSpec(_Strict):
@@ -158,7 +200,7 @@ class SubWorkflowSpec(_Strict):
 
 SPECS: dict[str, type[BaseModel]] = {
     "sql": SqlSpec, "http": HttpSpec, "python": PythonSpec, "llm": LlmSpec, "research": ResearchSpec,
-    "approval": ApprovalSpec, "workflow": SubWorkflowSpec,
+    "operate": OperateSpec, "approval": ApprovalSpec, "workflow": SubWorkflowSpec,
 }
 
 
@@ -414,6 +456,8 @@ def _compile(path: Path, root: Any, _stack: tuple[Path, ...], *, allow_files: bo
             raise checker.fail((*loc, "for_each"), "an approval step cannot fan out", step_id)
         if kind == "approval" and step.retry is not None:
             raise checker.fail((*loc, "retry"), "an approval step cannot be retried", step_id)
+        if kind == "operate" and step.retry is not None:  # a browser session cannot be resumed; a retry would redo actions
+            raise checker.fail((*loc, "retry"), "an operate step cannot be retried (it would repeat its actions)", step_id)
         if kind == "python":
             module = spec.call.partition(":")[0]  # type: ignore[attr-defined]
             from cristal.workflows.steps import python_allowed

@@ -280,27 +280,46 @@ def run_llm(db: Database, settings: Settings, meta: Meta, spec: dict[str, Any]) 
 def run_research_step(db: Database, settings: Settings, meta: Meta, spec: dict[str, Any]) -> Any:
     """Deep Research as the run's owner; the report and its citations are the output.
 
-    The research run id is derived from the step's idempotency key, so if the
-    worker dies mid-step and the engine runs the step again, the research
-    resumes from its checkpoint instead of starting over.
+    The notes' checkpoint id is the spec's ``checkpoint`` or derived from the
+    step's idempotency key, so if the process dies mid-step and the engine runs
+    the step again (a worker taking over, or ``cristal research --resume``),
+    the research resumes from its checkpoint in the database instead of
+    starting over. A foreground ``cristal research`` in this process receives
+    the progress of its run.
     """
-    import hashlib
-
-    from cristal.research.run import Budget, default_store, run_research
+    from cristal.research.durable import checkpoint_for, progress_for
+    from cristal.research.run import Budget, run_research
+    from cristal.research.store import CheckpointStore
 
     with db.session() as s:
         _org, principal = owner(s, meta.org_id, meta.owner_email)
-    run_id = hashlib.sha256(meta.key.encode()).hexdigest()[:12]
-    store = default_store(settings)
-    budget = Budget(max_steps=spec["max_steps"], max_seconds=spec["max_seconds"])
-    resumable = (store.root / f"{run_id}.json").exists()
+    run_id = spec.get("checkpoint") or checkpoint_for(meta.key)
+    store = CheckpointStore(db)
+    budget = Budget(max_steps=spec["max_steps"], max_tokens=spec.get("max_tokens", 60_000), max_seconds=spec["max_seconds"])
+    resumable = store.exists(run_id)
     result = with_timeout(meta.timeout, meta.key, lambda: run_research(
-        db, principal, None if resumable else spec["question"], settings=settings, mode=spec["mode"], lang=spec.get("lang"),
-        budget=budget, resume=run_id if resumable else None, run_id=None if resumable else run_id, store=store))
+        db, principal, None if resumable else str(spec["question"]), settings=settings, mode=spec["mode"],
+        lang=spec.get("lang"), budget=budget, resume=run_id if resumable else None, run_id=None if resumable else run_id,
+        store=store, progress=progress_for(meta.run_id), workflow_run_id=meta.run_id))
     doc = result.as_dict()
     if doc.get("status") == "partial":
         raise StepError(f"research stopped early: {doc.get('error')}", retriable=True)
-    return {k: doc.get(k) for k in ("run_id", "status", "mode", "lang", "report", "citations", "disagreements")}
+    return {k: doc.get(k) for k in ("run_id", "research_id", "status", "mode", "lang", "report", "citations", "disagreements")}
+
+
+def run_operate_step(db: Database, settings: Settings, meta: Meta, spec: dict[str, Any]) -> Any:
+    """An Operator task in a real browser as the run's owner; the run's result is the output.
+
+    Irreversible-looking actions wait, browser open, for an approval in
+    ``workflow_approvals`` (one per action). A browser session cannot survive a
+    crash, so a step that runs again after one fails as interrupted instead of
+    repeating actions (see ``cristal.operator.workflow``).
+    """
+    from cristal.operator.workflow import operate
+
+    with db.session() as s:
+        _org, principal = owner(s, meta.org_id, meta.owner_email)
+    return operate(db, settings, meta, principal, spec)
 
 
 def perform(db: Database, settings: Settings, kind: str, meta: Meta, spec: dict[str, Any]) -> Any:
@@ -314,6 +333,8 @@ def perform(db: Database, settings: Settings, kind: str, meta: Meta, spec: dict[
         return run_llm(db, settings, meta, spec)
     if kind == "research":
         return run_research_step(db, settings, meta, spec)
+    if kind == "operate":
+        return run_operate_step(db, settings, meta, spec)
     raise StepError(f"step kind {kind!r} cannot run here")
 
 

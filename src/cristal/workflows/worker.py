@@ -1,4 +1,6 @@
-"""``cristal worker``: runs queued runs, resumes pending ones, takes over runs of dead processes."""
+"""``cristal worker``: runs queued runs, resumes pending ones, takes over runs of dead processes,
+and fires the cron schedules of deployed workflows (any number of workers may run: each firing
+starts one run, see ``deployments``)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ SCAN_SECONDS = 1.0
 def run_worker(db: Database, settings: Settings, *, concurrency: int = 16, note: Callable[[str], None] = lambda _m: None,
                stop: threading.Event | None = None) -> None:
     """Until SIGTERM/SIGINT (or ``stop``): dequeue runs and recover the runs of executors that are gone."""
+    from cristal.workflows.deployments import fire_due, requeue_orphans
     from cristal.workflows.engine import launch, recover_dead, shutdown
+    from cristal.workflows.limits import sweep
 
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -23,6 +27,7 @@ def run_worker(db: Database, settings: Settings, *, concurrency: int = 16, note:
             signal.signal(sig, lambda *_: stop.set())
     executor = launch(db, settings, kind="worker", worker_concurrency=concurrency)
     note(f"worker {executor} started")
+    scans = 0
     try:
         while not stop.is_set():
             try:
@@ -31,6 +36,16 @@ def run_worker(db: Database, settings: Settings, *, concurrency: int = 16, note:
                     note(f"took over the runs of {len(dead)} stopped process(es)")
             except Exception as exc:  # noqa: BLE001 - keep serving; the next scan retries
                 note(f"recovery scan failed: {type(exc).__name__}: {exc}")
+            try:
+                fired = fire_due(db)
+                if fired:
+                    note(f"schedules started {len(fired)} run(s): {', '.join(fired)}")
+                scans += 1
+                if scans % 30 == 1:  # housekeeping, not per scan
+                    requeue_orphans(db)
+                    sweep(db)
+            except Exception as exc:  # noqa: BLE001 - keep serving; the next scan retries
+                note(f"schedule scan failed: {type(exc).__name__}: {exc}")
             stop.wait(SCAN_SECONDS)
     finally:
         note("worker stopping")

@@ -6,6 +6,7 @@ from cristal.db.schema import Base, include_in_schema_comparison
 
 # Every layer's tables, so autogenerate and the schema test see the whole schema.
 import cristal.knowledge.schema  # noqa: E402,F401
+import cristal.research.schema  # noqa: E402,F401
 import cristal.workflows.schema  # noqa: E402,F401
 
 connection = context.config.attributes["connection"]

@@ -1,0 +1,255 @@
+"""The Operator as a durable run: the ``operate`` workflow step and ``cristal operate`` on the engine.
+
+An ``operate`` step runs one Operator task inside a workflow run, as the run's
+owner. Irreversible-looking actions become approvals in ``workflow_approvals``
+(one per action, id derived from run, step, item and action index) that the
+named approvers decide with ``cristal approvals``; meanwhile the step waits
+with its browser open and the step shows as ``waiting``.
+
+A browser session cannot survive a crash. When the engine runs an ``operate``
+step again after one (its checkpoint was never written), the step does not
+start over — that would repeat actions already done in the web apps — but
+fails as interrupted; the trajectory recorded so far is kept.
+
+``cristal operate`` is a one-step workflow run in the foreground. What cannot
+be stored with the run (secret values given on the command line, the progress
+printer, the full result for ``--json``) is handed to the step through
+``register`` in this process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import select, update
+
+from cristal.db.schema import AuditRecord, utcnow
+from cristal.config import Settings
+from cristal.db import Database
+from cristal.errors import CristalError, InvalidInput
+from cristal.identity.principal import Principal
+from cristal.operator.browser import Timing
+from cristal.operator.record import mark_interrupted
+from cristal.operator.run import ApprovalDecision, Progress, RunConfig, RunResult, run_operator
+from cristal.operator.safety import Secrets
+from cristal.workflows.schema import WorkflowApproval, WorkflowRun, WorkflowStep
+from cristal.workflows.spec import Compiled, load_workflow_text
+from cristal.workflows.steps import Meta, StepError
+
+STEP_ID = "operate"
+WORKFLOW_NAME = "operate"
+
+
+def approval_poll_seconds() -> float:
+    return float(os.environ.get("CRISTAL_OPERATOR_APPROVAL_POLL_SECONDS", "0.5"))
+
+
+# ---------------------------------------------------------------------------
+# What a foreground run hands to its step in this process
+
+
+@dataclass
+class Local:
+    """Process-local companions of a run: never stored, gone with the process."""
+
+    secrets: dict[str, str] = field(default_factory=dict)
+    progress: Progress | None = None
+    timing: Timing | None = None
+    results: list[RunResult] = field(default_factory=list)
+
+
+_LOCAL: dict[str, Local] = {}
+_LOCK = threading.Lock()
+
+
+def register(run_id: str, local: Local) -> Local:
+    with _LOCK:
+        _LOCAL[run_id] = local
+    return local
+
+
+def release(run_id: str) -> Local | None:
+    with _LOCK:
+        return _LOCAL.pop(run_id, None)
+
+
+def _local(run_id: str) -> Local | None:
+    with _LOCK:
+        return _LOCAL.get(run_id)
+
+
+# ---------------------------------------------------------------------------
+# Ids
+
+
+def operator_run_id(meta: Meta) -> str:
+    """The Operator run's id: the same for the same step (and item) of the same workflow run."""
+    return "op_" + hashlib.sha256(meta.key.encode()).hexdigest()[:16]
+
+
+def approval_step_id(meta: Meta, action_index: int) -> str:
+    """The ``step_id`` of an action's approval row: unique per (run, step, item, action index), at most 63 characters."""
+    suffix = f"@{action_index}" if meta.item_index is None else f"@{meta.item_index}.{action_index}"
+    base = meta.step_id
+    if len(base) + len(suffix) > 63:  # keep it unique when the step id has to be shortened
+        base = base[:40] + "~" + hashlib.sha256(base.encode()).hexdigest()[:8]
+    return base + suffix
+
+
+# ---------------------------------------------------------------------------
+# The step
+
+
+def operate(db: Database, settings: Settings, meta: Meta, principal: Principal, spec: dict[str, Any]) -> dict[str, Any]:
+    """Run the step's task; its output is the run's result (``done``), anything else fails the step."""
+    op_id = operator_run_id(meta)
+    record = Path(spec["record"]).expanduser() if spec.get("record") else None
+    if _started_before(db, op_id):
+        _cancel_open_approvals(db, meta)
+        reason = "interrupted: the browser session was lost (the process running this step stopped mid-task)"
+        if record is not None and mark_interrupted(record, reason):
+            reason += f"; the record so far is kept in {record}"
+        raise StepError(reason + "; its actions are not repeated: check the web application, then run the task again")
+    local = _local(meta.run_id)
+    max_seconds = float(spec["max_seconds"]) if meta.timeout is None else min(float(spec["max_seconds"]), meta.timeout)
+    config = RunConfig(
+        task=str(spec["task"]), start_url=str(spec["start_url"]), allow_domains=tuple(str(d) for d in spec["allow_domains"]),
+        secrets=_secrets(spec["secrets"], local), allow_irreversible=bool(spec["allow_irreversible"]),
+        max_steps=int(spec["max_steps"]), max_seconds=max_seconds, record=record,
+        screenshots=bool(spec.get("screenshots")) and record is not None, vision=bool(spec.get("vision")), model=spec.get("model"),
+        run_id=op_id, workflow_run_id=meta.run_id,
+    )
+    if local is not None and local.timing is not None:
+        config.timing = local.timing
+    progress = local.progress if local is not None else None
+    if not config.allow_irreversible:
+        approvers = list(spec.get("approvers") or []) or [f"user:{meta.owner_email.lower()}"]
+        config.approve = _Approvals(db, meta, approvers, float(spec["approval_timeout"]), config.task, progress)
+    try:
+        result = run_operator(db, principal, config, settings=settings, progress=progress)
+    except CristalError as exc:  # bad input found at run time (templated values), no model configured ...
+        raise StepError(exc.message) from None
+    if local is not None:
+        local.results.append(result)
+    if result.status != "done":
+        raise StepError(f"the operator run ended {result.status}: {result.reason}")
+    return result.as_dict()
+
+
+def _started_before(db: Database, op_id: str) -> bool:
+    """Whether this step's Operator run already started (its ``operator.run`` audit record exists)."""
+    with db.session() as s:
+        return s.scalar(select(AuditRecord.id).where(AuditRecord.request_id == op_id, AuditRecord.action == "operator.run",
+                                                     AuditRecord.decision == "allow").limit(1)) is not None
+
+
+def _cancel_open_approvals(db: Database, meta: Meta) -> None:
+    """Approvals the lost session was waiting for can no longer lead anywhere."""
+    prefix = approval_step_id(meta, 0)[:-1]
+    with db.session() as s:
+        s.execute(update(WorkflowApproval).where(WorkflowApproval.run_id == meta.run_id, WorkflowApproval.status == "pending",
+                                                 WorkflowApproval.step_id.startswith(prefix, autoescape=True))
+                  .values(status="cancelled", decided_by="interrupted", decided_at=utcnow()))
+
+
+def secret_map(spec_secrets: list[str] | dict[str, str]) -> dict[str, str]:
+    """Placeholder name -> environment variable (``[PASSWORD]`` reads $PASSWORD)."""
+    if isinstance(spec_secrets, dict):
+        return {str(k): str(v) for k, v in spec_secrets.items()}
+    return {str(name): str(name) for name in spec_secrets}
+
+
+def _secrets(spec_secrets: list[str] | dict[str, str], local: Local | None) -> Secrets:
+    values: dict[str, str] = {}
+    for name, env in secret_map(spec_secrets).items():
+        if local is not None and name in local.secrets:
+            values[name] = local.secrets[name]
+        elif env in os.environ:
+            values[name] = os.environ[env]
+        else:
+            raise StepError(f"secret {name}: set the environment variable {env} for the process that runs this workflow")
+    try:
+        return Secrets(values)
+    except InvalidInput as exc:
+        raise StepError(exc.message) from None
+
+
+class _Approvals:
+    """Asks the step's approvers about one action and waits (browser open) for their decision."""
+
+    def __init__(self, db: Database, meta: Meta, approvers: list[str], timeout: float, task: str, progress: Progress | None) -> None:
+        self.db = db
+        self.meta = meta
+        self.approvers = approvers
+        self.timeout = timeout
+        self.task = task
+        self.progress = progress or (lambda kind, message: None)
+
+    def __call__(self, pending: dict[str, Any]) -> ApprovalDecision:
+        from cristal.workflows import approvals
+
+        meta = self.meta
+        with self.db.session() as s:
+            workflow = s.scalar(select(WorkflowRun.name).where(WorkflowRun.id == meta.run_id)) or WORKFLOW_NAME
+        message = (f"The Operator asks to {pending['description']} on {pending['url']} ({pending['reason']}). "
+                   f"Task: {self.task[:500]}")
+        spec = {"approvers": self.approvers, "message": message, "on_timeout": "fail"}
+        approval_id = approvals.request(meta.run_id, approval_step_id(meta, int(pending["step"])), meta.org_id,
+                                        meta.owner_email, workflow, spec, self.timeout)
+        self._step_status("running", "waiting")
+        who = next((a.removeprefix("user:") for a in self.approvers if a.startswith("user:")), "EMAIL")
+        self.progress("approval", f"waiting for approval {approval_id} by {', '.join(self.approvers)}: {pending['description']}\n"
+                                  f"  approve: cristal approvals approve {approval_id} --as {who}\n"
+                                  f"  reject:  cristal approvals reject {approval_id} --as {who}")
+        try:
+            while True:
+                state = approvals.check(approval_id)
+                if state["status"] != "pending":
+                    break
+                remaining = state.get("remaining")
+                time.sleep(max(0.01, min(approval_poll_seconds(), remaining if remaining is not None else 1e9)))
+        finally:
+            self._step_status("waiting", "running")
+        decision = {"approved": "approved", "rejected": "rejected", "cancelled": "cancelled"}.get(state["decision"], "timeout")
+        self.progress("decided", f"approval {approval_id}: {decision}" + (f" by {state['by']}" if state.get("by") else ""))
+        return ApprovalDecision(decision, approval_id, state.get("by"), state.get("comment"))
+
+    def _step_status(self, old: str, new: str) -> None:
+        # Only the step's row: the run stays "running" (a process holds its browser), so watchers keep watching.
+        item = -1 if self.meta.item_index is None else self.meta.item_index
+        with self.db.session() as s:
+            s.execute(update(WorkflowStep).where(WorkflowStep.run_id == self.meta.run_id, WorkflowStep.step_id == self.meta.step_id,
+                                                 WorkflowStep.item_index == item, WorkflowStep.status == old).values(status=new))
+
+
+# ---------------------------------------------------------------------------
+# `cristal operate`: a one-step workflow
+
+
+def operate_workflow(config: RunConfig, *, approvers: list[str], approval_timeout: float,
+                     secret_names: dict[str, str]) -> tuple[Compiled, dict[str, Any]]:
+    """The one-step workflow for a ``cristal operate`` command, and its inputs.
+
+    Free text (the task, URLs, the record path) travels as inputs, so braces in
+    it are never read as templates; secrets are listed by name only.
+    """
+    step: dict[str, Any] = {
+        "task": "{{ inputs.task }}", "start_url": "{{ inputs.start_url }}", "allow_domains": list(config.allow_domains),
+        "secrets": secret_names, "max_steps": config.max_steps, "max_seconds": config.max_seconds, "model": config.model,
+        "approvers": approvers, "approval_timeout": approval_timeout, "allow_irreversible": config.allow_irreversible,
+        "screenshots": config.screenshots, "vision": config.vision,
+    }
+    inputs: dict[str, Any] = {"task": config.task, "start_url": config.start_url}
+    if config.record is not None:
+        step["record"] = "{{ inputs.record }}"
+        inputs["record"] = str(config.record.expanduser().resolve())
+    doc = {"name": WORKFLOW_NAME, "description": "cristal operate", "inputs": {k: None for k in inputs},
+           "steps": [{"id": STEP_ID, "operate": step}]}
+    return load_workflow_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), origin="cristal operate"), inputs

@@ -1,0 +1,64 @@
+"""Who is calling: a Bearer API key, resolved to its user in its organization on every request.
+
+There is no other way in: no cookie, no org parameter, no operator. The key
+decides the organization, so a request can never reach another tenant's
+data by naming it; group membership is read fresh for each request (a
+removal applies to the next call).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from cristal.db import Database
+from cristal.errors import AccessDenied, InvalidInput
+from cristal.identity.apikeys import principal_from_api_key
+from cristal.identity.principal import Principal
+from cristal.server.errors import ApiError
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="cristal"'}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated employee and the request's id (carried into audit records)."""
+
+    principal: Principal
+    request_id: str
+
+    @property
+    def email(self) -> str:
+        assert self.principal.email is not None  # API keys belong to users, never to the operator
+        return self.principal.email
+
+    @property
+    def org_slug(self) -> str:
+        assert self.principal.org_slug is not None
+        return self.principal.org_slug
+
+
+def bearer_token(request: Request) -> str:
+    """The token of ``Authorization: Bearer TOKEN``; 401 when absent."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "missing API key: send Authorization: Bearer cri_... (create one with `cristal apikey create`)",
+                       headers=_CHALLENGE)
+    return token.strip()
+
+
+def principal_for_key(db: Database, token: str) -> Principal:
+    """The key's user; 401 for a malformed, unknown or revoked key (records the key's last use)."""
+    try:
+        with db.session() as session:
+            return principal_from_api_key(session, token)
+    except (InvalidInput, AccessDenied) as exc:
+        raise ApiError(401, exc.message, headers=_CHALLENGE) from None
+
+
+def current_caller(request: Request) -> Caller:
+    """FastAPI dependency: the caller of this request (a sync function, so it runs in the thread pool)."""
+    db: Database = request.app.state.cristal.db
+    principal = principal_for_key(db, bearer_token(request))
+    return Caller(principal, getattr(request.state, "request_id", ""))

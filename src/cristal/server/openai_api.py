@@ -1,0 +1,157 @@
+"""An OpenAI-compatible API (``/v1/chat/completions``, ``/v1/models``) in front of the LLM gateway.
+
+Employees point any OpenAI client at Cristal with their Cristal API key as
+the client's key. Each call goes through ``Gateway`` as that employee: the
+organization's configured endpoint and model, its monthly budget, metering in
+``llm_usage`` and an audit record — and the provider's key never leaves the
+server. Only the models the organization offers may be named; the request's
+other fields are passed on selectively (never headers or endpoint options).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
+from pydantic import BaseModel, ConfigDict, Field
+
+from cristal.db.schema import Organization
+from cristal.errors import CristalError, InvalidInput, NotFound
+from cristal.identity.authorize import require
+from cristal.identity.directory import in_org
+from cristal.models.endpoint import resolve_endpoint
+from cristal.models.shapes import ChatResult
+from cristal.server.app import ServerState, state_of
+from cristal.server.auth import Caller, current_caller
+from cristal.server.errors import ApiError, classify, error_body
+
+router = APIRouter(tags=["openai"])
+
+
+class ChatBody(BaseModel):
+    # Clients send many optional fields (max_tokens, top_p, user, ...); unknown ones are ignored, not refused.
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(max_length=200)
+    messages: list[dict[str, Any]] = Field(min_length=1, max_length=2_000)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = Field(None, max_length=256)
+    tool_choice: str | dict[str, Any] | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    response_format: dict[str, Any] | None = None
+    n: int | None = Field(None, ge=1, le=1)
+
+
+def _offered_models(state: ServerState, caller: Caller, *, audited: bool) -> list[str]:
+    """The chat model the caller's organization is configured for.
+
+    Listing models is an ``org.read`` (audited); a chat call only checks its
+    model name here, because the gateway authorizes and audits the call itself.
+    """
+    with state.db.session() as s:
+        org = s.get(Organization, caller.principal.org_id)
+        if org is None:
+            raise NotFound(f"the organization of {caller.principal.label} no longer exists")
+        if audited:
+            require(s, caller.principal, "org.read", in_org(org, "llm-models"), request_id=caller.request_id)
+        endpoint = resolve_endpoint(state.settings, org)
+    return [endpoint.chat_model] if endpoint.chat_model else []
+
+
+@router.get("/models")
+def models(request: Request, caller: Caller = Depends(current_caller)) -> dict[str, Any]:
+    offered = _offered_models(state_of(request), caller, audited=True)
+    return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "cristal"} for m in offered]}
+
+
+def _check_messages(messages: list[dict[str, Any]]) -> None:
+    for n, message in enumerate(messages):
+        if message.get("role") not in ("system", "developer", "user", "assistant", "tool"):
+            raise InvalidInput(f"messages.{n}.role: must be system, developer, user, assistant or tool")
+
+
+def _completion_id(caller: Caller) -> str:
+    return f"chatcmpl-{caller.request_id}"
+
+
+def _usage(result: ChatResult) -> dict[str, int]:
+    u = result.usage
+    return {"prompt_tokens": u.tokens_in, "completion_tokens": u.tokens_out, "total_tokens": u.tokens_in + u.tokens_out}
+
+
+def _tool_calls(result: ChatResult) -> list[dict[str, Any]]:
+    return [call.as_openai() for call in result.tool_calls]
+
+
+def _completion(caller: Caller, result: ChatResult) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": result.text if result.text or not result.tool_calls else None}
+    if result.tool_calls:
+        message["tool_calls"] = _tool_calls(result)
+    return {
+        "id": _completion_id(caller), "object": "chat.completion", "created": int(time.time()), "model": result.model,
+        "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason or "stop"}],
+        "usage": _usage(result),
+    }
+
+
+@router.post("/chat/completions", response_model=None)
+def chat_completions(body: ChatBody, request: Request, caller: Caller = Depends(current_caller)) -> JSONResponse | StreamingResponse:
+    state = state_of(request)
+    offered = _offered_models(state, caller, audited=False)
+    if body.model not in offered:
+        available = ", ".join(offered) or "none (the organization has no chat model configured)"
+        raise ApiError(404, f"model {body.model!r} is not offered to organization {caller.org_slug!r}; available: {available}",
+                       "model_not_found")
+    _check_messages(body.messages)
+    gateway = state.gateway()
+    options: dict[str, Any] = {"tools": body.tools, "tool_choice": body.tool_choice, "model": body.model,
+                               "temperature": body.temperature, "request_id": caller.request_id}
+    if not body.stream:
+        result = gateway.chat(caller.principal, body.messages, response_format=body.response_format, **options)
+        return JSONResponse(_completion(caller, result))
+    # Authorization, the budget and the upstream request happen here, so refusals are proper HTTP errors.
+    stream = gateway.chat_stream(caller.principal, body.messages, **options)
+    include_usage = bool((body.stream_options or {}).get("include_usage"))
+    # The background close also covers a client gone before the first chunk (the generator then never runs);
+    # closing twice is harmless, and a stream closed early is metered for what was received.
+    return StreamingResponse(_sse(caller, body.model, stream, include_usage), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                             background=BackgroundTask(stream.close))
+
+
+def _sse(caller: Caller, model: str, stream: Any, include_usage: bool) -> Iterator[str]:
+    """The answer as OpenAI's chunks; an upstream failure mid-stream becomes an ``error`` event, then the end."""
+    created = int(time.time())
+    cid = _completion_id(caller)
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        doc = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        return f"data: {json.dumps(doc, ensure_ascii=False)}\n\n"
+
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        for delta in stream:
+            yield chunk({"content": delta})
+        result: ChatResult = stream.result
+        if result.tool_calls:
+            # The gateway hands tool calls over whole; each goes out as one complete delta.
+            yield chunk({"tool_calls": [{"index": n, **call} for n, call in enumerate(_tool_calls(result))]})
+        yield chunk({}, result.finish_reason or "stop")
+        if include_usage:
+            usage = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
+                     "usage": _usage(result)}
+            yield f"data: {json.dumps(usage)}\n\n"
+    except CristalError as exc:
+        _status, type_ = classify(exc)
+        yield f"data: {json.dumps(error_body(type_, exc.message), ensure_ascii=False)}\n\n"
+    finally:
+        # A client that disconnects closes this generator: the stream is then metered for what was received.
+        stream.close()
+    yield "data: [DONE]\n\n"
