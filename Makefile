@@ -27,7 +27,8 @@ test: install system-deps
 
 bench: install system-deps
 	$(PY) -m pip install -q -e '.[test,bench]'
-	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	# bench_operator.py runs browser-use side by side in its own virtualenv (its pins clash with ours)
+	for b in benchmarks/bench_*.py; do echo "== $$b"; CRISTAL_BENCH_BROWSER_USE_VENV=$${CRISTAL_BENCH_BROWSER_USE_VENV:-$(HOME)/.cache/cristal/bench-browser-use} $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info

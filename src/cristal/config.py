@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(default=60.0, gt=0)
     llm_max_retries: int = Field(default=3, ge=0, le=10)
     prices: dict[str, LLMPrice] = Field(default_factory=dict)
+    # Workflow ``http`` steps refuse loopback, link-local, private, multicast and unspecified
+    # addresses unless this is set: workflow files come from any member, and those addresses
+    # reach cloud metadata and internal services (SSRF).
+    workflow_http_allow_private: bool = False
 
     @field_validator("database_url")
     @classmethod

@@ -96,6 +96,8 @@ def test_llm_failure_is_partial_then_resumed(rcli) -> None:  # type: ignore[no-u
     (["research", Q, "--org", "empty", "--as", "eng@empty.example"], 2, "no searchable sources"),
     (["research", Q, "--org", "nope", "--as", "eng@acme.example"], 3, "nope"),
     (["research", "--resume", "0123456789ab", *AS], 3, "no research run"),
+    (["research", Q, *AS, "--max-tokens", "2000000"], 2, "--max-tokens: at most 1000000 tokens"),
+    (["research", Q, *AS, "--max-seconds", "7200"], 2, "--max-seconds: at most 3600 seconds"),
 ])
 def test_bad_input_is_one_line(rcli, args, code, message) -> None:  # type: ignore[no-untyped-def]
     r = rcli(*args)

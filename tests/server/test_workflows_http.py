@@ -124,6 +124,10 @@ def test_other_organizations_get_404_even_with_the_same_email(client, company: C
     (REVIEW, {"nope": 1}, "has no input 'nope'"),
     ("name: x\nsteps:\n  - id: a\n    workflow: {file: /etc/passwd}\n", {}, "need a workflow file on disk"),
     ("name: x\nsteps:\n  - id: a\n    python: {call: \"os:system\", args: {command: id}}\n", {}, "module 'os' is not allowed"),
+    # A (small) alias bomb: nested aliases would expand a 500-byte body into terabytes.
+    ("name: x\na: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b]\n"
+     "steps:\n  - id: a\n    python: {call: \"cristal.sample.checks:double\", args: {x: 1}}\n", {},
+     "<request>:3: YAML aliases (*name) are not allowed in workflow files"),
 ])
 def test_invalid_workflows_are_400_with_one_line(client, workflow: str, inputs: dict, expected: str) -> None:  # type: ignore[no-untyped-def]
     r = client(person("fin", "acme")).post("/api/v1/workflows/runs", json={"workflow": workflow, "inputs": inputs})

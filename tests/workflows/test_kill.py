@@ -43,6 +43,7 @@ def _rows(ledger: Path, sql: str) -> list[tuple]:
 
 
 def test_sigkill_mid_run_then_worker_completes_every_run_exactly_once(wf_cli, tmp_path: Path, counting_server) -> None:  # type: ignore[no-untyped-def]
+    wf_cli.env["CRISTAL_WORKFLOW_HTTP_ALLOW_PRIVATE"] = "true"  # the counting server is on loopback
     ledger, gate = tmp_path / "ledger.db", tmp_path / "gate"
     flow = write(tmp_path / "flow.yaml", f"""
 name: durable

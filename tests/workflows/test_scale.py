@@ -92,6 +92,7 @@ steps:
 
 
 def test_a_stale_worker_on_another_host_is_taken_over(wf_cli, db_url: str, tmp_path: Path, counting_server) -> None:  # type: ignore[no-untyped-def]
+    wf_cli.env["CRISTAL_WORKFLOW_HTTP_ALLOW_PRIVATE"] = "true"  # the counting server is on loopback
     ledger, gate = tmp_path / "ledger.db", tmp_path / "gate"
     flow = write(tmp_path / "takeover.yaml", f"""
 name: takeover

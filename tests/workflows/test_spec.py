@@ -89,3 +89,18 @@ def test_inputs_and_durations() -> None:
     assert parse_duration("3d") == 259200 and parse_duration("250ms") == 0.25 and parse_duration(10) == 10
     with pytest.raises(ValueError):
         parse_duration("-1s")
+
+
+def test_research_steps_cannot_pick_a_checkpoint_or_an_unbounded_budget(tmp_path: Path) -> None:
+    """Workflow text comes from any employee (the REST API): it may not choose whose notes a step resumes,
+    nor spend more than one step's cap of the organization's model budget and time."""
+    from cristal.workflows.spec import load_workflow_text
+
+    step = "name: x\nsteps:\n  - id: a\n    research: {question: why, %s}\n"
+    assert "research checkpoints are chosen by Cristal" in _error(tmp_path, step % "checkpoint: 0123456789ab")
+    with pytest.raises(InvalidInput, match="checkpoints are chosen by Cristal"):
+        load_workflow_text(step % "checkpoint: 0123456789ab", origin="<request>")
+    assert ":4: step 'a': max_tokens: at most 1000000 tokens per research step" in _error(tmp_path, step % "max_tokens: 10000000")
+    assert ":4: step 'a': max_seconds: at most 3600 seconds per research step" in _error(tmp_path, step % "max_seconds: 86400")
+    spec = load_workflow(write(tmp_path / "ok.yaml", step % "max_tokens: 1000000, max_seconds: 3600")).steps[0]["spec"]
+    assert spec["max_tokens"] == 1_000_000 and spec["max_seconds"] == 3600 and "checkpoint" not in spec

@@ -76,7 +76,7 @@ def operate_command(
         validate(config, load_org_domains(db, principal.org_id))  # the organization's allow-list, before anything starts
         check_model(db, cfg, principal, model)
         compiled, inputs = operate_workflow(config, approvers=approvers, approval_timeout=timeout,
-                                            secret_names={name: name for name in secrets.names})
+                                            secret_names=secrets.names)
         run = service.create_run(db, compiled, org, as_email, inputs)
         local = register(run.run_id, Local(secrets=secrets.mapping(),
                                            progress=_progress(json_out and not err.is_terminal)))

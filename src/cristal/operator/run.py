@@ -202,7 +202,8 @@ class OperatorRun:
         self.session: BrowserSession | None = None
         self.observation: Observation | None = None
         self.started = time.monotonic()
-        self.recorder = Recorder(config.record, self._header())
+        # In memory until `operator.run` is authorized: a refused run must not create or replace any file.
+        self.recorder = Recorder(None, self._header())
 
     def _header(self) -> dict[str, Any]:
         c = self.config
@@ -223,6 +224,8 @@ class OperatorRun:
                               "allow_domains": list(self.allow.domains), "allow_irreversible": self.config.allow_irreversible,
                               "org_allowed_domains": None if self.allow.org_domains is None else list(self.allow.org_domains),
                               "workflow_run_id": self.config.workflow_run_id})
+            if self.config.record is not None:
+                self.recorder = Recorder(self.config.record, self._header())
             self.session = BrowserSession(self.browser, self.allow, self.secrets, timing=self.config.timing,
                                           allow_dialogs=self.config.allow_irreversible)
             self.progress("open", self.config.start_url)
@@ -262,7 +265,7 @@ class OperatorRun:
         if status != "done":
             self.progress(status, reason or status)
         return RunResult(self.run_id, self.secrets.redact(self.config.task), status, result, reason, self.recorder.steps,
-                         final_url, seconds, pending, str(self.config.record) if self.config.record else None, self.recorder.doc,
+                         final_url, seconds, pending, str(self.recorder.path) if self.recorder.path else None, self.recorder.doc,
                          self.config.workflow_run_id, self.approvals)
 
     def _elapsed(self) -> float:

@@ -15,12 +15,21 @@ fails as interrupted; the trajectory recorded so far is kept.
 be stored with the run (secret values given on the command line, the progress
 printer, the full result for ``--json``) is handed to the step through
 ``register`` in this process.
+
+Workflow files come from any employee (the REST API takes their text), so a
+step may read only its organization's secret variables
+(``CRISTAL_SECRET_<ORG>_<NAME>``, checked here against the run's organization)
+and writes its record only under ``$CRISTAL_HOME/records/<org>/``. The
+``cristal operate --record FILE`` path of the employee's own choosing travels
+in ``LOCAL_RECORD``, a spec key that validation of workflow text refuses, so
+only code can set it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,7 +39,7 @@ from typing import Any
 import yaml
 from sqlalchemy import select, update
 
-from cristal.db.schema import AuditRecord, utcnow
+from cristal.db.schema import AuditRecord, Organization, utcnow
 from cristal.config import Settings
 from cristal.db import Database
 from cristal.errors import CristalError, InvalidInput
@@ -40,11 +49,14 @@ from cristal.operator.record import mark_interrupted
 from cristal.operator.run import ApprovalDecision, Progress, RunConfig, RunResult, run_operator
 from cristal.operator.safety import Secrets
 from cristal.workflows.schema import WorkflowApproval, WorkflowRun, WorkflowStep
-from cristal.workflows.spec import Compiled, load_workflow_text
+from cristal.workflows.spec import RECORD_NAME, SECRET_ENV_PREFIX, Compiled, load_workflow_text
 from cristal.workflows.steps import Meta, StepError
 
 STEP_ID = "operate"
 WORKFLOW_NAME = "operate"
+# Spec key for `cristal operate --record FILE`: set by code after validation (workflow text cannot: unknown field).
+LOCAL_RECORD = "local_record"
+_VAR_REST = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 def approval_poll_seconds() -> float:
@@ -110,7 +122,7 @@ def approval_step_id(meta: Meta, action_index: int) -> str:
 def operate(db: Database, settings: Settings, meta: Meta, principal: Principal, spec: dict[str, Any]) -> dict[str, Any]:
     """Run the step's task; its output is the run's result (``done``), anything else fails the step."""
     op_id = operator_run_id(meta)
-    record = Path(spec["record"]).expanduser() if spec.get("record") else None
+    record = record_path(settings, principal.org_slug or "", spec, op_id)
     if _started_before(db, op_id):
         _cancel_open_approvals(db, meta)
         reason = "interrupted: the browser session was lost (the process running this step stopped mid-task)"
@@ -121,7 +133,7 @@ def operate(db: Database, settings: Settings, meta: Meta, principal: Principal, 
     max_seconds = float(spec["max_seconds"]) if meta.timeout is None else min(float(spec["max_seconds"]), meta.timeout)
     config = RunConfig(
         task=str(spec["task"]), start_url=str(spec["start_url"]), allow_domains=tuple(str(d) for d in spec["allow_domains"]),
-        secrets=_secrets(spec["secrets"], local), allow_irreversible=bool(spec["allow_irreversible"]),
+        secrets=_secrets(db, spec["secrets"], local, principal.org_slug or ""), allow_irreversible=bool(spec["allow_irreversible"]),
         max_steps=int(spec["max_steps"]), max_seconds=max_seconds, record=record,
         screenshots=bool(spec.get("screenshots")) and record is not None, vision=bool(spec.get("vision")), model=spec.get("model"),
         run_id=op_id, workflow_run_id=meta.run_id,
@@ -159,19 +171,71 @@ def _cancel_open_approvals(db: Database, meta: Meta) -> None:
                   .values(status="cancelled", decided_by="interrupted", decided_at=utcnow()))
 
 
-def secret_map(spec_secrets: list[str] | dict[str, str]) -> dict[str, str]:
-    """Placeholder name -> environment variable (``[PASSWORD]`` reads $PASSWORD)."""
+def records_dir(settings: Settings, org_slug: str) -> Path:
+    """Where the ``operate`` steps of an organization's workflows keep their records."""
+    return Path(settings.home).expanduser() / "records" / org_slug
+
+
+def record_path(settings: Settings, org_slug: str, spec: dict[str, Any], op_id: str) -> Path | None:
+    """The step's record file: the CLI's own path, or a plain name inside the organization's records folder.
+
+    ``record`` is checked again here because a template may have produced it.
+    """
+    local = spec.get(LOCAL_RECORD)
+    if local:  # `cristal operate --record FILE`: the employee's own file on their own machine
+        return Path(str(local)).expanduser()
+    value = spec.get("record")
+    if value is None or value is False or value == "":
+        return None
+    if value is True:
+        name = f"{op_id}.json"
+    elif isinstance(value, str) and RECORD_NAME.match(value) and org_slug:
+        name = value
+    else:
+        raise StepError(f"invalid record {str(value)[:100]!r}: give a plain file name ending in .json (no folders), or true")
+    return records_dir(settings, org_slug) / name
+
+
+def secret_prefix(org_slug: str) -> str:
+    """``CRISTAL_SECRET_<ORG>_``: the organization's secret variables (``acme-eu`` -> ``CRISTAL_SECRET_ACME_EU_``)."""
+    return f"{SECRET_ENV_PREFIX}{org_slug.upper().replace('-', '_')}_"
+
+
+def secret_map(spec_secrets: list[str] | dict[str, str], org_slug: str) -> dict[str, str]:
+    """Placeholder name -> environment variable (``[PASSWORD]`` reads ``$CRISTAL_SECRET_<ORG>_PASSWORD``)."""
     if isinstance(spec_secrets, dict):
         return {str(k): str(v) for k, v in spec_secrets.items()}
-    return {str(name): str(name) for name in spec_secrets}
+    return {str(name): secret_prefix(org_slug) + str(name) for name in spec_secrets}
 
 
-def _secrets(spec_secrets: list[str] | dict[str, str], local: Local | None) -> Secrets:
+def check_secret_variable(db: Database, org_slug: str, env: str) -> str | None:
+    """Why ``env`` is not a secret variable of organization ``org_slug`` (``None`` when it is).
+
+    Prefixes can nest (``acme`` and ``acme-eu``), so a variable belongs to the
+    organization with the longest matching prefix.
+    """
+    own = secret_prefix(org_slug)
+    if not org_slug or not env.startswith(own) or not _VAR_REST.match(env[len(own):]):
+        return f"{env} is not one of this organization's secret variables (they are named {own}NAME)"
+    with db.session() as s:
+        slugs = s.scalars(select(Organization.slug)).all()
+    for other in slugs:
+        prefix = secret_prefix(other)
+        if other != org_slug and len(prefix) > len(own) and env.startswith(prefix):
+            return f"{env} is a secret variable of another organization, not of this one (its own are named {own}NAME)"
+    return None
+
+
+def _secrets(db: Database, spec_secrets: list[str] | dict[str, str], local: Local | None, org_slug: str) -> Secrets:
     values: dict[str, str] = {}
-    for name, env in secret_map(spec_secrets).items():
-        if local is not None and name in local.secrets:
+    for name, env in secret_map(spec_secrets, org_slug).items():
+        if local is not None and name in local.secrets:  # given on the `cristal operate` command line, in this process
             values[name] = local.secrets[name]
-        elif env in os.environ:
+            continue
+        problem = check_secret_variable(db, org_slug, env)
+        if problem is not None:  # before any browser starts: nothing is typed
+            raise StepError(f"secret {name}: {problem}")
+        if env in os.environ:
             values[name] = os.environ[env]
         else:
             raise StepError(f"secret {name}: set the environment variable {env} for the process that runs this workflow")
@@ -234,11 +298,13 @@ class _Approvals:
 
 
 def operate_workflow(config: RunConfig, *, approvers: list[str], approval_timeout: float,
-                     secret_names: dict[str, str]) -> tuple[Compiled, dict[str, Any]]:
+                     secret_names: list[str]) -> tuple[Compiled, dict[str, Any]]:
     """The one-step workflow for a ``cristal operate`` command, and its inputs.
 
     Free text (the task, URLs, the record path) travels as inputs, so braces in
-    it are never read as templates; secrets are listed by name only.
+    it are never read as templates; secrets are listed by name only (their
+    values reach the step through ``register``). The record path is the
+    employee's own file, so it goes in ``LOCAL_RECORD``, set after validation.
     """
     step: dict[str, Any] = {
         "task": "{{ inputs.task }}", "start_url": "{{ inputs.start_url }}", "allow_domains": list(config.allow_domains),
@@ -248,8 +314,10 @@ def operate_workflow(config: RunConfig, *, approvers: list[str], approval_timeou
     }
     inputs: dict[str, Any] = {"task": config.task, "start_url": config.start_url}
     if config.record is not None:
-        step["record"] = "{{ inputs.record }}"
         inputs["record"] = str(config.record.expanduser().resolve())
     doc = {"name": WORKFLOW_NAME, "description": "cristal operate", "inputs": {k: None for k in inputs},
            "steps": [{"id": STEP_ID, "operate": step}]}
-    return load_workflow_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), origin="cristal operate"), inputs
+    compiled = load_workflow_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), origin="cristal operate")
+    if config.record is not None:
+        compiled.steps[0]["spec"][LOCAL_RECORD] = "{{ inputs.record }}"
+    return compiled, inputs

@@ -1,7 +1,8 @@
 """``cristal research`` as a durable run: a one-step workflow on the DBOS engine, in the foreground.
 
 The question becomes a workflow run (name ``research``, one ``research``
-step whose spec pins the notes' checkpoint id), listed by ``cristal workflow
+step whose spec pins the notes' checkpoint id -- set by code after validation,
+since workflow text may not name a checkpoint), listed by ``cristal workflow
 status``/``list`` like any other run. The step runs in this process and
 reports progress to the caller through :func:`listening`; the notes are
 checkpointed in the database after every phase. If the process dies, the run
@@ -45,9 +46,48 @@ class ResearchRunFailed(CristalError):
     exit_code = 1
 
 
-def checkpoint_for(key: str) -> str:
-    """The checkpoint id a ``research`` step derives from its idempotency key (stable across replays)."""
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
+# How many derived ids a step tries before it gives up on determinism (each one taken by someone else).
+FALLBACKS = 16
+
+
+def checkpoint_for(org_id: int, key: str, attempt: int = 0) -> str:
+    """The checkpoint id a ``research`` step derives from its organization and idempotency key (run, step, item).
+
+    Stable across replays, so a step that runs again after a crash finds its
+    notes; the organization is part of it, so runs of different organizations
+    never derive the same id. ``attempt`` gives the fallbacks used when an id
+    is already taken by someone else.
+    """
+    material = f"{org_id}:{key}" + (f"#{attempt}" if attempt else "")
+    return hashlib.sha256(material.encode()).hexdigest()[:12]
+
+
+def claim_checkpoint(store: CheckpointStore, org_id: int, principal_label: str, key: str,
+                     pinned: str | None = None) -> str:
+    """The checkpoint a research step works on: ``pinned`` (by `cristal research`) or derived from (org, run, step).
+
+    An id whose notes belong to someone else (another organization or person:
+    squatted, or a freak collision) is skipped for the next derived one, so a
+    run starts fresh instead of failing; the same order on a replay finds the
+    same notes again.
+    """
+    candidates = ([pinned] if pinned and CHECKPOINT_ID.match(pinned) else [])
+    candidates += [checkpoint_for(org_id, key, n) for n in range(FALLBACKS)]
+    for candidate in candidates:
+        owner = store.owner(candidate)
+        if owner is None or owner == (org_id, principal_label):
+            return candidate
+    return new_run_id()
+
+
+def check_budget(budget: Budget) -> None:
+    """The limits a workflow's research step has (see ``ResearchSpec``), as one-line errors about the options."""
+    from cristal.workflows.spec import RESEARCH_MAX_SECONDS, RESEARCH_MAX_TOKENS
+
+    if budget.max_tokens > RESEARCH_MAX_TOKENS:
+        raise InvalidInput(f"--max-tokens: at most {RESEARCH_MAX_TOKENS} tokens per research run")
+    if budget.max_seconds > RESEARCH_MAX_SECONDS:
+        raise InvalidInput(f"--max-seconds: at most {RESEARCH_MAX_SECONDS:g} seconds per research run")
 
 
 @contextmanager
@@ -70,10 +110,10 @@ def progress_for(run_id: str) -> Progress | None:
         return _listeners.get(run_id)
 
 
-def definition_text(mode: str, lang: str | None, budget: Budget, checkpoint: str) -> str:
+def definition_text(mode: str, lang: str | None, budget: Budget) -> str:
     """The one-step workflow; the question is an input, so it is data and never read as a template."""
     spec: dict[str, Any] = {"question": "{{ inputs.question }}", "mode": mode, "max_steps": budget.max_steps,
-                            "max_tokens": budget.max_tokens, "max_seconds": budget.max_seconds, "checkpoint": checkpoint}
+                            "max_tokens": budget.max_tokens, "max_seconds": budget.max_seconds}
     if lang is not None:
         spec["lang"] = lang
     document = {"name": WORKFLOW, "inputs": {"question": None}, "steps": [{"id": STEP, "research": spec}]}
@@ -90,13 +130,15 @@ def start(db: Database, settings: Settings, principal: Principal, question: str 
     from cristal.workflows.spec import load_workflow_text
 
     budget = budget or Budget()
+    check_budget(budget)
     if principal.is_operator:
         raise AccessDenied("research runs as an employee: pass --as EMAIL (the operator cannot read company data)")
     question, _answer_lang = check_question(question, lang)
     chosen = resolve_mode(settings, db, principal, mode)
     ensure_searchable(db, principal)
-    checkpoint = new_run_id()
-    compiled = load_workflow_text(definition_text(chosen, lang, budget, checkpoint), origin="cristal-research")
+    checkpoint = new_run_id()  # random: nobody can guess it in advance
+    compiled = load_workflow_text(definition_text(chosen, lang, budget), origin="cristal-research")
+    compiled.steps[0]["spec"]["checkpoint"] = checkpoint  # after validation: workflow text cannot set it
     run = service.create_run(db, compiled, principal.org_slug or "", principal.name, {"question": question})
     return _execute(db, settings, run, checkpoint, principal, progress)
 
@@ -126,9 +168,11 @@ def resume(db: Database, settings: Settings, principal: Principal, ref: str, *, 
         if row.name != WORKFLOW or len(steps) != 1 or steps[0].get("kind") != "research":
             raise InvalidInput(f"run {run_id} is a {row.name!r} workflow, not a research run; see `cristal workflow status {run_id}`")
         definition, inputs, file, status = copy.deepcopy(row.definition), dict(row.inputs), row.file, row.status
+        org_id, owner_label = org.id, f"user:{row.owner_email}@{org.slug}"
     service.run_status(db, run_id, principal.name)  # the owner (or an admin) only; audited
     spec = definition["steps"][0]["spec"]
-    checkpoint = spec.get("checkpoint") or checkpoint_for(f"{run_id}:{STEP}")
+    # The notes the run's step worked on (as the step chose them: the run's owner's, never someone else's).
+    checkpoint = claim_checkpoint(store, org_id, owner_label, f"{run_id}:{steps[0]['id']}", spec.get("checkpoint"))
     if store.exists(checkpoint):
         notes, finished = store.load(checkpoint)
         if notes.principal != principal.label:
@@ -140,6 +184,7 @@ def resume(db: Database, settings: Settings, principal: Principal, ref: str, *, 
     if status in ("failed", "cancelled", "rejected"):
         # A new run on the same notes; the budgets given now apply (the old ones were what ran out).
         budget = budget or Budget()
+        check_budget(budget)
         spec.update(max_steps=budget.max_steps, max_tokens=budget.max_tokens, max_seconds=budget.max_seconds,
                     checkpoint=checkpoint)
         if lang is not None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from cristal.db import Database
 from cristal.db.schema import utcnow
-from cristal.errors import InvalidInput, NotFound
+from cristal.errors import AccessDenied, InvalidInput, NotFound
 from cristal.identity.directory import org_by_slug
 from cristal.research.notes import Notes
 from cristal.research.schema import ResearchRun
@@ -43,16 +43,26 @@ class CheckpointStore:
         check_id(run_id)
         with self.db.session() as s:
             row = s.get(ResearchRun, run_id)
+            org_id = org_by_slug(s, notes.org).id
             if row is None:
-                row = ResearchRun(id=run_id, org_id=org_by_slug(s, notes.org).id, principal=notes.principal,
+                row = ResearchRun(id=run_id, org_id=org_id, principal=notes.principal,
                                   question=notes.question, created_at=utcnow())
                 s.add(row)
+            elif (row.org_id, row.principal) != (org_id, notes.principal):
+                # Never overwrite someone else's notes (checkpoint ids are chosen so this does not happen).
+                raise AccessDenied(f"research run {run_id} belongs to someone else")
             row.notes = notes.as_dict()
             row.result = result
             row.status = (result or {}).get("status") or "running"
             row.updated_at = utcnow()
             if workflow_run_id is not None:
                 row.workflow_run_id = workflow_run_id
+
+    def owner(self, run_id: str) -> tuple[int, str] | None:
+        """(organization id, principal label) of checkpoint ``run_id``; ``None`` if there is none."""
+        with self.db.session() as s:
+            row = s.get(ResearchRun, check_id(run_id))
+            return None if row is None else (row.org_id, row.principal)
 
     def exists(self, run_id: str) -> bool:
         with self.db.session() as s:

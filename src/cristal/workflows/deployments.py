@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from croniter import croniter
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from cristal.audit.log import write_audit
 from cristal.db import Database
@@ -61,6 +61,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 MAX_KEY = 200
 SCHEDULER = Principal.operator("workflow-scheduler")
 ORPHAN_AFTER = timedelta(seconds=15)
+ORPHAN_AFTER_UNDEPLOYED = timedelta(minutes=5)  # see requeue_orphans
 
 __all__ = ["NewRun", "deploy", "undeploy", "list_deployments", "start_deployed", "fire_due", "requeue_orphans",
            "check_cron", "next_fire", "latest_fire"]
@@ -285,17 +286,46 @@ def fire_due(db: Database, now: datetime | None = None, *, limit: int = 100) -> 
         due = list(s.execute(select(WorkflowDeployment.id, WorkflowDeployment.next_fire_at)
                              .where(WorkflowDeployment.next_fire_at.is_not(None), WorkflowDeployment.next_fire_at <= now)
                              .order_by(WorkflowDeployment.next_fire_at).limit(limit)))
-    started: list[NewRun] = []
+    started: list[str] = []
     for dep_id, claimed_at in due:
         try:
             run = _fire_one(db, dep_id, claimed_at, now)
         except IntegrityError:
             continue  # the run of this firing exists already
-        if run is not None:
-            started.append(run)
-    for run in started:
-        enqueue(db, run)
-    return [r.run_id for r in started]
+        except (OperationalError, InterfaceError):
+            raise  # the database itself is failing: every deployment would; the worker retries the scan
+        except Exception as exc:  # noqa: BLE001 - one broken deployment must not stop every organization's schedules
+            _pause_broken(db, dep_id, exc)
+            continue
+        if run is None:
+            continue
+        started.append(run.run_id)
+        try:
+            # Right after its own commit, so a later deployment's failure cannot strand this run.
+            enqueue(db, run)
+        except Exception:  # noqa: BLE001 - recorded as queued: ``requeue_orphans`` hands it to DBOS later
+            continue
+    return started
+
+
+def _pause_broken(db: Database, dep_id: int, exc: BaseException) -> None:
+    """Pause a deployment whose firing failed, with the reason, audited, in a transaction of its own
+    (the firing's was rolled back, claim included)."""
+    message = " ".join(str(exc).split())[:300] or type(exc).__name__
+    reason = f"firing failed ({type(exc).__name__}: {message}); schedule paused until the name is deployed again"
+    try:
+        with db.session() as s:
+            dep = s.get(WorkflowDeployment, dep_id)
+            if dep is None:
+                return
+            org = s.get(Organization, dep.org_id)
+            _pause(s, dep_id, reason)
+            if org is not None:
+                write_audit(s, principal=SCHEDULER, action="workflow.schedule.fire", resource=_resource(org, dep, dep.name),
+                            decision="deny", reason=reason,
+                            details={"deployment": dep.name, "version": dep.version, "error": type(exc).__name__})
+    except Exception:  # noqa: BLE001 - pausing is best effort; the next scan tries the firing (and this) again
+        return
 
 
 def _fire_one(db: Database, dep_id: int, claimed_at: datetime, now: datetime) -> NewRun | None:
@@ -339,20 +369,47 @@ def _pause(s: Any, dep_id: int, reason: str) -> None:
               .values(next_fire_at=None, paused_reason=reason).execution_options(synchronize_session=False))
 
 
-def requeue_orphans(db: Database, now: datetime | None = None, *, limit: int = 100) -> list[str]:
-    """Deployment runs recorded but never handed to DBOS (their starter died in between): enqueue them."""
-    from cristal.workflows.engine import shared_client
+def requeue_orphans(db: Database, now: datetime | None = None, *, limit: int = 100, max_batches: int = 20) -> list[str]:
+    """Top-level runs recorded as queued but never handed to DBOS (their starter died, or its enqueue
+    failed, in between): enqueue them.
 
-    before = (now or utcnow()) - ORPHAN_AFTER
-    with db.session() as s:
-        rows = list(s.scalars(select(WorkflowRun).where(WorkflowRun.status == "queued", WorkflowRun.deployment_id.is_not(None),
-                                                        WorkflowRun.created_at < before)
-                              .order_by(WorkflowRun.created_at).limit(limit)))
-    if not rows:
-        return []
-    known = {w.workflow_id for w in shared_client(db).list_workflows(workflow_ids=[r.id for r in rows], load_input=False,
-                                                                      load_output=False)}
-    orphans = [r for r in rows if r.id not in known]
-    for r in orphans:
-        enqueue(db, NewRun(r.id, payload_for(r.definition, r.inputs, r.org_id, r.owner_email)))
-    return [r.id for r in orphans]
+    Every starter records the run, commits, then enqueues it (or, in the foreground, launches DBOS
+    here and starts it): only a run older than the grace period and unknown to DBOS is an orphan.
+    Deployment runs are enqueued right after their commit; other runs may be started by a
+    foreground ``cristal workflow run``/``research``/``operate`` that first launches DBOS, so
+    they get a longer grace. Child runs (``parent_run_id``) belong to their parent's workflow.
+    """
+    from cristal.workflows.engine import shared_client
+    from cristal.workflows.service import retry_seed
+
+    now = now or utcnow()
+    deployed_before, other_before = now - ORPHAN_AFTER, now - ORPHAN_AFTER_UNDEPLOYED
+    due = and_(WorkflowRun.status == "queued", WorkflowRun.parent_run_id.is_(None),
+               WorkflowRun.created_at < deployed_before,
+               or_(WorkflowRun.deployment_id.is_not(None), WorkflowRun.created_at < other_before))
+    orphans: list[str] = []
+    cursor: tuple[datetime, str] | None = None
+    # In batches: a backlog of runs DBOS does know (queued, waiting for a worker) must not hide
+    # the orphans recorded after it.
+    for _batch in range(max_batches):
+        query = select(WorkflowRun).where(due).order_by(WorkflowRun.created_at, WorkflowRun.id).limit(limit)
+        if cursor is not None:
+            query = query.where(or_(WorkflowRun.created_at > cursor[0],
+                                    and_(WorkflowRun.created_at == cursor[0], WorkflowRun.id > cursor[1])))
+        with db.session() as s:
+            rows = list(s.scalars(query))
+            found = [(r.id, NewRun(r.id, payload_for(r.definition, r.inputs, r.org_id, r.owner_email,
+                                                      retry_seed(s, r.retry_of, r.definition) if r.retry_of else None)))
+                     for r in rows]
+        if not rows:
+            break
+        cursor = (rows[-1].created_at, rows[-1].id)
+        known = {w.workflow_id for w in shared_client(db).list_workflows(workflow_ids=[i for i, _ in found],
+                                                                          load_input=False, load_output=False)}
+        for run_id, run in found:
+            if run_id not in known:
+                enqueue(db, run)
+                orphans.append(run_id)
+        if len(rows) < limit:
+            break
+    return orphans

@@ -43,6 +43,8 @@ LIMITED_KINDS = ("llm", "http", "sql", "python", "research", "operate")
 CACHE_SECONDS = 2.0
 POLL_MIN, POLL_MAX = 0.05, 0.5
 KEEP_RELEASED = timedelta(minutes=5)
+MIN_PERIOD = 0.001  # a rate window shorter than a millisecond counts nothing: no limit at all
+MAX_PERIOD = 366 * 86400.0
 
 _cache: dict[tuple[str, int, str], tuple[float, bool]] = {}
 _cache_lock = threading.Lock()
@@ -61,6 +63,10 @@ def parse_rate(text: str) -> tuple[int, float]:
         raise InvalidInput(f"invalid rate {raw!r}: use N/PERIOD, e.g. 10/s, 600/m or 5/10s") from None
     if limit < 1:
         raise InvalidInput(f"invalid rate {raw!r}: at least 1 per period")
+    # parse_duration refuses zero, but not a period too short to count anything in, nor one too
+    # long for a datetime window (an OverflowError would then fail every step of the kind).
+    if not MIN_PERIOD <= period <= MAX_PERIOD:
+        raise InvalidInput(f"invalid rate {raw!r}: the period must be from {MIN_PERIOD:g}s to {MAX_PERIOD / 86400:g} days")
     return limit, period
 
 
@@ -72,6 +78,9 @@ def set_limits(db: Database, org_slug: str, email: str, kind: str, *, max_concur
     if max_concurrent is not None and max_concurrent < 1:
         raise InvalidInput("--concurrency must be at least 1")
     parsed = parse_rate(rate) if rate is not None else None
+    if not clear and max_concurrent is None and parsed is None:
+        # A row without either limit would make every step of the kind take slots for nothing.
+        raise InvalidInput("give --concurrency N and/or --rate N/PERIOD, or --clear to remove the limits")
     with db.session() as s:
         org, principal = member(s, org_slug, email)
         require(s, principal, "workflow.limits", in_org(org, "workflow-limits", kind),

@@ -235,15 +235,25 @@ def prepare_retry(db: Database, run_id: str, email: str, *, org_slug: str | None
         if run.parent_run_id:
             raise InvalidInput(f"run {run_id} is part of {run.parent_run_id}; retry that run")
         org = s.get(Organization, run.org_id)
-        rows = {r.step_id: r for r in s.scalars(select(WorkflowStep).where(WorkflowStep.run_id == run_id,
-                                                                            WorkflowStep.item_index == -1))}
-        seed: dict[str, Any] = {}
-        for step in run.definition["steps"]:
-            row = rows.get(step["id"])
-            if row is None or row.status not in ("succeeded", "skipped", "reused"):
-                break
-            seed[step["id"]] = {"output": row.output, "status": "skipped" if row.status == "skipped" else "succeeded"}
+        seed = retry_seed(s, run_id, run.definition)
         compiled = Compiled(Path(run.file), run.definition)
         inputs = dict(run.inputs)
         slug = org.slug
     return create_run(db, compiled, slug, email, inputs, retry_of=run_id, seed=seed)
+
+
+def retry_seed(s: Any, run_id: str, definition: dict[str, Any]) -> dict[str, Any]:
+    """The outputs of run ``run_id``'s steps before its first unfinished one, which a retry reuses.
+
+    Derived from the step rows, not stored with the retry, so a retry whose enqueue was lost is
+    re-queued (``requeue_orphans``) with the same seed.
+    """
+    rows = {r.step_id: r for r in s.scalars(select(WorkflowStep).where(WorkflowStep.run_id == run_id,
+                                                                        WorkflowStep.item_index == -1))}
+    seed: dict[str, Any] = {}
+    for step in definition["steps"]:
+        row = rows.get(step["id"])
+        if row is None or row.status not in ("succeeded", "skipped", "reused"):
+            break
+        seed[step["id"]] = {"output": row.output, "status": "skipped" if row.status == "skipped" else "succeeded"}
+    return seed

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cristal.errors import InvalidInput
 from cristal.workflows import templates
@@ -117,15 +117,44 @@ class LlmSpec(_Strict):
     model: str | None = None
 
 
+# The most one research step may spend (`cristal research` enforces the same limits on its options).
+RESEARCH_MAX_TOKENS = 1_000_000
+RESEARCH_MAX_SECONDS = 3600.0
+
+
 class ResearchSpec(_Strict):
     question: str
     mode: Literal["auto", "extractive", "llm"] = "auto"
     lang: Literal["en", "de", "ja"] | None = None
     max_steps: int = Field(30, ge=1, le=500)
-    max_tokens: int = Field(60_000, ge=1, le=10_000_000)
-    max_seconds: float = Field(300.0, gt=0, le=86_400)
-    # The notes' checkpoint id; pinned by `cristal research` so a retry of the run resumes the same notes.
-    checkpoint: str | None = Field(None, pattern=r"^[0-9a-f]{12}$")
+    max_tokens: int = Field(60_000, ge=1)
+    max_seconds: float = Field(300.0, gt=0)
+    # No ``checkpoint`` field: checkpoint ids are derived from (organization, run, step) by the step itself,
+    # and `cristal research` pins one only programmatically, after validation. Text from outside (the REST
+    # API takes workflow YAML from any employee) must not choose whose notes a step resumes.
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_checkpoint(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "checkpoint" in data:
+            raise ValueError("checkpoint: research checkpoints are chosen by Cristal (per organization, run and step), "
+                             "not by workflow files; remove it")
+        return data
+
+    @field_validator("max_tokens")
+    @classmethod
+    def _tokens_cap(cls, v: int) -> int:
+        # A step spends the organization's model budget on behalf of whoever submitted the file.
+        if v > RESEARCH_MAX_TOKENS:
+            raise ValueError(f"at most {RESEARCH_MAX_TOKENS} tokens per research step, not {v}")
+        return v
+
+    @field_validator("max_seconds")
+    @classmethod
+    def _seconds_cap(cls, v: float) -> float:
+        if v > RESEARCH_MAX_SECONDS:
+            raise ValueError(f"at most {RESEARCH_MAX_SECONDS:g} seconds per research step, not {v:g}")
+        return v
 
 
 def approver_rules(v: list[str]) -> list[str]:
@@ -140,13 +169,26 @@ def approver_rules(v: list[str]) -> list[str]:
     return out
 
 
+# Secret variables of the worker a workflow may read: CRISTAL_SECRET_<ORG>_<NAME> (see cristal.operator.workflow).
+SECRET_ENV_PREFIX = "CRISTAL_SECRET_"
+SECRET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")  # the placeholder the model writes, {{NAME}}
+SECRET_VAR = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,199}$")
+# A record's file name inside the organization's records folder: no separators, no "..", no hidden files.
+RECORD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*\.json$")
+
+
 class OperateSpec(_Strict):
     """An Operator task in a real browser (see ``cristal.operator.workflow``).
 
-    ``secrets`` names environment variables of the executing process (``[PASSWORD]``, or
-    ``{PASSWORD: ERP_PASSWORD}`` to give the model a different placeholder), so no secret
-    value is ever stored with the run. ``approvers`` decide irreversible-looking actions
-    (default: the run's owner); an action waits at most ``approval_timeout``.
+    ``secrets`` names the organization's secrets, read from environment variables of the
+    executing process named ``CRISTAL_SECRET_<ORG>_<NAME>`` (``[PASSWORD]`` reads
+    ``CRISTAL_SECRET_ACME_PASSWORD`` in organization ``acme``; ``{PASSWORD: CRISTAL_SECRET_ACME_ERP}``
+    gives the model a different placeholder), so no secret value is ever stored with the run and
+    a workflow file can never name another variable of the worker (its LLM key, say). The
+    organization part is checked when the step runs. ``record`` is a plain file name ending in
+    ``.json`` (or ``true``): the record is written under ``$CRISTAL_HOME/records/<org>/``.
+    ``approvers`` decide irreversible-looking actions (default: the run's owner); an action
+    waits at most ``approval_timeout``.
     """
 
     task: str = Field(min_length=1)
@@ -159,7 +201,7 @@ class OperateSpec(_Strict):
     approvers: list[str] = Field(default_factory=list)
     approval_timeout: float = Field(3600.0, gt=0, le=30 * 86_400)
     allow_irreversible: bool = False
-    record: str | None = None
+    record: bool | str | None = None
     screenshots: bool = False
     vision: bool = False
 
@@ -167,6 +209,29 @@ class OperateSpec(_Strict):
     @classmethod
     def _durations(cls, v: Any) -> float:
         return parse_duration(v)
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, v: list[str] | dict[str, str]) -> list[str] | dict[str, str]:
+        # Only the organization's own secret variables: the org part is checked at run time (see operator.workflow).
+        for name in v:
+            if not SECRET_NAME.match(name):
+                raise ValueError(f"invalid secret name {name!r}: use letters, digits and _ (for example PASSWORD)")
+        if isinstance(v, dict):
+            for name, env in v.items():
+                if not env.startswith(SECRET_ENV_PREFIX) or not SECRET_VAR.match(env):
+                    raise ValueError(f"secret {name}: {env!r} is not a secret variable; the organization's secrets are "
+                                     f"environment variables named {SECRET_ENV_PREFIX}<ORG>_<NAME>")
+        return v
+
+    @field_validator("record")
+    @classmethod
+    def _record_name(cls, v: bool | str | None) -> bool | str | None:
+        # A file name only: records of workflow steps live under $CRISTAL_HOME/records/<org>/ (templates are checked when rendered).
+        if isinstance(v, str) and not templates.is_template(v) and not RECORD_NAME.match(v):
+            raise ValueError(f"invalid record {v!r}: give a plain file name ending in .json (no folders), or true; "
+                             "records are kept in $CRISTAL_HOME/records/<org>/")
+        return v or None
 
     @field_validator("approvers")
     @classmethod
@@ -244,8 +309,24 @@ class _LinedList(list):
     line: int = 0
 
 
+class _AliasRefused(yaml.YAMLError):
+    """An alias in a workflow file (``parse_yaml`` turns it into ``InvalidInput``)."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.message, self.line = message, line
+
+
 class _Loader(yaml.SafeLoader):
-    pass
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        # Workflow YAML comes from any member over HTTP: nested aliases (``&a [*b, *b, ...]``)
+        # expand a few hundred bytes into terabytes when constructed. Refused at the first alias
+        # (merge keys ``<<: *a`` included), while composing, before anything is expanded. An
+        # anchor alone costs nothing and is left alone.
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _AliasRefused("YAML aliases (*name) are not allowed in workflow files", event.start_mark.line + 1)
+        return super().compose_node(parent, index)
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _Lined:
@@ -322,6 +403,8 @@ def parse_yaml(raw: bytes | str, origin: str) -> Any:
         text = raw
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except _AliasRefused as exc:
+        raise InvalidInput(f"{origin}:{exc.line}: {exc.message}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1

@@ -11,13 +11,16 @@ that ask for it, ``llm`` uses it as the gateway's request id.
 
 from __future__ import annotations
 
+import http.client
 import importlib
 import inspect
+import ipaddress
 import json
 import os
+import socket
+import ssl
 import threading
-import urllib.error
-import urllib.request
+import urllib.parse
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -185,11 +188,119 @@ def run_sql(db: Database, meta: Meta, spec: dict[str, Any]) -> Any:
     return rows
 
 
-def run_http(db: Database, meta: Meta, spec: dict[str, Any]) -> Any:
+HTTP_MAX_REDIRECTS = 10
+_REDIRECT_CODES = (301, 302, 303, 307, 308)
+_CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
+
+
+def _address_kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why a workflow may not reach ``ip`` by default (``None``: a public address)."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 reaches 127.0.0.1
+    if ip.is_unspecified:
+        return "an unspecified"
+    if ip.is_loopback:
+        return "a loopback"
+    if ip.is_link_local:  # 169.254.169.254: cloud metadata with instance credentials
+        return "a link-local"
+    if ip.is_multicast:
+        return "a multicast"
+    if ip.is_private or not ip.is_global:  # RFC 1918, ULA, shared and reserved ranges
+        return "a private"
+    return None
+
+
+def _resolve(step_id: str, host: str, port: int, allow_private: bool) -> list[str]:
+    """The addresses of ``host``, each checked; the connection goes to these, never to a second lookup."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise StepError(f"http step {step_id!r}: cannot resolve {host}: {exc}", retriable=True) from None
+    addresses = list(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
+    if not allow_private:
+        # Any private answer refuses the host: a name that mixes public and internal
+        # addresses is not one a workflow should reach.
+        for address in addresses:
+            kind = _address_kind(ipaddress.ip_address(address))
+            if kind:
+                shown = address if address == host else f"{host} ({address})"
+                raise StepError(f"http step {step_id!r}: {shown} is {kind} address; allow it with "
+                                "CRISTAL_WORKFLOW_HTTP_ALLOW_PRIVATE or the organization's allow-list")
+    return addresses
+
+
+def _pinned(addresses: list[str]) -> Callable[..., socket.socket]:
+    """A ``create_connection`` that ignores the host name and dials the checked addresses.
+
+    ``http.client`` still sends the name in ``Host`` and, for https, in SNI and the certificate
+    check; only the TCP connection is pinned, so DNS cannot answer differently (rebinding) between
+    the check and the connection.
+    """
+    def connect(address: tuple[str, int], timeout: Any = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+                source_address: Any = None) -> socket.socket:
+        error: OSError | None = None
+        for ip in addresses:
+            try:
+                return socket.create_connection((ip, address[1]), timeout, source_address)
+            except OSError as exc:
+                error = exc
+        raise error or OSError("no address")
+    return connect
+
+
+def _check_hop(step_id: str, url: str, org_list: tuple[str, ...] | None, allow_private: bool) -> tuple[str, str, int, list[str]]:
+    """Scheme, host, port and checked addresses of one request (the first or a redirect)."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise StepError(f"http step {step_id!r}: invalid url {url[:200]!r}: use http:// or https://")
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        raise StepError(f"http step {step_id!r}: invalid port in {url[:200]!r}") from None
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise StepError(f"http step {step_id!r}: no host in {url[:200]!r}")
+    if org_list is not None:
+        from cristal.operator.safety import AllowList
+
+        if not AllowList(org_list).allows(url):
+            raise StepError(f"http step {step_id!r}: {host} is not in the organization's allowed domains "
+                            f"({', '.join(org_list) or 'none'})")
+    # An organization allow-list names hosts an admin chose, internal ones included; without one,
+    # only the process-wide setting lets steps reach internal addresses.
+    return scheme, host, port, _resolve(step_id, host, port, allow_private or org_list is not None)
+
+
+def _http_once(step_id: str, url: str, method: str, headers: dict[str, str], data: bytes | None, timeout: float,
+               org_list: tuple[str, ...] | None, allow_private: bool) -> tuple[int, bytes, str, str | None]:
+    """One request, checked and pinned: (status, body, content type, Location)."""
+    scheme, host, port, addresses = _check_hop(step_id, url, org_list, allow_private)
+    parts = urllib.parse.urlsplit(url)
+    target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    conn: http.client.HTTPConnection
+    if scheme == "https":
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ssl.create_default_context())
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    conn._create_connection = _pinned(addresses)  # type: ignore[attr-defined]
+    try:
+        conn.request(method, target, body=data, headers=headers)
+        response = conn.getresponse()
+        body = b"" if method == "HEAD" else response.read(MAX_OUTPUT_BYTES + 1)
+        return response.status, body, response.headers.get("Content-Type", ""), response.headers.get("Location")
+    finally:
+        conn.close()
+
+
+def run_http(db: Database, settings: Settings, meta: Meta, spec: dict[str, Any]) -> Any:
+    from cristal.operator.policy import org_domains
+
     with db.session() as s:
         org, principal = owner(s, meta.org_id, meta.owner_email)
         require(s, principal, "workflow.http", in_org(org, "url", spec["url"][:400]), request_id=meta.key,
                 details={"method": spec["method"], "workflow_step": meta.key})
+        org_list = org_domains(s, org.id)
     url = spec["url"]
     if not url.startswith(("http://", "https://")):
         raise StepError(f"invalid url {url!r}: use http:// or https://")
@@ -201,16 +312,35 @@ def run_http(db: Database, meta: Meta, spec: dict[str, Any]) -> Any:
         headers.setdefault("Content-Type", "application/json")
     elif spec.get("body") is not None:
         data = str(spec["body"]).encode("utf-8")
-    request = urllib.request.Request(url, data=data, method=spec["method"], headers=headers)
     expect = spec.get("expect")
-    try:
-        with urllib.request.urlopen(request, timeout=meta.timeout or HTTP_DEFAULT_TIMEOUT) as response:  # noqa: S310 - http(s) only, checked above
-            status, body, ctype = response.status, response.read(MAX_OUTPUT_BYTES + 1), response.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as exc:
-        status, body, ctype = exc.code, exc.read(MAX_OUTPUT_BYTES + 1), exc.headers.get("Content-Type", "")
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise StepError(f"{spec['method']} {url} failed: {reason}", retriable=True) from None
+    method = spec["method"]
+    timeout = meta.timeout or HTTP_DEFAULT_TIMEOUT
+    allow_private = settings.workflow_http_allow_private
+    # Redirects are followed here, not by a client library, so every hop passes the same
+    # address and allow-list checks as the first (a public URL may redirect to 169.254.169.254).
+    # Requests go straight to the checked address: HTTP(S)_PROXY variables are not used.
+    current = url
+    for _hop in range(HTTP_MAX_REDIRECTS + 1):
+        try:
+            status, body, ctype, location = _http_once(meta.step_id, current, method, headers, data, timeout,
+                                                       org_list, allow_private)
+        except (http.client.HTTPException, OSError) as exc:  # refused, reset, timed out, TLS
+            raise StepError(f"{method} {current} failed: {str(exc) or type(exc).__name__}", retriable=True) from None
+        # The same redirects urllib followed: GET/HEAD on any redirect, POST turned into a GET on
+        # 301/302/303; others are answered as they are.
+        if status not in _REDIRECT_CODES or not location or not (
+                method in ("GET", "HEAD") or (method == "POST" and status in (301, 302, 303))):
+            break
+        following = urllib.parse.urljoin(current, location.strip())
+        if method == "POST":
+            method, data = "GET", None
+            headers = {k: v for k, v in headers.items() if k.lower() not in ("content-type", "content-length")}
+        if urllib.parse.urlsplit(following)[:2] != urllib.parse.urlsplit(current)[:2]:
+            # Credentials meant for one site are not handed to the next one.
+            headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
+        current = following
+    else:
+        raise StepError(f"{spec['method']} {url} redirected more than {HTTP_MAX_REDIRECTS} times")
     ok = status in expect if expect else 200 <= status < 300
     if len(body) > MAX_OUTPUT_BYTES:
         raise StepError(f"{spec['method']} {url} answered more than {MAX_OUTPUT_BYTES:,} bytes")
@@ -280,21 +410,23 @@ def run_llm(db: Database, settings: Settings, meta: Meta, spec: dict[str, Any]) 
 def run_research_step(db: Database, settings: Settings, meta: Meta, spec: dict[str, Any]) -> Any:
     """Deep Research as the run's owner; the report and its citations are the output.
 
-    The notes' checkpoint id is the spec's ``checkpoint`` or derived from the
-    step's idempotency key, so if the process dies mid-step and the engine runs
-    the step again (a worker taking over, or ``cristal research --resume``),
-    the research resumes from its checkpoint in the database instead of
-    starting over. A foreground ``cristal research`` in this process receives
-    the progress of its run.
+    The notes' checkpoint id is the one `cristal research` pinned (set by code,
+    never by workflow text) or derived from the organization and the step's
+    idempotency key, so if the process dies mid-step and the engine runs the
+    step again (a worker taking over, or ``cristal research --resume``), the
+    research resumes from its checkpoint in the database instead of starting
+    over. Notes that belong to someone else are never resumed: the step takes
+    the next derived id and starts fresh. A foreground ``cristal research`` in
+    this process receives the progress of its run.
     """
-    from cristal.research.durable import checkpoint_for, progress_for
+    from cristal.research.durable import claim_checkpoint, progress_for
     from cristal.research.run import Budget, run_research
     from cristal.research.store import CheckpointStore
 
     with db.session() as s:
         _org, principal = owner(s, meta.org_id, meta.owner_email)
-    run_id = spec.get("checkpoint") or checkpoint_for(meta.key)
     store = CheckpointStore(db)
+    run_id = claim_checkpoint(store, meta.org_id, principal.label, meta.key, spec.get("checkpoint"))
     budget = Budget(max_steps=spec["max_steps"], max_tokens=spec.get("max_tokens", 60_000), max_seconds=spec["max_seconds"])
     resumable = store.exists(run_id)
     result = with_timeout(meta.timeout, meta.key, lambda: run_research(
@@ -326,7 +458,7 @@ def perform(db: Database, settings: Settings, kind: str, meta: Meta, spec: dict[
     if kind == "sql":
         return run_sql(db, meta, spec)
     if kind == "http":
-        return run_http(db, meta, spec)
+        return run_http(db, settings, meta, spec)
     if kind == "python":
         return run_python(db, meta, spec)
     if kind == "llm":
