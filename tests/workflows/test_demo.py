@@ -17,8 +17,12 @@ from cristal.sample.company import load_company
 from cristal.sample.knowledge import connect_sources
 from cristal.workflows.demo import run_demo_workflow
 home = Path(sys.argv[1]); db = Database(sys.argv[2]); db.upgrade()
+from cristal.knowledge.sync import sync_source
 with db.session() as s:
-    op = Principal.operator("demo"); load_company(s, op); connect_sources(s, op, home)
+    op = Principal.operator("demo"); load_company(s, op); sources = connect_sources(s, op, home)
+for org, name in sources:
+    if org == "aozora-de":
+        sync_source(db, op, org, name)
 print(json.dumps(run_demo_workflow(db, home)))
 """
 
@@ -31,6 +35,8 @@ def test_demo_workflow_waits_for_management(cli, tmp_path) -> None:  # type: ign
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["status"] == "waiting" and result["approvers"] == ["group:management"]
     assert result["claims"] >= 3 and result["flagged"] >= 1
+    # The research step found the Munich hotel limit and noticed that two documents disagree on it.
+    assert result["research_citations"] >= 1 and result["research_disagreements"] >= 1
     # Lukas (finance) may not approve his own request; Anna (management) may.
     assert cli("approvals", "approve", result["approval_id"], "--as", "lukas.weber@aozora-de.example").code == 5
     worker = subprocess.Popen([sys.executable, "-m", "cristal", "worker"], env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

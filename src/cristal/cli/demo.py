@@ -150,7 +150,9 @@ def _show(summary: dict) -> None:
 
     w = summary["workflow"]
     out.print(f"[bold]Workflow[/] expense-review (as lukas.weber@aozora-de.example): {w['claims']} pending claims over 200 EUR from the ERP, "
-              f"{w['flagged']} flagged by the policy check; run {w['run_id']} is {w['status']} for {', '.join(w['approvers'] or [])}\n"
+              f"{w['flagged']} flagged by the policy check, the Munich hotel limit researched ({w['research_citations']} citations, "
+              f"{w['research_disagreements']} disagreement(s) between documents); run {w['run_id']} is {w['status']} for "
+              f"{', '.join(w['approvers'] or [])}\n"
               f"  approve it: [bold]{w['approve_command']}[/]  then: [bold]{w['continue_command']}[/]")
 
     o = summary["operator"]

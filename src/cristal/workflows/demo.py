@@ -41,8 +41,10 @@ def run_demo_workflow(db: Database, home: Path, *, threshold: float = 200) -> di
         shutdown()
     if doc["status"] == "failed":
         raise CristalError(f"demo workflow {run.run_id} failed: {doc['error']}")
-    approval = doc["steps"][2].get("approval") or {}
-    checked = doc["steps"][1].get("output") or []
+    steps = {step["id"]: step for step in doc["steps"]}
+    approval = steps["sign-off"].get("approval") or {}
+    checked = steps["check"].get("output") or []
+    research = steps["hotel-limit"].get("output") or {}
     return {
         "run_id": run.run_id,
         "status": doc["status"],
@@ -50,6 +52,8 @@ def run_demo_workflow(db: Database, home: Path, *, threshold: float = 200) -> di
         "approvers": approval.get("approvers"),
         "claims": len(checked),
         "flagged": sum(1 for c in checked if c.get("verdict") == "needs_review"),
+        "research_citations": len(research.get("citations") or []),
+        "research_disagreements": len(research.get("disagreements") or []),
         "approve_command": f"cristal approvals approve {approval.get('id')} --as anna.schmidt@aozora-de.example" if approval else None,
         "continue_command": "cristal worker",
     }
