@@ -34,7 +34,8 @@ class Operate:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
         self.stderr: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
+        self.pump = threading.Thread(target=self._pump, daemon=True)
+        self.pump.start()
 
     def _pump(self) -> None:
         assert self.proc.stderr is not None
@@ -58,8 +59,11 @@ class Operate:
         raise AssertionError("no approval was asked for:\n" + "".join(self.stderr))
 
     def finish(self) -> tuple[int, str, str]:
-        stdout, _ = self.proc.communicate(timeout=120)
-        time.sleep(0.2)
+        # Only the pump reads stderr (communicate() would race it for the last lines); stdout is read here.
+        assert self.proc.stdout is not None
+        stdout = self.proc.stdout.read()
+        self.proc.wait(timeout=120)
+        self.pump.join(timeout=30)
         while not self.lines.empty():
             self.stderr.append(self.lines.get())
         return self.proc.returncode, stdout, "".join(self.stderr)
