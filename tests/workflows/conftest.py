@@ -14,6 +14,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+def queued_in_dbos(db: Any, run_id: str) -> bool:
+    """Whether DBOS knows the run (queued or further): a run only in Cristal's table is not."""
+    from cristal.workflows.engine import dbos_client
+
+    client = dbos_client(db)
+    try:
+        return any(w.workflow_id == run_id for w in client.list_workflows(workflow_ids=[run_id], load_input=False))
+    finally:
+        client.destroy()
+
+
 class CountingServer:
     """Loopback HTTP server: counts requests per Idempotency-Key and applies each key's effect once."""
 

@@ -18,6 +18,7 @@ from cristal.workflows import deployments as D
 from cristal.workflows.schema import WorkflowDeployment, WorkflowRun
 from cristal.workflows.spec import load_workflow_text
 from tests.conftest import OPERATOR
+from tests.workflows.conftest import queued_in_dbos as _queued
 
 BACKENDS = ("sqlite", "postgres")
 
@@ -41,16 +42,6 @@ def dep_db(two_orgs: Database) -> Database:
 
 def _compiled():  # type: ignore[no-untyped-def]
     return load_workflow_text(FLOW, origin="hello.yaml")
-
-
-def _queued(db: Database, run_id: str) -> bool:
-    from cristal.workflows.engine import dbos_client
-
-    client = dbos_client(db)
-    try:
-        return any(w.workflow_id == run_id for w in client.list_workflows(workflow_ids=[run_id], load_input=False))
-    finally:
-        client.destroy()
 
 
 def test_deploy_list_start_and_idempotency(dep_db: Database) -> None:

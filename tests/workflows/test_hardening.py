@@ -23,6 +23,7 @@ from cristal.workflows import limits, service
 from cristal.workflows.schema import WorkflowDeployment, WorkflowLimit, WorkflowRun
 from cristal.workflows.spec import load_workflow_text
 from cristal.workflows.steps import Meta, StepError, run_http
+from tests.workflows.conftest import queued_in_dbos as _queued
 
 BACKENDS = ("sqlite", "postgres")
 
@@ -34,16 +35,6 @@ steps:
   - id: a
     python: {call: "cristal.sample.checks:double", args: {x: 2}}
 """
-
-
-def _queued(db: Database, run_id: str) -> bool:
-    from cristal.workflows.engine import dbos_client
-
-    client = dbos_client(db)
-    try:
-        return any(w.workflow_id == run_id for w in client.list_workflows(workflow_ids=[run_id], load_input=False))
-    finally:
-        client.destroy()
 
 
 # ---------------------------------------------------------------------------
