@@ -350,6 +350,7 @@ def main() -> None:
                     results["throughput_postgres"] = bench_throughput(pg, folder, opts.throughput_runs, counts)
     print(json.dumps(results, indent=2))
     target = Path(__file__).resolve().parent / "results" / "workflows.json"
+    target.parent.mkdir(exist_ok=True)  # benchmarks/results/ is git-ignored, so a fresh clone has no such folder
     previous = json.loads(target.read_text()) if target.exists() else {}
     target.write_text(json.dumps({**previous, **results}, indent=2) + "\n")
 
