@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cristal.config import load_settings
@@ -9,19 +11,19 @@ from cristal.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)
-def home_is_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def home_is_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # tests/conftest.py has removed ambient settings; here the home is tmp_path itself.
     monkeypatch.setenv("CRISTAL_HOME", str(tmp_path))
 
 
-def test_defaults_live_in_the_home(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_defaults_live_in_the_home(tmp_path: Path) -> None:
     cfg = load_settings()
     assert cfg.home == tmp_path.resolve()
     assert cfg.effective_database_url == f"sqlite:///{tmp_path.resolve() / 'cristal.db'}"
     assert cfg.llm_base_url is None
 
 
-def test_toml_file_then_environment_wins(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_toml_file_then_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "config.toml").write_text(
         'llm_model = "from-file"\nllm_base_url = "http://file/v1"\n[prices."my-model"]\ninput_per_million = 1.5\noutput_per_million = 2\n'
     )
@@ -48,14 +50,14 @@ def test_openai_api_key_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
         ('database_url = "mysql://x"', "database_url"),
     ],
 )
-def test_bad_config_file_is_one_line(tmp_path, content: str, expected: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_config_file_is_one_line(tmp_path: Path, content: str, expected: str) -> None:
     (tmp_path / "config.toml").write_text(content)
     with pytest.raises(ConfigError, match=expected) as info:
         load_settings()
     assert "\n" not in str(info.value)
 
 
-def test_config_file_that_is_not_utf8(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_config_file_that_is_not_utf8(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_bytes(b"llm_model = '\xff\xfe'")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_settings()

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+import cristal.knowledge.schema
+import cristal.workflows.schema  # noqa: F401 - imported with the line above so their tables are part of the schema
 from cristal.db import Database, normalize_url
-import cristal.knowledge.schema  # noqa: F401  (their tables are part of the schema)
-import cristal.workflows.schema  # noqa: F401
 from cristal.db.schema import Base, include_in_schema_comparison
 from cristal.errors import DatabaseError
 from cristal.identity import orgs
@@ -28,7 +30,7 @@ def test_upgrade_is_idempotent_and_matches_the_models(db: Database) -> None:
     assert diff == []
 
 
-def test_sqlite_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'wal.db'}")
     db.upgrade()
     with db.engine.connect() as conn:
@@ -95,7 +97,7 @@ def test_garbage_url_is_refused() -> None:
         Database("not a url at all")
 
 
-def test_uninitialised_database_says_run_init(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_uninitialised_database_says_run_init(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(DatabaseError, match="cristal init"):
         db.require_initialised()

@@ -73,7 +73,7 @@ def test_owner_actions() -> None:
         (("group:Finance",), ("finance",), False),  # names are exact
     ],
 )
-def test_data_reads_follow_access_rules(acl, groups, allowed) -> None:  # type: ignore[no-untyped-def]
+def test_data_reads_follow_access_rules(acl: tuple[str, ...] | None, groups: tuple[str, ...], allowed: bool) -> None:
     doc = Resource("document", ACME, "d", acl=acl)
     assert decide(user(groups=groups), "document.read", doc).allowed is allowed
 

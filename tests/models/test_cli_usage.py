@@ -6,14 +6,16 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 
+from cristal.db import Database
 from cristal.testing import ScriptedModel, text
 
 
 @pytest.fixture
-def run(db, tmp_path):  # type: ignore[no-untyped-def]
+def run(db: Database) -> Callable[..., subprocess.CompletedProcess[str]]:
     env = {**os.environ, "CRISTAL_DATABASE_URL": db.url, "COLUMNS": "200"}  # isolated_settings cleaned the rest
 
     def cristal(*args: str) -> subprocess.CompletedProcess[str]:

@@ -51,7 +51,7 @@ def test_client_errors_are_not_retried(gateway, people) -> None:
 
 def test_a_wrong_key_says_so(gateway, people) -> None:
     with ScriptedModel([text("unused")], api_key="right") as server:
-        with pytest.raises(LLMError, match="HTTP 401.*check the API key"):
+        with pytest.raises(LLMError, match=r"HTTP 401.*check the API key"):
             gateway(server.base_url, llm_api_key="wrong").chat(people.alice, USER)
 
 

@@ -161,7 +161,7 @@ def test_an_abandoned_stream_is_still_metered(gateway, people, usage_rows) -> No
 
 def assert_vectors(got: list[list[float]], expected: list[list[float]]) -> None:
     assert len(got) == len(expected)
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=True):
         assert g == pytest.approx(e)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from cristal.sample.company import GROUP
+from cristal.testing.postgres import TemporaryPostgres
 
 SAMPLE = Path(__file__).resolve().parents[2] / "src" / "cristal" / "sample"
 DOCS = SAMPLE / "documents"
@@ -194,7 +195,8 @@ def test_japanese_is_written_without_spaces_between_words() -> None:
 
 
 def test_languages_mix() -> None:
-    english_in = {org: [d for d in documents() if org_of(d) == org and not is_japanese(text_of(d)) and " the " in text_of(d)] for org in ("aozora-de", "aozora-jp")}
+    english_in = {org: [d for d in documents() if org_of(d) == org and not is_japanese(text_of(d)) and " the " in text_of(d)]
+                  for org in ("aozora-de", "aozora-jp")}
     assert english_in["aozora-de"], "aozora-de needs some English documents"
     assert english_in["aozora-jp"], "aozora-jp needs some English documents"
     german = " ".join(text_of(d) for d in documents() if org_of(d) == "aozora-de")
@@ -405,7 +407,8 @@ def test_erp_sql_is_portable() -> None:
 
 
 def test_erp_tables_and_view(erp: sqlite3.Connection) -> None:
-    counts = {t: erp.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("employees", "expenses", "customers", "orders", "pending_expenses")}
+    tables = ("employees", "expenses", "customers", "orders", "pending_expenses")
+    counts = {t: erp.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
     assert counts["employees"] >= 10
     assert 35 <= counts["expenses"] <= 60
     assert counts["customers"] >= 10 and counts["orders"] >= 20 and counts["pending_expenses"] >= 5
@@ -444,14 +447,15 @@ def test_erp_matches_documents(erp: sqlite3.Connection) -> None:
     ).fetchone()[0]
     assert total == 612000
     assert "612.000 EUR" in text_of(DOCS / "aozora-de/sales/vertriebsbericht-q3-2025.md")
-    lakeview = erp.execute("SELECT sum(o.amount) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.name = 'Lakeview School District'").fetchone()[0]
+    lakeview = erp.execute("SELECT sum(o.amount) FROM orders o JOIN customers c ON c.id = o.customer_id "
+                           "WHERE c.name = 'Lakeview School District'").fetchone()[0]
     assert lakeview == 452000
     products = {r[0] for r in erp.execute("SELECT DISTINCT product FROM orders")}
     assert {"Sora S100", "Sora S300", "Sora Pro", "Kumo Node"} <= products
 
 
 @pytest.mark.postgres
-def test_erp_loads_into_postgres(postgres_server) -> None:  # type: ignore[no-untyped-def]
+def test_erp_loads_into_postgres(postgres_server: TemporaryPostgres) -> None:
     import psycopg
 
     with psycopg.connect(postgres_server.new_database(), autocommit=True) as conn:

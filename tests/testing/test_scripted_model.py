@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx2
 import openai
@@ -26,11 +27,11 @@ from cristal.testing import (
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "How are you today?"}]
 
 
-def client(server: ScriptedModel, **kwargs) -> openai.OpenAI:  # type: ignore[no-untyped-def]
+def client(server: ScriptedModel, **kwargs: Any) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.base_url, api_key="k", **({"max_retries": 0} | kwargs))
 
 
-def ask(server: ScriptedModel, **kwargs):  # type: ignore[no-untyped-def]
+def ask(server: ScriptedModel, **kwargs: Any) -> Any:
     return client(server).chat.completions.create(model="m", messages=MESSAGES, **kwargs)
 
 
@@ -137,7 +138,7 @@ def test_a_hang_is_a_client_timeout_and_shutdown_is_prompt() -> None:
             client(server, timeout=0.2).chat.completions.create(model="m", messages=MESSAGES)
     # Leaving the block released the hung handler and closed the socket.
     with pytest.raises(RuntimeError, match="not running"):
-        server.base_url
+        _ = server.base_url
     with pytest.raises(httpx2.ConnectError):
         httpx2.get(f"http://127.0.0.1:{port}/v1/models")
 

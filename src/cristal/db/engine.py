@@ -13,8 +13,10 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from cristal.errors import DatabaseError
 
@@ -37,7 +39,7 @@ def redact(url: str) -> str:
         return "<unparseable URL>"
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -78,7 +80,8 @@ class Database:
             with self.engine.connect() as conn:
                 conn.execute(text("select 1"))
         except SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(getattr(exc, "orig", exc)).strip() else type(exc).__name__
+            detail = str(getattr(exc, "orig", exc)).strip()
+            reason = detail.splitlines()[0] if detail else type(exc).__name__
             raise DatabaseError(f"cannot reach database {redact(self.url)}: {reason}") from None
 
     def upgrade(self) -> None:

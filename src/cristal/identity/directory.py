@@ -51,6 +51,8 @@ def resolve_principal(session: Session, org_slug: str, email: str) -> Principal:
     return principal_for(org, user_by_email(session, org, email))
 
 
-def in_org(org: Organization, kind: str, id: str = "", **kwargs: object) -> Resource:
+def in_org(
+    org: Organization, kind: str, id: str = "", *, acl: tuple[str, ...] | None = None, owner_user_id: int | None = None
+) -> Resource:
     """A resource inside ``org``."""
-    return Resource(kind=kind, org_id=org.id, id=id, org_slug=org.slug, **kwargs)  # type: ignore[arg-type]
+    return Resource(kind=kind, org_id=org.id, id=id, acl=acl, owner_user_id=owner_user_id, org_slug=org.slug)

@@ -15,7 +15,6 @@ from cristal.identity.names import check_slug
 from cristal.identity.principal import Principal
 from cristal.identity.resource import Resource
 
-
 ORG_KEY_ENV_PREFIX = "CRISTAL_ORG_KEY_"
 
 
@@ -76,7 +75,7 @@ def configure_llm(
 ) -> OrgInfo:
     """Per-organization model settings; unset values keep falling back to the process settings."""
     org = org_by_slug(session, slug)
-    changes = {
+    changes: dict[str, str | float | None] = {
         k: v
         for k, v in {"base_url": base_url, "model": model, "api_key_env": api_key_env, "budget": monthly_budget_usd}.items()
         if v is not None

@@ -28,7 +28,7 @@ from typing import Any, TypeVar, overload
 
 import openai
 from openai.types import CreateEmbeddingResponse
-from openai.types.chat import ChatCompletion
+from openai.types.chat import ChatCompletion, ChatCompletionMessageFunctionToolCall
 from pydantic import BaseModel, ValidationError
 
 from cristal.config import Settings
@@ -144,10 +144,16 @@ class Gateway:
         return ChatStream(self, call, chunks, _prompt_estimate(messages), started)
 
     @overload
-    def structured(self, principal: Principal, messages: Messages, schema: type[M], **kwargs: Any) -> M: ...
+    def structured(
+        self, principal: Principal, messages: Messages, schema: type[M], *, model: str | None = None,
+        temperature: float | None = None, request_id: str | None = None, name: str | None = None,
+    ) -> M: ...
 
     @overload
-    def structured(self, principal: Principal, messages: Messages, schema: dict[str, Any], **kwargs: Any) -> Any: ...
+    def structured(
+        self, principal: Principal, messages: Messages, schema: dict[str, Any], *, model: str | None = None,
+        temperature: float | None = None, request_id: str | None = None, name: str | None = None,
+    ) -> Any: ...
 
     def structured(
         self,
@@ -358,7 +364,11 @@ def _chat_result(response: Any, call: Call, messages: Messages) -> tuple[_ChatPa
     try:
         message = response.choices[0].message
         content = message.content or ""
-        raw_calls = [(c.id, c.function.name, c.function.arguments) for c in (message.tool_calls or [])]
+        # Only function tools are offered; any other kind of call is one without a function name (BadResponse below).
+        raw_calls = [
+            (c.id, c.function.name, c.function.arguments) if isinstance(c, ChatCompletionMessageFunctionToolCall) else (c.id, None, None)
+            for c in (message.tool_calls or [])
+        ]
         finish_reason = response.choices[0].finish_reason
     except (AttributeError, IndexError, TypeError, KeyError):
         raise BadResponse("the completion has no choice with a message", tokens_in=tokens_in, tokens_out=tokens_out) from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import func, insert, select
@@ -33,7 +33,7 @@ def estimate_tokens(text: str) -> int:
 
 def month_start(now: datetime | None = None) -> datetime:
     now = now or utcnow()
-    return now.astimezone(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def _month_bounds(month: str | None) -> tuple[datetime, datetime | None, str]:
@@ -42,7 +42,7 @@ def _month_bounds(month: str | None) -> tuple[datetime, datetime | None, str]:
         start = month_start()
         return start, None, start.strftime("%Y-%m")
     try:
-        start = datetime.strptime(month, "%Y-%m").replace(tzinfo=timezone.utc)
+        start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
     except ValueError:
         raise InvalidInput(f"invalid month {month!r}: use YYYY-MM") from None
     end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)

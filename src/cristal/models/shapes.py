@@ -90,10 +90,11 @@ def parse_tool_call(call_id: str | None, name: str | None, raw_arguments: str | 
     """A tool call from the wire, or ``BadResponse`` when it is incomplete or its arguments are not a JSON object."""
     if not name:
         raise BadResponse("a tool call has no function name")
+    raw = raw_arguments or ""
     try:
-        arguments = json.loads(raw_arguments) if raw_arguments and raw_arguments.strip() else {}
+        arguments = json.loads(raw) if raw.strip() else {}
     except ValueError:
-        raise BadResponse(f"the arguments of tool call {name!r} are not valid JSON: {raw_arguments[:120]!r}") from None
+        raise BadResponse(f"the arguments of tool call {name!r} are not valid JSON: {raw[:120]!r}") from None
     if not isinstance(arguments, dict):
         raise BadResponse(f"the arguments of tool call {name!r} are not a JSON object")
     return ToolCall(id=call_id or f"call_{name}", name=name, arguments=arguments)

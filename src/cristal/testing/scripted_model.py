@@ -45,7 +45,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -107,6 +107,9 @@ class Fault:
 
 ReplyLike = str | dict | BaseModel | Reply | Fault
 Step = ReplyLike | Callable[[dict[str, Any]], ReplyLike]
+# A step of the embeddings script: a fault, or a callable returning the vectors (``None``: the default vectors).
+EmbeddingStep = Fault | Callable[[dict[str, Any]], list[list[float]] | None]
+_S = TypeVar("_S")
 
 
 def text(content: str, *, finish_reason: str | None = None, usage: bool = True) -> Reply:
@@ -144,7 +147,8 @@ def http_status(status: int, *, times: int = 1, message: str | None = None, retr
     return Fault("http", times=times, status=status, body=body.encode(), headers=headers)
 
 
-def garbage(*, times: int = 1, body: str = "<html><body>502 Bad Gateway, but with a 200</body></html>", content_type: str = "text/html") -> Fault:
+def garbage(*, times: int = 1, body: str = "<html><body>502 Bad Gateway, but with a 200</body></html>",
+            content_type: str = "text/html") -> Fault:
     """HTTP 200 with a body that is not JSON."""
     return Fault("raw", times=times, status=200, body=body.encode(), content_type=content_type)
 
@@ -180,7 +184,7 @@ def _message_text(message: dict[str, Any]) -> str:
     return " ".join(str(p) for p in parts)
 
 
-def prompt_tokens(messages: Iterable[dict[str, Any]]) -> int:
+def prompt_tokens(messages: Iterable[object]) -> int:
     """Prompt tokens as the scripted server counts them."""
     return sum(count_tokens(_message_text(m)) for m in messages if isinstance(m, dict))
 
@@ -222,35 +226,41 @@ class RecordedRequest:
 # The script: a queue of steps, shared by the handler threads
 
 
-class _Script:
-    def __init__(self, steps: Iterable[Step], default: Step | None) -> None:
-        self._steps: deque[list[Any]] = deque([step, _times(step)] for step in steps)
+@dataclass
+class _Queued(Generic[_S]):
+    step: _S
+    left: int  # answers this step still gives (a Fault's ``times``)
+
+
+class _Script(Generic[_S]):
+    def __init__(self, steps: Iterable[_S], default: _S | None) -> None:
+        self._steps: deque[_Queued[_S]] = deque(_Queued(step, _times(step)) for step in steps)
         self._default = default
         self._lock = threading.Lock()
         self.answered = 0
 
-    def push(self, steps: Iterable[Step]) -> None:
+    def push(self, steps: Iterable[_S]) -> None:
         with self._lock:
-            self._steps.extend([step, _times(step)] for step in steps)
+            self._steps.extend(_Queued(step, _times(step)) for step in steps)
 
     def __len__(self) -> int:
         with self._lock:
-            return sum(times for _, times in self._steps)
+            return sum(queued.left for queued in self._steps)
 
-    def next(self) -> Step | None:
+    def next(self) -> _S | None:
         """The next step, or ``None`` when exhausted and there is no default."""
         with self._lock:
             self.answered += 1
             if not self._steps:
                 return self._default
             head = self._steps[0]
-            head[1] -= 1
-            if head[1] <= 0:
+            head.left -= 1
+            if head.left <= 0:
                 self._steps.popleft()
-            return head[0]
+            return head.step
 
 
-def _times(step: Step) -> int:
+def _times(step: object) -> int:
     return step.times if isinstance(step, Fault) else 1
 
 
@@ -285,7 +295,7 @@ class _Handler(BaseHTTPRequestHandler):
         # algorithm meets delayed ACKs and every response waits ~40 ms.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:  # `format`: the base class's parameter name
         pass  # tests read ``requests``, not a log on stderr
 
     # -- plumbing
@@ -517,13 +527,13 @@ class ScriptedModel:
         script: Iterable[Step] = (),
         *,
         default: Step | None = None,
-        embedding_script: Iterable[Fault | Callable[[dict[str, Any]], list[list[float]] | None]] = (),
+        embedding_script: Iterable[EmbeddingStep] = (),
         dimension: int = 8,
         models: Sequence[str] = ("scripted",),
         api_key: str | None = None,
     ) -> None:
-        self._script = _Script(script, default)
-        self._embedding_script = _Script(embedding_script, None)
+        self._script: _Script[Step] = _Script(script, default)
+        self._embedding_script: _Script[EmbeddingStep] = _Script(embedding_script, None)
         self.dimension = dimension
         self.models = tuple(models) or ("scripted",)
         self.api_key = api_key
@@ -541,7 +551,8 @@ class ScriptedModel:
             self._stopping.clear()
             self._httpd = _Server(("127.0.0.1", 0), _Handler)
             self._httpd.model = self
-            self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="scripted-model", daemon=True)
+            self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                            name="scripted-model", daemon=True)
             self._thread.start()
         return self
 
@@ -582,7 +593,7 @@ class ScriptedModel:
         """Chat requests the script still has answers for (not counting ``default``)."""
         return len(self._script)
 
-    def _next_embedding_step(self) -> Any:
+    def _next_embedding_step(self) -> EmbeddingStep | None:
         return self._embedding_script.next()
 
     # -- recording

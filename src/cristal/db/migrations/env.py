@@ -2,12 +2,12 @@
 
 from alembic import context
 
+# Imported for their side effect: every layer's tables join Base.metadata, so autogenerate and the schema test see
+# the whole schema. (ruff counts the three lines as one unused name, `cristal`, and reports only the last.)
+import cristal.knowledge.schema
+import cristal.research.schema
+import cristal.workflows.schema  # noqa: F401
 from cristal.db.schema import Base, include_in_schema_comparison
-
-# Every layer's tables, so autogenerate and the schema test see the whole schema.
-import cristal.knowledge.schema  # noqa: E402,F401
-import cristal.research.schema  # noqa: E402,F401
-import cristal.workflows.schema  # noqa: E402,F401
 
 connection = context.config.attributes["connection"]
 context.configure(

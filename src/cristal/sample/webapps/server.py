@@ -300,8 +300,9 @@ class Apps:
         return redirect(f"/expenses/{claim_id}")
 
     def _own_claim(self, conn: sqlite3.Connection, session: Session, claim_id: int) -> sqlite3.Row | None:
-        return conn.execute("SELECT * FROM claims WHERE id = ? AND org = ? AND employee_email = ?",
-                            (claim_id, session.org, session.email)).fetchone()
+        row: sqlite3.Row | None = conn.execute("SELECT * FROM claims WHERE id = ? AND org = ? AND employee_email = ?",
+                                               (claim_id, session.org, session.email)).fetchone()  # connect() sets Row
+        return row
 
     def claim_detail(self, request: Request, session: Session, claim_id: int) -> Response:
         conn = connect(self.db_path)
@@ -446,10 +447,10 @@ def _handler_class(apps: Apps) -> type[BaseHTTPRequestHandler]:
     class RequestHandler(BaseHTTPRequestHandler):
         server_version = "AozoraApps/1.0"
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        def do_GET(self) -> None:  # http.server's naming
             self._dispatch("GET")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._dispatch("POST")
 
         def _dispatch(self, method: str) -> None:
@@ -486,7 +487,7 @@ def _handler_class(apps: Apps) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - signature of the base class
+        def log_message(self, format: str, *args: object) -> None:  # `format`: the base class's parameter name
             log.debug("%s - %s", self.address_string(), format % args)
 
     return RequestHandler
@@ -503,7 +504,7 @@ class WebApps:
         self.apps = apps
         self.db_path = apps.db_path
         self._server = server
-        host, port = server.server_address[:2]
+        host, port = server.socket.getsockname()[:2]  # an AF_INET socket: (str, int)
         self.base_url = f"http://{host}:{port}"
         self.expenses_url = self.base_url + "/expenses/"
         self.customers_url = self.base_url + "/customers/"

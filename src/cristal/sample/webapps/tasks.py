@@ -67,9 +67,11 @@ def _check_yen_claim(state: AppState) -> bool:
 
 def _check_submit(state: AppState) -> bool:
     change = _only_claim_change(state, 101)
-    if change is None or change[0] is None or change[1] is None:
+    if change is None:
         return False
     before, after = change
+    if before is None or after is None:
+        return False
     return before.status == "draft" and after == replace(before, status="pending")
 
 

@@ -1,14 +1,13 @@
 """spine: organizations, users, groups, api keys, audit, llm usage
 
 Revision ID: 0001
-Revises: 
+Revises:
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import cristal.db.schema
-
 
 revision = '0001'
 down_revision = None

@@ -4,8 +4,8 @@ Revision ID: 0002
 Revises: 0001
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import cristal.db.schema
 
@@ -102,7 +102,8 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         # External-content FTS5 tables: the text lives once, in ``chunks``;
         # triggers keep the indexes in the same transaction as the rows.
-        op.execute("CREATE VIRTUAL TABLE chunk_fts USING fts5(terms, content='chunks', content_rowid='id', tokenize='unicode61 remove_diacritics 0')")
+        op.execute("CREATE VIRTUAL TABLE chunk_fts USING fts5(terms, content='chunks', content_rowid='id', "
+                   "tokenize='unicode61 remove_diacritics 0')")
         op.execute("CREATE VIRTUAL TABLE chunk_tri USING fts5(text, content='chunks', content_rowid='id', tokenize='trigram')")
         op.execute(
             "CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN "

@@ -1,0 +1,128 @@
+"""Static checks as part of ``make test``: ruff over src/ and tests/, mypy as configured, and reasons on type ignores.
+
+The rules live in ``pyproject.toml`` (``[tool.ruff]``, ``[tool.mypy]``); these tests only run the tools from the
+repository root with this interpreter, so the pinned versions of the ``test`` extra are the ones that judge.
+mypy keeps its incremental cache in ``.mypy_cache`` (git-ignored): a run after a small change takes seconds.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+import tokenize
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A `type: ignore[code]` comment followed by a second comment giving the reason: `# type: ignore[code]  # why`.
+_IGNORE = re.compile(r"#\s*type:\s*ignore\b(?P<codes>\[[^\]]*\])?(?P<rest>.*)")
+_REASON = re.compile(r"^\s*#\s*(?!noqa\b)\S")
+
+# TODO(integrator): remove after merge. Files other helpers were editing when this check came in; each has
+# `type: ignore` comments without a reason. Add the reasons (or fix the types), then empty this set.
+_REASONS_PENDING = frozenset({
+    "src/cristal/cli/app.py",
+    "src/cristal/cli/demo.py",
+    "src/cristal/cli/knowledge.py",
+    "src/cristal/cli/operator.py",
+    "src/cristal/cli/workflows.py",
+    "src/cristal/knowledge/connectors/files.py",
+    "src/cristal/knowledge/connectors/sql.py",
+    "src/cristal/knowledge/embed.py",
+    "src/cristal/knowledge/parse/docx.py",
+    "src/cristal/knowledge/pii.py",
+    "src/cristal/knowledge/search.py",
+    "src/cristal/knowledge/tokenize.py",
+    "src/cristal/research/run.py",
+    "src/cristal/research/store.py",
+    "src/cristal/server/app.py",
+    "src/cristal/server/errors.py",
+    "src/cristal/workflows/approvals.py",
+    "src/cristal/workflows/engine.py",
+    "src/cristal/workflows/spec.py",
+    "src/cristal/workflows/steps.py",
+    "tests/cli/test_cli.py",
+    "tests/cli/test_demo.py",
+    "tests/cli/test_knowledge_cli.py",
+    "tests/cli/test_research_cli.py",
+    "tests/cli/test_sync_kill.py",
+    "tests/cli/test_webapps_cli.py",
+    "tests/cli/test_workflow_cli.py",
+    "tests/conftest.py",
+    "tests/knowledge/connectors/test_sql.py",
+    "tests/knowledge/test_boundaries.py",
+    "tests/knowledge/test_chunk.py",
+    "tests/knowledge/test_sync_search.py",
+    "tests/operator/conftest.py",
+    "tests/operator/test_approvals.py",
+    "tests/operator/test_cli.py",
+    "tests/operator/test_observation.py",
+    "tests/operator/test_policy.py",
+    "tests/operator/test_replay.py",
+    "tests/operator/test_run.py",
+    "tests/operator/test_webapps.py",
+    "tests/operator/test_workflow_step.py",
+    "tests/research/conftest.py",
+    "tests/research/test_checkpoints.py",
+    "tests/research/test_extractive.py",
+    "tests/research/test_llm.py",
+    "tests/server/test_api.py",
+    "tests/server/test_serve_cli.py",
+    "tests/server/test_ui.py",
+    "tests/server/test_workflows_http.py",
+    "tests/workflows/conftest.py",
+    "tests/workflows/test_demo.py",
+    "tests/workflows/test_deployments.py",
+    "tests/workflows/test_kill.py",
+    "tests/workflows/test_scale.py",
+})
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
+def test_ruff_finds_nothing_in_src_and_tests() -> None:
+    result = _run("ruff", "check", "--no-fix", "--output-format", "concise", "src", "tests")
+    if result.returncode != 0:
+        pytest.fail(f"ruff check src tests:\n{result.stdout}{result.stderr}", pytrace=False)
+
+
+def test_mypy_finds_nothing() -> None:
+    result = _run("mypy")  # files, strictness and cache as [tool.mypy] says
+    if result.returncode != 0:
+        pytest.fail(f"mypy:\n{result.stdout}{result.stderr}", pytrace=False)
+
+
+def ignores_without_reason(source: str) -> list[int]:
+    """Line numbers of ``type: ignore`` comments in ``source`` that no ``# reason`` comment follows."""
+    lines = []
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        match = _IGNORE.search(token.string) if token.type == tokenize.COMMENT else None
+        if match and not _REASON.match(match["rest"]):
+            lines.append(token.start[0])
+    return lines
+
+
+def test_every_type_ignore_says_why() -> None:
+    missing = []
+    for path in sorted([*ROOT.glob("src/**/*.py"), *ROOT.glob("tests/**/*.py")]):
+        relative = path.relative_to(ROOT).as_posix()
+        if relative not in _REASONS_PENDING:
+            missing += [f"{relative}:{n}" for n in ignores_without_reason(path.read_text(encoding="utf-8"))]
+    assert not missing, "`# type: ignore[code]` needs a reason: `# type: ignore[code]  # why`\n" + "\n".join(missing)
+
+
+def test_the_reason_check_tells_reasons_from_bare_ignores() -> None:
+    source = (
+        "a = f()  # type: ignore[attr-defined]\n"
+        "b = f()  # type: ignore[attr-defined]  # the stub lacks it\n"
+        "c = f()  # type: ignore\n"
+        "d = f()  # type: ignore[misc]  # noqa: E501\n"
+        "e = '# type: ignore[misc]'\n"
+    )
+    assert ignores_without_reason(source) == [1, 3, 4]
