@@ -77,6 +77,21 @@ def test_tool_arguments_that_are_not_json_are_an_llm_error(gateway, people, usag
     assert row.status == "error" and row.tokens_out > 0  # the answer was paid for
 
 
+def test_a_call_of_a_tool_kind_never_offered_is_an_llm_error(gateway, people, usage_rows) -> None:
+    completion = {
+        "id": "chatcmpl-custom", "object": "chat.completion", "created": 0, "model": "scripted",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": None,
+            "tool_calls": [{"id": "call_1", "type": "custom", "custom": {"name": "grep", "input": "x"}}]}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    }
+    with ScriptedModel([malformed(document=completion)]) as server:
+        with pytest.raises(LLMError, match="a tool call has no function name"):
+            gateway(server.base_url).chat(people.alice, USER)
+    [row] = usage_rows()
+    assert row.status == "error" and row.tokens_out == 2  # the answer was paid for
+
+
 def test_a_hang_times_out_as_an_llm_error(gateway, people, usage_rows) -> None:
     with ScriptedModel([hang(30)]) as server:
         with pytest.raises(LLMError) as exc:
