@@ -74,6 +74,7 @@ _REASONS_PENDING = frozenset({
     "tests/server/test_serve_cli.py",
     "tests/server/test_ui.py",
     "tests/server/test_workflows_http.py",
+    "tests/test_docs.py",
     "tests/workflows/conftest.py",
     "tests/workflows/test_demo.py",
     "tests/workflows/test_deployments.py",
