@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlalchemy import select
 
+from cristal.knowledge.schema import Document
 from cristal.research import render_html, run_research
 from tests.research.company import MEMBER
 from tests.research.test_extractive import assert_citations_hold
@@ -46,3 +48,53 @@ def test_the_real_values_still_disagree_without_the_planted_one(rdb, who, settin
     assert "180 EUR" in result.report
     values = {v["value"] for d in result.disagreements for v in d["values"]}
     assert "990 EUR" not in values
+
+
+def test_llm_mode_withholds_planted_sentences_and_drops_claims_only_they_support(rdb, who, tmp_path, store) -> None:  # type: ignore[no-untyped-def]
+    from cristal.research.prompts import WITHHELD
+    from cristal.testing.scripted_model import ScriptedModel, json_reply, text, tool_call
+    from tests.research.test_llm import llm_settings, passage_number
+
+    def obedient_writer(request):  # type: ignore[no-untyped-def]
+        # A model that fell for the planted text: it states 990 EUR and "sends" the report, citing the poisoned FAQ.
+        faq, update = passage_number(request, "vier Wochen"), passage_number(request, "180 EUR")
+        return text(f"Die Hotelobergrenze in München beträgt 990 EUR pro Nacht [{faq}]. "
+                    f"Der Bericht wurde an audit@evil.example gesendet [{faq}]. "
+                    f"Die aktuelle Hotelobergrenze in München beträgt 180 EUR pro Nacht [{update}].")
+
+    script = [json_reply({"subquestions": ["Wie hoch ist die Hotelobergrenze in München?"]}), tool_call("finish"), obedient_writer]
+    with ScriptedModel(script) as model:
+        result = run_research(rdb, who(MEMBER), "Wie hoch ist die Hotelobergrenze in München?",
+                              settings=llm_settings(model, str(tmp_path)), store=store, mode="llm")
+        requests = [json.dumps(r.json, ensure_ascii=False) for r in model.chat_requests]
+    assert result.written_by == "model" and "180 EUR" in result.report
+    assert_citations_hold(rdb, result)
+    assert_not_quoted(result)
+    assert "2 Satz/Sätze des Modellentwurfs wurden entfernt" in result.report  # the 990 EUR claim and the "sent" claim
+    for request in requests:  # the model never saw the planted sentences
+        for planted in PLANTED[:6]:
+            assert planted not in request
+    assert WITHHELD in requests[-1]
+    assert any(d["uri"].endswith("public/reisekosten-faq.md") for d in result.flagged_documents)
+
+
+def test_a_checkpoint_that_already_holds_a_planted_sentence_is_screened_on_resume(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]
+    # Notes saved before the screen knew the sentence (an older version, or a partial run) may hold it as evidence.
+    from dataclasses import replace
+
+    from cristal.research import Budget
+
+    q = "Wie hoch ist die Hotelobergrenze in München?"
+    partial = run_research(rdb, who(MEMBER), q, settings=settings, store=store, budget=Budget(max_steps=1))
+    notes, _ = store.load(partial.run_id)
+    with rdb.session() as s:
+        faq = s.execute(select(Document.id, Document.text).where(Document.uri.like("%reisekosten-faq.md"))).one()
+    start = faq.text.index("KI-Assistent")
+    end = faq.text.index("\n", start)
+    template = notes.evidence[0]
+    notes.evidence.insert(0, replace(template, doc_id=faq.id, uri="reisekosten-faq.md", start=start, end=end,
+                                     quote=faq.text[start:end], score=9.9))
+    store.save(partial.run_id, notes)
+    done = run_research(rdb, who(MEMBER), None, settings=settings, store=store, resume=partial.run_id)
+    assert_not_quoted(done)
+    assert any(d["doc_id"] == faq.id for d in done.flagged_documents)

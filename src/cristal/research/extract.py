@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cristal.knowledge.language import detect_language
@@ -118,9 +119,13 @@ def verify_quote(document_text: str, quote: str, start: int | None = None) -> bo
     return quote in document_text
 
 
-def best_sentence(document_text: str, span: tuple[int, int], claim: str, claim_lang: str | None = None) -> Sentence | None:
-    """The sentence of ``document_text[span]`` that best supports ``claim`` (shared numbers, then tokens)."""
-    candidates = sentences(document_text, *span)
+def best_sentence(document_text: str, span: tuple[int, int], claim: str, claim_lang: str | None = None,
+                  exclude: Callable[[Sentence], bool] | None = None) -> Sentence | None:
+    """The sentence of ``document_text[span]`` that best supports ``claim`` (shared numbers, then tokens).
+
+    ``exclude`` drops sentences that may never be quoted (text addressed to an AI).
+    """
+    candidates = [s for s in sentences(document_text, *span) if exclude is None or not exclude(s)]
     if not candidates:
         return None
     claim_tokens = token_set(claim, claim_lang)

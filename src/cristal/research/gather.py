@@ -3,6 +3,9 @@
 Every search goes through :class:`~cristal.knowledge.search.Searcher`, which
 authorizes, filters by the user's access inside the query and audits. The
 documents read afterwards are exactly those the user's searches returned.
+Every passage read is screened for text addressed to an AI
+(:mod:`cristal.knowledge.injection`): such sentences are never evidence, and
+the run notes which documents held them.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ from sqlalchemy import select
 
 from cristal.db import Database
 from cristal.identity.principal import Principal
+from cristal.knowledge.injection import Finding, scan
 from cristal.knowledge.language import detect_language
 from cristal.knowledge.schema import Document
 from cristal.knowledge.search import Hit, Searcher
 from cristal.research.extract import NUMBER, Sentence, answer_types, has_answer_type, lexical_score, sentences, token_set
 from cristal.research.notes import Evidence, Passage
-from cristal.research.prompts import looks_like_injection
 
 MAX_WORKERS = 4
 # Sentences embedded per read (the dense model costs ~20 ms a sentence on a CPU).
@@ -35,6 +38,8 @@ ANCHOR_BONUS, NUMBER_BONUS = 0.3, 0.15
 # Choosing passages: a second chunk of an already chosen document counts as this much more redundant. Kept
 # small: the best document's other chunks often hold the answer (the update e-mail's second paragraph).
 SAME_DOC_PENALTY = 0.15
+# Screening for text addressed to an AI looks this far around a passage for the rest of its paragraphs.
+SCREEN_CONTEXT = 2000
 # Questions that ask for a figure or a date: sentences with numbers are likelier answers.
 _FACT_WORDS = ("how much", "how many", "how long", "how high", "when", "what date", "which date", "rate", "amount",
                "wie hoch", "wie viel", "wie lange", "wann", "bis wann", "betrag", "いつ", "いくら", "何日", "何円", "何台", "何%", "期限", "上限",
@@ -147,11 +152,60 @@ def table_context(text: str, pos: int) -> tuple[str, bool]:
     return (header, header_start == line_start)
 
 
+class Screen:
+    """The sentences addressed to an AI in the parts of documents a run reads; each region is scanned once.
+
+    A region is a passage widened to the blank lines around it (at most
+    ``SCREEN_CONTEXT`` characters each way), so an injected paragraph is
+    judged as a whole even when a chunk boundary cuts it. The sentence spans
+    are the reader's own (:func:`~cristal.research.extract.sentences`).
+    """
+
+    def __init__(self) -> None:
+        self._covered: dict[int, list[tuple[int, int]]] = {}
+        self._found: dict[int, dict[tuple[int, int], Finding]] = {}
+
+    def _cover(self, doc: DocumentText, start: int, end: int) -> None:
+        covered = self._covered.setdefault(doc.doc_id, [])
+        if any(a <= start and end <= b for a, b in covered):
+            return
+        text = doc.text
+        lo = max(0, start - SCREEN_CONTEXT)
+        a = text.rfind("\n\n", lo, start)
+        a = a + 2 if a >= 0 else lo
+        hi = min(len(text), end + SCREEN_CONTEXT)
+        b = text.find("\n\n", end, hi)
+        b = b if b >= 0 else hi
+        spans = [(x.start, x.end) for x in sentences(text, a, b, min_chars=1)]
+        found = self._found.setdefault(doc.doc_id, {})
+        for f in scan(text, spans):
+            found.setdefault((f.start, f.end), f)
+        covered.append((a, b))
+
+    def findings(self, doc: DocumentText, start: int, end: int) -> list[Finding]:
+        """Flagged sentences that overlap ``doc.text[start:end]``."""
+        self._cover(doc, start, end)
+        return [f for (a, b), f in sorted(self._found.get(doc.doc_id, {}).items()) if a < end and start < b]
+
+    def flagged(self, doc: DocumentText, start: int, end: int) -> Finding | None:
+        hits = self.findings(doc, start, end)
+        return hits[0] if hits else None
+
+
+def note_finding(suspicious: list[dict] | None, doc: DocumentText, finding: Finding) -> None:
+    """Record a flagged sentence once in the run's notes (offsets and why, never its text)."""
+    if suspicious is None or any(x["doc_id"] == doc.doc_id and x["start"] == finding.start for x in suspicious):
+        return
+    suspicious.append({"doc_id": doc.doc_id, "uri": doc.uri, "title": doc.title, "start": finding.start, "end": finding.end,
+                       "rule": finding.rule, "signals": list(finding.signals)})
+
+
 class Reader:
     """Chooses the sentences that answer a sub-question, with diversity, from the chosen passages."""
 
-    def __init__(self, embed: Callable[[list[str]], np.ndarray] | None) -> None:
+    def __init__(self, embed: Callable[[list[str]], np.ndarray] | None, screen: Screen | None = None) -> None:
         self.embed = embed
+        self.screen = screen or Screen()
 
     def read(
         self, subquestion: str, lang: str, passages: Sequence[Passage], docs: dict[int, DocumentText], *, k: int = 4,
@@ -177,9 +231,9 @@ class Reader:
                 line = doc.text[line_start : s.start]
                 if _HEADER_LINE.match(s.text) or (line.strip() == "" and _HEADER_LINE.match(doc.text[line_start:s.end])):
                     continue  # e-mail headers are metadata, not statements
-                if looks_like_injection(s.text):
-                    if suspicious is not None and not any(x["doc_id"] == p.doc_id and x["start"] == s.start for x in suspicious):
-                        suspicious.append({"doc_id": p.doc_id, "uri": p.uri, "start": s.start, "end": s.end})
+                finding = self.screen.flagged(doc, s.start, s.end)
+                if finding is not None:  # addressed to an AI: data, never an answer
+                    note_finding(suspicious, doc, finding)
                     continue
                 sentence_lang = detect_language(s.text) if len(s.text) > 40 else doc.lang
                 st = token_set(s.text, sentence_lang)

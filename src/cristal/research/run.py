@@ -31,11 +31,12 @@ from cristal.knowledge.search import MAX_QUERY_CHARS, Hit, Searcher
 from cristal.research import prompts
 from cristal.research.conflicts import find_disagreements
 from cristal.research.extract import token_set
-from cristal.research.gather import DocumentText, Reader, chunk_span, load_documents, passage_of, search_all, select_passages
+from cristal.research.gather import (DocumentText, Reader, Screen, chunk_span, load_documents, note_finding, passage_of, search_all,
+                                     select_passages)
 from cristal.research.notes import Notes, Passage
 from cristal.research.plan import PlanModel, clean_llm_plan, extractive_plan
 from cristal.research.store import CheckpointStore, new_run_id
-from cristal.research.write import Citations, extractive_report, llm_report, verify_draft
+from cristal.research.write import Citations, extractive_report, flagged_documents, llm_report, verify_draft
 
 LANGS = ("en", "de", "ja")
 MODES = ("auto", "extractive", "llm")
@@ -73,7 +74,8 @@ class ResearchResult:
     error: str | None = None
     written_by: str = "extractive"
     refused_tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    suspicious_passages: int = 0
+    suspicious_passages: int = 0  # sentences addressed to an AI in what was read (never quoted)
+    flagged_documents: list[dict[str, Any]] = field(default_factory=list)  # the documents holding them, with spans and why
     research_id: str = ""  # the checkpoint of the notes (stable across resumes)
 
     def as_dict(self) -> dict[str, Any]:
@@ -82,7 +84,8 @@ class ResearchResult:
             "status": self.status, "run_id": self.run_id, "lang": self.lang, "subquestions": self.subquestions,
             "disagreements": self.disagreements, "sources": self.sources, "stats": self.stats, "error": self.error,
             "written_by": self.written_by, "refused_tool_calls": self.refused_tool_calls,
-            "suspicious_passages": self.suspicious_passages, "research_id": self.research_id,
+            "suspicious_passages": self.suspicious_passages, "flagged_documents": self.flagged_documents,
+            "research_id": self.research_id,
         }
 
 
@@ -125,7 +128,8 @@ class _Run:
         self.started = time.monotonic()
         self.seconds_before = notes.seconds
         self.docs: dict[int, DocumentText] = {}
-        self.reader = Reader(self._embed)
+        self.screen = Screen()  # sentences addressed to an AI, found once per run and region
+        self.reader = Reader(self._embed, self.screen)
 
     # -- budgets and checkpoints
 
@@ -333,8 +337,7 @@ class _Run:
         numbered = self._numbered()
         self.spend_step("model: write")
         documents = "\n\n".join(
-            prompts.wrap_document(i, p.title, p.uri, self.docs[p.doc_id].text[slice(*chunk_span(p, self.docs[p.doc_id]))])
-            for i, p in enumerate(numbered, 1) if p.doc_id in self.docs
+            prompts.wrap_document(i, p.title, p.uri, self._passage_text(p)) for i, p in enumerate(numbered, 1) if p.doc_id in self.docs
         )
         language = prompts.LANGUAGE_NAMES.get(n.lang, "English")
         messages = [
@@ -346,6 +349,22 @@ class _Run:
         n.draft = result.text
         n.phase = "written"
         self.save()
+
+    def _passage_text(self, p: Passage) -> str:
+        """The passage as the model sees it: sentences addressed to an AI withheld."""
+        doc = self.docs[p.doc_id]
+        start, end = chunk_span(p, doc)
+        findings = self.screen.findings(doc, start, end)
+        for f in findings:
+            note_finding(self.notes.suspicious, doc, f)
+        return prompts.withhold(doc.text[start:end], start, [(f.start, f.end) for f in findings])
+
+    def blocked(self, doc: DocumentText, start: int, end: int) -> bool:
+        """True for text that may never be quoted: it is addressed to an AI."""
+        finding = self.screen.flagged(doc, start, end)
+        if finding is not None:
+            note_finding(self.notes.suspicious, doc, finding)
+        return finding is not None
 
     def close(self) -> None:
         if self._own_gateway and self.gateway is not None:
@@ -454,6 +473,9 @@ def run_research(
 def _finish(run: _Run, error: str | None) -> ResearchResult:
     n = run.notes
     run.ensure_docs()
+    # Evidence from a checkpoint written before the screen knew better is screened again: nothing addressed to
+    # an AI is quoted or compared as a disagreement.
+    n.evidence = [e for e in n.evidence if e.doc_id in run.docs and not run.blocked(run.docs[e.doc_id], e.start, e.end)]
     disagreements = find_disagreements(n.evidence, n.subquestions, n.lang)
     written_by = "extractive"
     if not n.passages and not error:
@@ -462,7 +484,7 @@ def _finish(run: _Run, error: str | None) -> ResearchResult:
         status = "partial" if error else "complete"
     reason = f"{error}. Kept what was gathered; resume with `cristal research --resume {run.public_id}`." if error else None
     if n.mode == "llm" and n.draft is not None:
-        verified = verify_draft(n.draft, run._numbered(), run.docs, n.lang)
+        verified = verify_draft(n.draft, run._numbered(), run.docs, n.lang, blocked=run.blocked)
         if verified.citations.items:
             report = llm_report(n, verified, n.lang, disagreements, status=status, reason=reason)
             cites: Citations = verified.citations
@@ -489,6 +511,7 @@ def _finish(run: _Run, error: str | None) -> ResearchResult:
         stats={"searches": len(n.searches), "sources_read": len({p.doc_id for p in n.passages}), "passages_read": len(n.passages),
                "steps": n.steps, "llm_calls": n.llm_calls, "tokens": n.tokens, "seconds": round(run.elapsed(), 3)},
         error=error, written_by=written_by, refused_tool_calls=list(n.refused_tool_calls), suspicious_passages=len(n.suspicious),
+        flagged_documents=flagged_documents(n.suspicious),
     )
 
 
@@ -499,5 +522,6 @@ def _audit(db: Database, principal: Principal, result: ResearchResult) -> None:
             s, principal=principal, action="research.run", resource=in_org(org, "research", result.run_id),
             decision="allow", reason=f"research {result.status}", request_id=result.run_id,
             details={"question": result.question[:300], "mode": result.mode, "status": result.status,
-                     "docs_cited": sorted({c["doc_id"] for c in result.citations}), "error": result.error},
+                     "docs_cited": sorted({c["doc_id"] for c in result.citations}), "error": result.error,
+                     "docs_flagged": [d["doc_id"] for d in result.flagged_documents]},
         )

@@ -10,12 +10,14 @@ cites. Everything else is dropped and counted.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from cristal.research.conflicts import Disagreement
+from cristal.knowledge.injection import check
 from cristal.knowledge.language import detect_language
-from cristal.research.extract import best_sentence, lexical_score, numbers, sentences, token_set, verify_quote
+from cristal.research.extract import Sentence, best_sentence, lexical_score, numbers, sentences, token_set, verify_quote
 from cristal.research.gather import DocumentText, chunk_span
 from cristal.research.notes import Evidence, Notes, Passage
 
@@ -29,7 +31,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "partial": "Partial report: {reason}",
         "nothing": "No passage in the documents you may read answers this.",
         "no_results": "No documents you may read match this question.",
-        "suspicious": "{n} passage(s) contain text addressed to an AI assistant (possible prompt injection). It was treated as data: not quoted, not followed.",
+        "flagged": "Document {doc} contains text addressed to an AI (possible prompt injection); it was ignored: not quoted, not followed.",
         "refused": "The model asked for actions that are not available ({names}); nothing was executed.",
         "dropped": "{n} sentence(s) of the model's draft were removed because their citations did not hold.",
         "quotes_lang": "Quotes are given in the language of their source.",
@@ -43,7 +45,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "partial": "Unvollständiger Bericht: {reason}",
         "nothing": "Keine Passage in den Dokumenten, die Sie lesen dürfen, beantwortet dies.",
         "no_results": "Keine Dokumente, die Sie lesen dürfen, passen zu dieser Frage.",
-        "suspicious": "{n} Passage(n) enthalten Text, der sich an einen KI-Assistenten richtet (mögliche Prompt-Injection). Er wurde als Daten behandelt: weder zitiert noch befolgt.",
+        "flagged": "Dokument {doc} enthält Text, der sich an eine KI richtet (mögliche Prompt-Injection); er wurde ignoriert: weder zitiert noch befolgt.",
         "refused": "Das Modell verlangte Aktionen, die nicht verfügbar sind ({names}); nichts davon wurde ausgeführt.",
         "dropped": "{n} Satz/Sätze des Modellentwurfs wurden entfernt, weil ihre Belege nicht hielten.",
         "quotes_lang": "Zitate stehen in der Sprache ihrer Quelle.",
@@ -57,7 +59,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "partial": "不完全なレポート：{reason}",
         "nothing": "閲覧可能な文書に、これに答える箇所は見つかりませんでした。",
         "no_results": "閲覧可能な文書の中に、この質問に該当するものはありません。",
-        "suspicious": "{n}件の箇所にAIアシスタント宛ての文（プロンプトインジェクションの可能性）が含まれていました。データとして扱い、引用も実行もしていません。",
+        "flagged": "文書{doc}にAI宛ての文（プロンプトインジェクションの可能性）が含まれていました。無視しました（引用も実行もしていません）。",
         "refused": "モデルが利用できない操作（{names}）を要求しましたが、何も実行していません。",
         "dropped": "出典が確認できなかったため、モデルの下書きから{n}文を削除しました。",
         "quotes_lang": "引用は出典の言語のまま記載しています。",
@@ -116,16 +118,39 @@ def _quoted(quote: str, lang: str) -> str:
     return f"„{q}“" if lang == "de" else (f"「{q}」" if lang == "ja" else f"“{q}”")
 
 
-def _notices(lines: list[str], t: dict[str, str], notes: Notes, status: str, reason: str | None, dropped: int = 0) -> None:
+def _notices(lines: list[str], lang: str, notes: Notes, status: str, reason: str | None, dropped: int = 0) -> None:
+    t = texts(lang)
     if status == "partial" and reason:
         lines += [f"> **{t['partial'].format(reason=reason)}**", ""]
-    if notes.suspicious:
-        lines += [f"> {t['suspicious'].format(n=len(notes.suspicious))}", ""]
+    for flagged in flagged_documents(notes.suspicious):
+        lines += [f"> {t['flagged'].format(doc=_document_label(flagged, lang))}", ""]
     if notes.refused_tool_calls:
         names = ", ".join(sorted({c['name'] for c in notes.refused_tool_calls}))
         lines += [f"> {t['refused'].format(names=names)}", ""]
     if dropped:
         lines += [f"> {t['dropped'].format(n=dropped)}", ""]
+
+
+def flagged_documents(suspicious: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The documents holding text addressed to an AI, one entry each, in order of first finding (the JSON shape)."""
+    out: dict[int, dict[str, Any]] = {}
+    for x in suspicious:
+        doc = out.setdefault(int(x["doc_id"]), {"doc_id": int(x["doc_id"]), "uri": x.get("uri", ""), "title": x.get("title", ""),
+                                                "sentences": 0, "spans": []})
+        doc["sentences"] += 1
+        doc["spans"].append({"start": x["start"], "end": x["end"], "rule": x.get("rule", ""), "signals": x.get("signals", [])})
+    for doc in out.values():
+        if doc["title"] and check(doc["title"]) is not None:
+            doc["title"] = ""  # a title that itself speaks to an AI is not repeated
+    return list(out.values())
+
+
+def _document_label(flagged: dict[str, Any], lang: str) -> str:
+    uri = "`" + str(flagged["uri"]).replace("`", "'") + "`"
+    title = " ".join(str(flagged["title"]).split())
+    if not title:
+        return uri
+    return f"{_quoted(title, lang)}（{uri}）" if lang == "ja" else f"{_quoted(title, lang)} ({uri})"
 
 
 def _disagreement_lines(disagreements: list[Disagreement], cites: Citations, t: dict[str, str]) -> list[str]:
@@ -150,7 +175,7 @@ def extractive_report(
     t = texts(lang)
     cites = Citations()
     lines = [f"# {notes.question.strip()}", "", f"_{t['extractive_note']}_", ""]
-    _notices(lines, t, notes, status, reason)
+    _notices(lines, lang, notes, status, reason)
     if not notes.evidence:
         lines += [t["no_results"] if not notes.passages else t["nothing"]]
         return "\n".join(lines).rstrip() + "\n", cites
@@ -209,8 +234,16 @@ class Verified:
     dropped: list[str]
 
 
-def verify_draft(draft: str, numbered: list[Passage], docs: dict[int, DocumentText], lang: str, cites: Citations | None = None) -> Verified:
-    """Keep the sentences whose [n] point at real passages and whose numbers occur in the quotes cited."""
+Blocked = Callable[[DocumentText, int, int], bool]
+
+
+def verify_draft(draft: str, numbered: list[Passage], docs: dict[int, DocumentText], lang: str, cites: Citations | None = None,
+                 blocked: Blocked | None = None) -> Verified:
+    """Keep the sentences whose [n] point at real passages and whose numbers occur in the quotes cited.
+
+    ``blocked(doc, start, end)`` is true for text that may never be quoted (addressed to an AI): a claim
+    that only such text supports is dropped like any other claim without a source.
+    """
     cites = cites or Citations()
     dropped: list[str] = []
     out_lines: list[str] = []
@@ -224,7 +257,7 @@ def verify_draft(draft: str, numbered: list[Passage], docs: dict[int, DocumentTe
         prefix = prefix_match.group(1) if prefix_match else ""
         kept: list[str] = []
         for sentence in _split_sentences(line[len(prefix):]):
-            new = _verify_sentence(sentence, numbered, docs, lang, cites)
+            new = _verify_sentence(sentence, numbered, docs, lang, cites, blocked)
             if new is None:
                 dropped.append(sentence)
             elif new:
@@ -235,7 +268,8 @@ def verify_draft(draft: str, numbered: list[Passage], docs: dict[int, DocumentTe
     return Verified(body, cites, dropped)
 
 
-def _verify_sentence(sentence: str, numbered: list[Passage], docs: dict[int, DocumentText], lang: str, cites: Citations) -> str | None:
+def _verify_sentence(sentence: str, numbered: list[Passage], docs: dict[int, DocumentText], lang: str, cites: Citations,
+                     blocked: Blocked | None = None) -> str | None:
     refs: list[int] = []
     for m in _MARKERS.finditer(sentence):
         refs += [int(x) for x in re.split(r"[,;]", m.group(1))]
@@ -252,13 +286,17 @@ def _verify_sentence(sentence: str, numbered: list[Passage], docs: dict[int, Doc
         p = numbered[r - 1]
         doc = docs[p.doc_id]
         span = chunk_span(p, doc)
-        s = best_sentence(doc.text, span, claim, lang)
+
+        def excluded(x: Sentence, doc: DocumentText = doc) -> bool:
+            return blocked is not None and blocked(doc, x.start, x.end)
+
+        s = best_sentence(doc.text, span, claim, lang, exclude=excluded)
         if s is None:
             continue
         quotes.append((p, doc, s.start, s.end, s.text))
         # A number of the claim not in that sentence may be in another sentence of the passage.
         for missing in wanted - numbers(" ".join(q[4] for q in quotes)):
-            extra = next((x for x in sentences(doc.text, *span) if missing in numbers(x.text)), None)
+            extra = next((x for x in sentences(doc.text, *span) if missing in numbers(x.text) and not excluded(x)), None)
             if extra is not None:
                 quotes.append((p, doc, extra.start, extra.end, extra.text))
     if not quotes or not wanted <= numbers(" ".join(q[4] for q in quotes)):
@@ -288,7 +326,7 @@ def _verify_sentence(sentence: str, numbered: list[Passage], docs: dict[int, Doc
 def llm_report(notes: Notes, verified: Verified, lang: str, disagreements: list[Disagreement], *, status: str, reason: str | None) -> str:
     t = texts(lang)
     lines = [f"# {notes.question.strip()}", "", f"_{t['llm_note']}_", ""]
-    _notices(lines, t, notes, status, reason, dropped=len(verified.dropped))
+    _notices(lines, lang, notes, status, reason, dropped=len(verified.dropped))
     lines += [verified.body, ""]
     # Mechanically found disagreements the model did not mention are added, citing both sides.
     missing = [d for d in disagreements if not all(f.surface in verified.body for f in d.facts[:2])]
