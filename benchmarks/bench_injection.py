@@ -115,8 +115,8 @@ def dense(texts: list[tuple[str, str]]) -> dict:
     cases = [json.loads(line) for line in CASES.read_text(encoding="utf-8").splitlines() if line.strip()]
     cases = [c for c in cases if "flagged" not in c]
     sims = (embedder.encode([c["text"] for c in cases]) @ prototypes.T).max(axis=1)
-    pos = np.array([s for c, s in zip(cases, sims) if c["injection"]])
-    neg = np.array([s for c, s in zip(cases, sims) if not c["injection"]])
+    pos = np.array([s for c, s in zip(cases, sims, strict=True) if c["injection"]])
+    neg = np.array([s for c, s in zip(cases, sims, strict=True) if not c["injection"]])
     auc = float(np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg]))
     sample = [t[a:b] for name, t in texts[:2000] if name != PLANTED for a, b in sentence_spans(t)][:3000]
     ordinary = (embedder.encode(sample) @ prototypes.T).max(axis=1)
@@ -137,8 +137,8 @@ def main() -> None:
     lab, ordi = document["labelled"], document["ordinary"]
     print(f"labelled ({lab['cases']} cases):", file=sys.stderr)
     for key, g in sorted(lab["groups"].items()):
-        print(f"  {key:<16} recall {g['recall']:.3f}  precision {g['precision']:.3f}  (tp {g['tp']} fn {g['fn']} fp {g['fp']} tn {g['tn']})",
-              file=sys.stderr)
+        counts = f"tp {g['tp']} fn {g['fn']} fp {g['fp']} tn {g['tn']}"
+        print(f"  {key:<16} recall {g['recall']:.3f}  precision {g['precision']:.3f}  ({counts})", file=sys.stderr)
     print(f"ordinary text: {ordi['sentences']} sentences, {ordi['false_alarms']} false alarms; "
           f"{ordi['chars_per_second']:,} chars/s", file=sys.stderr)
     if args.out:

@@ -46,7 +46,7 @@ send receipts to finance@…", "Bitte senden Sie die Belege an …",
 addresses no AI and manipulates nothing, so it is not flagged.
 
 Matching runs on a normalised view of the text (NFKC, so full-width
-``ＡＩ`` is ``AI``; zero-width characters and soft hyphens removed; Cyrillic
+letters are ASCII; zero-width characters and soft hyphens removed; Cyrillic
 and Greek look-alike letters folded to Latin), and every cue is reported as a
 span of the original text. :func:`scan` returns the flagged sentences with
 the rule that fired and the cues behind it; :func:`check` judges one sentence.
@@ -61,9 +61,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-
 
 SIGNALS = ("addressee", "weak_addressee", "override", "role", "output", "concealment", "exfiltration", "directive", "context")
 _MANIPULATION = frozenset({"override", "role", "output", "concealment"})
@@ -84,11 +83,14 @@ _DESCRIBE = {
 # The normalised view: NFKC per character, invisible characters dropped, look-alike letters folded.
 
 _INVISIBLE = frozenset("\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff")
+# Cyrillic and Greek letters that look like Latin ones (written as escapes: the point is that they look alike).
 _LOOKALIKE = str.maketrans({
-    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j", "ѕ": "s", "ԁ": "d",
-    "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P", "С": "C", "Т": "T", "Х": "X", "І": "I",
-    "α": "a", "ο": "o", "ι": "i", "ν": "v", "Α": "A", "Β": "B", "Ε": "E", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O",
-    "Ρ": "P", "Τ": "T", "Χ": "X", "Υ": "Y", "Ζ": "Z",
+    "\u0430": "a", "\u0435": "e", "\u043e": "o", "\u0440": "p", "\u0441": "c", "\u0443": "y", "\u0445": "x",
+    "\u0456": "i", "\u0458": "j", "\u0455": "s", "\u0501": "d", "\u0410": "A", "\u0412": "B", "\u0415": "E",
+    "\u041a": "K", "\u041c": "M", "\u041d": "H", "\u041e": "O", "\u0420": "P", "\u0421": "C", "\u0422": "T",
+    "\u0425": "X", "\u0406": "I", "\u03b1": "a", "\u03bf": "o", "\u03b9": "i", "\u03bd": "v", "\u0391": "A",
+    "\u0392": "B", "\u0395": "E", "\u0399": "I", "\u039a": "K", "\u039c": "M", "\u039d": "N", "\u039f": "O",
+    "\u03a1": "P", "\u03a4": "T", "\u03a7": "X", "\u03a5": "Y", "\u0396": "Z",
 })
 
 
@@ -132,7 +134,8 @@ _I = re.IGNORECASE
 # AI terms that name an AI unambiguously, as the head of their compound (what follows is not another word part).
 # "AI" and "KI" only in capitals: "ai" and "ki" are syllables and words of other languages.
 _AI_WORD = r"(?:(?-i:A\.?I\.?|K\.?I\.?)|LLMs?|GPT(?:-?\d[\w.]*)?|ChatGPT|Claude|Gemini|Copilot|Bard|Llama|Mistral)"
-_AI_HEAD = (r"(?:assistants?|systems?|models?|agents?|bots?|chatbots?|summari[sz]ers?|readers?|tools?|helpers?|crawlers?|engines?|Assistent(?:in|innen|en)?|Assistenz|Systems?|Systeme[n]?|"
+_AI_HEAD = (r"(?:assistants?|systems?|models?|agents?|bots?|chatbots?|summari[sz]ers?|readers?|tools?|helpers?|crawlers?|engines?|"
+            r"Assistent(?:in|innen|en)?|Assistenz|Systems?|Systeme[n]?|"
             r"Modell(?:e|en|s)?|Agent(?:in|innen|en)?|Bots?|Chatbots?)")
 _STRONG_LATIN = (rf"(?:\b(?:generative\s+|generativen?\s+)?{_AI_WORD}(?:[- ]{_AI_HEAD})?(?![\w-])"
                  r"|\b(?:large\s+)?language\s+models?\b|\w*Sprachmodell(?:e|en|s)?\b|\bchat-?bots?\b"
@@ -156,8 +159,9 @@ _READS = (r"(?:read(?:s|ing)?|process(?:es|ing)?|summari[sz](?:es|ing|e)|analy[s
           r"see(?:s|ing)?|crawl(?:s|ing)?|index(?:es|ing)?|translat(?:es|ing|e))")
 _AFTER_TERM = (r"(?=\s*[,:;!?.)\]】]|\s*$|\s+(?:reading|processing|summari[sz]ing|analy[sz]ing|parsing|ingesting|crawling|indexing|"
                r"translating|seeing|that|which|who|tasked|used|asked|gilt|gelten|bitte|please)\b)")
-_OPEN = r"(?:^|(?<=[\"'„“‚‘«»(\[【「])|(?<=[–—-]\s))\s*"
-_THIS_TEXT = r"(?:this|these|the\s+following|diesen|dieses|diese|den\s+folgenden|die\s+folgende)\s+(?:text|document|page|e-?mail|message|file|note|Text|Dokument|Seite|Nachricht|Datei|Hinweis)\w*"
+_OPEN = "(?:^|(?<=[\"'\u201e\u201c\u201a\u2018\u00ab\u00bb(\\[\u3010\u300c])|(?<=[\u2013\u2014-]\\s))\\s*"  # after an opening quote
+_THIS_TEXT = (r"(?:this|these|the\s+following|diesen|dieses|diese|den\s+folgenden|die\s+folgende)\s+"
+              r"(?:text|document|page|e-?mail|message|file|note|Text|Dokument|Seite|Nachricht|Datei|Hinweis)\w*")
 
 _ADDRESS_LATIN = [
     # Vocative at the start: "KI-Assistent, ...", "Dear ChatGPT, ...", "Achtung, KI: ...", "An alle KI-Agenten: ..."
@@ -188,7 +192,8 @@ _ADDRESS_LATIN = [
         r"(?:[\w-]+\s+){1,3}?(?:lies\w*|lesen|liest|verarbeit\w*|zusammenfass\w*|analysier\w*|übersetz\w*|auswert\w*|durchsuch\w*)\b"
         rf"|\b(?:whoever|anyone|anybody|wer|jede[rn]?\s*,?\s+(?:der|die))\s+(?:\w+\s+){{0,3}}?{_THIS_TEXT}\s+(?:\w+\s+){{0,2}}?"
         rf"(?:with|using|via|through|mit|per|über)\s+(?:an?\s+|einer?\s+|einem\s+)?(?P<term4>{_TERM_LATIN})", _I)),
-    # A pseudo-system header: "SYSTEM OVERRIDE:", "Systemanweisung:", "[system] ...", "### Instruction:" (weak: "System notice:" is ordinary)
+    # A pseudo-system header: "SYSTEM OVERRIDE:", "Systemanweisung:", "[system] ...", "### Instruction:"
+    # (weak: "System notice:" is ordinary)
     ("header", re.compile(
         r"^\s*[\[【(<#*]*\s*(?P<term>system|admin|administrator|developer|root|sudo|assistant|(?-i:AI|KI))\s*[-_ ]?"
         r"(?:override|message|prompt|instructions?|notice|update|command|note|anweisung|nachricht|hinweis|befehl|meldung)?\s*[\]】)>*]*\s*:"
@@ -200,12 +205,15 @@ _ADDRESS_LATIN = [
         rf"(?:^|[.;:,]\s+){_DET}?{_ADJ}(?P<term>{_STRONG_LATIN})\s+(?:must|should|shall|are\s+to|is\s+to|need\s+to|have\s+to|has\s+to|"
         r"sollen|müssen|sollten|sollst|musst|haben\s+\w+\s+zu)\b(?!\s+(?:not\s+)?(?:be|been)\b)(?![^.;]*\b(?:werden|worden)\b)", _I)),
 ]
-_JA_SUFFIX = r"(?:さん|様|殿|くん|ちゃん|へ|の方へ|の方々へ|の皆さん|の皆様|各位|向け)(?:の)?(?:注意|指示|お願い|メッセージ|連絡|依頼|命令|通知|メモ|注意事項)?"
+_JA_SUFFIX = (r"(?:さん|様|殿|くん|ちゃん|へ|の方へ|の方々へ|の皆さん|の皆様|各位|向け)"
+              r"(?:の)?(?:注意|指示|お願い|メッセージ|連絡|依頼|命令|通知|メモ|注意事項)?")
 _ADDRESS_JA = [
     ("vocative", re.compile(
         rf"(?P<term>{_STRONG_JA_BARE}|{_WEAK_JA_BARE}){_JA_SUFFIX}"
         rf"|^\s*[【\[「]?(?P<term2>{_TERM_JA})\s*[、,：:！!】\]]")),
-    ("identity", re.compile(rf"(?:あなた|貴方|君|きみ|お前)(?:が|は)(?P<term>{_TERM_JA})(?:で(?:あれば|あるなら|ある場合|ある以上|すから|すね|す)|なら|なので|だから|の場合|だったら|として)")),
+    ("identity", re.compile(
+        rf"(?:あなた|貴方|君|きみ|お前)(?:が|は)(?P<term>{_TERM_JA})"
+        r"(?:で(?:あれば|あるなら|ある場合|ある以上|すから|すね|す)|なら|なので|だから|の場合|だったら|として)")),
     ("reader", re.compile(
         r"(?:この|本|以下の|次の|上記の)(?:文書|ドキュメント|テキスト|ページ|メール|資料|内容|文章|段落|記事|ファイル)を"
         r"(?:読(?:む|んで(?:いる)?|み込む|み取る)|処理する|要約する|解析する|分析する|翻訳する|参照する|検索する)"
@@ -217,7 +225,8 @@ _ADDRESS_JA = [
 _WEAK_KINDS = frozenset({"header", "subject"})
 _EXPLICIT_KINDS = frozenset({"message", "identity", "reader"})  # addressing that is ordinary often enough to need manipulation as well
 # 「AIアシスタントは顧客データに使用しないこと」: the AI is what is used, not who is told.
-_JA_USE_VERB = re.compile(r"(?:使用|利用|使わ|使う|使っ|導入|入力|活用|接続|共有|貼り付け|アップロード|登録)(?:し|せ|する|しない|させ)?(?:ないで|ない)?(?:こと|ください|下さい)")
+_JA_USE_VERB = re.compile(r"(?:使用|利用|使わ|使う|使っ|導入|入力|活用|接続|共有|貼り付け|アップロード|登録)"
+                          r"(?:し|せ|する|しない|させ)?(?:ないで|ない)?(?:こと|ください|下さい)")
 
 def _latin(*alternatives: str) -> re.Pattern[str]:
     """Alternatives that each start at a word boundary (checked once, before trying them: much faster)."""
@@ -261,8 +270,9 @@ _INVALIDATED = (
 _SYSTEM_PROMPT = re.compile(r"\bsystem\s*-?\s*prompts?\b|\bsystemprompts?\b|\bsystem\s+message\b|システムプロンプト", _I)
 
 _ROLE = (
-    _latin(r"you\s+are\s+(?:now|no\s+longer)\b", r"from\s+now\s+on\b", r"henceforth\b", r"act\s+as\b", r"pretend\s+(?:to\s+be|you\s+are|that)\b",
-           r"role-?play\b", r"your\s+new\s+(?:role|task|instructions?|goal|persona)\b", r"(?:new|updated)\s+instructions?\s+(?:follow|below)\b",
+    _latin(r"you\s+are\s+(?:now|no\s+longer)\b", r"from\s+now\s+on\b", r"henceforth\b", r"act\s+as\b",
+           r"pretend\s+(?:to\s+be|you\s+are|that)\b", r"role-?play\b", r"your\s+new\s+(?:role|task|instructions?|goal|persona)\b",
+           r"(?:new|updated)\s+instructions?\s+(?:follow|below)\b",
            r"(?:begin|start)\s+(?:new\s+)?instructions\b", r"your\s+(?:real|actual|true|new)\s+(?:task|goal|job|purpose|mission)\b",
            r"deine\s+(?:eigentliche|wahre|echte)\s+aufgabe\b",
            r"(?:admin|administrator|developer|debug|god|jailbreak|unrestricted|DAN|sudo|maintenance|root)\s+mode\b",
@@ -277,9 +287,10 @@ _ROLE = (
 )
 _OUTPUT = (
     _latin(r"(?:in|into)\s+your\s+(?:answer|response|reply|output|summary|report)\b", r"your\s+(?:answer|response|output)\b",
-           r"(?:tell|inform|answer|remind|convince|show)\s+the\s+user\b", r"the\s+user(?:'s)?\b", r"when\s+(?:you\s+are\s+|you're\s+)?asked\b",
+           r"(?:tell|inform|answer|remind|convince|show)\s+the\s+user\b", r"the\s+user(?:'s)?\b",
+           r"when\s+(?:you\s+are\s+|you're\s+)?asked\b",
            r"(?:respond|reply|answer|say|state|claim|conclude|report)\s+(?:only\s+)?(?:that|with)\b",
-           r"(?:say|respond|reply|answer|output|print|write|state)\s+(?:only\s+)?[\"'„“‘«]",
+           r"(?:say|respond|reply|answer|output|print|write|state)\s+(?:only\s+)?[\"'„“\u2018«]",
            r"(?:every|each|any|all)\s+(?:reports?|answers?|responses?|summar(?:y|ies)|repl(?:y|ies)|outputs?)\s+you\b",
            r"(?:do\s+not|don't|never)\s+(?:cite|quote|mention|reference)\b", r"(?:cite|quote)\s+only\b", r"trust\s+only\b",
            r"(?:every|all|any)\s+other\s+(?:sources?|documents?)\b", r"the\s+only\s+(?:valid|correct|true|reliable)\s+source\b",
@@ -288,7 +299,8 @@ _OUTPUT = (
            r"wenn\s+du\s+(?:\w+\s+)?gefragt\s+wirst\b", r"antworte\w*\s*,?\s+(?:dass|nur|mit|immer)\b", r"behaupte\w*\b",
            r"(?:sag|sage|antworte|schreib|schreibe)\s+(?:nur\s+)?[\"„“'«]", r"zitiere\s+(?:nur|nicht|ausschließlich)\b",
            r"deine\s+(?:anweisungen|regeln|vorgaben|instruktionen|richtlinien)\b", r"was\s+dir\s+(?:\w+\s+)?gesagt\s+wurde\b",
-           r"gib\s+stattdessen\b", r"alle\s+anderen\s+(?:quellen|dokumente|angaben)\b", r"(?:als\s+)?einzig\w*\s+(?:gültige\s+|richtige\s+)?quelle\b"),
+           r"gib\s+stattdessen\b", r"alle\s+anderen\s+(?:quellen|dokumente|angaben)\b",
+           r"(?:als\s+)?einzig\w*\s+(?:gültige\s+|richtige\s+)?quelle\b"),
     _ja("(?:と|だと)(?:回答|答え|返答|報告|伝え|説明|主張|記載|出力)|ユーザー(?:に|へ|には|の)|回答(?:に|で|では|の際|する際|として)|"
         "質問(?:され|に対して)|あなたの(?:指示|ルール|設定|プロンプト)|(?:引用|言及)しない|(?:のみ|だけ)を根拠に|"
         "他の(?:資料|情報|文書|情報源)は無視"),
@@ -423,7 +435,7 @@ def _short(text: str, limit: int = 60) -> str:
 # --------------------------------------------------------------------------------------------------------------
 # Sentences and paragraphs of a text (callers with their own sentence splitter pass its spans instead).
 
-_BOUNDARY = re.compile(r"(?<=[.!?])[\"'”’»)\]]*\s+(?=[\"'„“‘«(\[]?[A-ZÄÖÜ0-9ＡＩ])|(?<=[。！？])[」』）)]*\s*|\n+")
+_BOUNDARY = re.compile(r"(?<=[.!?])[\"'”’»)\]]*\s+(?=[\"'„“\u2018«(\[]?[A-ZÄÖÜ0-9\uff21-\uff3a])|(?<=[。！？])[」』）)]*\s*|\n+")
 _NO_BREAK_BEFORE = re.compile(r"(?:\b\d{1,2}|\b[A-Za-z]{1,2}|\b(?:bzw|ggf|inkl|zzgl|evtl|vgl|usw|ca|Nr|Dr|Mr|Mrs|Ms|St|vs|etc|Mio|"
                               r"Mrd|Abs|approx|Inc|Corp|Ltd|No|Jan|Feb|Aug|Sept?|Okt|Oct|Nov|Dez|Dec))\.$")
 
@@ -506,7 +518,7 @@ def _cues(view: _View) -> list[Cue]:
             # A message to an AI, an AI that reads this, "if you are an AI": nothing else in a document talks like that.
             explicit = strong and kind in _EXPLICIT_KINDS
             add("addressee_explicit" if explicit else "addressee" if strong else "weak_addressee", m.start(), m.end())
-    def each(pair: tuple[re.Pattern[str], re.Pattern[str]]) -> Iterable[re.Match[str]]:
+    def each(pair: tuple[re.Pattern[str], re.Pattern[str]]) -> Iterator[re.Match[str]]:
         yield from pair[0].finditer(t)
         if japanese:
             yield from pair[1].finditer(t)
@@ -588,7 +600,7 @@ def _judge(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[str | None
         if {c.signal for c in raw[i]} - {"directive"}:
             rules[i] = "context"
             raw[i].append(Cue("context", spans[i][0], spans[i][1], ""))
-    return [(rule, [_public(c, text) for c in cues]) for rule, cues in zip(rules, raw)]
+    return [(rule, [_public(c, text) for c in cues]) for rule, cues in zip(rules, raw, strict=True)]
 
 
 def scan(text: str, spans: Iterable[tuple[int, int]] | None = None) -> list[Finding]:
@@ -599,7 +611,7 @@ def scan(text: str, spans: Iterable[tuple[int, int]] | None = None) -> list[Find
     """
     sentence_list = sorted(set(spans)) if spans is not None else sentence_spans(text)
     out = []
-    for (s, e), (rule, cues) in zip(sentence_list, _judge(text, sentence_list)):
+    for (s, e), (rule, cues) in zip(sentence_list, _judge(text, sentence_list), strict=True):
         if rule is not None:
             out.append(Finding(s, e, text[s:e], rule, tuple(cues)))
     return out

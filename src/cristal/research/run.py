@@ -31,8 +31,17 @@ from cristal.knowledge.search import MAX_QUERY_CHARS, Hit, Searcher
 from cristal.research import prompts
 from cristal.research.conflicts import find_disagreements
 from cristal.research.extract import token_set
-from cristal.research.gather import (DocumentText, Reader, Screen, chunk_span, load_documents, note_finding, passage_of, search_all,
-                                     select_passages)
+from cristal.research.gather import (
+    DocumentText,
+    Reader,
+    Screen,
+    chunk_span,
+    load_documents,
+    note_finding,
+    passage_of,
+    search_all,
+    select_passages,
+)
 from cristal.research.notes import Notes, Passage
 from cristal.research.plan import PlanModel, clean_llm_plan, extractive_plan
 from cristal.research.store import CheckpointStore, new_run_id
