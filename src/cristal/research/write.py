@@ -4,7 +4,8 @@ Extractive mode assembles the report from verbatim quotes under templates in
 English, German and Japanese. LLM mode takes the model's draft and keeps only
 sentences whose citations hold: the cited passage exists, a quote is taken
 from it verbatim, and every number the sentence states occurs in a quote it
-cites. Everything else is dropped and counted.
+cites. Everything else is dropped and counted. A document that held text
+addressed to an AI (which is never quoted) is named in a note at the top.
 """
 
 from __future__ import annotations
