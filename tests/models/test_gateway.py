@@ -100,6 +100,18 @@ def test_structured_output_gets_one_repair_turn(gateway, people, usage_rows) -> 
     assert [r.status for r in usage_rows()] == ["ok", "ok"]
 
 
+def test_structured_result_returns_the_usage_of_every_call(gateway, people, usage_rows) -> None:
+    # Callers that keep a token budget (research) read the cost from the answer, not from the llm_usage table.
+    script = [text("Sure! approved"), json_reply({"approved": True, "reason": "ok"})]
+    with ScriptedModel(script) as server:
+        answer = gateway(server.base_url).structured_result(people.alice, USER, Verdict, request_id="req-9")
+
+    assert answer.value == Verdict(approved=True, reason="ok")
+    rows = usage_rows()
+    assert [(u.tokens_in, u.tokens_out) for u in answer.calls] == [(r.tokens_in, r.tokens_out) for r in rows]
+    assert len(answer.calls) == 2 and answer.tokens == sum(r.tokens_in + r.tokens_out for r in rows) > 0
+
+
 def test_structured_output_gives_up_after_the_repair(gateway, people) -> None:
     with ScriptedModel([json_reply({"approved": "maybe"}), json_reply({"approved": "maybe"})]) as server:
         with pytest.raises(LLMError, match=r"did not answer valid JSON for Verdict after 2 attempts: approved"):

@@ -15,6 +15,7 @@ _WHERE = {
     "Gateway": "gateway",
     "ChatStream": "stream",
     "ChatResult": "shapes",
+    "StructuredResult": "shapes",
     "ToolCall": "shapes",
     "Usage": "shapes",
     "function_tool": "shapes",
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from cristal.models.gateway import Gateway
     from cristal.models.metering import UsageLine, UsageSummary, month_spend, usage_summary
     from cristal.models.prices import DEFAULT_PRICES, Cost, Price, PriceTable
-    from cristal.models.shapes import ChatResult, ToolCall, Usage, function_tool, tool_message
+    from cristal.models.shapes import ChatResult, StructuredResult, ToolCall, Usage, function_tool, tool_message
     from cristal.models.stream import ChatStream
 
 

@@ -39,11 +39,12 @@ from cristal.identity.authorize import require
 from cristal.identity.directory import in_org
 from cristal.identity.principal import Principal
 from cristal.identity.resource import Resource
+from cristal.models.call import Call
 from cristal.models.endpoint import Kind, resolve_endpoint
 from cristal.models.failures import CALL_FAILURES, BadResponse, describe_failure
 from cristal.models.metering import Status, budget_refusal, estimate_tokens, record_usage
 from cristal.models.prices import PriceTable
-from cristal.models.shapes import ChatResult, ToolCall, Usage, parse_tool_call, schema_name
+from cristal.models.shapes import ChatResult, StructuredResult, ToolCall, Usage, parse_tool_call, schema_name
 from cristal.models.stream import ChatStream
 
 M = TypeVar("M", bound=BaseModel)
@@ -55,19 +56,6 @@ Messages = Sequence[dict[str, Any]]
 EMBED_BATCH = 256
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class Call:
-    """A call that authorization and the budget have cleared."""
-
-    principal: Principal
-    org_id: int
-    kind: Kind
-    model: str
-    base_url: str
-    api_key: str
-    request_id: str | None
 
 
 class Gateway:
@@ -140,7 +128,7 @@ class Gateway:
         try:
             chunks = self._client(call).chat.completions.create(**params)
         except CALL_FAILURES as exc:
-            raise self._failure(call, exc, _ms_since(started)) from None
+            raise self.meter_failure(call, exc, _ms_since(started)) from None
         return ChatStream(self, call, chunks, _prompt_estimate(messages), started)
 
     @overload
@@ -155,7 +143,23 @@ class Gateway:
         temperature: float | None = None, request_id: str | None = None, name: str | None = None,
     ) -> Any: ...
 
-    def structured(
+    def structured(self, principal: Principal, messages: Messages, schema: type[BaseModel] | dict[str, Any],
+                   **kwargs: Any) -> Any:
+        """An answer that is JSON matching ``schema`` (a pydantic model, validated into an instance, or a JSON schema).
+
+        ``structured_result`` is the same call that also says what it cost.
+        """
+        return self.structured_result(principal, messages, schema, **kwargs).value
+
+    @overload
+    def structured_result(self, principal: Principal, messages: Messages, schema: type[M],
+                          **kwargs: Any) -> StructuredResult[M]: ...
+
+    @overload
+    def structured_result(self, principal: Principal, messages: Messages, schema: dict[str, Any],
+                          **kwargs: Any) -> StructuredResult[Any]: ...
+
+    def structured_result(
         self,
         principal: Principal,
         messages: Messages,
@@ -165,8 +169,8 @@ class Gateway:
         temperature: float | None = None,
         request_id: str | None = None,
         name: str | None = None,
-    ) -> Any:
-        """An answer that is JSON matching ``schema`` (a pydantic model, validated into an instance, or a JSON schema).
+    ) -> StructuredResult[Any]:
+        """The validated answer with the usage of every call it took.
 
         An answer that does not parse or validate gets one repair turn naming
         the problem; a second failure is an ``LLMError``.
@@ -179,12 +183,14 @@ class Gateway:
         response_format = {"type": "json_schema", "json_schema": {"name": label, "schema": json_schema}}
         history = list(messages)
         problem = ""
+        usages: list[Usage] = []
         for _attempt in range(2):
             result = self.chat(
                 principal, history, model=model, temperature=temperature, response_format=response_format, request_id=request_id
             )
+            usages.append(result.usage)
             try:
-                return _validate_json(result.text, target)
+                return StructuredResult(_validate_json(result.text, target), usages)
             except (ValueError, ValidationError) as exc:
                 problem = _one_line_validation(exc)
             history += [
@@ -241,12 +247,12 @@ class Gateway:
         try:
             value, tokens_in, tokens_out, estimated = parse(send(self._client(call)))
         except CALL_FAILURES as exc:
-            raise self._failure(call, exc, _ms_since(started)) from None
-        return value, self._meter(
+            raise self.meter_failure(call, exc, _ms_since(started)) from None
+        return value, self.meter(
             call, "ok", tokens_in=tokens_in, tokens_out=tokens_out, latency_ms=_ms_since(started), estimated=estimated
         )
 
-    def _meter(
+    def meter(
         self,
         call: Call,
         status: Status,
@@ -257,6 +263,7 @@ class Gateway:
         estimated: bool = False,
         error: str | None = None,
     ) -> Usage:
+        """Record one call's usage (tokens, latency, estimated cost) in ``llm_usage`` and return it."""
         cost = self.prices.cost(call.model, tokens_in, tokens_out)
         with self.db.session() as session:
             record_usage(
@@ -266,14 +273,14 @@ class Gateway:
             )
         return Usage(tokens_in, tokens_out, cost.usd, cost.priced, latency_ms, estimated)
 
-    def _failure(self, call: Call, exc: BaseException, latency_ms: float, tokens_in: int = 0, tokens_out: int = 0) -> LLMError:
-        """Meter a failed call and return the ``LLMError`` to raise."""
+    def meter_failure(self, call: Call, exc: BaseException, latency_ms: float, tokens_in: int = 0, tokens_out: int = 0) -> LLMError:
+        """Record a failed call and return the one-line ``LLMError`` to raise."""
         error = describe_failure(
             exc, base_url=call.base_url, model=call.model, timeout=self.settings.llm_timeout_seconds, retries=self.settings.llm_max_retries
         )
         if isinstance(exc, BadResponse):
             tokens_in, tokens_out = max(tokens_in, exc.tokens_in), max(tokens_out, exc.tokens_out)
-        self._meter(call, "error", tokens_in=tokens_in, tokens_out=tokens_out, latency_ms=latency_ms, error=error.message)
+        self.meter(call, "error", tokens_in=tokens_in, tokens_out=tokens_out, latency_ms=latency_ms, error=error.message)
         return error
 
     def _client(self, call: Call) -> openai.OpenAI:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from cristal.models.failures import BadResponse
 
 _NAME = re.compile(r"[^A-Za-z0-9_-]")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,19 @@ class Usage:
     priced: bool  # False: the model has no known price and ``cost_usd`` is 0
     latency_ms: float
     estimated: bool = False  # True: the server reported no usage and tokens were estimated
+
+
+@dataclass(frozen=True)
+class StructuredResult(Generic[T]):
+    """A validated structured answer and the usage of each call it took (a repair turn is a second call)."""
+
+    value: T
+    calls: list[Usage]
+
+    @property
+    def tokens(self) -> int:
+        """Tokens in and out over all the calls."""
+        return sum(u.tokens_in + u.tokens_out for u in self.calls)
 
 
 @dataclass(frozen=True)

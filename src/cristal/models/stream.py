@@ -11,14 +11,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from cristal.models.call import Call, CallMeter
 from cristal.models.failures import CALL_FAILURES, BadResponse
 from cristal.models.metering import estimate_tokens
 from cristal.models.shapes import ChatResult, ToolCall, parse_tool_call
-
-if TYPE_CHECKING:
-    from cristal.models.gateway import Call, Gateway
 
 
 @dataclass
@@ -36,8 +34,8 @@ class ChatStream:
     ``LLMError`` from the iteration.
     """
 
-    def __init__(self, gateway: Gateway, call: Call, chunks: Any, prompt_estimate: int, started: float) -> None:
-        self._gateway = gateway
+    def __init__(self, meter: CallMeter, call: Call, chunks: Any, prompt_estimate: int, started: float) -> None:
+        self._meter = meter
         self._call = call
         self._chunks = chunks
         self._prompt_estimate = prompt_estimate
@@ -89,7 +87,7 @@ class ChatStream:
         except CALL_FAILURES as exc:
             self._done = True
             tokens_in, tokens_out, _ = self._tokens()
-            raise self._gateway._failure(self._call, exc, self._elapsed_ms(), tokens_in, tokens_out) from None
+            raise self._meter.meter_failure(self._call, exc, self._elapsed_ms(), tokens_in, tokens_out) from None
         finally:
             # Reached on early ``break`` too (GeneratorExit): meter what was streamed.
             if not self._done:
@@ -135,7 +133,7 @@ class ChatStream:
             parse_tool_call(p.id, p.name, "".join(p.arguments)) for _, p in sorted(self._calls.items())
         ]
         self._done = True
-        usage = self._gateway._meter(
+        usage = self._meter.meter(
             self._call, "ok", tokens_in=tokens_in, tokens_out=tokens_out, latency_ms=self._elapsed_ms(), estimated=estimated
         )
         self.result = ChatResult(
@@ -150,7 +148,7 @@ class ChatStream:
     def _meter_partial(self) -> None:
         self._done = True
         tokens_in, tokens_out, estimated = self._tokens()
-        self._gateway._meter(
+        self._meter.meter(
             self._call, "ok", tokens_in=tokens_in, tokens_out=tokens_out, latency_ms=self._elapsed_ms(),
             estimated=estimated, error="stream closed by the caller before its end",
         )

@@ -186,32 +186,15 @@ class _Run:
                 {"role": "system", "content": prompts.PLAN_SYSTEM},
                 {"role": "user", "content": f"Question ({prompts.LANGUAGE_NAMES.get(n.lang, n.lang)}): {n.question}"},
             ]
-            before = self._usage_marker()
-            plan_model = self.model().structured(self.principal, messages, PlanModel, request_id=self.run_id)
-            self._count_since(before)
-            plan = clean_llm_plan(n.question, plan_model.subquestions, n.lang)
+            answer = self.model().structured_result(self.principal, messages, PlanModel, request_id=self.run_id)
+            for usage in answer.calls:  # a repair turn is a second call
+                self._count(usage)
+            plan = clean_llm_plan(n.question, answer.value.subquestions, n.lang)
         else:
             plan = extractive_plan(n.question, n.lang)
         n.subquestions, n.key_phrases, n.phase = plan.subquestions, plan.key_phrases, "planned"
         self.progress("plan", f"{len(plan.subquestions)} sub-question(s): " + " | ".join(plan.subquestions))
         self.save()
-
-    def _usage_marker(self) -> int:
-        from cristal.db.schema import LLMUsage
-
-        with self.db.session() as s:
-            return int(s.scalar(select(func.coalesce(func.max(LLMUsage.id), 0))) or 0)
-
-    def _count_since(self, marker: int) -> None:
-        """Tokens of the calls this run made since ``marker`` (structured output may take two calls)."""
-        from cristal.db.schema import LLMUsage
-
-        with self.db.session() as s:
-            rows = s.execute(select(LLMUsage.tokens_in, LLMUsage.tokens_out).where(
-                LLMUsage.id > marker, LLMUsage.request_id == self.run_id)).all()
-        for tokens_in, tokens_out in rows:
-            self.notes.llm_calls += 1
-            self.notes.tokens += int(tokens_in or 0) + int(tokens_out or 0)
 
     def search(self, queries: dict[str, str], round_no: int) -> None:
         """Search ``{query: subquestion}`` in parallel as the user, then choose and read passages."""

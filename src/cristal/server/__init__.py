@@ -6,6 +6,7 @@ functions, always as the employee whose API key made the request.
 
 from __future__ import annotations
 
-from cristal.server.app import Limits, create_app
+from cristal.server.app import create_app
+from cristal.server.state import Limits
 
 __all__ = ["Limits", "create_app"]

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from cristal.server.app import state_of
+from cristal.server.state import state_of
 from cristal.server.auth import Caller, current_caller
 
 router = APIRouter(tags=["approvals"])

@@ -17,6 +17,7 @@ from cristal.errors import AccessDenied, InvalidInput
 from cristal.identity.apikeys import principal_from_api_key
 from cristal.identity.principal import Principal
 from cristal.server.errors import ApiError
+from cristal.server.state import state_of
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="cristal"'}
 
@@ -59,6 +60,5 @@ def principal_for_key(db: Database, token: str) -> Principal:
 
 def current_caller(request: Request) -> Caller:
     """FastAPI dependency: the caller of this request (a sync function, so it runs in the thread pool)."""
-    db: Database = request.app.state.cristal.db
-    principal = principal_for_key(db, bearer_token(request))
+    principal = principal_for_key(state_of(request).db, bearer_token(request))
     return Caller(principal, getattr(request.state, "request_id", ""))

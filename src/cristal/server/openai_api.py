@@ -26,7 +26,7 @@ from cristal.identity.authorize import require
 from cristal.identity.directory import in_org
 from cristal.models.endpoint import resolve_endpoint
 from cristal.models.shapes import ChatResult
-from cristal.server.app import ServerState, state_of
+from cristal.server.state import ServerState, state_of
 from cristal.server.auth import Caller, current_caller
 from cristal.server.errors import ApiError, classify, error_body
 

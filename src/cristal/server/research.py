@@ -13,7 +13,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from cristal.server.app import state_of
+from cristal.server.state import state_of
 from cristal.server.auth import Caller, current_caller
 from cristal.server.errors import ApiError
 

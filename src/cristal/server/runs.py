@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from cristal.server.app import state_of
+from cristal.server.state import state_of
 from cristal.server.auth import Caller, current_caller
 from cristal.server.errors import ApiError
 

@@ -1,0 +1,79 @@
+"""What the routes of one server share, hung off the FastAPI app (``app.state.cristal``), never off a module.
+
+The routers read it with ``state_of(request)``; ``app.py`` builds it. Keeping
+it here, below both, means the app imports its routers and the routers import
+this module, with no cycle between the app and its routes.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from fastapi import Request
+
+from cristal.config import Settings
+from cristal.db import Database
+from cristal.server.envelope import MAX_BODY_BYTES
+
+if TYPE_CHECKING:  # heavy imports, loaded on first use only
+    from cristal.knowledge.search import Searcher
+    from cristal.models.gateway import Gateway
+
+
+@dataclass
+class Limits:
+    """What one request may cost."""
+
+    max_body_bytes: int = MAX_BODY_BYTES
+    research_max_seconds: float = 120.0
+    research_max_steps: int = 30
+    research_max_tokens: int = 60_000
+    research_concurrency: int = 4  # runs at once; each holds a server thread for up to research_max_seconds
+
+
+@dataclass
+class ServerState:
+    """What the routes share: the database, settings, and lazily built heavy objects."""
+
+    db: Database
+    settings: Settings
+    limits: Limits = field(default_factory=Limits)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _searcher: Searcher | None = None
+    _gateway: Gateway | None = None
+    research_slots: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.research_slots = threading.BoundedSemaphore(self.limits.research_concurrency)
+
+    def searcher(self) -> Searcher:
+        """One ``Searcher`` for the process, so the embedding model and matrix are loaded once."""
+        from cristal.knowledge.search import Searcher
+
+        with self._lock:
+            if self._searcher is None:
+                self._searcher = Searcher(self.db)
+            return self._searcher
+
+    def gateway(self) -> Gateway:
+        """One LLM gateway for the process: it pools the connections to each endpoint."""
+        from cristal.models.gateway import Gateway
+
+        with self._lock:
+            if self._gateway is None:
+                self._gateway = Gateway(self.settings, self.db)
+            return self._gateway
+
+    def close(self) -> None:
+        with self._lock:
+            gateway, self._gateway = self._gateway, None
+        if gateway is not None:
+            gateway.close()
+
+
+def state_of(request: Request) -> ServerState:
+    """The state of the app serving ``request``."""
+    state: ServerState = request.app.state.cristal
+    return state
