@@ -20,6 +20,7 @@ from cristal.db import Database
 from cristal.server import approvals, audit, me, openai_api, research, runs, search, ui
 from cristal.server.envelope import Envelope
 from cristal.server.errors import install_error_handlers
+from cristal.server.openapi import install_openapi
 from cristal.server.state import Limits, ServerState
 
 def create_app(db: Database, settings: Settings, *, limits: Limits | None = None) -> FastAPI:
@@ -42,6 +43,7 @@ def create_app(db: Database, settings: Settings, *, limits: Limits | None = None
     )
     app.state.cristal = state
     install_error_handlers(app)
+    install_openapi(app)
     for module in (me, search, research, runs, approvals, audit):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(openai_api.router, prefix="/v1")

@@ -41,8 +41,15 @@ class Caller:
 
 
 def bearer_token(request: Request) -> str:
-    """The token of ``Authorization: Bearer TOKEN``; 401 when absent."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    """The token of ``Authorization: Bearer TOKEN``; 401 when absent, 400 when the header comes twice.
+
+    Two headers are refused rather than one picked: a proxy and the server
+    could each pick a different one, and then disagree about who is calling.
+    """
+    values = request.headers.getlist("authorization")
+    if len(values) > 1:
+        raise ApiError(400, f"{len(values)} Authorization headers: send exactly one")
+    scheme, _, token = (values[0] if values else "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "missing API key: send Authorization: Bearer cri_... (create one with `cristal apikey create`)",
                        headers=_CHALLENGE)

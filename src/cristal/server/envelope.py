@@ -1,5 +1,9 @@
 """What wraps every request: a request id, a cap on the body's size, and safe response headers.
 
+Every response is ``Cache-Control: no-store`` unless its route says otherwise
+(only the UI page, which holds no data, does): API answers carry company data
+and must not stay in a browser's or a proxy's cache.
+
 A plain ASGI middleware (not Starlette's ``BaseHTTPMiddleware``, which
 buffers streams and costs a task per request), so streamed chat answers pass
 through untouched.
@@ -16,9 +20,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 1024 * 1024
 
-# No page of Cristal is meant to be framed or sniffed; the UI sets its own CSP.
-_SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-                     (b"referrer-policy", b"no-referrer")]
+# No page of Cristal is meant to be framed, sniffed or cached; the UI sets its own CSP and caching.
+SECURITY_HEADERS = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "referrer-policy": "no-referrer",
+                    "cache-control": "no-store"}
+_SECURITY_HEADERS = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
 
 
 def _too_large(limit: int) -> str:
@@ -58,18 +63,21 @@ class Envelope:
 
         async def tagged_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                extra = [(b"x-request-id", request_id.encode())]
-                existing = {k.lower() for k, _ in message.get("headers", [])}
-                extra += [(k, v) for k, v in _SECURITY_HEADERS if k not in existing]
-                message = {**message, "headers": list(message.get("headers", [])) + extra}
+                message = {**message, "headers": _tagged(message.get("headers", []), request_id)}
             await send(message)
 
         await self.app(scope, limited_receive, tagged_send)
 
 
+def _tagged(headers: Any, request_id: str) -> list[tuple[bytes, bytes]]:
+    """``headers`` with the request id and each security header the response did not set itself."""
+    existing = {k.lower() for k, _ in headers}
+    extra = [(b"x-request-id", request_id.encode())] + [(k, v) for k, v in _SECURITY_HEADERS if k not in existing]
+    return list(headers) + extra
+
+
 async def _send_json(send: Send, status: int, document: Any, request_id: str) -> None:
     body = json.dumps(document).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"x-request-id", request_id.encode()), (b"connection", b"close")]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": status, "headers": _tagged(headers, request_id)})
     await send({"type": "http.response.body", "body": body})

@@ -25,6 +25,7 @@ from cristal.errors import (
     LLMError,
     NotFound,
 )
+from cristal.server.envelope import SECURITY_HEADERS
 
 log = logging.getLogger("cristal.server")
 
@@ -111,9 +112,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         request_id = getattr(request.state, "request_id", "-")
         log.error("request %s %s failed (request id %s)", request.method, request.url.path, request_id, exc_info=exc)
-        # This handler runs outside the envelope middleware (Starlette's outermost layer), so it tags the id itself.
+        # This handler runs outside the envelope middleware (Starlette's outermost layer), so it adds its headers itself.
         return error_response(500, "server_error", f"internal error; the server log has the details (request id {request_id})",
-                              {"X-Request-ID": str(request_id)})
+                              {**SECURITY_HEADERS, "X-Request-ID": str(request_id)})
 
     app.add_exception_handler(ApiError, on_api_error)  # type: ignore[arg-type]
     app.add_exception_handler(CristalError, on_cristal_error)  # type: ignore[arg-type]

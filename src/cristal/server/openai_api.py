@@ -29,6 +29,7 @@ from cristal.models.shapes import ChatResult
 from cristal.server.state import ServerState, state_of
 from cristal.server.auth import Caller, current_caller
 from cristal.server.errors import ApiError, classify, error_body
+from cristal.server.openapi import error_responses
 
 router = APIRouter(tags=["openai"])
 
@@ -100,7 +101,7 @@ def _completion(caller: Caller, result: ChatResult) -> dict[str, Any]:
     }
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, responses=error_responses(404, 429, 502))
 def chat_completions(body: ChatBody, request: Request, caller: Caller = Depends(current_caller)) -> JSONResponse | StreamingResponse:
     state = state_of(request)
     offered = _offered_models(state, caller, audited=False)
@@ -121,7 +122,7 @@ def chat_completions(body: ChatBody, request: Request, caller: Caller = Depends(
     # The background close also covers a client gone before the first chunk (the generator then never runs);
     # closing twice is harmless, and a stream closed early is metered for what was received.
     return StreamingResponse(_sse(caller, body.model, stream, include_usage), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
                              background=BackgroundTask(stream.close))
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cristal.server.state import state_of
 from cristal.server.auth import Caller, current_caller
 from cristal.server.errors import ApiError
+from cristal.server.openapi import error_responses
 
 router = APIRouter(tags=["research"])
 
@@ -30,7 +31,7 @@ class ResearchBody(BaseModel):
     max_steps: int | None = Field(None, ge=1)
 
 
-@router.post("/research")
+@router.post("/research", responses=error_responses(429, 502))
 def research(body: ResearchBody, request: Request, caller: Caller = Depends(current_caller)) -> dict[str, Any]:
     from cristal.research import Budget, run_research
 
