@@ -60,6 +60,19 @@ def test_owner_actions() -> None:
     assert not decide(user(uid=10), "apikey.revoke", Resource("apikey", ACME, "k", owner_user_id=None))
 
 
+def test_only_the_owner_mints_their_key_not_an_admin_nor_the_operator() -> None:
+    # Issue 16, finding 12: a key minted for someone else would let its minter act as them.
+    key = Resource("apikey", ACME, "laptop", owner_user_id=10)
+    assert decide(user(uid=10), "apikey.create", key)
+    refused = decide(user("admin", uid=12), "apikey.create", key)
+    assert not refused and "not an admin" in refused.reason
+    assert not decide(user(uid=11), "apikey.create", key)
+    assert not decide(OPERATOR, "apikey.create", key)
+    assert not decide(user(uid=10), "apikey.create", Resource("apikey", ACME, "k", owner_user_id=None))
+    # Listing and revoking stay open to an admin: neither lets anyone act as the owner.
+    assert decide(user("admin", uid=12), "apikey.list", key) and decide(user("admin", uid=12), "apikey.revoke", key)
+
+
 @pytest.mark.parametrize(
     ("acl", "groups", "allowed"),
     [

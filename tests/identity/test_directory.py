@@ -147,11 +147,12 @@ def test_api_keys_are_hashed_shown_once_and_revocable(two_orgs: Database) -> Non
         assert resolve_principal(s, "acme", "fin@acme.example") == apikeys.principal_from_api_key(s, secret)
         listed = apikeys.list_api_keys(s, owner, "acme", "fin@acme.example")
         assert [k.prefix for k in listed] == [info.prefix] and listed[0].last_used_at is not None
-    # A colleague may not create keys for someone else or revoke theirs; the admin may.
+    # A colleague may not create keys for someone else or revoke theirs; the admin may revoke but never mint one.
     colleague = as_user(db, "acme", "eng@acme.example")
-    with pytest.raises(AccessDenied):
-        with db.session() as s:
-            apikeys.create_api_key(s, colleague, "acme", "fin@acme.example")
+    for minter in (colleague, as_user(db, "acme", "admin@acme.example")):
+        with pytest.raises(AccessDenied, match="only the user themself"):
+            with db.session() as s:
+                apikeys.create_api_key(s, minter, "acme", "fin@acme.example")
     with pytest.raises(AccessDenied):
         with db.session() as s:
             apikeys.revoke_api_key(s, colleague, "acme", info.prefix)

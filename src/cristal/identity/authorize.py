@@ -9,8 +9,9 @@ Policy, in order:
 1. Unknown actions are refused (default deny).
 2. The installation operator may do operator and admin actions, never data reads.
 3. A user never acts outside their own organization.
-4. Admin actions need the ``admin`` role; owner actions need the owner or an admin.
-5. Data reads need a matching access rule; with no rules, only admins read.
+4. Self actions need the owner themself: not an admin, not the operator.
+5. Admin actions need the ``admin`` role; owner actions need the owner or an admin.
+6. Data reads need a matching access rule; with no rules, only admins read.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Rule(Enum):
     ADMIN = "admin"  # organization admin (or the operator)
     MEMBER = "member"  # anyone in the organization
     OWNER = "owner"  # the resource's owner, or an organization admin
+    SELF = "self"  # the resource's owner only: what would let someone else act as them (minting their API key)
     ACL = "acl"  # company data: the resource's access rules
 
 
@@ -44,7 +46,8 @@ POLICY: dict[str, Rule] = {
     "user.manage": Rule.ADMIN,
     "user.list": Rule.ADMIN,
     "group.manage": Rule.ADMIN,
-    "apikey.create": Rule.OWNER,
+    # A key acts as its owner, so only the owner mints one; an admin lists and revokes, never mints for others.
+    "apikey.create": Rule.SELF,
     "apikey.list": Rule.OWNER,
     "apikey.revoke": Rule.OWNER,
     "audit.read": Rule.ADMIN,
@@ -107,6 +110,10 @@ def decide(principal: Principal, action: str, resource: Resource) -> Decision:
         return Decision(False, "resource belongs to another organization")
     if rule is Rule.MEMBER:
         return Decision(True, "member of the organization")
+    if rule is Rule.SELF:
+        if resource.owner_user_id is not None and resource.owner_user_id == principal.user_id:
+            return Decision(True, "owner")
+        return Decision(False, "only the user themself may do this, not an admin")
     if principal.is_admin:
         return Decision(True, "organization admin")
     if rule is Rule.ADMIN:
