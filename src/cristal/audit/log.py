@@ -49,6 +49,14 @@ class AuditEntry:
         }
 
 
+def record_values(*, org_id: int | None, org_slug: str | None, actor: str, action: str, resource: str, decision: str,
+                  reason: str = "", request_id: str | None = None, details: dict[str, Any] | None = None,
+                  at: datetime | None = None) -> dict[str, Any]:
+    """The columns of one record, for writers that name the actor themselves (an anonymous caller has no principal)."""
+    return {"at": at or utcnow(), "org_id": org_id, "org_slug": org_slug, "actor": actor[:400], "action": action,
+            "resource": resource[:500], "decision": decision, "reason": reason, "request_id": request_id, "details": details}
+
+
 def write_audit(
     session: Session,
     *,
@@ -70,18 +78,8 @@ def write_audit(
     org_slug = resource.org_slug
     if org_slug is None and org_id is not None and org_id == principal.org_id:
         org_slug = principal.org_slug
-    values = {
-        "at": utcnow(),
-        "org_id": org_id,
-        "org_slug": org_slug,
-        "actor": principal.label,
-        "action": action,
-        "resource": resource.label,
-        "decision": decision,
-        "reason": reason,
-        "request_id": request_id,
-        "details": details,
-    }
+    values = record_values(org_id=org_id, org_slug=org_slug, actor=principal.label, action=action, resource=resource.label,
+                           decision=decision, reason=reason, request_id=request_id, details=details)
     if independent:
         with session.get_bind().engine.begin() as conn:
             conn.execute(insert(AuditRecord), [values])
@@ -91,14 +89,17 @@ def write_audit(
 
 def query_audit(
     session: Session,
-    org_slug: str,
+    org_slug: str | None,
     *,
     limit: int = 1000,
     action: str | None = None,
     decision: str | None = None,
 ) -> list[AuditEntry]:
-    """The newest records of one organization, newest first."""
-    stmt = select(AuditRecord).where(AuditRecord.org_slug == org_slug)
+    """The newest records of one organization, newest first; ``None``: the installation's (no organization)."""
+    if org_slug is None:
+        stmt = select(AuditRecord).where(AuditRecord.org_id.is_(None), AuditRecord.org_slug.is_(None))
+    else:
+        stmt = select(AuditRecord).where(AuditRecord.org_slug == org_slug)
     if action:
         stmt = stmt.where(AuditRecord.action == action)
     if decision:

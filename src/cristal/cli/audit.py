@@ -12,11 +12,13 @@ from cristal.cli.app import app
 from cristal.cli.runtime import acting, out, print_json, unit_of_work
 from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, org_by_slug
+from cristal.identity.resource import Resource
 
 
 @app.command("audit")
 def audit_command(
-    org: str = typer.Option(..., "--org", help="Organization slug."),
+    org: Optional[str] = typer.Option(None, "--org", help="Organization slug; without it, the installation's records "
+                                      "(e.g. failed API keys that name no key)."),
     as_email: Optional[str] = typer.Option(None, "--as", help="Read as this employee (must be an admin)."),
     limit: int = typer.Option(200, "--limit", min=1, max=100000),
     action: Optional[str] = typer.Option(None, "--action", help="Only this action, e.g. user.manage."),
@@ -25,13 +27,15 @@ def audit_command(
 ) -> None:
     """Show the audit trail of an organization, newest first."""
     with unit_of_work() as s:
-        organization = org_by_slug(s, org)
-        require(s, acting(s, org, as_email), "audit.read", in_org(organization, "audit"))
-        entries = query_audit(s, organization.slug, limit=limit, action=action, decision=decision)
+        if org is None:  # records of no organization: only the installation operator reads them
+            require(s, acting(s, None, as_email), "audit.read", Resource("audit", None))
+        else:
+            require(s, acting(s, org, as_email), "audit.read", in_org(org_by_slug(s, org), "audit"))
+        entries = query_audit(s, org, limit=limit, action=action, decision=decision)
     if json_out:
         print_json({"org": org, "records": [e.as_dict() for e in entries]})
         return
-    table = Table(title=f"Audit trail of {org}")
+    table = Table(title=f"Audit trail of {org}" if org else "Audit trail of the installation")
     for column in ("time (UTC)", "actor", "action", "resource", "decision", "reason"):
         table.add_column(column)
     for e in entries:

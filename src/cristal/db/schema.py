@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
@@ -139,6 +139,34 @@ class AuditRecord(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     request_id: Mapped[str | None] = mapped_column(String(64), index=True)
     details: Mapped[dict | None] = mapped_column(JSON)
+
+
+class AuditWindow(Base):
+    """How often one kind of refusal happened in one time window (``cristal.audit.throttle``).
+
+    What an outsider can repeat at will (a wrong API key, asking for runs that
+    are not theirs) is recorded only so many times per window; this row counts
+    the rest, so that one summary record can say how many were left out. It
+    lives in the database so that every server process counts together. Rows
+    are deleted once their window is over and summarized; audit records never are.
+    """
+
+    __tablename__ = "audit_windows"
+    __table_args__ = (Index("ix_audit_windows_open", "summarized", "window_end"),)
+
+    bucket: Mapped[str] = mapped_column(String(300), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # Unix seconds
+    window_end: Mapped[int] = mapped_column(BigInteger)
+    allowed: Mapped[int] = mapped_column(Integer)  # records written in full in this window; the rest are counted
+    count: Mapped[int] = mapped_column(Integer)
+    summarized: Mapped[bool] = mapped_column(Boolean, default=False)
+    # What the summary record says: where it goes and whom it names.
+    org_id: Mapped[int | None] = mapped_column(Integer)
+    org_slug: Mapped[str | None] = mapped_column(String(63))
+    actor: Mapped[str] = mapped_column(String(400))
+    action: Mapped[str] = mapped_column(String(100))
+    resource: Mapped[str] = mapped_column(String(500))
+    scope: Mapped[str] = mapped_column(String(100))  # "per source address", ...: what the limit applies to
 
 
 class LLMUsage(Base):

@@ -87,21 +87,39 @@ def revoke_api_key(session: Session, actor: Principal, org_slug: str, prefix: st
 LAST_USED_PRECISION_SECONDS = 60
 
 
+class ApiKeyRefused(AccessDenied):
+    """A key that authenticates nobody, with the key it named by its prefix, if one exists (for the audit trail).
+
+    The organization of that key is where a wrong secret or a revoked key
+    should be reported: its admins can then see that someone holds, or is
+    guessing at, one of their keys. ``prefix`` is ``None`` for a prefix that
+    names no key, so text from the request never reaches the record.
+    """
+
+    def __init__(self, message: str, *, prefix: str | None = None, org_id: int | None = None,
+                 org_slug: str | None = None) -> None:
+        super().__init__(message)
+        self.prefix, self.org_id, self.org_slug = prefix, org_id, org_slug
+
+
 def principal_from_api_key(session: Session, key: str) -> Principal:
-    """The user a key belongs to; ``AccessDenied`` for a wrong, unknown or revoked key."""
+    """The user a key belongs to; ``InvalidInput`` for a malformed key, ``ApiKeyRefused`` for a wrong, unknown or revoked one."""
     parts = (key or "").split("_")
     if len(parts) < 3 or parts[0] != "cri":
         raise InvalidInput("malformed API key: expected cri_<prefix>_<secret>")
     row = session.scalar(select(ApiKey).where(ApiKey.prefix == parts[1]))
-    if row is None or not hmac.compare_digest(row.key_hash, _hash(key)):
-        raise AccessDenied("invalid API key")
+    if row is None:
+        raise ApiKeyRefused("invalid API key")
+    org = session.get(Organization, row.org_id)
+    org_slug = org.slug if org is not None else None
+    if not hmac.compare_digest(row.key_hash, _hash(key)):
+        raise ApiKeyRefused("invalid API key", prefix=row.prefix, org_id=row.org_id, org_slug=org_slug)
     if row.revoked_at is not None:
-        raise AccessDenied("this API key has been revoked")
+        raise ApiKeyRefused("this API key has been revoked", prefix=row.prefix, org_id=row.org_id, org_slug=org_slug)
     now = utcnow()
     # "Last used" is for people reviewing keys; minute precision spares a write per request.
     if row.last_used_at is None or (now - row.last_used_at).total_seconds() >= LAST_USED_PRECISION_SECONDS:
         row.last_used_at = now
-    org = session.get(Organization, row.org_id)
     user = session.get(User, row.user_id)
     assert org is not None and user is not None  # rows cascade with their owners
     return principal_for(org, user)

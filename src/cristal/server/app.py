@@ -10,18 +10,21 @@ event loop stays free for other requests.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from cristal.config import Settings
 from cristal.db import Database
+from cristal.errors import CristalError
 from cristal.server import approvals, audit, me, openai_api, research, runs, search, ui
 from cristal.server.envelope import Envelope
 from cristal.server.errors import install_error_handlers
 from cristal.server.openapi import install_openapi
 from cristal.server.state import Limits, ServerState
+
 
 def create_app(db: Database, settings: Settings, *, limits: Limits | None = None) -> FastAPI:
     """The whole HTTP surface: ``/api/v1`` (REST), ``/v1`` (OpenAI-compatible) and the web UI at ``/``."""
@@ -29,8 +32,15 @@ def create_app(db: Database, settings: Settings, *, limits: Limits | None = None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        state.close()
+        sweeper = asyncio.create_task(state.refusals.sweep_periodically())
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await sweeper
+            await asyncio.to_thread(state.refusals.sweep)
+            state.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -42,7 +52,7 @@ def create_app(db: Database, settings: Settings, *, limits: Limits | None = None
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.cristal = state
-    install_error_handlers(app)
+    install_error_handlers(app, on_not_found=lambda request, exc: _not_found(state, request, exc))
     install_openapi(app)
     for module in (me, search, research, runs, approvals, audit):
         app.include_router(module.router, prefix="/api/v1")
@@ -55,3 +65,10 @@ def create_app(db: Database, settings: Settings, *, limits: Limits | None = None
 
     app.add_middleware(Envelope, max_body_bytes=state.limits.max_body_bytes)
     return app
+
+
+def _not_found(state: ServerState, request: Request, exc: CristalError) -> None:
+    """A 404 for an authenticated caller is probing, or a mistake; either way it is recorded (rate-limited)."""
+    caller = getattr(request.state, "caller", None)
+    if caller is not None:
+        state.refusals.not_found(request, caller.principal, exc.message, caller.request_id)

@@ -8,12 +8,13 @@ removal applies to the next call).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import Request
 
 from cristal.db import Database
-from cristal.errors import AccessDenied, InvalidInput
+from cristal.errors import AccessDenied, CristalError, InvalidInput
 from cristal.identity.apikeys import principal_from_api_key
 from cristal.identity.principal import Principal
 from cristal.server.errors import ApiError
@@ -56,16 +57,26 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def principal_for_key(db: Database, token: str) -> Principal:
-    """The key's user; 401 for a malformed, unknown or revoked key (records the key's last use)."""
+def principal_for_key(db: Database, token: str, on_refusal: Callable[[CristalError], None] | None = None) -> Principal:
+    """The key's user; 401 for a malformed, unknown or revoked key (records the key's last use).
+
+    ``on_refusal`` is told about a refused key before the 401 (the server records it in the audit trail).
+    """
     try:
         with db.session() as session:
             return principal_from_api_key(session, token)
     except (InvalidInput, AccessDenied) as exc:
+        if on_refusal is not None:
+            on_refusal(exc)
         raise ApiError(401, exc.message, headers=_CHALLENGE) from None
 
 
 def current_caller(request: Request) -> Caller:
     """FastAPI dependency: the caller of this request (a sync function, so it runs in the thread pool)."""
-    principal = principal_for_key(state_of(request).db, bearer_token(request))
-    return Caller(principal, getattr(request.state, "request_id", ""))
+    state = state_of(request)
+    request_id = getattr(request.state, "request_id", "")
+    principal = principal_for_key(state.db, bearer_token(request),
+                                  lambda exc: state.refusals.failed_key(request, exc, request_id))
+    caller = Caller(principal, request_id)
+    request.state.caller = caller  # for the error handlers: a 404 for a known caller is recorded
+    return caller

@@ -9,10 +9,12 @@ server with its request id and answered with a generic 500 naming that id.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from cristal.errors import (
@@ -90,14 +92,21 @@ def _validation_message(exc: RequestValidationError) -> str:
     return f"{where}: {msg}{more}" if where else f"{msg}{more}"
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers that turn every exception into the one JSON error shape."""
+def install_error_handlers(app: FastAPI, on_not_found: Callable[[Request, CristalError], None] | None = None) -> None:
+    """Register the handlers that turn every exception into the one JSON error shape.
+
+    ``on_not_found`` is told (in a worker thread) about every ``NotFound`` a
+    route raises, before the 404 is answered; the server records those of
+    authenticated callers in the audit trail.
+    """
 
     async def on_api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.type, exc.message, exc.headers)
 
-    async def on_cristal_error(_request: Request, exc: CristalError) -> JSONResponse:
+    async def on_cristal_error(request: Request, exc: CristalError) -> JSONResponse:
         status, type_ = classify(exc)
+        if isinstance(exc, NotFound) and on_not_found is not None:
+            await run_in_threadpool(on_not_found, request, exc)
         return error_response(status, type_, exc.message)
 
     async def on_validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -16,6 +16,7 @@ from fastapi import Request
 from cristal.config import Settings
 from cristal.db import Database
 from cristal.server.envelope import MAX_BODY_BYTES
+from cristal.server.refusals import Refusals
 
 if TYPE_CHECKING:  # heavy imports, loaded on first use only
     from cristal.knowledge.search import Searcher
@@ -31,6 +32,11 @@ class Limits:
     research_max_steps: int = 30
     research_max_tokens: int = 60_000
     research_concurrency: int = 4  # runs at once; each holds a server thread for up to research_max_seconds
+    # Refusals recorded in full per window (the rest are counted and summarized; see refusals.py).
+    audit_window_seconds: int = 300
+    audit_failed_keys_per_source: int = 10  # per source address, per organization the key names
+    audit_failed_keys_per_org: int = 100  # all sources together, per organization (or the installation)
+    audit_not_found_per_caller: int = 20
 
 
 @dataclass
@@ -44,9 +50,15 @@ class ServerState:
     _searcher: Searcher | None = None
     _gateway: Gateway | None = None
     research_slots: threading.BoundedSemaphore = field(init=False)
+    refusals: Refusals = field(init=False)
 
     def __post_init__(self) -> None:
         self.research_slots = threading.BoundedSemaphore(self.limits.research_concurrency)
+        limits = self.limits
+        self.refusals = Refusals(self.db, window_seconds=limits.audit_window_seconds,
+                                 failed_keys_per_source=limits.audit_failed_keys_per_source,
+                                 failed_keys_per_org=limits.audit_failed_keys_per_org,
+                                 not_found_per_caller=limits.audit_not_found_per_caller)
 
     def searcher(self) -> Searcher:
         """One ``Searcher`` for the process, so the embedding model and matrix are loaded once."""
