@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install system-deps bench clean
+.PHONY: demo test install system-deps bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ system-deps:
 # pytest exits 5 when it collects no test; that is not a failure of the setup.
 test: install system-deps
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+# Schemathesis against a real `cristal serve` (a throwaway workspace, a scripted model on loopback), as a
+# member; fails on any server error or answer that differs from the OpenAPI document. FUZZ_ARGS="--max-examples 20 --seed 1"
+fuzz: install
+	$(PY) scripts/fuzz.py $(FUZZ_ARGS)
 
 bench: install system-deps
 	$(PY) -m pip install -q -e '.[test,bench]'

@@ -8,6 +8,7 @@ closed by calling ``sweep(now=...)`` with a time after the window, never by wait
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -121,13 +122,35 @@ def test_requests_for_another_organizations_run_are_404_and_recorded(server: Liv
     intruder.close()
 
 
-def test_two_server_processes_share_the_limit(company: Company, settings: Settings) -> None:
+def test_two_server_processes_share_the_limit_and_write_one_summary_at_shutdown(company: Company,
+                                                                               settings: Settings) -> None:
     # Two apps on one database are what two `cristal serve` processes are: the counts are in the database.
     with LiveServer(company.db, settings, LIMITS) as a, LiveServer(company.db, settings, LIMITS) as b:
         for n in range(16):
             url = (a if n % 2 else b).url
             assert httpx.get(url + "/api/v1/me", headers={"Authorization": f"Bearer cri_{n:012x}_x"}).status_code == 401
         assert len(records(company, None, "apikey.authenticate")) == 10
-        assert sweep(a) + sweep(b) == 1
-    summary = records(company, None, "apikey.authenticate")[0]
-    assert summary.details["suppressed"] == 6
+        for live in (a, b):  # both stop after the window: each sweeps on its way out
+            live.app.state.cristal.refusals.throttle.clock = lambda: AFTER_THE_WINDOW
+    found = records(company, None, "apikey.authenticate")
+    assert len(found) == 11 and found[0].details["suppressed"] == 6
+
+
+def test_each_process_sweeps_once_per_window(company: Company, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cristal.server import refusals as module
+
+    recorder = module.Refusals(company.db, window_seconds=300, failed_keys_per_source=1, failed_keys_per_org=1,
+                               not_found_per_caller=1)
+    waits: list[float] = []
+    sweeps: list[int] = []
+
+    async def no_wait(seconds: float) -> None:  # the loop's timing, without the waiting
+        waits.append(seconds)
+        if len(waits) > 3:
+            raise asyncio.CancelledError
+
+    monkeypatch.setattr(module.asyncio, "sleep", no_wait)
+    monkeypatch.setattr(recorder, "sweep", lambda: sweeps.append(1))
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(recorder.sweep_periodically())
+    assert waits == [300, 300, 300, 300] and len(sweeps) == 3

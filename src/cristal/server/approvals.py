@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from cristal.server.state import state_of
 from cristal.server.auth import Caller, current_caller
+from cristal.server.state import state_of
 
 router = APIRouter(tags=["approvals"])
 

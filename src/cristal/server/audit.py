@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from cristal.audit.log import query_audit
 from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, org_by_slug
-from cristal.server.state import state_of
 from cristal.server.auth import Caller, current_caller
+from cristal.server.state import state_of
 
 router = APIRouter(tags=["audit"])
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.background import BackgroundTask
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 
 from cristal.db.schema import Organization
 from cristal.errors import CristalError, InvalidInput, NotFound
@@ -26,10 +26,10 @@ from cristal.identity.authorize import require
 from cristal.identity.directory import in_org
 from cristal.models.endpoint import resolve_endpoint
 from cristal.models.shapes import ChatResult
-from cristal.server.state import ServerState, state_of
 from cristal.server.auth import Caller, current_caller
 from cristal.server.errors import ApiError, classify, error_body
 from cristal.server.openapi import error_responses
+from cristal.server.state import ServerState, state_of
 
 router = APIRouter(tags=["openai"])
 

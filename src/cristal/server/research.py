@@ -13,10 +13,11 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from cristal.server.state import state_of
+from cristal.knowledge.search import MAX_QUERY_CHARS
 from cristal.server.auth import Caller, current_caller
 from cristal.server.errors import ApiError
 from cristal.server.openapi import error_responses
+from cristal.server.state import state_of
 
 router = APIRouter(tags=["research"])
 
@@ -24,7 +25,7 @@ router = APIRouter(tags=["research"])
 class ResearchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(max_length=10_000)
+    question: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     lang: Literal["en", "de", "ja"] | None = None
     mode: Literal["auto", "extractive", "llm"] = "auto"
     max_seconds: float | None = Field(None, gt=0)

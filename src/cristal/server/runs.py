@@ -15,9 +15,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from cristal.server.state import state_of
 from cristal.server.auth import Caller, current_caller
 from cristal.server.errors import ApiError
+from cristal.server.state import state_of
 
 router = APIRouter(tags=["workflows"])
 

@@ -7,8 +7,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from cristal.server.state import state_of
+from cristal.knowledge.search import MAX_QUERY_CHARS
 from cristal.server.auth import Caller, current_caller
+from cristal.server.state import state_of
 
 router = APIRouter(tags=["knowledge"])
 
@@ -18,7 +19,7 @@ Mode = Literal["hybrid", "keyword", "dense"]
 class SearchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(max_length=10_000)
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     limit: int = Field(10, ge=1, le=100)
     mode: Mode = "hybrid"
 
@@ -30,7 +31,7 @@ def _search(request: Request, caller: Caller, query: str, limit: int, mode: Mode
 
 
 @router.get("/search")
-def search_get(request: Request, q: str = Query("", max_length=10_000), limit: int = Query(10, ge=1, le=100),
+def search_get(request: Request, q: str = Query(min_length=1, max_length=MAX_QUERY_CHARS), limit: int = Query(10, ge=1, le=100),
                mode: Mode = Query("hybrid"), caller: Caller = Depends(current_caller)) -> dict[str, Any]:
     return _search(request, caller, q, limit, mode)
 
