@@ -8,6 +8,7 @@ this module, with no cycle between the app and its routes.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,7 @@ class ServerState:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _searcher: Searcher | None = None
     _gateway: Gateway | None = None
+    _ui_page: tuple[str, str] | None = None
     research_slots: threading.BoundedSemaphore = field(init=False)
     refusals: Refusals = field(init=False)
 
@@ -77,6 +79,13 @@ class ServerState:
             if self._gateway is None:
                 self._gateway = Gateway(self.settings, self.db)
             return self._gateway
+
+    def ui_page(self, build: Callable[[], tuple[str, str]]) -> tuple[str, str]:
+        """The web UI's page and its Content-Security-Policy, built once per server."""
+        with self._lock:
+            if self._ui_page is None:
+                self._ui_page = build()
+            return self._ui_page
 
     def close(self) -> None:
         with self._lock:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from functools import lru_cache
 from importlib import resources
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+
+from cristal.server.state import state_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -25,9 +26,8 @@ def _digest(block: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(block.encode()).digest()).decode() + "'"
 
 
-@lru_cache(maxsize=1)
 def page() -> tuple[str, str]:
-    """The page and its Content-Security-Policy."""
+    """The page and its Content-Security-Policy (read from the package; the server keeps the result)."""
     html = resources.files("cristal.server").joinpath("ui.html").read_text(encoding="utf-8")
     scripts = " ".join(_digest(b) for b in re.findall(r"<script>(.*?)</script>", html, re.DOTALL))
     styles = " ".join(_digest(b) for b in re.findall(r"<style>(.*?)</style>", html, re.DOTALL))
@@ -37,8 +37,8 @@ def page() -> tuple[str, str]:
 
 
 @router.get("/", response_class=HTMLResponse)
-def index() -> HTMLResponse:
-    html, csp = page()
+def index(request: Request) -> HTMLResponse:
+    html, csp = state_of(request).ui_page(page)
     return HTMLResponse(html, headers={"Content-Security-Policy": csp, "Cache-Control": "no-cache"})
 
 
