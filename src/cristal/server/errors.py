@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from cristal.errors import (
     AccessDenied,
@@ -92,6 +93,22 @@ def _validation_message(exc: RequestValidationError) -> str:
     return f"{where}: {msg}{more}" if where else f"{msg}{more}"
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path.
+
+    Starlette's 405 names only the methods of the first route with the path
+    (GET of ``/api/v1/search``, not its POST, which is another route). Asking
+    each route whether it would take the request with each method relies on
+    nothing but the routes' public ``matches``.
+    """
+    allowed = [m for m in _METHODS
+               if any(route.matches({**request.scope, "method": m})[0] is Match.FULL for route in request.app.routes)]
+    return ", ".join(allowed)
+
+
 def install_error_handlers(app: FastAPI, on_not_found: Callable[[Request, CristalError], None] | None = None) -> None:
     """Register the handlers that turn every exception into the one JSON error shape.
 
@@ -113,10 +130,12 @@ def install_error_handlers(app: FastAPI, on_not_found: Callable[[Request, Crista
         # 400, not FastAPI's 422: the same status as every other bad input.
         return error_response(400, "invalid_request", _validation_message(exc))
 
-    async def on_http(_request: Request, exc: HTTPException) -> JSONResponse:
+    async def on_http(request: Request, exc: HTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
-        return error_response(exc.status_code, _HTTP_TYPES.get(exc.status_code, "error"), message,
-                              dict(exc.headers) if exc.headers else None)
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        return error_response(exc.status_code, _HTTP_TYPES.get(exc.status_code, "error"), message, headers or None)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         request_id = getattr(request.state, "request_id", "-")

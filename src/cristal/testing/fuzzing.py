@@ -14,9 +14,10 @@ from typing import Any
 
 from cristal.testing.scripted_model import Reply, ScriptedModel, json_reply, text
 
-# The schemathesis checks the server must pass: no 5xx, and every answer as the OpenAPI document says.
+# The schemathesis checks the server must pass: no 5xx, every answer as the OpenAPI document says, a request
+# without the key refused, and methods a path does not serve refused with the right Allow header.
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance", "response_headers_conformance",
-          "response_schema_conformance")
+          "response_schema_conformance", "ignored_auth", "unsupported_method", "allow_header_conformance")
 
 MEMBER = "member@acme.example"
 MODEL = "scripted"
