@@ -21,7 +21,7 @@ from cristal.db import Database
 from cristal.testing.fuzzing import CHECKS, MODEL, fuzz_model, fuzz_workspace
 from tests.server.conftest import LiveServer
 
-EXAMPLES_PER_OPERATION = 6
+EXAMPLES_PER_OPERATION = 5
 
 
 @pytest.fixture(scope="module")
