@@ -6,18 +6,18 @@ Time is passed in explicitly (``now=``), so no test waits for a window to end.
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from cristal.audit.log import query_audit
+from cristal.audit.log import AuditEntry, query_audit
 from cristal.audit.throttle import AuditThrottle, Bucket, Event
 from cristal.db import Database
 from cristal.db.schema import AuditRecord, AuditWindow
 
 BACKENDS = ("sqlite", "postgres")
 
-T0 = datetime(2026, 3, 2, 9, 0, 0, tzinfo=timezone.utc)  # the start of a 300 s window
+T0 = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)  # the start of a 300 s window
 ACTION = "apikey.authenticate"
 
 
@@ -34,7 +34,7 @@ def everyone(limit: int) -> Bucket:
     return Bucket(f"{ACTION}|all", limit, "anonymous", "apikey", "for the installation")
 
 
-def records(db: Database) -> list:  # type: ignore[type-arg]
+def records(db: Database) -> list[AuditEntry]:
     with db.session() as s:
         return query_audit(s, None, action=ACTION)
 

@@ -32,8 +32,10 @@ from cristal.identity.principal import Principal
 from cristal.knowledge import sources
 from cristal.knowledge.sync import sync_source
 from cristal.server import Limits, create_app
+from tests.conftest import CliResult
 
 OPERATOR = Principal.operator("test-operator")
+Cli = Callable[..., CliResult]  # the `cli` fixture of tests/conftest.py: runs `python -m cristal ARGS`
 REPO = Path(__file__).resolve().parents[2]
 ORGS = ("acme", "globex")
 

@@ -4,14 +4,18 @@ and an OpenAPI document that states the real error statuses and body (400, never
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
 from tests.server.conftest import Company, LiveServer, error_of, person
 
+ClientFor = Callable[[str | None], httpx.Client]  # the `client` fixture: an HTTP client with that employee's key
 
-def test_every_api_answer_is_no_store(client, live: LiveServer, tmp_path) -> None:  # type: ignore[no-untyped-def]
+
+def test_every_api_answer_is_no_store(client: ClientFor, live: LiveServer) -> None:
     eng = client(person("eng", "acme"))
     answers = {
         "200": eng.get("/api/v1/me"),
@@ -33,7 +37,7 @@ def test_every_api_answer_is_no_store(client, live: LiveServer, tmp_path) -> Non
     assert httpx.get(live.url + "/").headers["cache-control"] == "no-cache"
 
 
-def test_a_500_is_no_store_too(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_500_is_no_store_too(tmp_path: Path) -> None:
     from cristal.config import Settings
     from cristal.db import Database
 
@@ -57,7 +61,7 @@ def test_two_authorization_headers_are_refused(live: LiveServer, company: Compan
     assert err["type"] == "invalid_request" and "Authorization" in err["message"]
 
 
-def test_openapi_documents_400_with_the_error_body_and_no_422(client) -> None:  # type: ignore[no-untyped-def]
+def test_openapi_documents_400_with_the_error_body_and_no_422(client: ClientFor) -> None:
     r = client(person("eng", "acme")).get("/api/v1/openapi.json")
     assert r.status_code == 200
     doc = r.json()
@@ -81,7 +85,7 @@ def test_openapi_documents_400_with_the_error_body_and_no_422(client) -> None:  
     assert set(doc["components"]["schemas"]["ErrorBody"]["required"]) == set(bad.json())
 
 
-def test_every_documented_operation_needs_a_key(live: LiveServer, client) -> None:  # type: ignore[no-untyped-def]
+def test_every_documented_operation_needs_a_key(live: LiveServer, client: ClientFor) -> None:
     doc = client(person("eng", "acme")).get("/api/v1/openapi.json").json()
     with httpx.Client(base_url=live.url) as anonymous:
         for path, ops in doc["paths"].items():
@@ -92,7 +96,7 @@ def test_every_documented_operation_needs_a_key(live: LiveServer, client) -> Non
                 assert error_of(r)["type"] == "unauthorized"
 
 
-def test_a_405_names_every_method_of_the_path(client) -> None:  # type: ignore[no-untyped-def]
+def test_a_405_names_every_method_of_the_path(client: ClientFor) -> None:
     # Found by `make fuzz --checks all`: GET and POST /api/v1/search are two routes, and the 405 named only GET.
     r = client(person("eng", "acme")).request("OPTIONS", "/api/v1/search")
     assert r.status_code == 405 and error_of(r)["type"] == "method_not_allowed"

@@ -9,11 +9,13 @@ may not either.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
+import httpx2 as httpx
 from sqlalchemy import func, select
 
 from cristal.db.schema import ApiKey, AuditRecord, User
-from tests.server.conftest import Company, LiveServer, Worker, error_of, person, wait_for
+from tests.server.conftest import Cli, Company, LiveServer, Worker, error_of, person, wait_for
 
 SIGN_OFF = """\
 name: supplier-payment
@@ -29,8 +31,8 @@ def keys_of(company: Company, email: str) -> int:
                             .where(User.email == email)) or 0)
 
 
-def test_an_admin_cannot_mint_a_members_key_to_decide_their_approval(client, company: Company, cli,  # type: ignore[no-untyped-def]
-                                                                      live: LiveServer) -> None:
+def test_an_admin_cannot_mint_a_members_key_to_decide_their_approval(client: Callable[[str | None], httpx.Client],
+                                                                      company: Company, cli: Cli, live: LiveServer) -> None:
     fin, admin = person("fin", "acme"), person("admin", "acme")
     r = client(fin).post("/api/v1/workflows/runs", json={"workflow": SIGN_OFF})
     assert r.status_code == 202, r.text
@@ -66,7 +68,7 @@ def test_an_admin_cannot_mint_a_members_key_to_decide_their_approval(client, com
         assert r.status_code == 200 and r.json()["decided_by"] == fin
 
 
-def test_the_member_mints_their_own_key_and_the_admin_sees_and_revokes_it(cli, company: Company) -> None:  # type: ignore[no-untyped-def]
+def test_the_member_mints_their_own_key_and_the_admin_sees_and_revokes_it(cli: Cli, company: Company) -> None:
     eng, admin = person("eng", "acme"), person("admin", "acme")
     made = cli("apikey", "create", eng, "--org", "acme", "--as", eng, "--name", "laptop", "--json")
     assert made.code == 0, made.stderr

@@ -11,22 +11,22 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx2 as httpx
 import pytest
 
-from cristal.audit.log import query_audit
+from cristal.audit.log import AuditEntry, query_audit
 from cristal.config import Settings
 from cristal.identity.apikeys import revoke_api_key
 from cristal.identity.directory import resolve_principal
 from cristal.server import Limits
-from tests.server.conftest import Company, LiveServer, error_of, person
+from tests.server.conftest import Cli, Company, LiveServer, error_of, person
 
 BACKENDS = ("sqlite", "postgres")
 
 LIMITS = Limits(audit_window_seconds=10**9)  # one window for the whole test (it started in 2001)
-AFTER_THE_WINDOW = datetime(2040, 1, 1, tzinfo=timezone.utc)
+AFTER_THE_WINDOW = datetime(2040, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -39,12 +39,13 @@ def sweep(live: LiveServer) -> int:
     return live.app.state.cristal.refusals.throttle.sweep(now=AFTER_THE_WINDOW)
 
 
-def records(company: Company, org: str | None, action: str) -> list:  # type: ignore[type-arg]
+def records(company: Company, org: str | None, action: str) -> list[AuditEntry]:
     with company.db.session() as s:
         return query_audit(s, org, action=action)
 
 
-def test_fifteen_bad_keys_are_recorded_up_to_the_limit_then_summarized(server: LiveServer, company: Company, cli) -> None:  # type: ignore[no-untyped-def]
+def test_fifteen_bad_keys_are_recorded_up_to_the_limit_then_summarized(server: LiveServer, company: Company,
+                                                                      cli: Cli) -> None:
     bad = [f"cri_{n:012x}_guessed-secret-{n}" for n in range(13)] + ["nonsense", "cri_x"]
     for key in bad:
         r = httpx.get(server.url + "/api/v1/me", headers={"Authorization": f"Bearer {key}"})

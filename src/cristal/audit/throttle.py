@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from cristal.audit.log import record_values
 from cristal.db import Database
@@ -59,7 +60,7 @@ def _epoch(moment: datetime) -> int:
 
 
 def _iso(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 class AuditThrottle:
@@ -93,19 +94,17 @@ class AuditThrottle:
 
     def _count(self, conn: Connection, bucket: Bucket, event: Event, start: int) -> int:
         """Add one to the bucket's count for the window at ``start`` (creating its row) and return the count."""
-        if conn.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as upsert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as upsert
         row = {"bucket": bucket.key[:300], "window_start": start, "window_end": start + self.window_seconds,
                "allowed": bucket.limit, "count": 1, "summarized": False, "org_id": event.org_id,
                "org_slug": event.org_slug, "actor": bucket.actor[:400], "action": event.action,
                "resource": bucket.resource[:500], "scope": bucket.scope[:100]}
-        stmt = upsert(AuditWindow).values(**row)
         # One statement, so two processes counting at once both see a count that includes the other.
-        stmt = stmt.on_conflict_do_update(index_elements=["bucket", "window_start"],
-                                          set_={"count": AuditWindow.count + 1}).returning(AuditWindow.count)
-        return int(conn.execute(stmt).scalar_one())
+        key, add_one = ["bucket", "window_start"], {"count": AuditWindow.count + 1}
+        if conn.dialect.name == "postgresql":
+            on_pg = postgresql.insert(AuditWindow).values(**row).on_conflict_do_update(index_elements=key, set_=add_one)
+            return int(conn.execute(on_pg.returning(AuditWindow.count)).scalar_one())
+        on_sqlite = sqlite.insert(AuditWindow).values(**row).on_conflict_do_update(index_elements=key, set_=add_one)
+        return int(conn.execute(on_sqlite.returning(AuditWindow.count)).scalar_one())
 
     def sweep(self, *, now: datetime | None = None) -> int:
         """Write the summary of every window that is over and suppressed something; returns how many were written.

@@ -143,21 +143,28 @@ class Gateway:
         temperature: float | None = None, request_id: str | None = None, name: str | None = None,
     ) -> Any: ...
 
-    def structured(self, principal: Principal, messages: Messages, schema: type[BaseModel] | dict[str, Any],
-                   **kwargs: Any) -> Any:
+    def structured(
+        self, principal: Principal, messages: Messages, schema: type[BaseModel] | dict[str, Any], *,
+        model: str | None = None, temperature: float | None = None, request_id: str | None = None, name: str | None = None,
+    ) -> Any:
         """An answer that is JSON matching ``schema`` (a pydantic model, validated into an instance, or a JSON schema).
 
         ``structured_result`` is the same call that also says what it cost.
         """
-        return self.structured_result(principal, messages, schema, **kwargs).value
+        return self.structured_result(principal, messages, schema, model=model, temperature=temperature,
+                                      request_id=request_id, name=name).value
 
     @overload
-    def structured_result(self, principal: Principal, messages: Messages, schema: type[M],
-                          **kwargs: Any) -> StructuredResult[M]: ...
+    def structured_result(
+        self, principal: Principal, messages: Messages, schema: type[M], *, model: str | None = None,
+        temperature: float | None = None, request_id: str | None = None, name: str | None = None,
+    ) -> StructuredResult[M]: ...
 
     @overload
-    def structured_result(self, principal: Principal, messages: Messages, schema: dict[str, Any],
-                          **kwargs: Any) -> StructuredResult[Any]: ...
+    def structured_result(
+        self, principal: Principal, messages: Messages, schema: dict[str, Any], *, model: str | None = None,
+        temperature: float | None = None, request_id: str | None = None, name: str | None = None,
+    ) -> StructuredResult[Any]: ...
 
     def structured_result(
         self,

@@ -20,7 +20,7 @@ class DecisionBody(BaseModel):
 
 
 @router.get("/approvals")
-def list_approvals(request: Request, all: bool = Query(False, description="Include decided approvals"),  # noqa: A002 - the query name
+def list_approvals(request: Request, all: bool = Query(False, description="Include decided approvals"),  # `all`: the query parameter's name
                    caller: Caller = Depends(current_caller)) -> dict[str, Any]:
     from cristal.workflows.approvals import list_approvals as pending
 

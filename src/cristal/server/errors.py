@@ -131,7 +131,7 @@ def install_error_handlers(app: FastAPI, on_not_found: Callable[[Request, Crista
         return error_response(400, "invalid_request", _validation_message(exc))
 
     async def on_http(request: Request, exc: HTTPException) -> JSONResponse:
-        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        message = exc.detail or "request failed"
         headers = dict(exc.headers) if exc.headers else {}
         if exc.status_code == 405:
             headers["Allow"] = _allowed_methods(request)
@@ -144,8 +144,9 @@ def install_error_handlers(app: FastAPI, on_not_found: Callable[[Request, Crista
         return error_response(500, "server_error", f"internal error; the server log has the details (request id {request_id})",
                               {**SECURITY_HEADERS, "X-Request-ID": str(request_id)})
 
-    app.add_exception_handler(ApiError, on_api_error)  # type: ignore[arg-type]
-    app.add_exception_handler(CristalError, on_cristal_error)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
-    app.add_exception_handler(HTTPException, on_http)  # type: ignore[arg-type]
+    # Starlette types a handler's exception as plain Exception; each of these takes the subclass it is registered for.
+    app.add_exception_handler(ApiError, on_api_error)  # type: ignore[arg-type]  # handler typed for its subclass
+    app.add_exception_handler(CristalError, on_cristal_error)  # type: ignore[arg-type]  # handler typed for its subclass
+    app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]  # handler typed for its subclass
+    app.add_exception_handler(HTTPException, on_http)  # type: ignore[arg-type]  # handler typed for its subclass
     app.add_exception_handler(Exception, on_unexpected)

@@ -88,4 +88,4 @@ def install_openapi(app: FastAPI) -> None:
             app.openapi_schema = document_errors(get_openapi(title=app.title, version=app.version, routes=app.routes))
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign] # FastAPI's documented way to customise the document
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the document

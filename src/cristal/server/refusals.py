@@ -95,14 +95,14 @@ class Refusals:
     def _record(self, event: Event, buckets: list[Bucket]) -> None:
         try:
             self.throttle.record(event, buckets)
-        except Exception:  # noqa: BLE001 - the refusal itself must still be answered; the log keeps the failure
+        except Exception:  # the refusal itself must still be answered; the log keeps the failure
             log.exception("could not record %s by %s in the audit trail", event.action, event.actor)
 
     def sweep(self) -> None:
         """Write the summaries of windows that are over (any server process may; each summary is written once)."""
         try:
             self.throttle.sweep()
-        except Exception:  # noqa: BLE001 - the next sweep tries again
+        except Exception:  # the next sweep tries again
             log.exception("could not write the audit summaries of suppressed refusals")
 
     async def sweep_periodically(self) -> None:

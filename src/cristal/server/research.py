@@ -52,4 +52,5 @@ def research(body: ResearchBody, request: Request, caller: Caller = Depends(curr
                               lang=body.lang, budget=budget, searcher=state.searcher(), gateway=state.gateway())
     finally:
         state.research_slots.release()
-    return result.as_dict()
+    doc: dict[str, Any] = result.as_dict()
+    return doc
