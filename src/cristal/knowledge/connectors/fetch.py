@@ -135,12 +135,12 @@ class Fetcher:
             with self.client.stream("GET", url, headers=headers) as response:
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > max_bytes:
-                    raise FetchRefused(f"response too large: {_size(int(declared))} > {_size(max_bytes)} limit")
+                    raise FetchRefused(f"response too large: {human_size(int(declared))} > {human_size(max_bytes)} limit")
                 body = bytearray()
                 for piece in response.iter_bytes():
                     body += piece
                     if len(body) > max_bytes:
-                        raise FetchRefused(f"response too large: more than the {_size(max_bytes)} limit")
+                        raise FetchRefused(f"response too large: more than the {human_size(max_bytes)} limit")
                 return Fetched(normalize_url(url), response.status_code, response.headers, bytes(body))
         except httpx2.TimeoutException:
             raise FetchRefused(f"timed out after {self.limits.timeout_seconds:g} s") from None
@@ -163,7 +163,8 @@ def retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _size(n: int) -> str:
+def human_size(n: int) -> str:
+    """``10 GB``, ``1.5 MB``, ``300 KB``, ``120 B`` -- for one-line reasons."""
     for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
         if n >= scale:
             return f"{n / scale:.1f} {unit}".replace(".0 ", " ")
