@@ -56,7 +56,7 @@ def test_web_source_from_a_settings_file(workspace: Cli, site: Site, tmp_path: P
 BAD_SETTINGS = [
     ("seeds: [unclosed\n", "web.yaml:2: invalid YAML"),
     ("- a list\n", "web.yaml: expected a mapping of settings, got list"),
-    ("max_redirects: many\n", "web source settings: max_redirects: Input should be a valid integer"),
+    ("seeds: []\nmax_redirects: many\n", "web.yaml:2: web source settings: max_redirects: Input should be a valid integer"),
 ]
 
 

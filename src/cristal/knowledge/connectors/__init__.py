@@ -9,6 +9,7 @@ A kind with settings beyond its URI names their pydantic model as
 from __future__ import annotations
 
 from cristal.errors import InvalidInput
+from cristal.knowledge.connectors.api import ApiConnector
 from cristal.knowledge.connectors.base import Connector, Item, ScanProblem
 from cristal.knowledge.connectors.files import FilesConnector
 from cristal.knowledge.connectors.imap import ImapConnector
@@ -18,7 +19,7 @@ from cristal.knowledge.connectors.sql import SqlConnector
 from cristal.knowledge.connectors.web import WebConnector
 
 CONNECTORS: dict[str, type] = {"files": FilesConnector, "sql": SqlConnector, "web": WebConnector, "s3": S3Connector,
-                               "imap": ImapConnector}
+                               "imap": ImapConnector, "api": ApiConnector}
 
 
 def checked_settings(kind: str, raw: dict | None) -> dict | None:

@@ -56,6 +56,35 @@ class SourceSettings(BaseModel):
         return checked
 
 
+class SettingsFile(dict):
+    """A settings file's mapping that remembers where each field was written, for errors that name the line."""
+
+    def __init__(self, data: dict, origin: str, lines: dict[tuple, int]) -> None:
+        super().__init__(data)
+        self.origin = origin
+        self.lines = lines
+
+    def where(self, loc: tuple) -> str:
+        for end in range(len(loc), 0, -1):
+            line = self.lines.get(tuple(str(p) for p in loc[:end]))
+            if line is not None:
+                return f"{self.origin}:{line}: "
+        return f"{self.origin}: "
+
+
+def _lines(node: yaml.Node, path: tuple, found: dict[tuple, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                here = (*path, str(key.value))
+                found[here] = key.start_mark.line + 1
+                _lines(value, here, found)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, value in enumerate(node.value):
+            found[(*path, str(index))] = value.start_mark.line + 1
+            _lines(value, (*path, str(index)), found)
+
+
 def read_config_file(path: Path) -> dict:
     """The mapping in a YAML or JSON settings file, or ``InvalidInput`` with the line that is wrong."""
     try:
@@ -69,6 +98,11 @@ def read_config_file(path: Path) -> dict:
     except UnicodeDecodeError:
         raise InvalidInput(f"{path}: not UTF-8 text") from None
     try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                # An alias can multiply a small file into a huge settings object once expanded.
+                line = event.start_mark.line + 1 if event.start_mark else 0
+                raise InvalidInput(f"{path}:{line}: YAML aliases are not allowed in settings files")
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -80,7 +114,11 @@ def read_config_file(path: Path) -> dict:
         return {}
     if not isinstance(data, dict):
         raise InvalidInput(f"{path}: expected a mapping of settings, got {type(data).__name__}")
-    return data
+    lines: dict[tuple, int] = {}
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    if node is not None:
+        _lines(node, (), lines)
+    return SettingsFile(data, str(path), lines)
 
 
 def check_settings(kind: str, model: type[SourceSettings], raw: dict | None) -> dict:
@@ -92,7 +130,8 @@ def check_settings(kind: str, model: type[SourceSettings], raw: dict | None) -> 
         where = ".".join(str(p) for p in first["loc"]) or "settings"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         message = str(first["msg"]).removeprefix("Value error, ")
-        raise InvalidInput(f"{kind} source settings: {where}: {message}{more}") from None
+        line = raw.where(first["loc"]) if isinstance(raw, SettingsFile) else ""
+        raise InvalidInput(f"{line}{kind} source settings: {where}: {message}{more}") from None
 
 
 def from_env(variable: str, what: str) -> str:
