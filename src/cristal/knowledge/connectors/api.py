@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from cristal.errors import InvalidInput
 from cristal.knowledge.connectors.base import Item, ScanProblem, ScanScope
 from cristal.knowledge.connectors.fetch import Fetched, Fetcher, FetchLimits, FetchRefused, host_key, normalize_url
-from cristal.knowledge.connectors.settings import MissingCredential, PrincipalMap, SourceSettings, from_env
+from cristal.knowledge.connectors.settings import MissingCredential, PrincipalMap, SourceSettings, env_headers, unreachable
 from cristal.knowledge.parse.builder import DocumentBuilder, add_paragraphs
 from cristal.knowledge.parse.document import ParseError
 
@@ -188,10 +188,9 @@ class ApiConnector:
     def scan(self) -> Iterator[Item | ScanProblem]:
         s = self.settings
         try:
-            headers = {name: from_env(var, f"header {name}") for name, var in s.headers_from_env.items()}
+            headers = env_headers(s.headers_from_env)
         except MissingCredential as exc:
-            self.scope.complete = False
-            yield ScanProblem(self.endpoint, str(exc))
+            yield unreachable(self.scope, self.endpoint, str(exc))
             return
         headers.setdefault("Accept", "application/json")
         limits = FetchLimits(max_bytes=s.max_response_bytes, max_redirects=5, timeout_seconds=s.timeout_seconds,

@@ -48,7 +48,7 @@ from pydantic import Field
 from cristal.errors import InvalidInput
 from cristal.knowledge.connectors.base import Item, ScanProblem, ScanScope
 from cristal.knowledge.connectors.fetch import human_size
-from cristal.knowledge.connectors.settings import MissingCredential, PrincipalMap, SourceSettings, from_env
+from cristal.knowledge.connectors.settings import MissingCredential, PrincipalMap, SourceSettings, from_env, unreachable
 from cristal.knowledge.parse import SUPPORTED_EXTENSIONS
 
 _TOKEN = re.compile(rb'\s*(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|([^\s()"]+))')
@@ -152,8 +152,7 @@ class ImapConnector:
         try:
             conn = self.connect()
         except MissingCredential as exc:
-            self.scope.complete = False
-            yield ScanProblem(shown, str(exc))
+            yield unreachable(self.scope, shown, str(exc))
             return
         except _LoginRejected as exc:
             self.scope.complete = False

@@ -37,7 +37,7 @@ from pydantic import Field
 from cristal.errors import InvalidInput
 from cristal.knowledge.connectors.base import Item, ScanProblem, ScanScope
 from cristal.knowledge.connectors.fetch import human_size
-from cristal.knowledge.connectors.settings import MissingCredential, PrincipalMap, SourceSettings, from_env
+from cristal.knowledge.connectors.settings import MissingCredential, PrincipalMap, SourceSettings, from_env, unreachable
 from cristal.knowledge.parse import DEFAULT_MAX_BYTES, SUPPORTED_EXTENSIONS
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -116,8 +116,7 @@ class S3Connector:
         try:
             client = self.client()
         except MissingCredential as exc:
-            self.scope.complete = False
-            yield ScanProblem(f"s3://{self.bucket}", str(exc))
+            yield unreachable(self.scope, f"s3://{self.bucket}", str(exc))
             return
         listed = 0
         for prefix in self.prefixes:

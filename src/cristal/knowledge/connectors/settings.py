@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cristal.errors import InvalidInput
 from cristal.knowledge.access import parse_rule
-from cristal.knowledge.connectors.base import ScanProblem
+from cristal.knowledge.connectors.base import ScanProblem, ScanScope
 
 MAX_CONFIG_BYTES = 1024 * 1024
 
@@ -142,8 +142,19 @@ def from_env(variable: str, what: str) -> str:
     return value
 
 
+def env_headers(names: dict[str, str]) -> dict[str, str]:
+    """Request headers whose values are read from the named environment variables (``MissingCredential`` if unset)."""
+    return {header: from_env(variable, f"header {header}") for header, variable in names.items()}
+
+
 class MissingCredential(Exception):
     """A credential's environment variable is unset; the sync reports it and deletes nothing."""
+
+
+def unreachable(scope: ScanScope, where: str, reason: str) -> ScanProblem:
+    """The problem for a source that could not be listed at all; its scan is incomplete, so nothing is deleted."""
+    scope.complete = False
+    return ScanProblem(where, reason)
 
 
 @dataclass

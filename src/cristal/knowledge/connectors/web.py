@@ -43,7 +43,7 @@ from pydantic import Field, field_validator
 from cristal.errors import InvalidInput
 from cristal.knowledge.connectors.base import Item, ScanProblem, ScanScope
 from cristal.knowledge.connectors.fetch import Fetched, Fetcher, FetchLimits, FetchRefused, host_allowed, host_key, normalize_url
-from cristal.knowledge.connectors.settings import MissingCredential, PrincipalMap, SourceSettings, from_env
+from cristal.knowledge.connectors.settings import MissingCredential, PrincipalMap, SourceSettings, env_headers, unreachable
 
 MAX_LINKS_PER_PAGE = 5000
 MAX_SITEMAP_FILES = 50
@@ -117,10 +117,9 @@ class WebConnector:
     def scan(self) -> Iterator[Item | ScanProblem]:
         s = self.settings
         try:
-            headers = {name: from_env(var, f"header {name}") for name, var in s.headers_from_env.items()}
+            headers = env_headers(s.headers_from_env)
         except MissingCredential as exc:
-            self.scope.complete = False
-            yield ScanProblem(self.seeds[0], str(exc))
+            yield unreachable(self.scope, self.seeds[0], str(exc))
             return
         headers["User-Agent"] = s.user_agent
         self._headers = headers
