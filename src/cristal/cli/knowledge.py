@@ -30,16 +30,17 @@ JSON = typer.Option(False, "--json", help="Print exactly one JSON document.")
 def source_add(
     name: str,
     org: str = ORG,
-    kind: str = typer.Option(..., "--kind", help="files or sql."),
-    uri: str = typer.Option(..., "--uri", help="A folder path, or an SQLAlchemy database URL."),
+    kind: str = typer.Option(..., "--kind", help="files, sql, web, s3, imap or api."),
+    uri: str = typer.Option(..., "--uri", help="A folder path, an SQLAlchemy database URL, or the site, bucket, mailbox or API URL."),
     acl: Optional[str] = typer.Option(None, "--acl", help="Default access rules, e.g. org or group:finance,user:a@b.c"),
     redact_pii: bool = typer.Option(False, "--redact-pii", help="Replace e-mail addresses, phone, card and IBAN numbers at ingestion."),
     max_rows: Optional[int] = typer.Option(None, "--max-rows", help="sql: rows indexed per table (default 10000)."),
     max_file_mb: Optional[int] = typer.Option(None, "--max-file-mb", help="files: larger files are skipped (default 50)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="web, s3, imap, api: a YAML file with the source's settings."),
     as_email: Optional[str] = AS,
     json_out: bool = JSON,
 ) -> None:
-    """Connect a folder tree or a database."""
+    """Connect a folder tree, a database, an intranet site, a bucket, a mailbox or an API."""
     options: dict = {}
     if redact_pii:
         options["redact_pii"] = True
@@ -51,8 +52,11 @@ def source_add(
         if max_file_mb < 1:
             raise InvalidInput("--max-file-mb must be at least 1")
         options["max_bytes"] = max_file_mb * 1024 * 1024
+    from cristal.knowledge.connectors.settings import read_config_file
+
+    settings = read_config_file(config) if config is not None else None
     with unit_of_work() as s:
-        info = sources.add_source(s, acting(s, org, as_email), org, name, kind, uri, acl=acl, options=options)
+        info = sources.add_source(s, acting(s, org, as_email), org, name, kind, uri, acl=acl, options=options, config=settings)
     if json_out:
         print_json(info.as_dict())
     else:

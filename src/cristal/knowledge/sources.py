@@ -15,7 +15,7 @@ from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, org_by_slug
 from cristal.identity.principal import Principal
 from cristal.knowledge.access import parse_rules
-from cristal.knowledge.connectors import CONNECTORS
+from cristal.knowledge.connectors import CONNECTORS, checked_settings
 from cristal.knowledge.index import bump_generation, delete_documents
 from cristal.knowledge.schema import Document, Source
 
@@ -61,7 +61,9 @@ def add_source(
     *,
     acl: list[str] | str | None = None,
     options: dict | None = None,
+    config: dict | None = None,
 ) -> SourceInfo:
+    """Connect a source; ``config`` is the kind's settings (web, s3, imap, api), checked before anything is stored."""
     if not _NAME.match(name or ""):
         raise InvalidInput(f"invalid source name {name!r}: use letters, digits, '.', '_' and '-'")
     if kind not in CONNECTORS:
@@ -72,6 +74,9 @@ def add_source(
     if session.scalar(select(Source.id).where(Source.org_id == org.id, Source.name == name)) is not None:
         raise AlreadyExists(f"source {name!r} already exists in organization {org.slug!r}")
     checked_uri = CONNECTORS[kind].validate(uri)
+    settings = checked_settings(kind, config)
+    if settings is not None:
+        options = {**(options or {}), "config": settings}
     source = Source(org_id=org.id, name=name, kind=kind, uri=checked_uri, acl=list(rules) if rules else None, options=options or {})
     session.add(source)
     session.flush()

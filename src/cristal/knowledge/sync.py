@@ -98,6 +98,9 @@ def sync_source(
             row.external_id: (row.id, row.content_hash, tuple(row.acl) if row.acl else None)
             for row in s.execute(select(Document.external_id, Document.id, Document.content_hash, Document.acl).where(Document.source_id == source_id))
         }
+        if hasattr(connector, "remember"):  # connectors with conditional requests or known message ids
+            connector.remember({ext: dict(meta or {}) for ext, meta in s.execute(
+                select(Document.external_id, Document.meta).where(Document.source_id == source_id))})
 
     report = SyncReport(source=name)
     progress("scan", 0, 0)
@@ -159,7 +162,8 @@ def _sync_item(
     options: dict,
     report: SyncReport,
 ) -> None:
-    data = item.read() if item.read is not None else None
+    # With a fingerprint the content is read only once it is known to have changed.
+    data = item.read() if item.read is not None and item.fingerprint is None else None
     content_hash = _content_hash(item, data, options)
     if known is not None and known[1] == content_hash:
         if known[2] != item.acl:
@@ -171,7 +175,11 @@ def _sync_item(
         else:
             report.unchanged += 1
         return
+    if data is None and item.read is not None and item.parsed is None:
+        data = item.read()
     parsed = item.parsed if item.parsed is not None else parse_bytes(data or b"", item.filename)
+    if item.meta:
+        parsed.metadata = {**parsed.metadata, **item.meta}
     if options.get("redact_pii"):
         parsed = redact_document(parsed)
     with db.session() as s:

@@ -16,6 +16,12 @@ class Item:
     A connector gives either ``read`` (bytes that a parser will turn into a
     document, chosen by ``filename``) or ``parsed`` (a document it built itself,
     like a database row).
+
+    With a ``fingerprint`` (an ETag, a message UID, an updated-at value) the
+    sync compares that instead of the content and calls ``read`` only when it
+    changed, so an unchanged object is never downloaded. ``meta`` is kept with
+    the indexed document and handed back through ``Connector.remember`` on the
+    next sync (validators for conditional requests, links, attachment names).
     """
 
     external_id: str
@@ -27,6 +33,7 @@ class Item:
     read: Callable[[], bytes] | None = None
     parsed: ParsedDocument | None = None
     fingerprint: str | None = None  # a cheap content hash when the connector has one
+    meta: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -51,3 +58,9 @@ class Connector(Protocol):
 
     def scan(self) -> Iterator[Item | ScanProblem]:
         """Every document of the source, or a problem per thing that failed."""
+
+
+class RemembersPrevious(Protocol):
+    """A connector that wants what it stored last time (``Item.meta``), by external id, before ``scan``."""
+
+    def remember(self, previous: dict[str, dict]) -> None: ...
