@@ -226,8 +226,10 @@ DISTIL_JS = r"""
       return placeholder || norm(el.getAttribute('title'));
     }
     s = contentText(el, tag === 'LI' || role === 'treeitem' || role === 'listitem');
+    const title = norm(el.getAttribute('title'));
+    if (s && title && !/[\p{L}\p{N}]/u.test(s)) return title;  // an icon (☆, ×, ⋮) with a tooltip: the tooltip says it
     if (s) return s;
-    return norm(el.getAttribute('title')) || norm(el.getAttribute('alt'));
+    return title || norm(el.getAttribute('alt'));
   }
 
   function visibleBox(el) {
@@ -267,8 +269,15 @@ DISTIL_JS = r"""
   // A container whose listener serves its repeated children (event delegation): those children are the
   // things a person clicks. Only when nothing inside is operable by itself (no native control, no pointer cursor
   // of its own), else those are what gets listed.
-  function delegatedItems(el, tag, cs, win) {
+  // Returns the items, 'inside' (operable things inside: they are what is listed), or null (the element itself).
+  function delegation(el, tag, cs, win) {
     if (cs.cursor === 'pointer') return null;
+    if (el.querySelector(NATIVE_OPERABLE)) return 'inside';
+    let checked = 0;
+    for (const d of el.querySelectorAll('*')) {
+      if (++checked > 300) break;
+      if (win.getComputedStyle(d).cursor === 'pointer' && d.parentElement && win.getComputedStyle(d.parentElement).cursor !== 'pointer') return 'inside';
+    }
     let items;
     if (tag === 'TABLE') items = Array.from(el.tBodies).flatMap((b) => Array.from(b.rows));
     else items = Array.from(el.children);
@@ -279,12 +288,6 @@ DISTIL_JS = r"""
       for (const n of items) counts[kind(n)] = (counts[kind(n)] || 0) + 1;
       const top = Math.max(...Object.values(counts));
       if (top < 2 || top < items.length * 0.8) return null;
-    }
-    if (el.querySelector(NATIVE_OPERABLE)) return null;
-    let checked = 0;
-    for (const d of el.querySelectorAll('*')) {
-      if (++checked > 300) break;
-      if (win.getComputedStyle(d).cursor === 'pointer' && d.parentElement && win.getComputedStyle(d.parentElement).cursor !== 'pointer') return null;
     }
     return new Set(items);
   }
@@ -433,8 +436,9 @@ DISTIL_JS = r"""
     if (cs.display === 'none') return;
     if (tag === 'INPUT' && (el.getAttribute('type') || '').toLowerCase() === 'hidden') return;
     const selfVis = cs.visibility === 'visible' && cs.contentVisibility !== 'hidden';
-    const block = BLOCK.has(cs.display) || tag === 'BR' || tag === 'HR';
-    const box = INLINE_BOX.has(cs.display);
+    // Items of a flex row sit side by side: boxes on one line, not blocks.
+    const block = (BLOCK.has(cs.display) && !st.flexRow) || tag === 'BR' || tag === 'HR';
+    const box = INLINE_BOX.has(cs.display) || (st.flexRow && BLOCK.has(cs.display));
     if (block) lineBreak();
     else if (box) emit(' ');
     if (cs.display === 'table-cell' && line.length) emit(' | ');
@@ -452,8 +456,9 @@ DISTIL_JS = r"""
       if (!role && selfVis && tag !== 'BODY' && tag !== 'HTML' && tag !== 'LABEL' && tag !== 'OPTION') {
         if (st.items && st.items.has(el)) { role = scriptRole(el, tag); how = 'delegated'; }
         else if (hasClickListener(el)) {
-          items = delegatedItems(el, tag, cs, win);
-          if (!items && (cs.cursor === 'pointer' || !el.querySelector(NATIVE_OPERABLE))) { role = scriptRole(el, tag); how = 'listener'; }
+          const found = delegation(el, tag, cs, win);
+          if (found === null) { role = scriptRole(el, tag); how = 'listener'; }
+          else if (found !== 'inside') items = found;
         } else if (cs.cursor === 'pointer' && !st.inside) {
           const parent = el.parentElement || (el.parentNode && el.parentNode.host);
           if (!parent || win.getComputedStyle(parent).cursor !== 'pointer') { role = scriptRole(el, tag); how = 'pointer'; soft = true; }
@@ -475,7 +480,8 @@ DISTIL_JS = r"""
           truncatedElements++;
         }
       }
-      const child = { ctx: myCtx, frames: st.frames, vis: selfVis, win, inside: st.inside || !!listed, items: items || st.items };
+      const flexRow = (cs.display === 'flex' || cs.display === 'inline-flex') && !cs.flexDirection.startsWith('column');
+      const child = { ctx: myCtx, frames: st.frames, vis: selfVis, win, inside: st.inside || !!listed, items: items || st.items, flexRow };
       if (tag === 'IFRAME' || tag === 'FRAME') {
         let doc = null;
         try { doc = el.contentDocument; } catch (e) { doc = null; }
@@ -506,9 +512,12 @@ DISTIL_JS = r"""
         walkChildren(el, child);
       }
       if (listed && soft && elements.length > before) {
-        // a pointer cursor on a wrapper (a card around its link): what is inside is the control
-        elements.splice(before - 1, 1);
-        dropped.add(listed.id);
+        // a pointer cursor on a wrapper (a card around its link) whose listed insides say all it says: they are the controls
+        const inner = elements.slice(before).reduce((n, e) => n + (e.name || '').length, 0);
+        if (inner >= 0.7 * listed.name.length) {
+          elements.splice(before - 1, 1);
+          dropped.add(listed.id);
+        }
       }
     } finally {
       path.pop();
