@@ -667,11 +667,9 @@ class BrowserSession:
         multiple = "multiselectable" in element.get("states", [])
         if len(wanted) > 1 and not multiple:
             raise _ActionFailed(f"error: {label} takes one option; give value, not several values")
-        values, unknown = loc.evaluate(SELECT_JS, wanted)
+        values, unknown, labels = loc.evaluate(SELECT_JS, wanted)
         if unknown:
-            options = element.get("options") or [e["name"] for e in (self.last.elements if self.last else [])
-                                                 if e.get("inSelect") and e["fp"]["path"].startswith(element["fp"]["path"])]
-            shown = ", ".join(repr(o) for o in options[:15])
+            shown = ", ".join(repr(o) for o in labels)
             raise _ActionFailed(f"error: {label} has no option {unknown[0]!r}; its options are {shown}")
         loc.select_option(value=values, timeout=self.timing.action_s * 1000)
         chosen = ", ".join(repr(w) for w in wanted)

@@ -686,7 +686,7 @@ OPTION_JS = r"""
 }
 """
 
-# Resolve what the model named (labels or values) to the option values of a <select>: [values, unknown names].
+# Resolve what the model named (labels or values) to the option values of a <select>: [values, unknown names, labels].
 SELECT_JS = r"""
 (select, wanted) => {
   const norm = (s) => (s || '').replace(/\s+/g, ' ').trim();
@@ -698,7 +698,7 @@ SELECT_JS = r"""
       || opts.find((o) => norm(o.label || o.textContent).toLowerCase() === n.toLowerCase());
     if (o) values.push(o.value); else unknown.push(w);
   }
-  return [values, unknown];
+  return [values, unknown, opts.slice(0, 15).map((o) => norm(o.label || o.textContent))];
 }
 """
 
