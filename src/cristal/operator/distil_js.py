@@ -71,6 +71,7 @@ DISTIL_JS = r"""
   const WIDGET_ROLES = new Set(['button', 'link', 'checkbox', 'radio', 'textbox', 'searchbox', 'combobox',
     'listbox', 'slider', 'spinbutton', 'switch', 'tab', 'menuitem', 'menuitemcheckbox', 'menuitemradio',
     'option', 'treeitem', 'gridcell']);
+  const NO_NAME_FROM_CONTENT = new Set(['listbox', 'combobox', 'textbox', 'searchbox', 'slider', 'spinbutton', 'tree', 'grid']);
   const CHECKABLE = new Set(['checkbox', 'radio', 'switch', 'menuitemcheckbox', 'menuitemradio']);
   const CONTEXT_TAGS = new Set(['TR', 'LI']);
   const CONTEXT_ROLES = new Set(['row', 'listitem', 'article']);
@@ -225,6 +226,7 @@ DISTIL_JS = r"""
       if (before) { if (placeholder && placeholder !== before) item.hint = cut(placeholder, 60); return before; }
       return placeholder || norm(el.getAttribute('title'));
     }
+    if (NO_NAME_FROM_CONTENT.has(role)) return norm(el.getAttribute('title'));  // accname: a list box is not named by its options
     s = contentText(el, tag === 'LI' || role === 'treeitem' || role === 'listitem');
     const title = norm(el.getAttribute('title'));
     if (s && title && !/[\p{L}\p{N}]/u.test(s)) return title;  // an icon (☆, ×, ⋮) with a tooltip: the tooltip says it
