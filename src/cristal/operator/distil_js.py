@@ -296,8 +296,9 @@ DISTIL_JS = r"""
 
   function describe(el, tag, role, frames, ctx, win, how) {
     const item = { id: 0, role, name: '', tag: tag.toLowerCase(), key: '', fp: null, frames: frames.map((f) => f.mark), states: [] };
-    const name = nameOf(el, tag, role, item);
-    item.name = cut(name, 100);
+    // A row or a card found through script is named by all its text, which the visible text shows anyway: keep it short.
+    const name = cut(nameOf(el, tag, role, item), how ? 80 : 100);
+    item.name = name;
     const attrs = {};
     for (const a of ['id', 'name', 'type', 'href', 'action']) {
       const v = el.getAttribute(a);
@@ -443,7 +444,7 @@ DISTIL_JS = r"""
     const box = INLINE_BOX.has(cs.display) || (st.flexRow && BLOCK.has(cs.display));
     if (block) lineBreak();
     else if (box) emit(' ');
-    if (cs.display === 'table-cell' && line.length) emit(' | ');
+    if (cs.display === 'table-cell' && el.previousElementSibling) emit(' | ');  // between cells, not before the first
 
     let myCtx = st.ctx;
     const explicit = explicitRole(el);
