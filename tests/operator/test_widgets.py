@@ -173,3 +173,23 @@ def test_click_point_only_with_vision(db: Database, browser, apps: WebApps) -> N
     plain, plain_requests = _run(db, browser, apps, task, [tool_call("click_point", {"x": 10, "y": 10}), tool_call("done", {"result": "no"})])
     assert "click_point" not in [t["function"]["name"] for t in plain_requests[0]["tools"]]
     assert "only available in runs with --vision" in plain.steps[2]["outcome"]
+
+
+def test_hover_and_drag_are_replayed_without_a_model(db: Database, browser, apps: WebApps, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from cristal.operator import load_trajectory, replay_trajectory
+    from cristal.sample.webapps.store import seed_database
+
+    archive, receipt = TASKS_BY_ID["inbox-archive-offsite"], TASKS_BY_ID["inbox-file-taxi-receipt"]
+    script = [act("drag", 'row "☆ Taxi Zentrale', to='listitem "Receipts (0)"'), act("click", 'row "☆ Jonas Becker Team offsite'),
+              act("hover", 'clickable "Move to ▾"'), act("click", 'clickable "Archive"'), tool_call("done", {"result": "both"})]
+    record = tmp_path / "inbox.json"
+    result, _ = _run(db, browser, apps, archive, script, record=record)
+    assert result.status == "done" and all(s["ok"] for s in result.steps), _outcomes(result)
+    moved = {m.id: m.folder for m in AppState(apps.db_path).messages("aozora-de", archive.as_email)}
+    assert (moved[202], moved[204]) == ("receipts", "archive")
+    seed_database(apps.db_path, overwrite=True)
+    replayed = replay_trajectory(db, employee(db, archive.as_email), load_trajectory(record), browser=browser)
+    assert replayed.status == "complete" and replayed.replayed == 6, replayed.reason
+    state = AppState(apps.db_path)
+    assert {m.id: m.folder for m in state.messages("aozora-de", archive.as_email)} == moved
+    assert not archive.check(state) and not receipt.check(state)  # each task alone: both changes are there
