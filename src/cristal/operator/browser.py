@@ -588,7 +588,8 @@ class BrowserSession:
         at = element.get("clickAt")
         position = {"x": at["x"], "y": at["y"]} if at else None
         if tool == "click":
-            self._uncovered(loc, element, label)
+            if role not in ("checkbox", "radio"):  # a styled control's input sits under its drawing: handled below
+                self._uncovered(loc, element, label)
             try:
                 loc.click(timeout=self.timing.action_s * 1000, position=position)
             except PlaywrightTimeout:

@@ -49,7 +49,7 @@ def element_line(element: dict[str, Any], page_url: str = "") -> str:
     parts = [f"[{element['id']}] {element['role']} {_quote(element.get('name') or '')}"]
     if element.get("type"):
         parts.append(f"({element['type']})")
-    if "value" in element and element["role"] not in ("button",):
+    if "value" in element and (element["role"] not in ("button",) or element.get("file")):
         value = str(element["value"])
         if len(value) > MAX_VALUE:
             value = value[: MAX_VALUE - 1] + "…"
