@@ -19,8 +19,8 @@ from cristal.identity import orgs, users
 from cristal.identity.directory import resolve_principal
 from cristal.identity.principal import Principal
 from cristal.operator import chromium
-from tests.operator.site import USER, SiteServer
 from cristal.sample.webapps import WebApps, serve_webapps
+from tests.operator.site import USER, SiteServer
 
 OPERATOR = Principal.operator("test-operator")
 

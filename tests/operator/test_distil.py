@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from playwright.sync_api import Browser
 
 from cristal.operator import AllowList, BrowserSession, Timing
 from cristal.operator.observation import Observation, element_line
 
 
 @pytest.fixture
-def session(browser) -> Iterator[BrowserSession]:  # type: ignore[no-untyped-def]
+def session(browser: Browser) -> Iterator[BrowserSession]:
     with BrowserSession(browser, AllowList(("127.0.0.1",))) as s:
         yield s
 
@@ -35,7 +36,7 @@ SCRIPT_BOUND = """
 <div class="card"><a href="/a">Card link</a></div>
 <label class="pointer"><input type="checkbox"> Remember me</label>
 <div id="root"><button>Inside a root listener</button><p>text</p></div>
-<span class="pointer" title="Close">×</span>
+<span class="pointer" title="Close">\u00d7</span>
 <p>Plain text, no handler</p>
 <script>
   document.getElementById('prop').onclick = () => {};
@@ -84,7 +85,8 @@ def test_names_as_assistive_technologies_give_them_and_unlinked_labels(session: 
 
 
 STATES = """
-<div role="listbox" aria-multiselectable="true"><div role="option" aria-selected="true">Red</div><div role="option" aria-selected="false">Blue</div></div>
+<div role="listbox" aria-multiselectable="true">
+  <div role="option" aria-selected="true">Red</div><div role="option" aria-selected="false">Blue</div></div>
 <nav><a href="/1" aria-current="page">1</a><a href="/2">2</a></nav>
 <button aria-expanded="true">Menu</button><details><summary>More</summary>hidden</details>
 <div role="checkbox" aria-checked="mixed">All</div><input type="checkbox" checked aria-label="Mine">
@@ -114,7 +116,8 @@ def test_states_selected_current_expanded_checked_disabled_readonly(session: Bro
 
 def test_text_has_no_spaces_inside_words_and_cells_stay_apart(session: BrowserSession) -> None:
     obs = _observe(session, '<p>Dear <b>Bern</b>ardine, “<i>quoted</i>” <span>word</span>s and <a href="/x">li<b>nk</b></a>.</p>'
-                            '<table><tr><td>a</td><td>b</td></tr></table><div style="display:flex"><span>Left</span><span>Right</span></div>'
+                            '<table><tr><td>a</td><td>b</td></tr></table>'
+                            '<div style="display:flex"><span>Left</span><span>Right</span></div>'
                             '<p>one<span style="display:inline-block">chip</span>two</p>')
     assert obs.text.splitlines() == ["Dear Bernardine, “quoted” words and [1] link.", "a | b", "Left Right", "one chip two"]
     assert obs.elements[0]["name"] == "link"
@@ -157,7 +160,7 @@ COVERED = """
 """
 
 
-def test_a_covered_target_waits_for_the_cover_to_go_or_says_what_covers_it(browser) -> None:  # type: ignore[no-untyped-def]
+def test_a_covered_target_waits_for_the_cover_to_go_or_says_what_covers_it(browser: Browser) -> None:
     with BrowserSession(browser, AllowList(("127.0.0.1",)), timing=Timing(cover_s=4.0)) as session:
         obs = _observe(session, COVERED)
         named = {e["name"]: e for e in obs.elements}

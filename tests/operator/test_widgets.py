@@ -7,9 +7,12 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from playwright.sync_api import Browser
+
 from cristal.db import Database
 from cristal.models import Gateway
 from cristal.operator import RunConfig, Timing, run_operator
+from cristal.operator.run import RunResult
 from cristal.sample.webapps import AppState, WebApps
 from cristal.sample.webapps.tasks import TASKS_BY_ID, UPLOADS, WebTask
 from cristal.testing.scripted_model import ScriptedModel, tool_call
@@ -17,26 +20,27 @@ from tests.operator.conftest import employee, model_settings
 from tests.operator.scripts import act, latest_observation
 
 
-def _run(db: Database, browser, apps: WebApps, task: WebTask, script: list[Any], **config: Any):  # type: ignore[no-untyped-def]
+def _run(db: Database, browser: Browser, apps: WebApps, task: WebTask, script: list[Any],
+         **config: Any) -> tuple[RunResult, list[dict[str, Any]]]:
     """Sign in as the task's employee, then the script; the run's result and every request the model got."""
     steps = [act("fill", 'textbox "E-mail address"', text=task.as_email), act("click", 'button "Sign in"'), *script]
     run = RunConfig(task=task.instruction, start_url=apps.url(task.start_path), **config)
     with ScriptedModel(steps) as model, Gateway(model_settings(model.base_url), db) as gateway:
         result = run_operator(db, employee(db, task.as_email), run, gateway=gateway, browser=browser)
-        return result, [r.json for r in model.chat_requests]
+        return result, [dict(r.json) for r in model.chat_requests]
 
 
-def _outcomes(result) -> list[str]:  # type: ignore[no-untyped-def]
+def _outcomes(result: RunResult) -> list[str]:
     return [f"{s['n']} {s['action'] and s['action']['tool']}: {s['outcome']}" for s in result.steps]
 
 
-def _done(result, apps: WebApps, task: WebTask) -> None:  # type: ignore[no-untyped-def]
+def _done(result: RunResult, apps: WebApps, task: WebTask) -> None:
     assert result.status == "done", (result.reason, _outcomes(result))
     assert all(s["ok"] for s in result.steps), _outcomes(result)
     assert task.check(AppState(apps.db_path)), _outcomes(result)
 
 
-def test_pager_current_page_and_a_star_bound_with_onclick(db: Database, browser, apps: WebApps) -> None:  # type: ignore[no-untyped-def]
+def test_pager_current_page_and_a_star_bound_with_onclick(db: Database, browser: Browser, apps: WebApps) -> None:
     task = TASKS_BY_ID["inbox-flag-hotel-invoice"]
 
     def on_page_two(body: dict[str, Any]) -> Any:
@@ -50,7 +54,7 @@ def test_pager_current_page_and_a_star_bound_with_onclick(db: Database, browser,
     assert 'link "Page 1" current' in latest_observation(requests[2])
 
 
-def test_rows_open_on_click_and_a_menu_opens_on_hover(db: Database, browser, apps: WebApps) -> None:  # type: ignore[no-untyped-def]
+def test_rows_open_on_click_and_a_menu_opens_on_hover(db: Database, browser: Browser, apps: WebApps) -> None:
     task = TASKS_BY_ID["inbox-archive-offsite"]
 
     def menu_closed(body: dict[str, Any]) -> Any:
@@ -64,7 +68,7 @@ def test_rows_open_on_click_and_a_menu_opens_on_hover(db: Database, browser, app
     assert "Moved to Archive." in latest_observation(requests[-1])
 
 
-def test_drag_a_row_onto_a_folder_of_a_delegating_list(db: Database, browser, apps: WebApps) -> None:  # type: ignore[no-untyped-def]
+def test_drag_a_row_onto_a_folder_of_a_delegating_list(db: Database, browser: Browser, apps: WebApps) -> None:
     task = TASKS_BY_ID["inbox-file-taxi-receipt"]
     script = [act("drag", 'row "☆ Taxi Zentrale', to='listitem "Receipts (0)"'), tool_call("done", {"result": "moved"})]
     result, requests = _run(db, browser, apps, task, script)
@@ -72,13 +76,13 @@ def test_drag_a_row_onto_a_folder_of_a_delegating_list(db: Database, browser, ap
     assert 'listitem "Receipts (1)"' in latest_observation(requests[-1])
 
 
-def test_a_span_drawn_as_a_link(db: Database, browser, apps: WebApps) -> None:  # type: ignore[no-untyped-def]
+def test_a_span_drawn_as_a_link(db: Database, browser: Browser, apps: WebApps) -> None:
     task = TASKS_BY_ID["inbox-mark-all-read"]
     result, _ = _run(db, browser, apps, task, [act("click", 'clickable "Mark all as read"'), tool_call("done", {"result": "ok"})])
     _done(result, apps, task)
 
 
-def test_travel_form_autocomplete_date_picker_multi_select_and_unlinked_labels(db: Database, browser, apps: WebApps) -> None:  # type: ignore[no-untyped-def]
+def test_travel_form_autocomplete_date_picker_multi_select_and_unlinked_labels(db: Database, browser: Browser, apps: WebApps) -> None:
     task = TASKS_BY_ID["travel-request-bern"]
     script = [
         act("fill", 'textbox "Purpose"', text="Customer workshop Berner Spital"),
@@ -106,7 +110,7 @@ def test_travel_form_autocomplete_date_picker_multi_select_and_unlinked_labels(d
     assert 'link "Prev"' in picker and 'link "Next"' in picker and "October 2025" in picker
 
 
-def test_options_of_a_multi_select_toggle_on_click_and_wait_looks_again(db: Database, browser, apps: WebApps) -> None:  # type: ignore[no-untyped-def]
+def test_options_of_a_multi_select_toggle_on_click_and_wait_looks_again(db: Database, browser: Browser, apps: WebApps) -> None:
     task = TASKS_BY_ID["travel-request-bern"]
     script = [
         act("click", 'option "4100 Sales Germany"'),
@@ -132,7 +136,7 @@ def test_options_of_a_multi_select_toggle_on_click_and_wait_looks_again(db: Data
     assert "did not appear" in outcomes[10] and "the most one wait may take" in outcomes[10]
 
 
-def test_a_tree_and_an_upload_of_a_file_the_run_was_given(db: Database, browser, apps: WebApps, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_tree_and_an_upload_of_a_file_the_run_was_given(db: Database, browser: Browser, apps: WebApps, tmp_path: Path) -> None:
     task = TASKS_BY_ID["files-upload-hotel-receipt"]
     receipt = tmp_path / "hotel-bern-receipt.pdf"
     receipt.write_bytes(UPLOADS[receipt.name])
@@ -156,10 +160,11 @@ def test_a_tree_and_an_upload_of_a_file_the_run_was_given(db: Database, browser,
     assert AppState(apps.db_path).files()[-1].sha256 == hashlib.sha256(receipt.read_bytes()).hexdigest()
     tree = latest_observation(requests[5])
     assert 'treeitem "Germany" expanded' in tree and 'treeitem "Finance" expanded' in tree and 'treeitem "Receipts" selected' in tree
-    assert "Files you may upload" in requests[0]["messages"][0]["content"] and "hotel-bern-receipt.pdf" in requests[0]["messages"][0]["content"]
+    system = requests[0]["messages"][0]["content"]
+    assert "Files you may upload" in system and "hotel-bern-receipt.pdf" in system
 
 
-def test_click_point_only_with_vision(db: Database, browser, apps: WebApps) -> None:  # type: ignore[no-untyped-def]
+def test_click_point_only_with_vision(db: Database, browser: Browser, apps: WebApps) -> None:
     task = TASKS_BY_ID["inbox-mark-all-read"]
 
     def at_the_span(body: dict[str, Any]) -> Any:
@@ -170,12 +175,13 @@ def test_click_point_only_with_vision(db: Database, browser, apps: WebApps) -> N
     result, requests = _run(db, browser, apps, task, script, vision=True)
     assert "click_point" in [t["function"]["name"] for t in requests[0]["tools"]]
     assert not result.steps[2]["ok"] and "inside the 1280x900 screenshot" in result.steps[2]["outcome"]
-    plain, plain_requests = _run(db, browser, apps, task, [tool_call("click_point", {"x": 10, "y": 10}), tool_call("done", {"result": "no"})])
+    plain, plain_requests = _run(db, browser, apps, task,
+                                 [tool_call("click_point", {"x": 10, "y": 10}), tool_call("done", {"result": "no"})])
     assert "click_point" not in [t["function"]["name"] for t in plain_requests[0]["tools"]]
     assert "only available in runs with --vision" in plain.steps[2]["outcome"]
 
 
-def test_hover_and_drag_are_replayed_without_a_model(db: Database, browser, apps: WebApps, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_hover_and_drag_are_replayed_without_a_model(db: Database, browser: Browser, apps: WebApps, tmp_path: Path) -> None:
     from cristal.operator import load_trajectory, replay_trajectory
     from cristal.sample.webapps.store import seed_database
 

@@ -35,8 +35,17 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from cristal.errors import CristalError
-from cristal.operator.distil_js import (COVER_JS, DISTIL_JS, FOCUS_JS, LISTENERS_JS, OPTION_JS, POINT_JS, QUIET_JS,
-                                        SELECT_JS, TIMERS_INIT_JS)
+from cristal.operator.distil_js import (
+    COVER_JS,
+    DISTIL_JS,
+    FOCUS_JS,
+    LISTENERS_JS,
+    OPTION_JS,
+    POINT_JS,
+    QUIET_JS,
+    SELECT_JS,
+    TIMERS_INIT_JS,
+)
 from cristal.operator.observation import Observation, element_line
 from cristal.operator.safety import AllowList, Secrets
 

@@ -229,7 +229,7 @@ DISTIL_JS = r"""
     if (NO_NAME_FROM_CONTENT.has(role)) return norm(el.getAttribute('title'));  // accname: a list box is not named by its options
     s = contentText(el, tag === 'LI' || role === 'treeitem' || role === 'listitem');
     const title = norm(el.getAttribute('title'));
-    if (s && title && !/[\p{L}\p{N}]/u.test(s)) return title;  // an icon (☆, ×, ⋮) with a tooltip: the tooltip says it
+    if (s && title && !/[\p{L}\p{N}]/u.test(s)) return title;  // an icon (a star, a cross) with a tooltip: the tooltip says it
     if (s) return s;
     return title || norm(el.getAttribute('alt'));
   }

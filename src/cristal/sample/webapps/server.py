@@ -29,8 +29,6 @@ POST   /customers/ID/edit             save the address (422 with errors if inval
 from __future__ import annotations
 
 import logging
-from email import policy as email_policy
-from email.parser import BytesParser
 import math
 import re
 import secrets
@@ -40,6 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from email import policy as email_policy
+from email.parser import BytesParser
 from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -49,7 +49,6 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from cristal.sample.webapps.forms import validate_address, validate_claim
-from cristal.sample.webapps.workspace import MAX_UPLOAD, WorkspacePages
 from cristal.sample.webapps.store import (
     CATEGORIES,
     COUNTRIES,
@@ -60,6 +59,7 @@ from cristal.sample.webapps.store import (
     now_iso,
     seed_database,
 )
+from cristal.sample.webapps.workspace import MAX_UPLOAD, WorkspacePages
 
 log = logging.getLogger(__name__)
 
@@ -524,7 +524,8 @@ def _multipart(content_type: str, body: bytes) -> tuple[dict[str, list[str]], di
         name = part.get_param("name", header="content-disposition")
         if not isinstance(name, str):
             continue
-        content = part.get_payload(decode=True) or b""
+        payload = part.get_payload(decode=True)
+        content = payload if isinstance(payload, bytes) else b""
         filename = part.get_filename()
         if filename is not None:
             files[name] = (filename, content)

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import resources
-from collections.abc import Callable
 from pathlib import Path
 
 SCHEMA = """
@@ -496,7 +496,7 @@ class AppState:
         before = read_all(seeded)
         seed.close()
         after = read_all(self._query)
-        return Changes(*(_diff(b, a) for b, a in zip(before, after)))
+        return Changes(*(_diff(b, a) for b, a in zip(before, after, strict=True)))
 
 
 def _files(query: Callable[..., list[sqlite3.Row]]) -> dict[int, StoredFile]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from cristal.sample.webapps.store import INBOX_OWNER, AppState, Claim, Customer, Message
 
@@ -90,7 +90,7 @@ def _address_check(customer_id: int, street: str, postal_code: str, city: str,
     return check
 
 
-def _message_check(message_id: int, **after: object) -> Callable[[AppState], bool]:
+def _message_check(message_id: int, **after: Any) -> Callable[[AppState], bool]:
     """Only message ``message_id`` changed (read marks aside), and it now has the ``after`` values."""
     def check(state: AppState) -> bool:
         changes = state.changes()
@@ -238,7 +238,7 @@ TASKS: tuple[WebTask, ...] = (
         id="files-upload-hotel-receipt",
         app="files",
         as_email="lukas.weber@aozora-de.example",
-        instruction="Upload the file hotel-bern-receipt.pdf into the shared folder Germany › Finance › Receipts.",
+        instruction="Upload the file hotel-bern-receipt.pdf into the shared folder Germany \u203a Finance \u203a Receipts.",
         start_path="/files/",
         check=_check_upload,
         files=("hotel-bern-receipt.pdf",),

@@ -23,7 +23,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cristal.sample.webapps.store import (
@@ -42,7 +44,15 @@ _FILE_NAME = re.compile(r"^[^/\\\x00-\x1f]{1,120}$")
 
 
 class WorkspacePages:
-    """Mixed into :class:`~cristal.sample.webapps.server.Apps` (``render``, ``error``, ``db_path`` ...)."""
+    """Mixed into :class:`~cristal.sample.webapps.server.Apps`, which provides what is declared here."""
+
+    db_path: Path
+    today: Callable[[], date]
+
+    if TYPE_CHECKING:  # defined by Apps
+        def render(self, template: str, session: Session | None, code: int = 200, **context: object) -> Response: ...
+        def not_found(self, session: Session) -> Response: ...
+        def _flash(self, session: Session, message: str) -> None: ...
 
     def workspace_routes(self) -> list[tuple[str, str, Any, bool]]:
         return [
@@ -63,7 +73,7 @@ class WorkspacePages:
     # --- inbox ---
 
     def _inbox_query(self, session: Session, sql: str, *args: object) -> list[Any]:
-        conn = connect(self.db_path)  # type: ignore[attr-defined]
+        conn = connect(self.db_path)
         try:
             return conn.execute(sql, (session.org, session.email, *args)).fetchall()
         finally:
@@ -89,7 +99,7 @@ class WorkspacePages:
         counts = {r["folder"]: r["n"] for r in self._inbox_query(
             session, "SELECT folder, count(*) AS n FROM messages WHERE org = ? AND recipient = ? GROUP BY folder")}
         messages = [{"row": r, "sender": _highlight(r["sender"], q), "subject": _highlight(r["subject"], q)} for r in rows]
-        return self.render("inbox_list.html", session, title="Inbox", app="inbox", messages=messages,  # type: ignore[attr-defined]
+        return self.render("inbox_list.html", session, title="Inbox", app="inbox", messages=messages,
                            page=page, folder=folder, folders=MESSAGE_FOLDERS, counts=counts, q=q)
 
     def _own_message(self, session: Session, message_id: int) -> Any:
@@ -99,13 +109,13 @@ class WorkspacePages:
     def inbox_message(self, request: Request, session: Session, message_id: int) -> Response:
         message = self._own_message(session, message_id)
         if message is None:
-            return self.not_found(session)  # type: ignore[attr-defined]
+            return self.not_found(session)
         self._inbox_update(session, message_id, "read = 1")
-        return self.render("inbox_message.html", session, title=message["subject"], app="inbox",  # type: ignore[attr-defined]
+        return self.render("inbox_message.html", session, title=message["subject"], app="inbox",
                            message=message, folders=MESSAGE_FOLDERS)
 
     def _inbox_update(self, session: Session, message_id: int | None, assignment: str, *args: object) -> int:
-        conn = connect(self.db_path)  # type: ignore[attr-defined]
+        conn = connect(self.db_path)
         try:
             with conn:
                 scope = "" if message_id is None else " AND id = ?"
@@ -135,20 +145,20 @@ class WorkspacePages:
     # --- travel requests ---
 
     def travel_list(self, request: Request, session: Session) -> Response:
-        conn = connect(self.db_path)  # type: ignore[attr-defined]
+        conn = connect(self.db_path)
         try:
             rows = conn.execute("SELECT * FROM travel_requests WHERE org = ? AND employee_email = ? ORDER BY id DESC",
                                 (session.org, session.email)).fetchall()
         finally:
             conn.close()
-        return self.render("travel_list.html", session, title="Travel requests", app="travel", requests=rows,  # type: ignore[attr-defined]
+        return self.render("travel_list.html", session, title="Travel requests", app="travel", requests=rows,
                            places=PLACES)
 
     def travel_form(self, request: Request, session: Session, values: dict[str, Any] | None = None,
                     errors: dict[str, str] | None = None) -> Response:
         values = values or {"purpose": "", "destination": "", "place": "", "depart": "", "return_date": "", "cost_centres": []}
-        today = self.today()  # type: ignore[attr-defined]
-        return self.render("travel_form.html", session, 422 if errors else 200, title="New travel request",  # type: ignore[attr-defined]
+        today = self.today()
+        return self.render("travel_form.html", session, 422 if errors else 200, title="New travel request",
                            app="travel", values=values, errors=errors or {}, cost_centres=COST_CENTRES,
                            month=f"{today.year:04d}-{today.month:02d}")
 
@@ -160,10 +170,10 @@ class WorkspacePages:
         values = {"purpose": form.get("purpose", "").strip(), "destination": form.get("destination", "").strip(),
                   "place": form.get("place", ""), "depart": form.get("depart", ""), "return_date": form.get("return_date", ""),
                   "cost_centres": centres}
-        errors = _travel_errors(values, self.today())  # type: ignore[attr-defined]
+        errors = _travel_errors(values, self.today())
         if errors:
             return self.travel_form(request, session, values, errors)
-        conn = connect(self.db_path)  # type: ignore[attr-defined]
+        conn = connect(self.db_path)
         try:
             with conn:
                 cur = conn.execute("INSERT INTO travel_requests (org, employee_email, purpose, destination, depart, return_date,"
@@ -173,19 +183,19 @@ class WorkspacePages:
                 request_id = int(cur.lastrowid or 0)
         finally:
             conn.close()
-        self._flash(session, f"Travel request {request_id} was saved.")  # type: ignore[attr-defined]
+        self._flash(session, f"Travel request {request_id} was saved.")
         return redirect(f"/travel/{request_id}")
 
     def travel_detail(self, request: Request, session: Session, request_id: int) -> Response:
-        conn = connect(self.db_path)  # type: ignore[attr-defined]
+        conn = connect(self.db_path)
         try:
             row = conn.execute("SELECT * FROM travel_requests WHERE id = ? AND org = ? AND employee_email = ?",
                                (request_id, session.org, session.email)).fetchone()
         finally:
             conn.close()
         if row is None:
-            return self.not_found(session)  # type: ignore[attr-defined]
-        return self.render("travel_detail.html", session, title=f"Travel request {request_id}", app="travel",  # type: ignore[attr-defined]
+            return self.not_found(session)
+        return self.render("travel_detail.html", session, title=f"Travel request {request_id}", app="travel",
                            request=row, places=PLACES, cost_centres=COST_CENTRES)
 
     def travel_places(self, request: Request, session: Session) -> Response:
@@ -196,7 +206,7 @@ class WorkspacePages:
     # --- shared folders ---
 
     def _folders(self, session: Session) -> tuple[dict[int, Any], list[Any]]:
-        conn = connect(self.db_path)  # type: ignore[attr-defined]
+        conn = connect(self.db_path)
         try:
             folders = {r["id"]: r for r in conn.execute("SELECT * FROM folders WHERE org = ? ORDER BY name, id", (session.org,))}
             files = conn.execute("SELECT files.* FROM files JOIN folders ON folders.id = files.folder_id WHERE folders.org = ?"
@@ -217,9 +227,9 @@ class WorkspacePages:
 
         def path(folder_id: int) -> str:
             f = folders[folder_id]
-            return f["name"] if f["parent_id"] is None else f"{path(f['parent_id'])} › {f['name']}"
+            return f["name"] if f["parent_id"] is None else f"{path(f['parent_id'])} \u203a {f['name']}"
 
-        return self.render("files.html", session, title="Shared folders", app="files", tree=children(None),  # type: ignore[attr-defined]
+        return self.render("files.html", session, title="Shared folders", app="files", tree=children(None),
                            paths={i: path(i) for i in folders}, files_of=files_of)
 
     def files_upload(self, request: Request, session: Session, folder_id: int) -> Response:
@@ -227,24 +237,24 @@ class WorkspacePages:
 
         folders, _ = self._folders(session)
         if folder_id not in folders:
-            return self.not_found(session)  # type: ignore[attr-defined]
+            return self.not_found(session)
         upload = request.files.get("file")
         if upload is None or not upload[0]:
-            self._flash(session, "Choose a file to upload.")  # type: ignore[attr-defined]
+            self._flash(session, "Choose a file to upload.")
             return redirect(f"/files/?folder={folder_id}")
         name, content = upload
         name = name.replace("\\", "/").rsplit("/", 1)[-1]
         if not _FILE_NAME.match(name) or len(content) > MAX_UPLOAD:
-            self._flash(session, "That file cannot be uploaded (name or size).")  # type: ignore[attr-defined]
+            self._flash(session, "That file cannot be uploaded (name or size).")
             return redirect(f"/files/?folder={folder_id}")
-        conn = connect(self.db_path)  # type: ignore[attr-defined]
+        conn = connect(self.db_path)
         try:
             with conn:
                 conn.execute("INSERT INTO files (folder_id, name, size, sha256, uploaded_by) VALUES (?, ?, ?, ?, ?)",
                              (folder_id, name, len(content), hashlib.sha256(content).hexdigest(), session.email))
         finally:
             conn.close()
-        self._flash(session, f"{name} was uploaded to {folders[folder_id]['name']}.")  # type: ignore[attr-defined]
+        self._flash(session, f"{name} was uploaded to {folders[folder_id]['name']}.")
         return redirect(f"/files/?folder={folder_id}")
 
 
