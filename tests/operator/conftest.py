@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,12 @@ from playwright.sync_api import Browser
 
 from cristal.config import Settings
 from cristal.db import Database
+from cristal.errors import CristalError
 from cristal.identity import orgs, users
 from cristal.identity.directory import resolve_principal
 from cristal.identity.principal import Principal
 from cristal.operator import chromium
+from cristal.sample.webapps import WebApps, serve_webapps
 from tests.operator.site import USER, SiteServer
 
 OPERATOR = Principal.operator("test-operator")
@@ -76,3 +79,23 @@ def model_env(base_url: str, **extra: str) -> dict[str, str]:
     """Environment for a CLI process whose model is a ScriptedModel at ``base_url``."""
     return {"CRISTAL_LLM_BASE_URL": base_url, "CRISTAL_LLM_API_KEY": "k", "CRISTAL_LLM_MODEL": "scripted",
             "CRISTAL_LLM_MAX_RETRIES": "0", "CRISTAL_OPERATOR_APPROVAL_POLL_SECONDS": "0.2", **extra}
+
+
+@pytest.fixture
+def apps(tmp_path: Path) -> Iterator[WebApps]:
+    """The sample company's web apps on loopback over a fresh database ("today" fixed for reproducible dates)."""
+    with serve_webapps(tmp_path / "apps.db", today=lambda: date(2025, 10, 31)) as running:
+        yield running
+
+
+def employee(db: Database, email: str) -> Principal:
+    """``email`` as a member of acme (the Operator's own organization in these tests), added the first time."""
+    with db.session() as s:
+        try:
+            return resolve_principal(s, "acme", email)
+        except CristalError:
+            pass
+    with db.session() as s:
+        users.add_user(s, OPERATOR, "acme", email)
+    with db.session() as s:
+        return resolve_principal(s, "acme", email)

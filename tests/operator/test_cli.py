@@ -58,3 +58,25 @@ def test_bad_input_is_one_line(ocli, site: SiteServer, tmp_path: Path) -> None: 
             assert lines[-1].startswith("error: ") and message in lines[-1] and "Traceback" not in r.stderr
     r = ocli("operate", "x", *AS, "--start-url", site.url("/"))  # no model configured: fails before a browser starts
     assert r.code != 0 and "CRISTAL_LLM_BASE_URL" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_operate_uses_script_bound_widgets_without_allow_irreversible(ocli, db_url: str, apps) -> None:  # type: ignore[no-untyped-def]
+    from cristal.db import Database
+    from cristal.sample.webapps import AppState
+    from cristal.sample.webapps.tasks import TASKS_BY_ID
+    from tests.operator.conftest import employee
+
+    task = TASKS_BY_ID["inbox-flag-hotel-invoice"]
+    database = Database(db_url)
+    employee(database, task.as_email)
+    database.dispose()
+    script = [act("fill", 'textbox "E-mail address"', text=task.as_email), act("click", 'button "Sign in"'),
+              act("click", 'link "Page 2"'), act("click", 'clickable "Flag"', after='row "☆ Bernardine Okafor'),
+              tool_call("done", {"result": "flagged"})]
+    with ScriptedModel(script) as model:
+        r = ocli("operate", task.instruction, "--org", "acme", "--as", task.as_email, "--start-url", apps.url(task.start_path),
+                 "--json", extra_env=model_env(model.base_url))
+    assert r.code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["status"] == "done" and [s["ok"] for s in doc["steps"]] == [True] * 5
+    assert task.check(AppState(apps.db_path))

@@ -3,38 +3,17 @@ and the apps' own database decides whether the task was done."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import date
-from pathlib import Path
-
-import pytest
-
 from cristal.db import Database
-from cristal.identity import users
-from cristal.identity.directory import resolve_principal
 from cristal.models import Gateway
 from cristal.operator import RunConfig, run_operator
 from cristal.operator.demo import taxi_claim_policy
-from cristal.sample.webapps import AppState, WebApps, serve_webapps
+from cristal.sample.webapps import AppState, WebApps
 from cristal.sample.webapps.tasks import TASKS
 from cristal.testing.scripted_model import ScriptedModel, tool_call
-from tests.operator.conftest import OPERATOR, model_settings
+from tests.operator.conftest import employee, model_settings
 from tests.operator.scripts import act
 
 TASK = {t.id: t for t in TASKS}
-
-
-@pytest.fixture
-def apps(tmp_path: Path) -> Iterator[WebApps]:
-    with serve_webapps(tmp_path / "apps.db", today=lambda: date(2025, 10, 31)) as running:
-        yield running
-
-
-def _as(db: Database, email: str):  # type: ignore[no-untyped-def]
-    with db.session() as s:
-        users.add_user(s, OPERATOR, "acme", email)
-    with db.session() as s:
-        return resolve_principal(s, "acme", email)
 
 
 def _run(db, principal, browser, script, config):  # type: ignore[no-untyped-def]
@@ -50,7 +29,7 @@ def test_files_a_draft_claim_in_the_expenses_app(db: Database, browser, apps: We
     task = TASK["expenses-file-taxi-claim"]
     script = taxi_claim_policy(task.as_email)  # the same scripted policy the demo records
     config = RunConfig(task=task.instruction, start_url=apps.url(task.start_path))
-    result = _run(db, _as(db, task.as_email), browser, script, config)
+    result = _run(db, employee(db, task.as_email), browser, script, config)
     assert result.status == "done", result.reason
     assert all(s["ok"] for s in result.steps), [s["outcome"] for s in result.steps]
     assert task.check(AppState(apps.db_path))
@@ -58,7 +37,7 @@ def test_files_a_draft_claim_in_the_expenses_app(db: Database, browser, apps: We
 
 def test_submitting_a_claim_pauses_then_succeeds_with_approval(db: Database, browser, apps: WebApps) -> None:  # type: ignore[no-untyped-def]
     task = TASK["expenses-submit-draft"]
-    principal = _as(db, task.as_email)
+    principal = employee(db, task.as_email)
     open_claim = [*_sign_in(task.as_email), act("click", 'link "Claim 101"')]
     config = RunConfig(task=task.instruction, start_url=apps.url(task.start_path))
     paused = _run(db, principal, browser, [*open_claim, act("click", 'button "Submit for approval"')], config)

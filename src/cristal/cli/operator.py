@@ -46,7 +46,7 @@ def operate_command(
     max_steps: int = typer.Option(30, "--max-steps", help="Stop after this many actions."),
     max_seconds: float = typer.Option(300.0, "--max-seconds", help="Stop after this many seconds (time spent waiting for approvals not counted)."),
     screenshots: bool = typer.Option(False, "--screenshots", help="With --record: a PNG per step in FILE.screenshots/."),
-    vision: bool = typer.Option(False, "--vision", help="Also send the model a screenshot with each observation."),
+    vision: bool = typer.Option(False, "--vision", help="Also send the model a screenshot with each observation, and let it click a point of it (click_point)."),
     model: Optional[str] = typer.Option(None, "--model", help="Chat model (default: the configured one)."),
 ) -> None:
     """Do a task in web applications through a real (headless) browser, as the employee: a durable workflow run."""

@@ -23,9 +23,10 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -34,7 +35,17 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from cristal.errors import CristalError
-from cristal.operator.distil_js import DISTIL_JS, FOCUS_JS, QUIET_JS
+from cristal.operator.distil_js import (
+    COVER_JS,
+    DISTIL_JS,
+    FOCUS_JS,
+    LISTENERS_JS,
+    OPTION_JS,
+    POINT_JS,
+    QUIET_JS,
+    SELECT_JS,
+    TIMERS_INIT_JS,
+)
 from cristal.operator.observation import Observation, element_line
 from cristal.operator.safety import AllowList, Secrets
 
@@ -129,8 +140,10 @@ class Timing:
 
     navigation_s: float = 20.0  # a page's load event
     action_s: float = 5.0  # actionability of one element (visible, enabled, stable)
-    settle_s: float = 3.0  # quiet DOM and no requests in flight after an action
-    quiet_ms: int = 40  # how long the DOM must stay still to count as settled
+    settle_s: float = 3.0  # quiet DOM, the action's short timers run, no requests in flight after an action
+    quiet_ms: int = 40  # how long the DOM must stay still to count as settled (debounce timers are waited for apart)
+    cover_s: float = 1.0  # how long a click waits for something covering its element to go away
+    wait_s: float = 10.0  # the longest one wait() may take (the run's time limit bounds it too)
     script_s: float = 10.0  # a call into the page (reading it, an action) that gets no answer: a script loop
 
 
@@ -138,8 +151,11 @@ class BrowserSession:
     """One run's browser context and page."""
 
     def __init__(self, browser: Browser, allow: AllowList, secrets: Secrets | None = None, *, timing: Timing | None = None,
-                 viewport: tuple[int, int] = (1280, 900), allow_dialogs: bool = False) -> None:
+                 viewport: tuple[int, int] = (1280, 900), allow_dialogs: bool = False,
+                 files: Mapping[str, Path] | None = None) -> None:
         self.allow = allow
+        self.files = dict(files or {})  # name -> path: the only files upload() may send
+        self.viewport = viewport
         self.secrets = secrets or Secrets()
         self.timing = timing or Timing()
         self.allow_dialogs = allow_dialogs
@@ -163,6 +179,7 @@ class BrowserSession:
         )
         self.context.set_default_timeout(self.timing.action_s * 1000)
         self.context.set_default_navigation_timeout(self.timing.navigation_s * 1000)
+        self.context.add_init_script(TIMERS_INIT_JS)
         self.context.route("**/*", self._route)
         try:
             self.context.route_web_socket("**/*", self._route_ws)
@@ -313,6 +330,7 @@ class BrowserSession:
             try:
                 # Redacting the JSON text once is much cheaper than every string of the parsed result.
                 with self._watchdog("reading the page"):
+                    listeners_ms = self._find_listeners()
                     answer = self.page.evaluate(DISTIL_JS, json.dumps({"known": self.ids, "next": self.next_id}))
                 raw = json.loads(self.secrets.redact_json(answer))
                 break
@@ -325,10 +343,26 @@ class BrowserSession:
         self.ids.update(raw["assigned"])
         self.next_id = raw["next"]
         obs = Observation.from_raw(raw, self.secrets, total_ms=(time.perf_counter() - started) * 1000)
+        obs.listeners_ms = round(listeners_ms, 2)
         if self.blocked:
             obs.blocked = list(self.blocked)
         self.last = obs
         return obs
+
+    def _find_listeners(self) -> float:
+        """Mark the elements with click-like listeners (``LISTENERS_JS``); ms taken. Best effort: without the
+        DevTools session (or mid-navigation) the observation still has roles, cursors and markup."""
+        cdp = self._cdp_session(self.page)
+        if cdp is None:
+            return 0.0
+        started = time.perf_counter()
+        try:
+            cdp.send("Runtime.evaluate", {"expression": LISTENERS_JS, "includeCommandLineAPI": True,
+                                          "returnByValue": True, "silent": True})
+        except PlaywrightError as exc:
+            if _is_crash(exc):
+                raise
+        return (time.perf_counter() - started) * 1000
 
     def screenshot(self, *, full_page: bool = False) -> bytes:
         """PNG of the viewport (for vision models and records); fields holding a secret are masked."""
@@ -360,8 +394,12 @@ class BrowserSession:
                 return None
             raise
 
-    def act(self, tool: str, args: dict[str, Any], element: dict[str, Any] | None = None) -> Outcome:
-        """Carry out one action (already checked by the run's safety rules) and observe the result."""
+    def act(self, tool: str, args: dict[str, Any], element: dict[str, Any] | None = None, *,
+            target: dict[str, Any] | None = None, budget_s: float | None = None) -> Outcome:
+        """Carry out one action (already checked by the run's safety rules) and observe the result.
+
+        ``target`` is where ``drag`` drops its element; ``budget_s`` what is left of the run's time (bounds ``wait``).
+        """
         self._check_alive()
         before = self.last or self.observe()
         url_before = self.page.url
@@ -370,11 +408,15 @@ class BrowserSession:
         self.blocked.clear()
         self.dialogs.clear()
         t = self.timing
+        if tool == "wait":
+            return self._wait(args, before, url_before, started, budget_s)
+        self._timers("arm")
         try:
             # an action may wait for a navigation or for its element: those waits have their own caps
-            with self._watchdog(f"the {tool} action", t.navigation_s if tool == "goto" else 2 * t.action_s):
-                detail = self._do(tool, args, element)
+            with self._watchdog(f"the {tool} action", t.navigation_s if tool == "goto" else 2 * t.action_s + t.cover_s):
+                detail = self._do(tool, args, element, target)
         except _ActionFailed as exc:
+            self._timers("disarm")
             after = self._after()
             return Outcome(False, self.secrets.redact(str(exc)), self.secrets.redact(url_before),
                            self.secrets.redact(self.page.url), element, _changes(before, after, self), _ms(started))
@@ -388,10 +430,58 @@ class BrowserSession:
                        element, changes, _ms(started))
 
     def _after(self) -> Observation:
+        self._timers("disarm")
         self._settle()
         return self.observe()
 
-    def _do(self, tool: str, args: dict[str, Any], element: dict[str, Any] | None) -> str:
+    def _timers(self, what: str) -> None:
+        """Start (``arm``) or stop (``disarm``) noting the short timers the page schedules (``TIMERS_INIT_JS``)."""
+        try:
+            with self._watchdog("noting the page's timers"):
+                self.page.evaluate(f"() => window.__cristalTimers && window.__cristalTimers.{what}()")
+        except PlaywrightError as exc:
+            if _is_crash(exc):
+                raise StopRun(f"the browser crashed: {_first_line(exc)}") from None
+
+    def _wait(self, args: dict[str, Any], before: Observation, url_before: str, started: float,
+              budget_s: float | None) -> Outcome:
+        """``wait``: a number of seconds, or until a text or an element appears, within ``wait_s`` and the run's time."""
+        limit = self.timing.wait_s if budget_s is None else max(0.0, min(self.timing.wait_s, budget_s))
+        seconds = _seconds(args.get("seconds"))
+        text = str(args.get("text") or "").strip()
+        wanted = str(args.get("element") or "").strip()
+        if seconds is None and not text and not wanted:
+            raise _ActionFailed("error: wait needs seconds, text or element")
+        span = min(limit, seconds) if seconds is not None else limit
+        deadline = time.monotonic() + span
+        found = None
+        while True:
+            self._settle()
+            obs = self.observe()
+            found = _appeared(obs, text, wanted)
+            if found or time.monotonic() >= deadline or (not text and not wanted):
+                if not text and not wanted:
+                    rest = deadline - time.monotonic()
+                    if rest > 0:
+                        self.page.wait_for_timeout(rest * 1000)
+                        self._settle()
+                        obs = self.observe()
+                break
+            self.page.wait_for_timeout(min(250, max(10, (deadline - time.monotonic()) * 1000)))
+        waited = time.perf_counter() - started
+        changes = _changes(before, obs, self)
+        summary = describe_changes(changes)
+        if (text or wanted) and not found:
+            what = repr(text) if text else f"element {wanted!r}"
+            cap = " (the most one wait may take)" if span < (seconds or float("inf")) and span == limit else ""
+            return Outcome(False, self.secrets.redact(f"waited {waited:.1f}s{cap}: {what} did not appear. {summary}"),
+                           self.secrets.redact(url_before), self.secrets.redact(self.page.url), None, changes, _ms(started))
+        detail = f"waited {waited:.1f}s" + (f": {found} appeared" if found else "")
+        return Outcome(True, self.secrets.redact(f"{detail}. {summary}"), self.secrets.redact(url_before),
+                       self.secrets.redact(self.page.url), None, changes, _ms(started))
+
+    def _do(self, tool: str, args: dict[str, Any], element: dict[str, Any] | None,
+            target: dict[str, Any] | None = None) -> str:
         t = self.timing
         if tool == "goto":
             url = urljoin(self.page.url, str(args["url"]))
@@ -423,17 +513,55 @@ class BrowserSession:
                 raise _ActionFailed("error: scroll direction must be up, down, top or bottom")
             self.page.evaluate(script)
             return f"scrolled {direction}"
+        if tool == "click_point":
+            x, y = _coordinate(args.get("x"), self.viewport[0]), _coordinate(args.get("y"), self.viewport[1])
+            if x is None or y is None:
+                raise _ActionFailed(f"error: click_point needs x and y inside the {self.viewport[0]}x{self.viewport[1]} screenshot")
+            hit = self.point(x, y)
+            self.page.mouse.click(x, y)
+            return f"clicked the point ({x:g}, {y:g})" + (f" on {hit}" if hit else "")
         assert element is not None
-        return self._with_element(tool, args, element)
+        return self._with_element(tool, args, element, target)
 
-    def _with_element(self, tool: str, args: dict[str, Any], element: dict[str, Any]) -> str:
+    def point(self, x: float, y: float) -> str:
+        """What a click at (x, y) of the viewport would hit, in words (for the record and for approvals)."""
+        try:
+            with self._watchdog("looking at a point"):
+                hit = self.page.evaluate(POINT_JS, [x, y])
+        except PlaywrightError:
+            return ""
+        return self._hit_words(hit)
+
+    def element_at(self, x: float, y: float) -> dict[str, Any] | None:
+        """The listed element of the latest observation at (x, y), if any."""
+        try:
+            with self._watchdog("looking at a point"):
+                hit = self.page.evaluate(POINT_JS, [x, y])
+        except PlaywrightError:
+            return None
+        if not hit or hit.get("id") is None or self.last is None:
+            return None
+        return self.last.element(int(hit["id"]))
+
+    def _hit_words(self, hit: dict[str, Any] | None) -> str:
+        if not hit:
+            return ""
+        if hit.get("id") is not None and self.last is not None:
+            listed = self.last.element(int(hit["id"]))
+            if listed is not None:
+                return element_line(listed)
+        text = hit.get("text") or ""
+        return f"<{hit.get('tag')}>" + (f' "{text[:60]}"' if text else "")
+
+    def _with_element(self, tool: str, args: dict[str, Any], element: dict[str, Any],
+                      target: dict[str, Any] | None = None) -> str:
         label = element_line(element)
         for attempt in range(2):
             loc = self.locator(element)
             try:
                 if loc.count() == 0:
                     raise _Stale()
-                return self._element_action(tool, args, element, loc, label)
+                return self._element_action(tool, args, element, loc, label, target)
             except _Stale:
                 if attempt == 1:
                     raise _ActionFailed(f"error: element [{element['id']}] is no longer on the page; look at the new observation") from None
@@ -455,52 +583,125 @@ class BrowserSession:
                 raise _ActionFailed(f"error: {label}: {_first_line(exc)}") from None
         raise _ActionFailed(f"error: {label} could not be used")
 
-    def _element_action(self, tool: str, args: dict[str, Any], element: dict[str, Any], loc: Locator, label: str) -> str:
+    def _element_action(self, tool: str, args: dict[str, Any], element: dict[str, Any], loc: Locator, label: str,
+                        target: dict[str, Any] | None = None) -> str:
         role = element.get("role")
-        if "disabled" in element.get("states", []):
+        if "disabled" in element.get("states", []) and tool != "hover":
             raise _ActionFailed(f"error: {label} is disabled")
+        if element.get("inSelect"):  # an <option> of a list box: scrolling or hovering it means nothing
+            return self._option(tool, element, loc, label)
         try:
             loc.scroll_into_view_if_needed(timeout=self.timing.action_s * 1000)
         except PlaywrightTimeout:
             pass  # click() scrolls too, and reports properly if it cannot
+        at = element.get("clickAt")
+        position = {"x": at["x"], "y": at["y"]} if at else None
         if tool == "click":
+            if role not in ("checkbox", "radio"):  # a styled control's input sits under its drawing: handled below
+                self._uncovered(loc, element, label)
             try:
-                loc.click(timeout=self.timing.action_s * 1000)
+                loc.click(timeout=self.timing.action_s * 1000, position=position)
             except PlaywrightTimeout:
                 if role in ("checkbox", "radio"):  # a styled control whose input is visually hidden: its label takes the click
                     loc.dispatch_event("click")
                 else:
                     raise
             return f"clicked {label}"
+        if tool == "hover":
+            self._uncovered(loc, element, label)
+            loc.hover(timeout=self.timing.action_s * 1000, position=position)
+            return f"hovered over {label}"
+        if tool == "drag":
+            if target is None:
+                raise _ActionFailed("error: drag needs a target element to drop on")
+            to = self.locator(target)
+            if to.count() == 0:
+                raise _ActionFailed(f"error: element [{target['id']}] is no longer on the page; look at the new observation")
+            self._uncovered(loc, element, label)
+            loc.drag_to(to, timeout=self.timing.action_s * 1000, source_position=position)
+            return f"dragged {label} onto {element_line(target)}"
+        if tool == "upload":
+            return self._upload(args, element, loc, label)
         if tool == "fill":
             text = str(args.get("text", ""))
             try:
                 value = self.secrets.substitute(text)
             except KeyError as exc:
                 raise _ActionFailed(f"error: {exc.args[0]}") from None
+            if element.get("file"):
+                raise _ActionFailed(f"error: {label} is a file field; use upload")
             if role not in ("textbox", "searchbox", "spinbutton", "combobox", "slider") and element.get("tag") not in ("input", "textarea"):
                 raise _ActionFailed(f"error: {label} is not a text field; use click or select_option")
             if element.get("tag") == "select":
                 raise _ActionFailed(f"error: {label} is a list; use select_option")
+            if "readonly" in element.get("states", []):
+                raise _ActionFailed(f"error: {label} is read-only; it is set through the page's own controls (click it, or a picker next to it)")
             loc.fill(value, timeout=self.timing.action_s * 1000)
             if self.secrets.uses(text):
                 self.secret_fields.add(int(element["id"]))
             return f"filled {label} with {text!r}"
         if tool == "select_option":
-            wanted = str(args.get("value", ""))
-            if element.get("tag") != "select":
-                raise _ActionFailed(f"error: {label} is not a list box (a <select>); click the option instead")
-            options = element.get("options") or []
-            try:
-                chosen = loc.select_option(label=wanted, timeout=self.timing.action_s * 1000)
-            except PlaywrightError:
-                try:
-                    chosen = loc.select_option(value=wanted, timeout=1000)
-                except PlaywrightError:
-                    shown = ", ".join(repr(o) for o in options[:15])
-                    raise _ActionFailed(f"error: {label} has no option {wanted!r}; its options are {shown}") from None
-            return f"selected {wanted!r} in {label}" + ("" if chosen else " (nothing selected)")
+            return self._select(args, element, loc, label)
         raise _ActionFailed(f"error: unknown action {tool!r}")
+
+    def _uncovered(self, loc: Locator, element: dict[str, Any], label: str) -> None:
+        """Wait up to ``cover_s`` for whatever covers the element (a suggestion list, a toast) to go away; else say what it is."""
+        deadline = time.monotonic() + self.timing.cover_s
+        while True:
+            try:
+                cover = loc.evaluate(COVER_JS, element.get("clickAt"))
+            except PlaywrightError:
+                return  # gone or not yet there: the action itself reports it
+            if not cover:
+                return
+            if time.monotonic() >= deadline:
+                what = self._hit_words(cover)
+                raise _ActionFailed(f"error: {label} is covered by {what}; close or use that first (Escape often closes it), "
+                                    "or wait for it to go away")
+            self.page.wait_for_timeout(100)
+
+    def _option(self, tool: str, element: dict[str, Any], loc: Locator, label: str) -> str:
+        if tool not in ("click", "select_option"):
+            raise _ActionFailed(f"error: {label} is an option of a list box; click it (adds or removes it) or use select_option on the list")
+        state = loc.evaluate(OPTION_JS)
+        if state == "disabled":
+            raise _ActionFailed(f"error: {label} is disabled")
+        if state is None:
+            raise _ActionFailed(f"error: {label} is not in a list box any more")
+        return f"clicked {label}: now {state}"
+
+    def _select(self, args: dict[str, Any], element: dict[str, Any], loc: Locator, label: str) -> str:
+        wanted = [str(v) for v in args["values"]] if args.get("values") else [str(args.get("value", ""))]
+        if element.get("tag") != "select":
+            raise _ActionFailed(f"error: {label} is not a list box (a <select>); click the option instead")
+        multiple = "multiselectable" in element.get("states", [])
+        if len(wanted) > 1 and not multiple:
+            raise _ActionFailed(f"error: {label} takes one option; give value, not several values")
+        values, unknown, labels = loc.evaluate(SELECT_JS, wanted)
+        if unknown:
+            shown = ", ".join(repr(o) for o in labels)
+            raise _ActionFailed(f"error: {label} has no option {unknown[0]!r}; its options are {shown}")
+        loc.select_option(value=values, timeout=self.timing.action_s * 1000)
+        chosen = ", ".join(repr(w) for w in wanted)
+        return f"selected {chosen} in {label}" + (" (only these are selected now)" if multiple else "")
+
+    def _upload(self, args: dict[str, Any], element: dict[str, Any], loc: Locator, label: str) -> str:
+        name = str(args.get("file", "")).strip()
+        path = self.files.get(name)
+        if path is None:
+            given = ", ".join(sorted(self.files)) or "none"
+            raise _ActionFailed(f"error: {name!r} is not a file of this run; it can upload only the files it was given ({given})")
+        if element.get("file"):
+            loc.set_input_files(str(path), timeout=self.timing.action_s * 1000)
+        else:  # a button that opens the file chooser (its <input type=file> hidden)
+            self._uncovered(loc, element, label)
+            try:
+                with self.page.expect_file_chooser(timeout=self.timing.cover_s * 2000) as chooser:
+                    loc.click(timeout=self.timing.action_s * 1000)
+            except PlaywrightTimeout:
+                raise _ActionFailed(f"error: {label} did not open a file chooser; upload to a file field (or the button that opens one)") from None
+            chooser.value.set_files(str(path))
+        return f"uploaded {name} with {label}"
 
     # -- settling
 
@@ -594,6 +795,45 @@ def _net_error(exc: PlaywrightError) -> str:
         if code in text:
             return meaning
     return _first_line(exc)
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise _ActionFailed(f"error: seconds must be a number, not {str(value)[:40]!r}") from None
+    if seconds < 0 or seconds != seconds:
+        raise _ActionFailed("error: seconds must not be negative")
+    return seconds
+
+
+def _coordinate(value: Any, size: int) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if 0 <= v < size else None
+
+
+def _appeared(obs: Observation, text: str, wanted: str) -> str | None:
+    """What ``wait`` was waiting for, if it is on the page now: a text, an element by ID, or by ``role "name"``."""
+    if text:
+        folded = text.casefold()
+        if folded in obs.text.casefold() or any(folded in (e.get("name") or "").casefold() for e in obs.elements):
+            return repr(text)
+        return None
+    if wanted:
+        if wanted.strip("[] ").isdigit():
+            element = obs.element(int(wanted.strip("[] ")))
+            return element_line(element) if element is not None and "disabled" not in element.get("states", []) else None
+        folded = wanted.casefold()
+        for e in obs.elements:
+            line = element_line(e).split("] ", 1)[1]
+            if folded in line.casefold():
+                return element_line(e)
+    return None
 
 
 def _reason(exc: PlaywrightError) -> str:

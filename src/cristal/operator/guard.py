@@ -56,8 +56,9 @@ class Guard:
         with self.db.session() as s:
             require(s, self.principal, "operator.run", self.resource, request_id=self.run_id, details=self.secrets.redact_all(details))
 
-    def check(self, action: Action, element: dict[str, Any] | None, session: BrowserSession, step: int) -> Verdict:
-        """The run's rules for ``action``; a refusal is audited here."""
+    def check(self, action: Action, element: dict[str, Any] | None, session: BrowserSession, step: int, *,
+              target: dict[str, Any] | None = None) -> Verdict:
+        """The run's rules for ``action``; a refusal is audited here. ``target``: where a drag drops."""
         reason = None
         if action.tool == "goto":
             url = urljoin(session.page.url, action.args["url"])
@@ -66,8 +67,10 @@ class Guard:
                 self._deny(action, element, session, step, message)
                 return Verdict("error", f"error: {message}; the run cannot go there")
             reason = irreversible_url(url)
-        elif action.tool == "click" and element is not None:
+        elif action.tool in ("click", "click_point") and element is not None:  # click_point: what is at the point
             reason = irreversible_click(element)
+        elif action.tool == "drag" and target is not None:  # dropping onto "Delete" is deleting
+            reason = irreversible_click(target)
         elif action.tool == "press":
             reason = irreversible_key(action.args["key"], session.focused())
         if reason and not self.allow_irreversible:

@@ -10,6 +10,7 @@
     [5] combobox "Category" value="Travel" options: "Travel", "Meals", "Office"
     [6] checkbox "Receipt attached" unchecked
     [7] button "Submit claim" submits
+    [8] row "Taxi 2025-10-02 42.50 EUR draft"
     Visible text:
     [1] Expenses
     New expense
@@ -48,14 +49,18 @@ def element_line(element: dict[str, Any], page_url: str = "") -> str:
     parts = [f"[{element['id']}] {element['role']} {_quote(element.get('name') or '')}"]
     if element.get("type"):
         parts.append(f"({element['type']})")
-    if "value" in element and element["role"] not in ("button",):
+    if "value" in element and (element["role"] not in ("button",) or element.get("file")):
         value = str(element["value"])
         if len(value) > MAX_VALUE:
             value = value[: MAX_VALUE - 1] + "…"
         parts.append(f"value={_quote(value)}")
+    if element.get("hint"):
+        parts.append(f"hint={_quote(element['hint'])}")
     if element.get("options"):
         parts.append("options: " + ", ".join(_quote(o) for o in element["options"]))
     parts.extend(element.get("states") or [])
+    if element.get("moreOptions"):
+        parts.append(f"(+{element['moreOptions']} options not listed: select_option takes any)")
     if element.get("submit"):
         parts.append("submits form")
     if element.get("role") == "link" and element.get("href"):
@@ -76,6 +81,7 @@ class Observation:
     truncated_elements: int = 0
     notes: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
+    listeners_ms: float = 0.0  # finding the elements with listeners (part of total_ms)
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any], secrets: Secrets, *, total_ms: float) -> Observation:

@@ -32,7 +32,8 @@ from cristal.operator.policy import load_org_domains
 from cristal.operator.safety import AllowList, Secrets
 from cristal.operator.tools import Action
 
-REPLAYED_TOOLS = {"click", "fill", "select_option", "press", "scroll", "goto"}
+REPLAYED_TOOLS = {"click", "fill", "select_option", "press", "scroll", "goto", "hover", "drag", "wait"}
+ELEMENT_TOOLS = {"click", "fill", "select_option", "hover", "drag"}
 NAME_SIMILARITY = 0.85  # a fuzzy match needs nearly the same accessible name
 MIN_SCORE = 0.7
 MARGIN = 0.05  # the best fuzzy candidate must beat the second by this much
@@ -196,7 +197,7 @@ class _Replay:
         element = None
         how = ""
         recorded = step.get("element")
-        if tool in ("click", "fill", "select_option"):
+        if tool in ELEMENT_TOOLS:
             if not recorded:
                 return "diverged", f"step {n}: the recording has no element for {tool}", {"step": n}
             element, how, closest = find_element(obs, recorded)
@@ -206,8 +207,15 @@ class _Replay:
                 results.append({"n": n, "tool": tool, "ok": False, "match": None, "outcome": how})
                 return "diverged", (f"step {n} ({tool} {recorded.get('role')} {recorded.get('name')!r}): {how} on {obs.url}"), report
             args["element"] = element["id"]
+        target = None
+        if tool == "drag":
+            target, how_target, _closest = find_element(obs, step.get("target") or {})
+            if target is None:
+                results.append({"n": n, "tool": tool, "ok": False, "match": None, "outcome": how_target})
+                return "diverged", f"step {n} (drag): the element to drop on: {how_target} on {obs.url}", {"step": n}
+            args["to"] = target["id"]
         action = Action(tool, args, element["id"] if element else None)
-        verdict = self.guard.check(action, element, session, n)
+        verdict = self.guard.check(action, element, session, n, target=target)
         if verdict.kind == "approval":
             results.append({"n": n, "tool": tool, "ok": False, "match": how or None, "outcome": "needs approval"})
             return "needs_approval", f"step {n}: {verdict.message} (replay with --allow-irreversible to permit it)", {"step": n, "reason": verdict.message}
@@ -216,7 +224,7 @@ class _Replay:
             return "diverged", f"step {n}: {verdict.message}", {"step": n}
         self.guard.act(action, element, obs.url, n)
         self.progress("act", f"step {n}: {tool} " + (element_line(element) if element else str(args)[:80]))
-        outcome = session.act(tool, args, element)
+        outcome = session.act(tool, args, element, target=target)
         entry = {"n": n, "tool": tool, "ok": outcome.ok, "match": how or None, "outcome": outcome.message, "ms": outcome.ms,
                  "url_after": outcome.url_after, "recorded_url_after": step.get("url_after")}
         results.append(entry)

@@ -24,18 +24,29 @@ def latest_observation(body: dict[str, Any]) -> str:
     raise CristalError("no observation in the request")
 
 
-def element_id(observation: str, label: str) -> int:
-    """The ID of the first element whose line starts with ``role "name"`` (``label``)."""
+def element_id(observation: str, label: str, after: str | None = None) -> int:
+    """The ID of the first element whose line starts with ``role "name"`` (``label``); with ``after``, the first
+    such element listed after the line that starts with ``after`` (a star in a given row, say)."""
     section = observation.split("Interactive elements:", 1)[1].split("Visible text:", 1)[0]
+    seen = after is None
     for line in section.splitlines():
         m = re.match(r"\[(\d+)\] (.*)$", line)
-        if m and m.group(2).startswith(label):
+        if not m:
+            continue
+        if not seen:
+            seen = m.group(2).startswith(after or "")
+            continue
+        if m.group(2).startswith(label):
             return int(m.group(1))
-    raise CristalError(f"no element {label!r} in the observation")
+    where = f" after {after!r}" if after else ""
+    raise CristalError(f"no element {label!r}{where} in the observation")
 
 
-def act(tool: str, label: str, **args: Any) -> Callable[[dict[str, Any]], Reply]:
+def act(tool: str, label: str, *, after: str | None = None, to: str | None = None, **args: Any) -> Callable[[dict[str, Any]], Reply]:
+    """A step that calls ``tool`` on the element ``label`` (``to``: the element ``drag`` drops it on)."""
     def step(body: dict[str, Any]) -> Reply:
-        return tool_call(tool, {"element": element_id(latest_observation(body), label), **args})
+        observation = latest_observation(body)
+        extra = {"to": element_id(observation, to)} if to is not None else {}
+        return tool_call(tool, {"element": element_id(observation, label, after), **extra, **args})
 
     return step

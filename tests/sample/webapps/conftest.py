@@ -44,13 +44,15 @@ class Client:
         self.host, self.port = url.hostname or "127.0.0.1", url.port or 80
         self.cookies: dict[str, str] = {}
 
-    def request(self, method: str, path: str, form: dict[str, str] | None = None) -> Reply:
+    def request(self, method: str, path: str, form: dict[str, str | list[str]] | None = None, *,
+                body: bytes | None = None, content_type: str = "") -> Reply:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
         headers = {}
-        body = None
         if form is not None:
-            body = urlencode(form).encode()
+            body = urlencode(form, doseq=True).encode()
             headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif content_type:
+            headers["Content-Type"] = content_type
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         try:
@@ -71,8 +73,15 @@ class Client:
     def get(self, path: str) -> Reply:
         return self.request("GET", path)
 
-    def post(self, path: str, form: dict[str, str] | None = None) -> Reply:
+    def post(self, path: str, form: dict[str, str | list[str]] | None = None) -> Reply:
         return self.request("POST", path, form or {})
+
+    def upload(self, path: str, field: str, filename: str, content: bytes) -> Reply:
+        """POST a multipart/form-data form with one file, as a browser does."""
+        boundary = "----cristal-test-boundary"
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
+                f"Content-Type: application/octet-stream\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+        return self.request("POST", path, body=body, content_type=f"multipart/form-data; boundary={boundary}")
 
     def follow(self, reply: Reply) -> Reply:
         assert reply.status == 303, (reply.status, reply.text[:500])

@@ -296,7 +296,8 @@ def test_stored_and_reflected_html_is_escaped(apps: WebApps, state: AppState) ->
 
 def test_pages_are_self_contained_with_a_strict_policy(apps: WebApps) -> None:
     jonas = new_client(apps, JONAS)
-    for path in ["/expenses/", "/expenses/new", "/expenses/101", "/customers/", "/customers/6", "/customers/6/edit"]:
+    for path in ["/expenses/", "/expenses/new", "/expenses/101", "/customers/", "/customers/6", "/customers/6/edit",
+                 "/inbox/", "/inbox/211", "/travel/", "/travel/new", "/files/"]:
         page = jonas.get(path)
         assert not re.search(r'(src|href|action)="(https?:)?//', page.text), path
         policy = page.headers["content-security-policy"]

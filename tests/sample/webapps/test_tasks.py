@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from cristal.sample.webapps import AppState, WebApps
-from cristal.sample.webapps.tasks import TASKS, TASKS_BY_ID, WebTask
+from cristal.sample.webapps.tasks import TASKS, TASKS_BY_ID, UPLOADS, WebTask
 
 from .conftest import Client, created_id, new_client
 
@@ -30,6 +30,25 @@ def _address(customer_id: int, form: dict[str, str]) -> Callable[[Client], None]
     return solve
 
 
+TRAVEL = {"purpose": "Customer workshop Berner Spital", "destination": "Bern (Switzerland)", "place": "CH-BRN",
+          "depart": "2025-11-24", "return_date": "2025-11-26", "cost_centres": ["4100", "4300"]}
+RECEIPT = "hotel-bern-receipt.pdf"
+
+
+def _travel(**change: object) -> Callable[[Client], None]:
+    def solve(c: Client) -> None:
+        assert c.post("/travel/new", {**TRAVEL, **change}).status == 303  # type: ignore[dict-item]  # the test's overrides are form values too
+
+    return solve
+
+
+def _upload(folder_id: int, content: bytes = UPLOADS[RECEIPT]) -> Callable[[Client], None]:
+    def solve(c: Client) -> None:
+        assert c.upload(f"/files/{folder_id}/upload", "file", RECEIPT, content).status == 303
+
+    return solve
+
+
 KELLER = {"street": "Hohenzollernring 55", "postal_code": "50672", "city": "Köln", "country": "DE"}
 
 SOLUTIONS: dict[str, Callable[[Client], None]] = {
@@ -40,6 +59,12 @@ SOLUTIONS: dict[str, Callable[[Client], None]] = {
     "customers-update-address-de": _address(6, KELLER),
     "customers-update-address-us": _address(15, {"street": "1 Kaiser Plaza", "postal_code": "94612",
                                                  "city": "Oakland", "country": "US"}),
+    "inbox-flag-hotel-invoice": lambda c: (c.get("/inbox/211"), c.post("/inbox/211/flag", {"flagged": "1"})),
+    "inbox-file-taxi-receipt": lambda c: c.post("/inbox/202/move", {"folder": "receipts"}),
+    "inbox-archive-offsite": lambda c: c.post("/inbox/204/move", {"folder": "archive"}),
+    "inbox-mark-all-read": lambda c: c.post("/inbox/read-all"),
+    "travel-request-bern": _travel(),
+    "files-upload-hotel-receipt": _upload(5),
 }
 
 # Plausible mistakes that must fail the task.
@@ -53,12 +78,20 @@ NEAR_MISSES: dict[str, Callable[[Client], None]] = {
     "customers-update-address-de": lambda c: (_address(6, KELLER)(c), _address(105, KELLER)(c)),  # and another
     "customers-update-address-us": _address(15, {"street": "1 Kaiser Plaza", "postal_code": "94607",
                                                  "city": "Oakland", "country": "US"}),  # old ZIP kept
+    "inbox-flag-hotel-invoice": lambda c: c.post("/inbox/212/flag", {"flagged": "1"}),  # Bernhard, not Bernardine
+    "inbox-file-taxi-receipt": lambda c: c.post("/inbox/202/move", {"folder": "travel"}),
+    "inbox-archive-offsite": lambda c: (c.post("/inbox/204/move", {"folder": "archive"}),
+                                        c.post("/inbox/204/flag", {"flagged": "1"})),  # and flagged it
+    "inbox-mark-all-read": lambda c: (c.post("/inbox/read-all"), c.post("/inbox/201/flag", {"flagged": "1"})),
+    "travel-request-bern": _travel(cost_centres=["4100"]),  # one cost centre missing
+    "files-upload-hotel-receipt": _upload(12),  # the Americas' receipts folder
 }
 
 
 def test_tasks_are_well_formed() -> None:
     assert len(TASKS) >= 6 and set(TASKS_BY_ID) == set(SOLUTIONS) == set(NEAR_MISSES)
-    assert {t.app for t in TASKS} == {"expenses", "customers"}
+    assert {t.app for t in TASKS} == {"expenses", "customers", "inbox", "travel", "files"}
+    assert all(set(t.files) <= set(UPLOADS) for t in TASKS)
     assert any(t.irreversible for t in TASKS)
 
 

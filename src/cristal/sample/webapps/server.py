@@ -38,6 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from email import policy as email_policy
+from email.parser import BytesParser
 from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -57,6 +59,7 @@ from cristal.sample.webapps.store import (
     now_iso,
     seed_database,
 )
+from cristal.sample.webapps.workspace import MAX_UPLOAD, WorkspacePages
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,8 @@ class Request:
     query: dict[str, str]
     form: dict[str, str]
     cookies: dict[str, str]
+    form_lists: dict[str, list[str]] = field(default_factory=dict)  # every value of each field (a <select multiple>)
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # field -> (file name, content) of a multipart form
 
 
 @dataclass
@@ -79,6 +84,7 @@ class Response:
     status: int
     body: str = ""
     headers: list[tuple[str, str]] = field(default_factory=list)
+    content_type: str = "text/html; charset=utf-8"
 
 
 @dataclass
@@ -127,8 +133,8 @@ def money(cents: int, currency: str) -> str:
 Handler = Callable[..., Response]
 
 
-class Apps:
-    """The request router and pages of both apps, independent of the HTTP server."""
+class Apps(WorkspacePages):
+    """The request router and pages of the apps, independent of the HTTP server."""
 
     def __init__(self, db_path: Path, today: Callable[[], date] = date.today) -> None:
         self.db_path = Path(db_path)
@@ -161,6 +167,10 @@ class Apps:
             ("GET", r"/customers/(\d+)", self.customer_detail, False),
             ("GET", r"/customers/(\d+)/edit", self.address_form, False),
             ("POST", r"/customers/(\d+)/edit", self.address_save, False),
+            ("GET", r"/inbox", lambda r, s: redirect("/inbox/"), False),
+            ("GET", r"/travel", lambda r, s: redirect("/travel/"), False),
+            ("GET", r"/files", lambda r, s: redirect("/files/"), False),
+            *self.workspace_routes(),
         ):
             self.routes.append((method, re.compile(pattern), handler, public))
 
@@ -215,7 +225,7 @@ class Apps:
         body = self.env.get_template(template).render(
             user=session, flash=flash, nonce=nonce, categories=CATEGORIES, statuses=STATUSES,
             currencies=CURRENCIES, countries=COUNTRIES, **context)
-        csp = (f"default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; "
+        csp = (f"default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; connect-src 'self'; "
                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
         return Response(code, body, [("Content-Security-Policy", csp)])
 
@@ -456,18 +466,27 @@ def _handler_class(apps: Apps) -> type[BaseHTTPRequestHandler]:
         def _dispatch(self, method: str) -> None:
             url = urlsplit(self.path)
             form: dict[str, str] = {}
+            lists: dict[str, list[str]] = {}
+            files: dict[str, tuple[str, bytes]] = {}
             if method == "POST":
                 length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
+                content_type = self.headers.get("Content-Type", "")
+                multipart = content_type.startswith("multipart/form-data")
+                if length > (MAX_UPLOAD + MAX_BODY if multipart else MAX_BODY):
                     self._send(Response(413, "Request too large"))
                     return
-                form = _first(parse_qs(self.rfile.read(length).decode("utf-8", "replace"), keep_blank_values=True))
+                raw = self.rfile.read(length)
+                if multipart:
+                    lists, files = _multipart(content_type, raw)
+                else:
+                    lists = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+                form = _first(lists)
             cookies: dict[str, str] = {}
             try:
                 cookies = {k: m.value for k, m in SimpleCookie(self.headers.get("Cookie", "")).items()}
             except CookieError:
                 pass
-            request = Request(method, url.path, _first(parse_qs(url.query, keep_blank_values=True)), form, cookies)
+            request = Request(method, url.path, _first(parse_qs(url.query, keep_blank_values=True)), form, cookies, lists, files)
             try:
                 response = apps.handle(request)
             except Exception:  # a bug must not kill the server thread; show a plain 500
@@ -478,7 +497,7 @@ def _handler_class(apps: Apps) -> type[BaseHTTPRequestHandler]:
         def _send(self, response: Response) -> None:
             body = response.body.encode("utf-8")
             self.send_response(response.status)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Type", response.content_type)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.send_header("X-Content-Type-Options", "nosniff")
@@ -491,6 +510,28 @@ def _handler_class(apps: Apps) -> type[BaseHTTPRequestHandler]:
             log.debug("%s - %s", self.address_string(), format % args)
 
     return RequestHandler
+
+
+def _multipart(content_type: str, body: bytes) -> tuple[dict[str, list[str]], dict[str, tuple[str, bytes]]]:
+    """Fields and files of a ``multipart/form-data`` body (parsed as the MIME message it is)."""
+    message = BytesParser(policy=email_policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body)
+    fields: dict[str, list[str]] = {}
+    files: dict[str, tuple[str, bytes]] = {}
+    if not message.is_multipart():
+        return fields, files
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        payload = part.get_payload(decode=True)
+        content = payload if isinstance(payload, bytes) else b""
+        filename = part.get_filename()
+        if filename is not None:
+            files[name] = (filename, content)
+        else:
+            fields.setdefault(name, []).append(content.decode("utf-8", "replace"))
+    return fields, files
 
 
 def _first(values: dict[str, list[str]]) -> dict[str, str]:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import resources
@@ -68,8 +69,46 @@ CREATE TABLE IF NOT EXISTS events (
     at      TEXT NOT NULL,
     org     TEXT NOT NULL,
     actor   TEXT NOT NULL,
-    action  TEXT NOT NULL,          -- claim.created, claim.submitted, claim.deleted, customer.address_updated
+    action  TEXT NOT NULL,          -- claim.created, claim.submitted, claim.deleted, customer.address_updated, ...
     target  INTEGER NOT NULL
+);
+-- The workspace pages (inbox, travel requests, shared folders): widgets drawn by script.
+CREATE TABLE IF NOT EXISTS messages (
+    id        INTEGER PRIMARY KEY,
+    org       TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    sender    TEXT NOT NULL,
+    subject   TEXT NOT NULL,
+    body      TEXT NOT NULL,
+    date      TEXT NOT NULL,
+    folder    TEXT NOT NULL CHECK (folder IN ('inbox', 'receipts', 'travel', 'archive')),
+    read      INTEGER NOT NULL DEFAULT 0,
+    flagged   INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS travel_requests (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    org           TEXT NOT NULL,
+    employee_email TEXT NOT NULL,
+    purpose       TEXT NOT NULL,
+    destination   TEXT NOT NULL,        -- a place code, e.g. CH-BRN
+    depart        TEXT NOT NULL,
+    return_date   TEXT NOT NULL,
+    cost_centres  TEXT NOT NULL,        -- codes, comma-separated and sorted
+    status        TEXT NOT NULL DEFAULT 'draft'
+);
+CREATE TABLE IF NOT EXISTS folders (
+    id        INTEGER PRIMARY KEY,
+    org       TEXT NOT NULL,
+    parent_id INTEGER REFERENCES folders (id),
+    name      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    folder_id INTEGER NOT NULL REFERENCES folders (id),
+    name      TEXT NOT NULL,
+    size      INTEGER NOT NULL,
+    sha256    TEXT NOT NULL,
+    uploaded_by TEXT NOT NULL
 );
 """
 
@@ -139,6 +178,51 @@ SEED_CUSTOMERS: tuple[tuple[int, str, str, str, str, str, str, str], ...] = (
 )
 
 
+# Lukas Weber's inbox: 14 messages, so the list has two pages of 10. Dates descending = list order.
+INBOX_OWNER = ("aozora-de", "lukas.weber@aozora-de.example")
+SEED_MESSAGES: tuple[tuple[int, str, str, str, str, str, int], ...] = (
+    # id, sender, subject, body, date, folder, read
+    (201, "Anna Schmidt", "Budget review on Friday", "Please bring the Q3 figures.", "2025-10-30", "inbox", 0),
+    (202, "Taxi Zentrale Düsseldorf", "Your taxi receipt", "Receipt for your ride on 2025-10-02: 42.50 EUR.", "2025-10-29", "inbox", 0),
+    (203, "Mia Fischer", "Kumo firmware release notes", "Release 4.2 is out.", "2025-10-28", "inbox", 1),
+    (204, "Jonas Becker", "Team offsite in December", "The offsite is planned for 2025-12-04.", "2025-10-27", "inbox", 1),
+    (205, "Felix Wagner", "Customer Dr. Keller moved", "New address: Hohenzollernring 55.", "2025-10-26", "inbox", 1),
+    (206, "IT Service Desk", "Password expires soon", "Change your password within 7 days.", "2025-10-25", "inbox", 1),
+    (207, "Sophie Hoffmann", "Support rota November", "The rota is in the shared folder.", "2025-10-24", "inbox", 1),
+    (208, "Tim Schulz", "Build server maintenance", "Saturday 8:00-12:00.", "2025-10-23", "inbox", 1),
+    (209, "Deutsche Bahn", "Your booking confirmation", "Düsseldorf–Köln on 2025-10-21.", "2025-10-22", "inbox", 1),
+    (210, "Anna Schmidt", "Agenda management meeting", "See the attached agenda.", "2025-10-21", "inbox", 1),
+    (211, "Bernardine Okafor", "Hotel invoice Bern", "The invoice for your stay in Bern, 380 CHF.", "2025-10-20", "inbox", 1),
+    (212, "Bernhard Vogel", "Physiotherapy contract renewal", "Can we meet next week?", "2025-10-19", "inbox", 1),
+    (213, "Mia Fischer", "Lab equipment order", "The order has shipped.", "2025-10-18", "inbox", 1),
+    (214, "Canteen", "Menu of the week", "Monday: lentil soup.", "2025-10-17", "inbox", 1),
+)
+MESSAGE_FOLDERS: dict[str, str] = {"inbox": "Inbox", "receipts": "Receipts", "travel": "Travel", "archive": "Archive"}
+
+# Places for the travel form's destination autocomplete: code -> name.
+PLACES: dict[str, str] = {
+    "CH-BRN": "Bern (Switzerland)", "DE-BER": "Berlin (Germany)", "DE-BRE": "Bremen (Germany)",
+    "IT-BGY": "Bergamo (Italy)", "NO-BGO": "Bergen (Norway)", "DE-MUC": "München (Germany)",
+    "DE-HAM": "Hamburg (Germany)", "DE-CGN": "Köln (Germany)", "JP-TYO": "Tokyo (Japan)",
+    "US-SEA": "Seattle (United States)", "AT-VIE": "Wien (Austria)", "FR-PAR": "Paris (France)",
+}
+COST_CENTRES: dict[str, str] = {
+    "4100": "4100 Sales Germany", "4200": "4200 Service", "4300": "4300 Marketing", "5100": "5100 R&D Kumo",
+    "6100": "6100 Administration", "7100": "7100 Training",
+}
+
+# Shared folders of aozora-de: (id, parent, name).
+SEED_FOLDERS: tuple[tuple[int, int | None, str], ...] = (
+    (1, None, "Germany"), (2, 1, "Sales"), (3, 2, "Trade fairs"), (4, 1, "Finance"), (5, 4, "Receipts"),
+    (6, 4, "Invoices"), (7, 1, "HR"), (8, None, "Japan"), (9, 8, "Engineering"), (10, None, "Americas"),
+    (11, 10, "Sales"), (12, 10, "Receipts"),
+)
+SEED_FILES: tuple[tuple[int, str, int, str], ...] = (
+    (5, "taxi-2025-10-02.pdf", 18230, "0" * 64), (6, "invoice-4711.pdf", 40210, "1" * 64),
+    (3, "booth-plan-bau-2025.pdf", 120400, "2" * 64),
+)
+
+
 def _cents(amount: str | float | int | Decimal) -> int:
     return int((Decimal(str(amount)) * 100).to_integral_value())
 
@@ -190,6 +274,10 @@ def seed_connection(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?)",
                          (r["id"], r["customer_id"], r["date"], r["product"], r["quantity"],
                           _cents(r["amount"]), r["currency"]))
+        conn.executemany("INSERT INTO messages (id, org, recipient, sender, subject, body, date, folder, read)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [(m[0], *INBOX_OWNER, *m[1:]) for m in SEED_MESSAGES])
+        conn.executemany("INSERT INTO folders VALUES (?, 'aozora-de', ?, ?)", SEED_FOLDERS)
+        conn.executemany("INSERT INTO files (folder_id, name, size, sha256, uploaded_by) VALUES (?, ?, ?, ?, 'seed')", SEED_FILES)
     erp.close()
 
 
@@ -268,15 +356,69 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Message:
+    id: int
+    org: str
+    recipient: str
+    sender: str
+    subject: str
+    folder: str
+    read: bool
+    flagged: bool
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> Message:
+        return cls(r["id"], r["org"], r["recipient"], r["sender"], r["subject"], r["folder"], bool(r["read"]), bool(r["flagged"]))
+
+
+@dataclass(frozen=True)
+class TravelRequest:
+    id: int
+    org: str
+    employee_email: str
+    purpose: str
+    destination: str
+    depart: str
+    return_date: str
+    cost_centres: tuple[str, ...]
+    status: str
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> TravelRequest:
+        return cls(r["id"], r["org"], r["employee_email"], r["purpose"], r["destination"], r["depart"], r["return_date"],
+                   tuple(c for c in r["cost_centres"].split(",") if c), r["status"])
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    id: int
+    folder: str  # its path, e.g. "Germany/Finance/Receipts"
+    name: str
+    size: int
+    sha256: str
+    uploaded_by: str
+
+
+@dataclass(frozen=True)
 class Changes:
-    """What differs from a freshly seeded database: id → (before, after); ``None`` = absent."""
+    """What differs from a freshly seeded database: id → (before, after); ``None`` = absent.
+
+    A message's ``read`` mark is not a change: opening a message sets it, as in any mail client.
+    """
 
     claims: dict[int, tuple[Claim | None, Claim | None]]
     customers: dict[int, tuple[Customer | None, Customer | None]]
+    messages: dict[int, tuple[Message | None, Message | None]] = field(default_factory=dict)
+    travel: dict[int, tuple[TravelRequest | None, TravelRequest | None]] = field(default_factory=dict)
+    files: dict[int, tuple[StoredFile | None, StoredFile | None]] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
-        return not self.claims and not self.customers
+        return not (self.claims or self.customers or self.messages or self.travel or self.files)
+
+    def only(self, *kinds: str) -> bool:
+        """Whether nothing changed outside ``kinds`` (of claims, customers, messages, travel, files)."""
+        return not any(getattr(self, k) for k in ("claims", "customers", "messages", "travel", "files") if k not in kinds)
 
 
 class AppState:
@@ -323,17 +465,49 @@ class AppState:
         rows = self._query("SELECT * FROM events WHERE (? IS NULL OR org = ?) ORDER BY id", org, org)
         return [Event(r["at"], r["org"], r["actor"], r["action"], r["target"]) for r in rows]
 
+    def messages(self, org: str, recipient: str) -> list[Message]:
+        rows = self._query("SELECT * FROM messages WHERE org = ? AND recipient = ? ORDER BY id", org, recipient)
+        return [Message.from_row(r) for r in rows]
+
+    def travel_requests(self, org: str, email: str | None = None) -> list[TravelRequest]:
+        rows = self._query("SELECT * FROM travel_requests WHERE org = ? AND (? IS NULL OR employee_email = ?) ORDER BY id",
+                           org, email, email)
+        return [TravelRequest.from_row(r) for r in rows]
+
+    def files(self) -> list[StoredFile]:
+        return list(_files(self._query).values())
+
     def changes(self) -> Changes:
-        """Compare every claim and customer with a freshly seeded database."""
+        """Compare every claim, customer, message, travel request and file with a freshly seeded database."""
         seed = sqlite3.connect(":memory:")
         seed.row_factory = sqlite3.Row
         seed_connection(seed)
-        before_claims = {r["id"]: Claim.from_row(r) for r in seed.execute("SELECT * FROM claims")}
-        before_customers = {r["id"]: Customer.from_row(r) for r in seed.execute("SELECT * FROM customers")}
+
+        def seeded(sql: str, *args: object) -> list[sqlite3.Row]:
+            return seed.execute(sql, args).fetchall()
+
+        def read_all(query: Callable[..., list[sqlite3.Row]]) -> tuple[dict, ...]:
+            return ({r["id"]: Claim.from_row(r) for r in query("SELECT * FROM claims")},
+                    {r["id"]: Customer.from_row(r) for r in query("SELECT * FROM customers")},
+                    {r["id"]: replace(Message.from_row(r), read=False) for r in query("SELECT * FROM messages")},
+                    {r["id"]: TravelRequest.from_row(r) for r in query("SELECT * FROM travel_requests")},
+                    _files(query))
+
+        before = read_all(seeded)
         seed.close()
-        after_claims = {r["id"]: Claim.from_row(r) for r in self._query("SELECT * FROM claims")}
-        after_customers = {r["id"]: Customer.from_row(r) for r in self._query("SELECT * FROM customers")}
-        return Changes(_diff(before_claims, after_claims), _diff(before_customers, after_customers))
+        after = read_all(self._query)
+        return Changes(*(_diff(b, a) for b, a in zip(before, after, strict=True)))
+
+
+def _files(query: Callable[..., list[sqlite3.Row]]) -> dict[int, StoredFile]:
+    folders = {r["id"]: (r["parent_id"], r["name"]) for r in query("SELECT * FROM folders")}
+
+    def path(folder_id: int) -> str:
+        parent, name = folders[folder_id]
+        return name if parent is None else f"{path(parent)}/{name}"
+
+    return {r["id"]: StoredFile(r["id"], path(r["folder_id"]), r["name"], r["size"], r["sha256"], r["uploaded_by"])
+            for r in query("SELECT * FROM files")}
 
 
 def _diff(before: dict, after: dict) -> dict:
