@@ -84,8 +84,8 @@ class Database:
             reason = detail.splitlines()[0] if detail else type(exc).__name__
             raise DatabaseError(f"cannot reach database {redact(self.url)}: {reason}") from None
 
-    def upgrade(self) -> None:
-        """Bring the schema to the newest migration (idempotent)."""
+    def upgrade(self, revision: str = "head") -> None:
+        """Bring the schema to the newest migration (idempotent), or to ``revision``."""
         from alembic import command
         from alembic.config import Config
 
@@ -93,9 +93,26 @@ class Database:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
-        with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        with self.engine.connect() as conn:
+            try:
+                if self.is_sqlite:
+                    # SQLite changes a table by rebuilding it, and dropping the old one
+                    # with foreign keys on would cascade-delete every row that references
+                    # it. The pragma is ignored inside a transaction, hence before it, and checked.
+                    conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                    conn.commit()
+                    if conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
+                        raise DatabaseError("cannot turn off foreign keys for the schema upgrade")
+                    conn.commit()
+                with conn.begin():
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, revision)
+                    if self.is_sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                        raise DatabaseError("the schema upgrade would leave rows that reference missing rows")
+            finally:
+                if self.is_sqlite:
+                    conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    conn.commit()
 
     def is_initialised(self) -> bool:
         try:
