@@ -107,7 +107,8 @@ def sync_source(
     seen: set[str] = set()
     for problem in (p for p in listed if isinstance(p, ScanProblem)):
         report.skipped.append({"id": problem.external_id, "reason": problem.reason})
-        seen.add(problem.external_id)
+        if problem.keep_indexed:
+            seen.add(problem.external_id)
 
     for done, item in enumerate(items, 1):
         seen.add(item.external_id)
