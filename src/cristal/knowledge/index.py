@@ -14,7 +14,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from cristal.knowledge.chunk import chunk_document
-from cristal.knowledge.parse.document import ParsedDocument
+from cristal.knowledge.parse.document import DEFAULT_LIMITS, DocumentLimits, ParsedDocument
 from cristal.knowledge.schema import Chunk, Document, DocumentAccess, Embedding, IndexState
 from cristal.knowledge.tokenize import terms
 
@@ -63,8 +63,15 @@ def write_document(
     mtime: float | None,
     size: int,
     existing_id: int | None,
+    limits: DocumentLimits = DEFAULT_LIMITS,
 ) -> tuple[int, int]:
-    """Insert or replace one document with its chunks; returns (document id, chunk count)."""
+    """Insert or replace one document with its chunks; returns (document id, chunk count).
+
+    A document over ``limits`` is refused (``DocumentTooLarge``) before anything is written.
+    """
+    if len(parsed.text) > limits.max_chars:  # connectors that build documents themselves come through here too
+        raise limits.too_many_chars()
+    spans = chunk_document(parsed, limits=limits)
     values = {
         "org_id": org_id, "source_id": source_id, "external_id": external_id, "uri": uri, "title": parsed.title,
         "lang": parsed.language, "mtime": mtime, "size": size, "content_hash": content_hash,
@@ -81,7 +88,7 @@ def write_document(
         session.execute(update(Document).where(Document.id == doc_id).values(**values))
     set_access(session, doc_id, acl)
     rows = []
-    for span in chunk_document(parsed):
+    for span in spans:
         rows.append({
             "org_id": org_id, "doc_id": doc_id, "ord": span.ord, "start": span.start, "end": span.end,
             "text": span.text, "terms": terms(f"{span.heading}\n{span.text}", parsed.language),

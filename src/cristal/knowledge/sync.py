@@ -14,6 +14,9 @@
 
 Problems (corrupt files, undecodable text, unreadable folders, a database
 failing mid-sync) are reported in the summary; the rest of the sync completes.
+A document over a per-document limit (text, chunks, inflated size: see
+``DocumentLimits``) is skipped whole with the reason, which the source's
+last-sync record keeps too.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from cristal.config import Settings, load_settings
 from cristal.db import Database
 from cristal.db.schema import utcnow
 from cristal.identity.authorize import require
@@ -35,7 +39,7 @@ from cristal.identity.principal import Principal
 from cristal.knowledge.connectors import CONNECTORS, Item, ScanProblem
 from cristal.knowledge.embed import Embedder, default_embedder, to_blob
 from cristal.knowledge.index import bump_generation, delete_documents, embedding_input, set_access, write_document
-from cristal.knowledge.parse import ParseError, parse_bytes
+from cristal.knowledge.parse import DocumentLimits, ParseError, parse_bytes
 from cristal.knowledge.pii import redact_document
 from cristal.knowledge.schema import Chunk, Document, Embedding, Source
 from cristal.knowledge.sources import source_by_name
@@ -43,6 +47,8 @@ from cristal.knowledge.sources import source_by_name
 # Bump when parsing or chunking changes, so every document is re-indexed once.
 PIPELINE_VERSION = "1"
 EMBED_BATCH = 32
+# The source's last-sync record names this many skipped documents with their reasons.
+LAST_SYNC_SKIPPED_ITEMS = 200
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -86,8 +92,11 @@ def sync_source(
     embed: bool = True,
     embedder: Embedder | None = None,
     progress: ProgressFn = _no_progress,
+    settings: Settings | None = None,
 ) -> SyncReport:
+    """Sync one source as ``actor``; ``settings`` (default: this process's) set the per-document limits."""
     started = time.perf_counter()
+    limits = DocumentLimits.from_settings(settings or load_settings())
     with db.session() as s:
         org = org_by_slug(s, org_slug)
         require(s, actor, "source.sync", in_org(org, "source", name))
@@ -113,7 +122,7 @@ def sync_source(
     for done, item in enumerate(items, 1):
         seen.add(item.external_id)
         try:
-            _sync_item(db, item, known.get(item.external_id), org_id, source_id, options, report)
+            _sync_item(db, item, known.get(item.external_id), org_id, source_id, options, report, limits)
         except ParseError as exc:
             # Keep the previous version, if any: nothing already indexed is lost.
             report.skipped.append({"id": item.external_id, "reason": str(exc)})
@@ -143,7 +152,8 @@ def sync_source(
         row = s.get(Source, source_id)
         if row is not None:
             row.last_sync_at = utcnow()
-            row.last_sync = {k: v for k, v in report.as_dict().items() if k != "skipped"} | {"skipped": len(report.skipped)}
+            row.last_sync = {k: v for k, v in report.as_dict().items() if k != "skipped"} | {
+                "skipped": len(report.skipped), "skipped_items": report.skipped[:LAST_SYNC_SKIPPED_ITEMS]}
     return report
 
 
@@ -159,6 +169,7 @@ def _sync_item(
     source_id: int,
     options: dict,
     report: SyncReport,
+    limits: DocumentLimits,
 ) -> None:
     data = item.read() if item.read is not None else None
     content_hash = _content_hash(item, data, options)
@@ -172,14 +183,14 @@ def _sync_item(
         else:
             report.unchanged += 1
         return
-    parsed = item.parsed if item.parsed is not None else parse_bytes(data or b"", item.filename)
+    parsed = item.parsed if item.parsed is not None else parse_bytes(data or b"", item.filename, limits=limits)
     if options.get("redact_pii"):
         parsed = redact_document(parsed)
     with db.session() as s:
         _, chunks = write_document(
             s, org_id=org_id, source_id=source_id, external_id=item.external_id, uri=item.uri,
             content_hash=content_hash, acl=item.acl, parsed=parsed, mtime=item.mtime,
-            size=item.size or len(data or b""), existing_id=known[0] if known else None,
+            size=item.size or len(data or b""), existing_id=known[0] if known else None, limits=limits,
         )
         bump_generation(s, org_id)
     report.chunks_written += chunks
