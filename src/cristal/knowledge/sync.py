@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from cristal.config import Settings, load_settings
 from cristal.db import Database
 from cristal.db.schema import utcnow
+from cristal.errors import NotFound
 from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, org_by_slug
 from cristal.identity.principal import Principal
@@ -94,14 +95,40 @@ def sync_source(
     progress: ProgressFn = _no_progress,
     settings: Settings | None = None,
 ) -> SyncReport:
-    """Sync one source as ``actor``; ``settings`` (default: this process's) set the per-document limits."""
+    """Sync one source as ``actor``; ``settings`` (default: this process's) set the per-document limits.
+
+    One sync of a source runs at a time, across processes: another one at the
+    same moment fails at once with ``Busy`` (two first syncs would otherwise
+    both insert every document).
+    """
     started = time.perf_counter()
     limits = DocumentLimits.from_settings(settings or load_settings())
     with db.session() as s:
         org = org_by_slug(s, org_slug)
         require(s, actor, "source.sync", in_org(org, "source", name))
-        source = source_by_name(s, org.id, name)
-        org_id, source_id, options = org.id, source.id, dict(source.options or {})
+        org_id, source_id = org.id, source_by_name(s, org.id, name).id
+    busy = f"source {name!r} of {org_slug!r} is being synced by another process; try again when it has finished"
+    with db.exclusive(f"sync:source:{source_id}", busy):
+        return _sync_locked(db, org_id, source_id, name, embed, embedder, progress, limits, started)
+
+
+def _sync_locked(
+    db: Database,
+    org_id: int,
+    source_id: int,
+    name: str,
+    embed: bool,
+    embedder: Embedder | None,
+    progress: ProgressFn,
+    limits: DocumentLimits,
+    started: float,
+) -> SyncReport:
+    """The sync itself, under the source's lock: what is indexed is read only now."""
+    with db.session() as s:
+        source = s.get(Source, source_id)
+        if source is None:
+            raise NotFound(f"unknown source {name!r}")
+        options = dict(source.options or {})
         connector = CONNECTORS[source.kind](source.uri, tuple(source.acl) if source.acl else None, options)
         known = {
             row.external_id: (row.id, row.content_hash, tuple(row.acl) if row.acl else None)
