@@ -16,6 +16,7 @@ from sqlalchemy import func, select, text
 
 import cristal.research.schema  # noqa: F401  (every layer's tables take part)
 import cristal.workflows.schema  # noqa: F401
+from cristal.audit.log import query_audit
 from cristal.db import Database
 from cristal.db.schema import Base, LLMUsage, Organization
 from cristal.identity import orgs, users
@@ -109,6 +110,21 @@ def test_a_long_lived_search_context_never_shows_a_removed_or_other_orgs_documen
         assert [h.title for h in searcher.search(intern, QUERY, mode=mode)] == ["Handbook"], mode
     boss = who(db, "acme", "boss@acme.example")
     assert "CEO pay" in [h.title for h in searcher.search(boss, QUERY)]
+
+
+def test_a_new_organization_with_a_removed_ones_slug_does_not_see_its_audit_trail(indexed: Database) -> None:
+    Searcher(indexed).search(who(indexed, "acme", "hr@acme.example"), "salary bands engineers")
+    with indexed.session() as s:
+        assert any(r.action == "document.read" for r in query_audit(s, "acme"))
+        orgs.delete_org(s, OPERATOR, "acme")
+    with indexed.session() as s:
+        orgs.create_org(s, OPERATOR, "acme")
+        users.add_user(s, OPERATOR, "acme", "admin@acme.example", role="admin")
+    with indexed.session() as s:
+        seen = query_audit(s, "acme")
+        new_id = s.scalar(select(Organization.id).where(Organization.slug == "acme"))
+    assert seen and all(r.org_id in (None, new_id) for r in seen)
+    assert not any(r.action in ("document.read", "knowledge.search") for r in seen)
 
 
 def test_hits_are_checked_again_whatever_the_cached_matrix_says(indexed: Database) -> None:
