@@ -103,13 +103,13 @@ def test_uninitialised_database_says_run_init(tmp_path: Path) -> None:
         db.require_initialised()
 
 
-def test_exclusive_locks_refuse_a_second_holder_until_released(db: Database, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_exclusive_locks_refuse_a_second_holder_until_released(db: Database) -> None:
     from cristal.errors import Busy
 
     other = Database(db.url)  # another handle on the same database, as another process would have
     try:
         with db.exclusive("sync:source:1", "busy one"):
-            with pytest.raises(Busy, match="^busy one$"):
+            with pytest.raises(Busy, match=r"^busy one$"):
                 with other.exclusive("sync:source:1", "busy one"):
                     pass
             with other.exclusive("sync:source:2", "busy two"):  # another name is another lock

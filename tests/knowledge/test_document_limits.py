@@ -74,7 +74,9 @@ def bomb_tree(tmp_path: Path) -> Path:
     return tree
 
 
-def test_a_docx_that_inflates_hugely_is_skipped_without_spending_the_memory(cli, db: Database, bomb_tree: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_docx_that_inflates_hugely_is_skipped_without_spending_the_memory(
+    cli, db: Database, bomb_tree: Path  # type: ignore[no-untyped-def]  # the cli fixture is an untyped function with an env attribute
+) -> None:
     with db.session() as s:
         orgs.create_org(s, OPERATOR, "acme")
         sources.add_source(s, OPERATOR, "acme", "share", "files", str(bomb_tree), acl="org")
@@ -91,7 +93,8 @@ def test_a_docx_that_inflates_hugely_is_skipped_without_spending_the_memory(cli,
     # The default limit on the inflated size refuses it from the archive's directory.
     code, peak_mb, output = sync({})
     assert code == 0, output
-    assert re.search(r"skipped report.docx: DOCX unpacks to 10\d MB, over the limit of 64 MB \(CRISTAL_KNOWLEDGE_MAX_UNZIPPED_BYTES\)", output)
+    assert re.search(
+        r"skipped report.docx: DOCX unpacks to 10\d MB, over the limit of 64 MB \(CRISTAL_KNOWLEDGE_MAX_UNZIPPED_BYTES\)", output)
     assert peak_mb < 300, f"{peak_mb} MB"
     # With archives allowed to be huge, the text limit stops the body while it inflates.
     code, peak_mb, output = sync({"CRISTAL_KNOWLEDGE_MAX_UNZIPPED_BYTES": str(2 * 1024**3)})
@@ -103,7 +106,8 @@ def test_a_docx_that_inflates_hugely_is_skipped_without_spending_the_memory(cli,
     listed = json.loads(cli("source", "list", "--org", "acme", "--json").stdout)
     last = listed["sources"][0]["last_sync"]  # the document's status, kept with the source
     assert last["skipped"] == 1
-    assert last["skipped_items"] == [{"id": "report.docx", "reason": "text over the limit of 5,000,000 characters per document (CRISTAL_KNOWLEDGE_MAX_DOCUMENT_CHARS)"}]
+    reason = "text over the limit of 5,000,000 characters per document (CRISTAL_KNOWLEDGE_MAX_DOCUMENT_CHARS)"
+    assert last["skipped_items"] == [{"id": "report.docx", "reason": reason}]
 
 
 def test_limits_come_from_settings_for_every_format(two_orgs: Database, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
-import cristal.research.schema  # noqa: F401  (every layer's tables take part)
+import cristal.research.schema
 import cristal.workflows.schema  # noqa: F401
 from cristal.audit.log import query_audit
 from cristal.db import Database
@@ -58,12 +58,13 @@ def rows_naming(db: Database, removed: int) -> dict[str, int]:
 
 
 def test_a_long_lived_search_context_never_shows_a_removed_or_other_orgs_documents(
-    db: Database, cli, tmp_path: Path  # type: ignore[no-untyped-def]
+    db: Database, cli, tmp_path: Path  # type: ignore[no-untyped-def]  # the cli fixture is an untyped function with an env attribute
 ) -> None:
     with db.session() as s:
         orgs.create_org(s, OPERATOR, "acme")
         users.add_user(s, OPERATOR, "acme", "boss@acme.example", groups=["payroll"])
-        sources.add_source(s, OPERATOR, "acme", "hr", "files", str(write_tree(tmp_path / "acme", {"welcome.md": "# Welcome\n\nWelcome to Acme.\n"})), acl="org")
+        acme_tree = write_tree(tmp_path / "acme", {"welcome.md": "# Welcome\n\nWelcome to Acme.\n"})
+        sources.add_source(s, OPERATOR, "acme", "hr", "files", str(acme_tree), acl="org")
         orgs.create_org(s, OPERATOR, "old")
         users.add_user(s, OPERATOR, "old", "member@old.example")
         sources.add_source(s, OPERATOR, "old", "wiki", "files", str(write_tree(tmp_path / "old", {

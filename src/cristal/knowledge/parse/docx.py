@@ -16,7 +16,15 @@ from collections.abc import Iterator
 from typing import IO
 
 from cristal.knowledge.parse.builder import DocumentBuilder, collapse_spaces, list_item
-from cristal.knowledge.parse.document import DEFAULT_LIMITS, BlockKind, DocumentLimits, DocumentTooLarge, ParseError, ParsedDocument, human_size
+from cristal.knowledge.parse.document import (
+    DEFAULT_LIMITS,
+    BlockKind,
+    DocumentLimits,
+    DocumentTooLarge,
+    ParsedDocument,
+    ParseError,
+    human_size,
+)
 
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _TEXT_TAG = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}t"

@@ -17,7 +17,7 @@ from email.message import EmailMessage
 
 from cristal.knowledge.parse.builder import DocumentBuilder, add_paragraphs, collapse_spaces
 from cristal.knowledge.parse.decoding import decode_text
-from cristal.knowledge.parse.document import DEFAULT_LIMITS, DocumentLimits, ParseError, ParsedDocument
+from cristal.knowledge.parse.document import DEFAULT_LIMITS, DocumentLimits, ParsedDocument, ParseError
 from cristal.knowledge.parse.html import render_html
 
 _HEADERS = (("From", "from"), ("To", "to"), ("Cc", "cc"), ("Date", "date"), ("Subject", "subject"))

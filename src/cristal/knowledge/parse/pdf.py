@@ -21,7 +21,7 @@ from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError
 
 from cristal.knowledge.parse.builder import DocumentBuilder, collapse_spaces, is_bullet_line, unwrap_lines
-from cristal.knowledge.parse.document import DEFAULT_LIMITS, DocumentLimits, ParseError, ParsedDocument
+from cristal.knowledge.parse.document import DEFAULT_LIMITS, DocumentLimits, ParsedDocument, ParseError
 
 _SENTENCE_END = re.compile("[.!?:;\u3002\uff01\uff1f\u300d\u300f)\"\u201d]$")
 _PAGE_NUMBER = re.compile(r"^(?:-\s*)?(?:page\s+|seite\s+)?\d{1,4}(?:\s*(?:/|of|von)\s*\d{1,4})?(?:\s*-)?$", re.I)
