@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     # addresses unless this is set: workflow files come from any member, and those addresses
     # reach cloud metadata and internal services (SSRF).
     workflow_http_allow_private: bool = False
+    # What one document may cost at ingestion. A small file can inflate to gigabytes (a DOCX is
+    # a zip: 0.95 MB became 416 MB of XML and 400,008 chunks); a document over a limit is
+    # skipped whole, and the sync says why. The checks run while inflating and parsing.
+    knowledge_max_document_chars: int = Field(default=5_000_000, ge=1)
+    knowledge_max_document_chunks: int = Field(default=20_000, ge=1)
+    knowledge_max_unzipped_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
 
     @field_validator("database_url")
     @classmethod

@@ -64,3 +64,9 @@ class BudgetExceeded(LLMError):
     """The organization's LLM budget is spent."""
 
     exit_code = 7
+
+
+class Busy(CristalError):
+    """The same work is under way elsewhere (a sync of the same source); try again when it has finished."""
+
+    exit_code = 75  # EX_TEMPFAIL: a temporary condition, the command may be retried

@@ -101,3 +101,25 @@ def test_uninitialised_database_says_run_init(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(DatabaseError, match="cristal init"):
         db.require_initialised()
+
+
+def test_exclusive_locks_refuse_a_second_holder_until_released(db: Database) -> None:
+    from cristal.errors import Busy
+
+    other = Database(db.url)  # another handle on the same database, as another process would have
+    try:
+        with db.exclusive("sync:source:1", "busy one"):
+            with pytest.raises(Busy, match=r"^busy one$"):
+                with other.exclusive("sync:source:1", "busy one"):
+                    pass
+            with other.exclusive("sync:source:2", "busy two"):  # another name is another lock
+                pass
+        with other.exclusive("sync:source:1", "busy one"):  # released with its block
+            pass
+    finally:
+        other.dispose()
+    memory = Database("sqlite:///:memory:")
+    with memory.exclusive("x", "busy"):
+        with pytest.raises(Busy):
+            with memory.exclusive("x", "busy"):
+                pass

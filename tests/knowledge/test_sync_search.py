@@ -183,7 +183,8 @@ def test_bad_files_are_reported_and_the_rest_is_indexed(indexed: Database, compa
     (company_docs / "public" / "later.md").write_text("# Later\n\nA new document after the bad ones.\n")
     report = sync_source(indexed, OPERATOR, "acme", "wiki")
     reasons = {p["id"]: p["reason"] for p in report.skipped}
-    assert set(reasons) == {"public/empty.md", "public/binary.txt", "public/broken.pdf"}
+    assert set(reasons) == {"public/empty.md", "public/binary.txt", "public/broken.pdf", "public/loop"}
+    assert reasons["public/loop"] == "symbolic link, not followed"
     assert report.added == 1 and report.deleted == 0
 
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session
 
-from cristal.db.schema import AuditRecord, utcnow
+from cristal.db.schema import AuditRecord, Organization, utcnow
 
 if TYPE_CHECKING:  # the spine's modules name each other's types only for checking
     from cristal.identity.principal import Principal
@@ -95,11 +95,19 @@ def query_audit(
     action: str | None = None,
     decision: str | None = None,
 ) -> list[AuditEntry]:
-    """The newest records of one organization, newest first; ``None``: the installation's (no organization)."""
+    """The newest records of one organization, newest first; ``None``: the installation's (no organization).
+
+    A slug can be taken again after its organization was removed, and the
+    records outlive it: the current organization's id (never reused) tells its
+    records from those of an earlier one.
+    """
     if org_slug is None:
         stmt = select(AuditRecord).where(AuditRecord.org_id.is_(None), AuditRecord.org_slug.is_(None))
     else:
-        stmt = select(AuditRecord).where(AuditRecord.org_slug == org_slug)
+        current = select(Organization.id).where(Organization.slug == org_slug).scalar_subquery()
+        stmt = select(AuditRecord).where(
+            AuditRecord.org_slug == org_slug, or_(AuditRecord.org_id.is_(None), AuditRecord.org_id == current)
+        )
     if action:
         stmt = stmt.where(AuditRecord.action == action)
     if decision:

@@ -68,9 +68,13 @@ def org_remove(slug: str, yes: bool = typer.Option(False, "--yes", help="Confirm
 
     if not yes:
         raise InvalidInput(f"deleting {slug!r} removes all its users and data: add --yes to confirm")
+    from cristal.knowledge.index import delete_unused_embeddings
+
     with unit_of_work() as s:
         orgs.delete_org(s, acting(s, None, None), slug)
-    err.print(f"removed organization [bold]{slug}[/]")
+        # The rows go with the organization; the embedding cache is shared by content, so it is pruned here.
+        delete_unused_embeddings(s)
+    err.print(f"removed organization [bold]{slug}[/] and all its data")
 
 
 @org_app.command("llm")

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cristal.cli.app import app
-from cristal.cli.runtime import acting, database, err, open_database, out, print_json, unit_of_work
+from cristal.cli.runtime import acting, database, err, open_database, out, print_json, settings, unit_of_work
 from cristal.errors import InvalidInput
 from cristal.knowledge import sources
 from cristal.knowledge.search import Searcher
@@ -98,7 +98,8 @@ def sync_command(
     json_out: bool = JSON,
 ) -> None:
     """Bring the index up to date with new, changed and deleted documents."""
-    db = open_database()
+    cfg = settings()
+    db = open_database(cfg)
     try:
         with db.session() as s:
             actor = acting(s, org, as_email)
@@ -114,7 +115,7 @@ def sync_command(
                 def progress(phase: str, done: int, total: int, task=task, source_name=source_name) -> None:  # type: ignore[no-untyped-def]
                     bar.update(task, description=f"{source_name}: {phase}", completed=done, total=total or None)
 
-                reports.append(sync_source(db, actor, org, source_name, embed=not keyword_only, progress=progress))
+                reports.append(sync_source(db, actor, org, source_name, embed=not keyword_only, progress=progress, settings=cfg))
     finally:
         db.dispose()
     if json_out:

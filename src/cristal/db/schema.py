@@ -18,6 +18,15 @@ from sqlalchemy.types import DateTime, TypeDecorator
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+# Ids are never reused: on SQLite a plain INTEGER PRIMARY KEY hands a deleted
+# row's id to the next insert, so a new organization (user, source, chunk...)
+# could inherit what still names the old one -- a cached index, an audit
+# trail, a stored reference. AUTOINCREMENT makes SQLite never hand an id out
+# twice; PostgreSQL sequences never do. Tables whose ids are referenced
+# outside a foreign key set this in their ``__table_args__``.
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
 # Database objects that migrations create by hand (FTS5 tables, expression
 # indexes) and the ORM does not map; schema comparison ignores them.
 UNMAPPED_PREFIXES = ("chunk_fts", "chunk_tri", "ix_chunks_terms_fts", "ix_chunks_text_trgm")
@@ -53,7 +62,10 @@ class Base(DeclarativeBase):
 
 
 class Organization(Base):
+    """A tenant. Every row it owns references it with ``ON DELETE CASCADE``, so removing it removes them."""
+
     __tablename__ = "organizations"
+    __table_args__ = (NEVER_REUSE_IDS,)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(63), unique=True)
@@ -81,7 +93,7 @@ class GroupMember(Base):
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (UniqueConstraint("org_id", "email", name="uq_users_org_email"),)
+    __table_args__ = (UniqueConstraint("org_id", "email", name="uq_users_org_email"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
@@ -95,7 +107,7 @@ class User(Base):
 
 class Group(Base):
     __tablename__ = "groups"
-    __table_args__ = (UniqueConstraint("org_id", "name", name="uq_groups_org_name"),)
+    __table_args__ = (UniqueConstraint("org_id", "name", name="uq_groups_org_name"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
@@ -108,6 +120,7 @@ class Group(Base):
 
 class ApiKey(Base):
     __tablename__ = "api_keys"
+    __table_args__ = (NEVER_REUSE_IDS,)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
@@ -173,11 +186,11 @@ class LLMUsage(Base):
     """One metered call to a model endpoint."""
 
     __tablename__ = "llm_usage"
-    __table_args__ = (Index("ix_llm_usage_org_at", "org_id", "at"),)
+    __table_args__ = (Index("ix_llm_usage_org_at", "org_id", "at"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    org_id: Mapped[int] = mapped_column(Integer)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     user_id: Mapped[int | None] = mapped_column(Integer)
     actor: Mapped[str] = mapped_column(String(400))
     kind: Mapped[str] = mapped_column(String(20))

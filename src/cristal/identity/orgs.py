@@ -56,6 +56,15 @@ def list_orgs(session: Session, actor: Principal) -> list[OrgInfo]:
 
 
 def delete_org(session: Session, actor: Principal, slug: str) -> None:
+    """Remove an organization and everything it owns.
+
+    Every row of Cristal's tables that belongs to an organization references
+    it, directly or through its parent row, with ``ON DELETE CASCADE`` (people,
+    keys, sources, documents, chunks, index state, runs, usage...), so the
+    database removes it all in this transaction; ids are never handed out again. Only the audit trail outlives it, by design. Embeddings
+    are cached by content across organizations; callers prune the unused ones
+    (``knowledge.index.delete_unused_embeddings``).
+    """
     org = org_by_slug(session, slug)
     require(session, actor, "org.delete", in_org(org, "org", slug))
     session.delete(org)

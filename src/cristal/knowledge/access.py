@@ -75,10 +75,15 @@ class FolderRules:
         if folder in self._cache:
             return self._cache[folder]
         acl_file = folder / ACL_FILE
-        if acl_file.is_file():
+        if acl_file.is_symlink():
+            # Not followed (its target could be any file, quoted back in problem lines); it still
+            # counts as this folder's rule file, so the folder is for admins only.
+            self.problems.append(f"{acl_file}: access file is a symbolic link, not followed (admins only)")
+            result: tuple[str, ...] | None = None
+        elif acl_file.is_file():
             rules, problems = read_acl_file(acl_file)
             self.problems.extend(problems)
-            result: tuple[str, ...] | None = rules or None
+            result = rules or None
         elif folder == self.root or self.root not in folder.parents:
             result = self.default
         else:

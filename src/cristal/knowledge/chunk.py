@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from cristal.knowledge.parse.document import Block, ParsedDocument
+from cristal.knowledge.parse.document import DEFAULT_LIMITS, Block, DocumentLimits, ParsedDocument
 
 # Japanese packs about twice the information per character.
 TARGET_CHARS = {"ja": 400}
@@ -51,7 +51,10 @@ def _pieces(block: Block, limit: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in spans if b > a]
 
 
-def chunk_document(doc: ParsedDocument, target_chars: int | None = None) -> list[ChunkSpan]:
+def chunk_document(
+    doc: ParsedDocument, target_chars: int | None = None, *, limits: DocumentLimits = DEFAULT_LIMITS
+) -> list[ChunkSpan]:
+    """The document's chunks, or ``DocumentTooLarge`` as soon as there would be more than ``limits.max_chunks``."""
     limit = target_chars or TARGET_CHARS.get(doc.language, DEFAULT_TARGET)
     groups: list[list[tuple[int, int, Block]]] = []
     current: list[tuple[int, int, Block]] = []
@@ -64,6 +67,8 @@ def chunk_document(doc: ParsedDocument, target_chars: int | None = None) -> list
             if current and (starts_section or size > limit):
                 groups.append(current)
                 current = []
+                if len(groups) >= limits.max_chunks:  # and ``current`` holds the next one
+                    raise limits.too_many_chunks()
             starts_section = False
             current.append((start, end, block))
     if current:

@@ -1,9 +1,9 @@
 """Dense retrieval: exact cosine search over an organization's chunk embeddings.
 
-The matrix is loaded once per process and organization and reloaded only when
-the organization's index generation changes (content or access rules). With
-it come one row mask per access rule, so a user's filter is the OR of the
-masks of the rules that match them. Filtering happens before ranking: the
+The matrix is loaded once per ``DenseIndex`` (one per ``Searcher``) and
+organization, and reloaded only when the organization's index token changes
+(content or access rules). With it come one row mask per access rule, so a
+user's filter is the OR of the masks of the rules that match them. Filtering happens before ranking: the
 scores of chunks the user may not read are masked out, so the top-k are
 always k readable chunks (never a short or leaky page).
 
@@ -21,13 +21,13 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cristal.knowledge.index import generation
+from cristal.knowledge.index import index_tokens
 from cristal.knowledge.schema import Chunk, Document, DocumentAccess, Embedding
 
 
 @dataclass
 class _Matrix:
-    generation: int
+    token: str | None
     chunk_ids: np.ndarray
     doc_ids: np.ndarray
     vectors: np.ndarray
@@ -42,11 +42,7 @@ class _Matrix:
         return mask
 
 
-_cache: dict[tuple[str, int, str], _Matrix] = {}
-_lock = threading.Lock()
-
-
-def _load(session: Session, org_id: int, model: str, gen: int) -> _Matrix:
+def _load(session: Session, org_id: int, model: str, token: str | None) -> _Matrix:
     rows = session.execute(
         select(Chunk.id, Chunk.doc_id, Embedding.vector)
         .join(Embedding, (Embedding.content_hash == Chunk.embed_hash) & (Embedding.model == model))
@@ -54,7 +50,7 @@ def _load(session: Session, org_id: int, model: str, gen: int) -> _Matrix:
         .order_by(Chunk.id)
     ).all()
     if not rows:
-        return _Matrix(gen, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 1), np.float32), {})
+        return _Matrix(token, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 1), np.float32), {})
     ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
     docs = np.fromiter((r[1] for r in rows), np.int64, len(rows))
     vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
@@ -64,35 +60,58 @@ def _load(session: Session, org_id: int, model: str, gen: int) -> _Matrix:
     ):
         docs_by_rule.setdefault(rule, []).append(doc_id)
     masks = {rule: np.isin(docs, np.asarray(doc_ids, dtype=np.int64)) for rule, doc_ids in docs_by_rule.items()}
-    return _Matrix(gen, ids, docs, vectors, masks)
+    return _Matrix(token, ids, docs, vectors, masks)
 
 
-def matrix(session: Session, org_id: int, model: str) -> _Matrix:
-    gen = generation(session, org_id)
-    key = (str(session.get_bind().engine.url), org_id, model)
-    with _lock:
-        cached = _cache.get(key)
-        if cached is None or cached.generation != gen:
-            cached = _cache[key] = _load(session, org_id, model, gen)
-    return cached
+class DenseIndex:
+    """The matrices of one database's organizations, cached for as long as their owner lives.
 
+    A ``Searcher`` holds one, so a long-lived server loads each matrix once.
+    An entry is current only while its organization's index token is
+    unchanged; entries of organizations that changed or were removed are
+    dropped on the next search, so nothing of a removed organization stays
+    in memory or can be served to whoever comes next.
+    """
 
-def dense_search(
-    session: Session,
-    org_id: int,
-    model: str,
-    query_vector: np.ndarray,
-    matchers: list[str] | None,
-    k: int,
-) -> list[tuple[int, float]]:
-    """(chunk id, cosine) of the ``k`` nearest chunks readable under ``matchers``; ``None`` means all (admins)."""
-    m = matrix(session, org_id, model)
-    if len(m.chunk_ids) == 0:
-        return []
-    scores = m.vectors @ query_vector.astype(np.float32)
-    if matchers is not None:
-        scores = np.where(m.readable(matchers), scores, -np.inf)
-    k = min(k, len(scores))
-    top = np.argpartition(-scores, k - 1)[:k]
-    top = top[np.argsort(-scores[top])]
-    return [(int(m.chunk_ids[i]), float(scores[i])) for i in top if np.isfinite(scores[i])]
+    def __init__(self) -> None:
+        self._cache: dict[tuple[int, str], _Matrix] = {}
+        self._lock = threading.Lock()
+
+    def matrix(self, session: Session, org_id: int, model: str) -> _Matrix:
+        with self._lock:
+            tokens = index_tokens(session, {org_id} | {cached_org for cached_org, _ in self._cache})
+            for key in [key for key, m in self._cache.items() if tokens.get(key[0]) != m.token]:
+                del self._cache[key]
+            token = tokens.get(org_id)
+            cached = self._cache.get((org_id, model))
+            if cached is None:
+                cached = _load(session, org_id, model, token)
+                if token is not None:  # nothing indexed yet: nothing worth keeping
+                    self._cache[(org_id, model)] = cached
+        return cached
+
+    def cached_orgs(self) -> set[int]:
+        """The organizations whose matrices are held (for tests and diagnostics)."""
+        with self._lock:
+            return {org_id for org_id, _ in self._cache}
+
+    def search(
+        self,
+        session: Session,
+        org_id: int,
+        model: str,
+        query_vector: np.ndarray,
+        matchers: list[str] | None,
+        k: int,
+    ) -> list[tuple[int, float]]:
+        """(chunk id, cosine) of the ``k`` nearest chunks readable under ``matchers``; ``None`` means all (admins)."""
+        m = self.matrix(session, org_id, model)
+        if len(m.chunk_ids) == 0:
+            return []
+        scores = m.vectors @ query_vector.astype(np.float32)
+        if matchers is not None:
+            scores = np.where(m.readable(matchers), scores, -np.inf)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        return [(int(m.chunk_ids[i]), float(scores[i])) for i in top if np.isfinite(scores[i])]

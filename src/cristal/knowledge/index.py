@@ -8,13 +8,14 @@ an interrupted sync never leaves it half-indexed.
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from cristal.knowledge.chunk import chunk_document
-from cristal.knowledge.parse.document import ParsedDocument
-from cristal.knowledge.schema import Chunk, Document, DocumentAccess, IndexState
+from cristal.knowledge.parse.document import DEFAULT_LIMITS, DocumentLimits, ParsedDocument
+from cristal.knowledge.schema import Chunk, Document, DocumentAccess, Embedding, IndexState
 from cristal.knowledge.tokenize import terms
 
 
@@ -29,10 +30,17 @@ def _hash(text: str) -> str:
 
 
 def bump_generation(session: Session, org_id: int) -> None:
-    """Tell in-process caches (the dense matrix) that this organization's index changed."""
-    updated = session.execute(update(IndexState).where(IndexState.org_id == org_id).values(generation=IndexState.generation + 1))
+    """Tell in-process caches (the dense matrix) that this organization's index changed.
+
+    Caches compare the random token, not the counter: a token is never issued
+    twice, so no cache can look current to a later state or another organization.
+    """
+    token = uuid.uuid4().hex
+    updated = session.execute(
+        update(IndexState).where(IndexState.org_id == org_id).values(generation=IndexState.generation + 1, token=token)
+    )
     if updated.rowcount == 0:
-        session.add(IndexState(org_id=org_id, generation=1))
+        session.add(IndexState(org_id=org_id, generation=1, token=token))
         session.flush()
 
 
@@ -55,8 +63,15 @@ def write_document(
     mtime: float | None,
     size: int,
     existing_id: int | None,
+    limits: DocumentLimits = DEFAULT_LIMITS,
 ) -> tuple[int, int]:
-    """Insert or replace one document with its chunks; returns (document id, chunk count)."""
+    """Insert or replace one document with its chunks; returns (document id, chunk count).
+
+    A document over ``limits`` is refused (``DocumentTooLarge``) before anything is written.
+    """
+    if len(parsed.text) > limits.max_chars:  # connectors that build documents themselves come through here too
+        raise limits.too_many_chars()
+    spans = chunk_document(parsed, limits=limits)
     values = {
         "org_id": org_id, "source_id": source_id, "external_id": external_id, "uri": uri, "title": parsed.title,
         "lang": parsed.language, "mtime": mtime, "size": size, "content_hash": content_hash,
@@ -73,7 +88,7 @@ def write_document(
         session.execute(update(Document).where(Document.id == doc_id).values(**values))
     set_access(session, doc_id, acl)
     rows = []
-    for span in chunk_document(parsed):
+    for span in spans:
         rows.append({
             "org_id": org_id, "doc_id": doc_id, "ord": span.ord, "start": span.start, "end": span.end,
             "text": span.text, "terms": terms(f"{span.heading}\n{span.text}", parsed.language),
@@ -94,5 +109,15 @@ def delete_documents(session: Session, doc_ids: list[int]) -> None:
         session.execute(delete(Document).where(Document.id.in_(batch)))
 
 
-def generation(session: Session, org_id: int) -> int:
-    return session.scalar(select(IndexState.generation).where(IndexState.org_id == org_id)) or 0
+def index_tokens(session: Session, org_ids: set[int]) -> dict[int, str]:
+    """The current index token of each organization that has an index (absent: nothing indexed, or removed)."""
+    if not org_ids:
+        return {}
+    rows = session.execute(select(IndexState.org_id, IndexState.token).where(IndexState.org_id.in_(org_ids)))
+    return {org_id: token for org_id, token in rows}
+
+
+def delete_unused_embeddings(session: Session) -> int:
+    """Drop cached embeddings that no chunk uses any more (after a source or an organization is removed)."""
+    used = select(Chunk.id).where(Chunk.embed_hash == Embedding.content_hash).exists()
+    return session.execute(delete(Embedding).where(~used)).rowcount or 0

@@ -13,12 +13,12 @@ from datetime import datetime
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cristal.db.schema import Base, UTCDateTime, utcnow
+from cristal.db.schema import NEVER_REUSE_IDS, Base, UTCDateTime, utcnow
 
 
 class Source(Base):
     __tablename__ = "sources"
-    __table_args__ = (UniqueConstraint("org_id", "name", name="uq_sources_org_name"),)
+    __table_args__ = (UniqueConstraint("org_id", "name", name="uq_sources_org_name"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
@@ -35,10 +35,10 @@ class Source(Base):
 
 class Document(Base):
     __tablename__ = "documents"
-    __table_args__ = (UniqueConstraint("source_id", "external_id", name="uq_documents_source_external"),)
+    __table_args__ = (UniqueConstraint("source_id", "external_id", name="uq_documents_source_external"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    org_id: Mapped[int] = mapped_column(Integer, index=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"), index=True)
     external_id: Mapped[str] = mapped_column(String(1000))
     uri: Mapped[str] = mapped_column(Text)
@@ -66,10 +66,11 @@ class DocumentAccess(Base):
 
 class Chunk(Base):
     __tablename__ = "chunks"
-    __table_args__ = (Index("ix_chunks_org_doc", "org_id", "doc_id"),)
+    # Chunk ids are the keyword index's rowids and what the dense matrix and hits name.
+    __table_args__ = (Index("ix_chunks_org_doc", "org_id", "doc_id"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    org_id: Mapped[int] = mapped_column(Integer)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     doc_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
     ord: Mapped[int] = mapped_column(Integer)
     start: Mapped[int] = mapped_column(Integer)
@@ -95,9 +96,15 @@ class Embedding(Base):
 
 
 class IndexState(Base):
-    """Per-organization generation counter: bumped whenever the index changes, so caches know to reload."""
+    """Per-organization version of the index: changed whenever the index changes, so caches know to reload.
+
+    ``token`` is random and new on every change, and the row goes with its
+    organization: a cache built for one organization can never look current
+    to another, even one that were given the same id.
+    """
 
     __tablename__ = "index_state"
 
-    org_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
     generation: Mapped[int] = mapped_column(Integer, default=0)
+    token: Mapped[str] = mapped_column(String(32))

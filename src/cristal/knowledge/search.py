@@ -4,6 +4,11 @@
 ``knowledge.search`` for the principal, filters by the principal's access
 rules inside each retrieval query, and leaves one audit record naming the
 documents whose text was returned.
+
+A ranking names chunks by id, and an id alone is never trusted: the text of
+a hit is fetched only for chunks of the principal's organization that they
+may read, checked again in that query, so a stale cache or any other
+mistake upstream can drop a hit but never show one.
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy.orm import Session, aliased
 
 from cristal.audit.log import write_audit
 from cristal.db import Database
@@ -23,11 +28,11 @@ from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, org_by_slug
 from cristal.identity.principal import Principal
 from cristal.identity.resource import Resource
-from cristal.knowledge.dense import dense_search
+from cristal.knowledge.dense import DenseIndex
 from cristal.knowledge.embed import Embedder, default_embedder
 from cristal.knowledge.keyword import compound_search, keyword_search
 from cristal.knowledge.language import detect_language
-from cristal.knowledge.schema import Chunk, Document
+from cristal.knowledge.schema import Chunk, Document, DocumentAccess
 from cristal.knowledge.tokenize import tokens
 
 Mode = Literal["hybrid", "keyword", "dense"]
@@ -85,14 +90,31 @@ def rrf(
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-def _foreign(session: Session, rankings: dict[str, list[tuple[int, float]]], lang: str) -> set[int]:
+def readable_chunks(org_id: int, matchers: list[str] | None) -> ColumnElement[bool]:
+    """Chunks of ``org_id`` whose document one of ``matchers`` may read (``None``: an admin, all of them)."""
+    doc = aliased(Document)  # the caller's query may join Document itself
+    in_org = and_(
+        Chunk.org_id == org_id,
+        select(doc.id).where(doc.id == Chunk.doc_id, doc.org_id == org_id).correlate(Chunk).exists(),
+    )
+    if matchers is None:
+        return in_org
+    allowed = (
+        select(DocumentAccess.doc_id)
+        .where(DocumentAccess.doc_id == Chunk.doc_id, DocumentAccess.rule.in_(matchers))
+        .correlate(Chunk)
+    )
+    return and_(in_org, allowed.exists())
+
+
+def _foreign(session: Session, rankings: dict[str, list[tuple[int, float]]], lang: str, where: ColumnElement[bool]) -> set[int]:
     """The candidate chunks written in another language than the query."""
     if lang == "und":
         return set()
     ids = {cid for ranking in rankings.values() for cid, _ in ranking}
     if not ids:
         return set()
-    rows = session.execute(select(Chunk.id, Chunk.lang).where(Chunk.id.in_(ids)))
+    rows = session.execute(select(Chunk.id, Chunk.lang).where(Chunk.id.in_(ids), where))
     return {cid for cid, chunk_lang in rows if chunk_lang not in (lang, "und")}
 
 
@@ -114,11 +136,12 @@ def snippet(text: str, query_tokens: set[str], lang: str, width: int = 280) -> s
 
 
 class Searcher:
-    """Search for one database; holds the embedder so batch queries share it."""
+    """Search for one database; holds the embedder and the dense matrices so queries share them."""
 
     def __init__(self, db: Database, embedder: Embedder | None = None) -> None:
         self.db = db
         self._embedder = embedder
+        self.dense = DenseIndex()
 
     @property
     def embedder(self) -> Embedder:
@@ -159,9 +182,10 @@ class Searcher:
                 rankings["compound"] = compound_search(s, org.id, query, matchers, depth)
             if mode in ("hybrid", "dense"):
                 vector = self.embedder.encode([query])[0]
-                rankings["dense"] = dense_search(s, org.id, self.embedder.name, vector, matchers, depth)
-            fused = rrf(rankings, WEIGHTS_BY_LANG.get(lang, WEIGHTS), foreign=_foreign(s, rankings, lang))[:limit]
-            hits = self._hits(s, fused, set(query_tokens))
+                rankings["dense"] = self.dense.search(s, org.id, self.embedder.name, vector, matchers, depth)
+            readable = readable_chunks(org.id, matchers)
+            fused = rrf(rankings, WEIGHTS_BY_LANG.get(lang, WEIGHTS), foreign=_foreign(s, rankings, lang, readable))
+            hits = self._hits(s, fused, set(query_tokens), readable, limit)
             write_audit(
                 s, principal=principal, action="document.read", resource=in_org(org, "documents", "search-results"),
                 decision="allow", reason="search results", request_id=request_id,
@@ -170,23 +194,30 @@ class Searcher:
         return hits
 
     @staticmethod
-    def _hits(session: Session, fused: list[tuple[int, float]], query_tokens: set[str]) -> list[Hit]:
-        if not fused:
-            return []
-        ids = [cid for cid, _ in fused]
-        rows = {
-            r.id: r for r in session.execute(
-                select(Chunk.id, Chunk.doc_id, Chunk.text, Chunk.lang, Chunk.start, Chunk.end, Chunk.heading, Chunk.page,
-                       Document.title, Document.uri)
-                .join(Document, Document.id == Chunk.doc_id).where(Chunk.id.in_(ids))
+    def _hits(
+        session: Session, fused: list[tuple[int, float]], query_tokens: set[str], readable: ColumnElement[bool], limit: int
+    ) -> list[Hit]:
+        """The best ``limit`` fused chunks that pass ``readable`` now, with their text."""
+        hits: list[Hit] = []
+        # In slices of the ranking: a chunk refused here makes room for the next one.
+        for start in range(0, len(fused), limit):
+            ranked = fused[start : start + limit]
+            rows = {
+                r.id: r for r in session.execute(
+                    select(Chunk.id, Chunk.doc_id, Chunk.text, Chunk.lang, Chunk.start, Chunk.end, Chunk.heading, Chunk.page,
+                           Document.title, Document.uri)
+                    .join(Document, Document.id == Chunk.doc_id).where(Chunk.id.in_([cid for cid, _ in ranked]), readable)
+                )
+            }
+            hits.extend(
+                Hit(doc_id=r.doc_id, chunk_id=r.id, title=r.title, uri=r.uri, score=round(score, 6),
+                    snippet=snippet(r.text, query_tokens, r.lang), lang=r.lang, text=r.text, start=r.start, end=r.end,
+                    heading=r.heading, page=r.page)
+                for cid, score in ranked if (r := rows.get(cid)) is not None
             )
-        }
-        return [
-            Hit(doc_id=r.doc_id, chunk_id=r.id, title=r.title, uri=r.uri, score=round(score, 6),
-                snippet=snippet(r.text, query_tokens, r.lang), lang=r.lang, text=r.text, start=r.start, end=r.end,
-                heading=r.heading, page=r.page)
-            for cid, score in fused if (r := rows.get(cid)) is not None
-        ]
+            if len(hits) >= limit:
+                break
+        return hits[:limit]
 
 
 def search(db: Database, principal: Principal, query: str, *, limit: int = 10, mode: Mode = "hybrid") -> list[Hit]:

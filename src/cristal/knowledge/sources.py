@@ -16,7 +16,7 @@ from cristal.identity.directory import in_org, org_by_slug
 from cristal.identity.principal import Principal
 from cristal.knowledge.access import parse_rules
 from cristal.knowledge.connectors import CONNECTORS, checked_settings
-from cristal.knowledge.index import bump_generation, delete_documents
+from cristal.knowledge.index import bump_generation, delete_documents, delete_unused_embeddings
 from cristal.knowledge.schema import Document, Source
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -106,3 +106,4 @@ def remove_source(session: Session, actor: Principal, org_slug: str, name: str) 
     session.delete(source)
     bump_generation(session, org.id)
     session.flush()
+    delete_unused_embeddings(session)

@@ -14,6 +14,9 @@
 
 Problems (corrupt files, undecodable text, unreadable folders, a database
 failing mid-sync) are reported in the summary; the rest of the sync completes.
+A document over a per-document limit (text, chunks, inflated size: see
+``DocumentLimits``) is skipped whole with the reason, which the source's
+last-sync record keeps too.
 """
 
 from __future__ import annotations
@@ -27,15 +30,17 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from cristal.config import Settings, load_settings
 from cristal.db import Database
 from cristal.db.schema import utcnow
+from cristal.errors import NotFound
 from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, org_by_slug
 from cristal.identity.principal import Principal
 from cristal.knowledge.connectors import CONNECTORS, Item, ScanProblem
 from cristal.knowledge.embed import Embedder, default_embedder, to_blob
 from cristal.knowledge.index import bump_generation, delete_documents, embedding_input, set_access, write_document
-from cristal.knowledge.parse import ParseError, parse_bytes
+from cristal.knowledge.parse import DocumentLimits, ParseError, parse_bytes
 from cristal.knowledge.pii import redact_document
 from cristal.knowledge.schema import Chunk, Document, Embedding, Source
 from cristal.knowledge.sources import source_by_name
@@ -43,6 +48,8 @@ from cristal.knowledge.sources import source_by_name
 # Bump when parsing or chunking changes, so every document is re-indexed once.
 PIPELINE_VERSION = "1"
 EMBED_BATCH = 32
+# The source's last-sync record names this many skipped documents with their reasons.
+LAST_SYNC_SKIPPED_ITEMS = 200
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -86,13 +93,42 @@ def sync_source(
     embed: bool = True,
     embedder: Embedder | None = None,
     progress: ProgressFn = _no_progress,
+    settings: Settings | None = None,
 ) -> SyncReport:
+    """Sync one source as ``actor``; ``settings`` (default: this process's) set the per-document limits.
+
+    One sync of a source runs at a time, across processes: another one at the
+    same moment fails at once with ``Busy`` (two first syncs would otherwise
+    both insert every document).
+    """
     started = time.perf_counter()
+    limits = DocumentLimits.from_settings(settings or load_settings())
     with db.session() as s:
         org = org_by_slug(s, org_slug)
         require(s, actor, "source.sync", in_org(org, "source", name))
-        source = source_by_name(s, org.id, name)
-        org_id, source_id, options = org.id, source.id, dict(source.options or {})
+        org_id, source_id = org.id, source_by_name(s, org.id, name).id
+    busy = f"source {name!r} of {org_slug!r} is being synced by another process; try again when it has finished"
+    with db.exclusive(f"sync:source:{source_id}", busy):
+        return _sync_locked(db, org_id, source_id, name, embed, embedder, progress, limits, started)
+
+
+def _sync_locked(
+    db: Database,
+    org_id: int,
+    source_id: int,
+    name: str,
+    embed: bool,
+    embedder: Embedder | None,
+    progress: ProgressFn,
+    limits: DocumentLimits,
+    started: float,
+) -> SyncReport:
+    """The sync itself, under the source's lock: what is indexed is read only now."""
+    with db.session() as s:
+        source = s.get(Source, source_id)
+        if source is None:
+            raise NotFound(f"unknown source {name!r}")
+        options = dict(source.options or {})
         connector = CONNECTORS[source.kind](source.uri, tuple(source.acl) if source.acl else None, options)
         known = {
             row.external_id: (row.id, row.content_hash, tuple(row.acl) if row.acl else None)
@@ -110,12 +146,13 @@ def sync_source(
     seen: set[str] = set()
     for problem in (p for p in listed if isinstance(p, ScanProblem)):
         report.skipped.append({"id": problem.external_id, "reason": problem.reason})
-        seen.add(problem.external_id)
+        if problem.keep_indexed:
+            seen.add(problem.external_id)
 
     for done, item in enumerate(items, 1):
         seen.add(item.external_id)
         try:
-            _sync_item(db, item, known.get(item.external_id), org_id, source_id, options, report)
+            _sync_item(db, item, known.get(item.external_id), org_id, source_id, options, report, limits)
         except ParseError as exc:
             # Keep the previous version, if any: nothing already indexed is lost.
             report.skipped.append({"id": item.external_id, "reason": str(exc)})
@@ -145,7 +182,8 @@ def sync_source(
         row = s.get(Source, source_id)
         if row is not None:
             row.last_sync_at = utcnow()
-            row.last_sync = {k: v for k, v in report.as_dict().items() if k != "skipped"} | {"skipped": len(report.skipped)}
+            row.last_sync = {k: v for k, v in report.as_dict().items() if k != "skipped"} | {
+                "skipped": len(report.skipped), "skipped_items": report.skipped[:LAST_SYNC_SKIPPED_ITEMS]}
     return report
 
 
@@ -161,6 +199,7 @@ def _sync_item(
     source_id: int,
     options: dict,
     report: SyncReport,
+    limits: DocumentLimits,
 ) -> None:
     # With a fingerprint the content is read only once it is known to have changed.
     data = item.read() if item.read is not None and item.fingerprint is None else None
@@ -177,7 +216,7 @@ def _sync_item(
         return
     if data is None and item.read is not None and item.parsed is None:
         data = item.read()
-    parsed = item.parsed if item.parsed is not None else parse_bytes(data or b"", item.filename)
+    parsed = item.parsed if item.parsed is not None else parse_bytes(data or b"", item.filename, limits=limits)
     if item.meta:
         parsed.metadata = {**parsed.metadata, **item.meta}
     if options.get("redact_pii"):
@@ -186,7 +225,7 @@ def _sync_item(
         _, chunks = write_document(
             s, org_id=org_id, source_id=source_id, external_id=item.external_id, uri=item.uri,
             content_hash=content_hash, acl=item.acl, parsed=parsed, mtime=item.mtime,
-            size=item.size or len(data or b""), existing_id=known[0] if known else None,
+            size=item.size or len(data or b""), existing_id=known[0] if known else None, limits=limits,
         )
         bump_generation(s, org_id)
     report.chunks_written += chunks

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cristal.db.schema import Base, BigId, UTCDateTime, utcnow
+from cristal.db.schema import NEVER_REUSE_IDS, Base, BigId, UTCDateTime, utcnow
 
 
 class WorkflowRun(Base):
@@ -109,6 +109,7 @@ class WorkflowDeployment(Base):
     __table_args__ = (
         UniqueConstraint("org_id", "name", name="uq_workflow_deployments_org_name"),
         Index("ix_workflow_deployments_next_fire", "next_fire_at"),
+        NEVER_REUSE_IDS,  # runs name their deployment by id
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -154,10 +155,10 @@ class WorkflowStepSlot(Base):
     """
 
     __tablename__ = "workflow_step_slots"
-    __table_args__ = (Index("ix_workflow_step_slots_org_kind_started", "org_id", "kind", "started_at"),)
+    __table_args__ = (Index("ix_workflow_step_slots_org_kind_started", "org_id", "kind", "started_at"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    org_id: Mapped[int] = mapped_column(Integer)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(20))
     executor_id: Mapped[str] = mapped_column(String(100))
     step_key: Mapped[str] = mapped_column(String(300))

@@ -38,10 +38,15 @@ class Item:
 
 @dataclass(frozen=True)
 class ScanProblem:
-    """Something the connector could not list or read; the sync reports it and goes on."""
+    """Something the connector could not list or read, or refuses; the sync reports it and goes on.
+
+    ``keep_indexed``: whether a version indexed earlier stays (a file that is
+    unreadable this time), or goes (a file the connector now refuses to read).
+    """
 
     external_id: str
     reason: str
+    keep_indexed: bool = True
 
 
 @dataclass

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import PurePath
 
 from cristal.knowledge.language import detect_language
-from cristal.knowledge.parse.document import Block, BlockKind, ParsedDocument, ParseError
+from cristal.knowledge.parse.document import DEFAULT_LIMITS, Block, BlockKind, DocumentLimits, ParsedDocument, ParseError
 
 BLOCK_SEPARATOR = "\n\n"
 _MAX_TITLE = 300
@@ -39,7 +39,8 @@ _CJK_START = re.compile("^[\u3000-\u30ff\u3400-\u9fff\uff00-\uffef]")
 class DocumentBuilder:
     """Collects blocks in reading order and produces the ParsedDocument."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: DocumentLimits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
         self._parts: list[str] = []
         self._blocks: list[Block] = []
         self._length = 0
@@ -89,6 +90,8 @@ class DocumentBuilder:
     def _append(self, kind: BlockKind, text: str, page: int | None) -> None:
         start = self._length + (len(BLOCK_SEPARATOR) if self._parts else 0)
         end = start + len(text)
+        if end > self.limits.max_chars:  # stop here: the rest of the document is never collected
+            raise self.limits.too_many_chars()
         self._parts.append(text)
         self._blocks.append(Block(kind, text, start, end, self.heading_path, page))
         self._length = end

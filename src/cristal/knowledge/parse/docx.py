@@ -13,21 +13,28 @@ import io
 import re
 import zipfile
 from collections.abc import Iterator
+from typing import IO
 
 from cristal.knowledge.parse.builder import DocumentBuilder, collapse_spaces, list_item
-from cristal.knowledge.parse.document import BlockKind, ParsedDocument, ParseError
+from cristal.knowledge.parse.document import (
+    DEFAULT_LIMITS,
+    BlockKind,
+    DocumentLimits,
+    DocumentTooLarge,
+    ParsedDocument,
+    ParseError,
+    human_size,
+)
 
-# A .docx is a zip; refuse archives that would inflate to more than this
-# (zip bombs) before python-docx reads them into memory.
-_MAX_UNZIPPED = 512 * 1024 * 1024
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_TEXT_TAG = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}t"
 _HEADING_STYLE = re.compile(r"^heading\s*(\d)$", re.I)
 _CODE_STYLES = ("code", "html preformatted", "plain text", "macro text", "source")
 _QUOTE_STYLES = ("quote", "intense quote")
 
 
-def parse(data: bytes, filename: str) -> ParsedDocument:
-    _check_archive(data)
+def parse(data: bytes, filename: str, limits: DocumentLimits = DEFAULT_LIMITS) -> ParsedDocument:
+    _check_archive(data, limits)
     # Imported here: python-docx is the slowest import of the parsers and
     # most syncs contain no Word files.
     import docx
@@ -38,7 +45,7 @@ def parse(data: bytes, filename: str) -> ParsedDocument:
     except Exception as exc:  # noqa: BLE001 - python-docx raises KeyError, ValueError, lxml errors...
         raise ParseError(f"corrupt DOCX: {collapse_spaces(str(exc))[:200] or type(exc).__name__}") from None
 
-    builder = DocumentBuilder()
+    builder = DocumentBuilder(limits)
     title: str | None = None
     run: tuple[BlockKind, list[str]] | None = None  # consecutive list/quote/code paragraphs
     numbers: dict[int, int] = {}  # running number per list level, for numbered lists
@@ -82,19 +89,49 @@ def parse(data: bytes, filename: str) -> ParsedDocument:
     return builder.build(filename=filename, title=metadata.get("title") or title, metadata=metadata)
 
 
-def _check_archive(data: bytes) -> None:
+def _check_archive(data: bytes, limits: DocumentLimits) -> None:
+    """Refuse a DOCX that would cost more than ``limits`` before python-docx builds it in memory.
+
+    python-docx holds every part and a tree of every XML part (about seven
+    times the XML's size), so two checks come first: the declared inflated
+    size of all parts (``zipfile`` never inflates a member past its declared
+    size), then the body streamed through a pull parser that keeps no tree
+    and stops at the text limit.
+    """
     if data.startswith(_OLE_MAGIC):
         raise ParseError("legacy Word .doc format saved as .docx (not supported)")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = set(archive.namelist())
             unzipped = sum(info.file_size for info in archive.infolist())
+            if "word/document.xml" not in names:
+                raise ParseError("corrupt DOCX (no word/document.xml)")
+            if unzipped > limits.max_unzipped_bytes:
+                raise DocumentTooLarge(
+                    f"DOCX unpacks to {human_size(unzipped)}, over the limit of {human_size(limits.max_unzipped_bytes)}"
+                    " (CRISTAL_KNOWLEDGE_MAX_UNZIPPED_BYTES)")
+            with archive.open("word/document.xml") as body:
+                _check_body_text(body, limits)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError):
         raise ParseError("corrupt DOCX (not a zip archive)") from None
-    if "word/document.xml" not in names:
-        raise ParseError("corrupt DOCX (no word/document.xml)")
-    if unzipped > _MAX_UNZIPPED:
-        raise ParseError(f"DOCX unpacks to {unzipped // (1024 * 1024)} MB (zip bomb?)")
+
+
+def _check_body_text(body: IO[bytes], limits: DocumentLimits) -> None:
+    """Count the body's text (``w:t`` runs) while it inflates, freeing each element once read."""
+    from lxml import etree
+
+    chars = 0
+    try:
+        for _, element in etree.iterparse(body, events=("end",), resolve_entities=False, no_network=True):
+            if element.tag == _TEXT_TAG and element.text:
+                chars += len(element.text)
+                if chars > limits.max_chars:
+                    raise limits.too_many_chars()
+            element.clear(keep_tail=False)
+            while element.getprevious() is not None:  # what came before is done with
+                del element.getparent()[0]
+    except etree.XMLSyntaxError as exc:
+        raise ParseError(f"corrupt DOCX: {collapse_spaces(str(exc))[:200]}") from None
 
 
 def _style_names(paragraph: object) -> Iterator[str]:

@@ -17,13 +17,13 @@ from email.message import EmailMessage
 
 from cristal.knowledge.parse.builder import DocumentBuilder, add_paragraphs, collapse_spaces
 from cristal.knowledge.parse.decoding import decode_text
-from cristal.knowledge.parse.document import ParsedDocument, ParseError
+from cristal.knowledge.parse.document import DEFAULT_LIMITS, DocumentLimits, ParsedDocument, ParseError
 from cristal.knowledge.parse.html import render_html
 
 _HEADERS = (("From", "from"), ("To", "to"), ("Cc", "cc"), ("Date", "date"), ("Subject", "subject"))
 
 
-def parse(data: bytes, filename: str) -> ParsedDocument:
+def parse(data: bytes, filename: str, limits: DocumentLimits = DEFAULT_LIMITS) -> ParsedDocument:
     if b"\x00" in data[:8192]:
         raise ParseError("binary content in a text file (NUL bytes)")
     message = email.message_from_bytes(data, policy=email.policy.default)
@@ -43,7 +43,7 @@ def parse(data: bytes, filename: str) -> ParsedDocument:
     if attachments:
         metadata["attachments"] = ", ".join(attachments)
 
-    builder = DocumentBuilder()
+    builder = DocumentBuilder(limits)
     builder.add("header", "\n".join(header_lines))
     body = message.get_body(preferencelist=("plain", "html"))
     if body is not None:

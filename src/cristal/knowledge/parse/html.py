@@ -18,7 +18,7 @@ from bs4.element import PreformattedString
 
 from cristal.knowledge.parse.builder import DocumentBuilder, collapse_spaces, list_item
 from cristal.knowledge.parse.decoding import decode_text, html_declared_charset
-from cristal.knowledge.parse.document import ParsedDocument
+from cristal.knowledge.parse.document import DEFAULT_LIMITS, DocumentLimits, ParsedDocument
 
 try:  # lxml is several times faster; html.parser is the stdlib fallback
     import lxml  # noqa: F401
@@ -42,8 +42,8 @@ _BLOCKS = {
 _WHITESPACE = re.compile(r"\s+")
 
 
-def parse(data: bytes, filename: str) -> ParsedDocument:
-    builder = DocumentBuilder()
+def parse(data: bytes, filename: str, limits: DocumentLimits = DEFAULT_LIMITS) -> ParsedDocument:
+    builder = DocumentBuilder(limits)
     title = render_html(builder, decode_text(data, html_declared_charset(data)))
     return builder.build(filename=filename, title=title)
 

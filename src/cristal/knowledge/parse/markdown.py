@@ -16,7 +16,7 @@ from markdown_it.token import Token
 
 from cristal.knowledge.parse.builder import DocumentBuilder, list_item, render_table
 from cristal.knowledge.parse.decoding import decode_text
-from cristal.knowledge.parse.document import ParsedDocument
+from cristal.knowledge.parse.document import DEFAULT_LIMITS, DocumentLimits, ParsedDocument
 from cristal.knowledge.parse.html import html_fragment_text
 
 _FRONT_MATTER = re.compile(r"\A(?:---|\+\+\+)[ \t]*\n.*?\n(?:---|\+\+\+|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
@@ -27,10 +27,10 @@ _FRONT_MATTER = re.compile(r"\A(?:---|\+\+\+)[ \t]*\n.*?\n(?:---|\+\+\+|\.\.\.)[
 _MD = MarkdownIt("commonmark").enable("table")
 
 
-def parse(data: bytes, filename: str) -> ParsedDocument:
+def parse(data: bytes, filename: str, limits: DocumentLimits = DEFAULT_LIMITS) -> ParsedDocument:
     source = _FRONT_MATTER.sub("", decode_text(data), count=1)
     tokens = _MD.parse(source)
-    builder = DocumentBuilder()
+    builder = DocumentBuilder(limits)
     i = 0
     while i < len(tokens):
         token = tokens[i]

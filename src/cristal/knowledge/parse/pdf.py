@@ -21,7 +21,7 @@ from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError
 
 from cristal.knowledge.parse.builder import DocumentBuilder, collapse_spaces, is_bullet_line, unwrap_lines
-from cristal.knowledge.parse.document import ParsedDocument, ParseError
+from cristal.knowledge.parse.document import DEFAULT_LIMITS, DocumentLimits, ParsedDocument, ParseError
 
 _SENTENCE_END = re.compile("[.!?:;\u3002\uff01\uff1f\u300d\u300f)\"\u201d]$")
 _PAGE_NUMBER = re.compile(r"^(?:-\s*)?(?:page\s+|seite\s+)?\d{1,4}(?:\s*(?:/|of|von)\s*\d{1,4})?(?:\s*-)?$", re.I)
@@ -35,11 +35,11 @@ _MAX_TITLE_LINE = 200
 logging.getLogger("pypdf").setLevel(logging.CRITICAL)
 
 
-def parse(data: bytes, filename: str) -> ParsedDocument:
+def parse(data: bytes, filename: str, limits: DocumentLimits = DEFAULT_LIMITS) -> ParsedDocument:
     if b"%PDF-" not in data[:1024]:
         raise ParseError("not a PDF (no %PDF header)")
     reader = _open(data)
-    builder = DocumentBuilder()
+    builder = DocumentBuilder(limits)
     first_line: str | None = None
     failed_pages = 0
     try:

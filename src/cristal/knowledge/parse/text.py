@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from cristal.knowledge.parse.builder import DocumentBuilder, add_paragraphs
 from cristal.knowledge.parse.decoding import decode_text
-from cristal.knowledge.parse.document import ParsedDocument
+from cristal.knowledge.parse.document import DEFAULT_LIMITS, DocumentLimits, ParsedDocument
 
 _MAX_TITLE_LINE = 100
 
 
-def parse(data: bytes, filename: str) -> ParsedDocument:
+def parse(data: bytes, filename: str, limits: DocumentLimits = DEFAULT_LIMITS) -> ParsedDocument:
     text = decode_text(data)
-    builder = DocumentBuilder()
+    builder = DocumentBuilder(limits)
     add_paragraphs(builder, text)
     return builder.build(filename=filename, title=_title_line(text))
 
