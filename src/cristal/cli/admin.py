@@ -10,12 +10,11 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-from rich.table import Table
 
-from cristal.cli.app import app
-from cristal.cli.runtime import acting, err, out, print_json, unit_of_work
-from cristal.identity import apikeys, orgs, users
+from cristal.cli.runtime import JSON, acting, note, print_json, show_table, show_text, unit_of_work
+from cristal.errors import InvalidInput
 
+app = typer.Typer()
 org_app = typer.Typer(help="Organizations (tenants).", no_args_is_help=True)
 user_app = typer.Typer(help="Employees of an organization.", no_args_is_help=True)
 group_app = typer.Typer(help="Groups and their members.", no_args_is_help=True)
@@ -27,54 +26,47 @@ app.add_typer(key_app, name="apikey")
 
 AS = typer.Option(None, "--as", help="Act as this employee instead of the installation operator.")
 ORG = typer.Option(..., "--org", help="Organization slug.")
-JSON = typer.Option(False, "--json", help="Print exactly one JSON document.")
-
-
-def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    out.print(table)
 
 
 @org_app.command("create")
 def org_create(slug: str, name: Optional[str] = typer.Option(None, "--name"), json_out: bool = JSON) -> None:
     """Create an organization."""
+    from cristal.identity import orgs
+
     with unit_of_work() as s:
         info = orgs.create_org(s, acting(s, None, None), slug, name)
     if json_out:
         print_json(info.as_dict())
     else:
-        err.print(f"created organization [bold]{info.slug}[/] ({info.name})")
+        note("created organization [bold]{}[/] ({})", info.slug, info.name)
 
 
 @org_app.command("list")
 def org_list(org: Optional[str] = typer.Option(None, "--org"), as_email: Optional[str] = AS, json_out: bool = JSON) -> None:
     """List organizations (a user sees only their own)."""
+    from cristal.identity import orgs
+
     with unit_of_work() as s:
         items = orgs.list_orgs(s, acting(s, org, as_email))
     if json_out:
         print_json({"orgs": [i.as_dict() for i in items]})
     else:
-        _table("Organizations", ["slug", "name", "users", "model"], [[i.slug, i.name, str(i.users), i.llm_model or "-"] for i in items])
+        show_table("Organizations", ["slug", "name", "users", "model"], [[i.slug, i.name, i.users, i.llm_model or "-"] for i in items])
 
 
 @org_app.command("remove")
 def org_remove(slug: str, yes: bool = typer.Option(False, "--yes", help="Confirm deletion of all its users and data.")) -> None:
     """Delete an organization and everything in it."""
-    from cristal.errors import InvalidInput
+    from cristal.identity import orgs
+    from cristal.knowledge.index import delete_unused_embeddings
 
     if not yes:
         raise InvalidInput(f"deleting {slug!r} removes all its users and data: add --yes to confirm")
-    from cristal.knowledge.index import delete_unused_embeddings
-
     with unit_of_work() as s:
         orgs.delete_org(s, acting(s, None, None), slug)
         # The rows go with the organization; the embedding cache is shared by content, so it is pruned here.
         delete_unused_embeddings(s)
-    err.print(f"removed organization [bold]{slug}[/] and all its data")
+    note("removed organization [bold]{}[/] and all its data", slug)
 
 
 @org_app.command("llm")
@@ -89,6 +81,8 @@ def org_llm(
     json_out: bool = JSON,
 ) -> None:
     """Set an organization's model endpoint, model and monthly budget."""
+    from cristal.identity import orgs
+
     with unit_of_work() as s:
         info = orgs.configure_llm(
             s, acting(s, slug, as_email), slug,
@@ -98,7 +92,7 @@ def org_llm(
         print_json(info.as_dict())
     else:
         budget_text = "none" if info.llm_monthly_budget_usd is None else f"${info.llm_monthly_budget_usd:,.2f}/month"
-        err.print(f"{info.slug}: endpoint {info.llm_base_url or '(default)'}, model {info.llm_model or '(default)'}, budget {budget_text}")
+        note("{}: endpoint {}, model {}, budget {}", info.slug, info.llm_base_url or "(default)", info.llm_model or "(default)", budget_text)
 
 
 @user_app.command("add")
@@ -111,67 +105,81 @@ def user_add(
     json_out: bool = JSON,
 ) -> None:
     """Add an employee to an organization."""
+    from cristal.identity import users
+
     with unit_of_work() as s:
         info = users.add_user(s, acting(s, org, as_email), org, email, groups=group, role=role)
     if json_out:
         print_json(info.as_dict())
     else:
         groups = ", ".join(info.groups) or "no groups"
-        err.print(f"added [bold]{info.email}[/] to {info.org} as {info.role} ({groups})")
+        note("added [bold]{}[/] to {} as {} ({})", info.email, info.org, info.role, groups)
 
 
 @user_app.command("list")
 def user_list(org: str = ORG, as_email: Optional[str] = AS, json_out: bool = JSON) -> None:
     """List the employees of an organization."""
+    from cristal.identity import users
+
     with unit_of_work() as s:
         items = users.list_users(s, acting(s, org, as_email), org)
     if json_out:
         print_json({"users": [i.as_dict() for i in items]})
     else:
-        _table(f"Users of {org}", ["email", "role", "groups"], [[i.email, i.role, ", ".join(i.groups)] for i in items])
+        show_table(f"Users of {org}", ["email", "role", "groups"], [[i.email, i.role, ", ".join(i.groups)] for i in items])
 
 
 @user_app.command("remove")
 def user_remove(email: str, org: str = ORG, as_email: Optional[str] = AS) -> None:
     """Remove an employee (their API keys go with them)."""
+    from cristal.identity import users
+
     with unit_of_work() as s:
         users.remove_user(s, acting(s, org, as_email), org, email)
-    err.print(f"removed {email} from {org}")
+    note("removed {} from {}", email, org)
 
 
 @user_app.command("role")
 def user_role(email: str, role: str, org: str = ORG, as_email: Optional[str] = AS) -> None:
     """Make an employee an admin or a member."""
+    from cristal.identity import users
+
     with unit_of_work() as s:
         info = users.set_role(s, acting(s, org, as_email), org, email, role)
-    err.print(f"{info.email} is now {info.role} in {info.org}")
+    note("{} is now {} in {}", info.email, info.role, info.org)
 
 
 @group_app.command("add")
 def group_add(group: str, email: str, org: str = ORG, as_email: Optional[str] = AS) -> None:
     """Put an employee in a group (created if new)."""
+    from cristal.identity import users
+
     with unit_of_work() as s:
         info = users.join_group(s, acting(s, org, as_email), org, email, group)
-    err.print(f"{info.email} is in: {', '.join(info.groups)}")
+    note("{} is in: {}", info.email, ", ".join(info.groups))
 
 
 @group_app.command("remove")
 def group_remove(group: str, email: str, org: str = ORG, as_email: Optional[str] = AS) -> None:
     """Take an employee out of a group."""
+    from cristal.identity import users
+
     with unit_of_work() as s:
         info = users.leave_group(s, acting(s, org, as_email), org, email, group)
-    err.print(f"{info.email} is in: {', '.join(info.groups) or 'no groups'}")
+    note("{} is in: {}", info.email, ", ".join(info.groups) or "no groups")
 
 
 @group_app.command("list")
 def group_list(org: str = ORG, as_email: Optional[str] = AS, json_out: bool = JSON) -> None:
     """List groups and their members."""
+    from cristal.identity import users
+
     with unit_of_work() as s:
         items = users.list_groups(s, acting(s, org, as_email), org)
     if json_out:
         print_json({"groups": [i.as_dict() for i in items]})
     else:
-        _table(f"Groups of {org}", ["group", "members"], [[i.name, ", ".join(i.members)] for i in items])
+        show_table(f"Groups of {org}", ["group", "members"], [[i.name, ", ".join(i.members)] for i in items])
 
 
 @key_app.command("create")
@@ -179,30 +187,36 @@ def key_create(
     email: str, org: str = ORG, name: str = typer.Option("default", "--name"), as_email: Optional[str] = AS, json_out: bool = JSON
 ) -> None:
     """Create an API key for an employee; the key is printed once and never stored."""
+    from cristal.identity import apikeys
+
     with unit_of_work() as s:
         info, secret = apikeys.create_api_key(s, acting(s, org, as_email), org, email, name)
     if json_out:
         print_json({**info.as_dict(), "key": secret})
     else:
-        out.print(secret)
-        err.print(f"API key {info.prefix} for {info.owner}: store it now, it cannot be shown again")
+        show_text(secret)
+        note("API key {} for {}: store it now, it cannot be shown again", info.prefix, info.owner)
 
 
 @key_app.command("list")
 def key_list(email: str, org: str = ORG, as_email: Optional[str] = AS, json_out: bool = JSON) -> None:
     """List an employee's API keys (prefixes only)."""
+    from cristal.identity import apikeys
+
     with unit_of_work() as s:
         items = apikeys.list_api_keys(s, acting(s, org, as_email), org, email)
     if json_out:
         print_json({"keys": [i.as_dict() for i in items]})
     else:
-        _table(f"API keys of {email}", ["prefix", "name", "created", "last used", "revoked"],
-               [[i.prefix, i.name, i.created_at.strftime("%Y-%m-%d %H:%M"), i.last_used_at.strftime("%Y-%m-%d %H:%M") if i.last_used_at else "-", "yes" if i.revoked else "no"] for i in items])
+        show_table(f"API keys of {email}", ["prefix", "name", "created", "last used", "revoked"],
+                   [[i.prefix, i.name, i.created_at.strftime("%Y-%m-%d %H:%M"), i.last_used_at.strftime("%Y-%m-%d %H:%M") if i.last_used_at else "-", "yes" if i.revoked else "no"] for i in items])
 
 
 @key_app.command("revoke")
 def key_revoke(prefix: str, org: str = ORG, as_email: Optional[str] = AS) -> None:
     """Revoke an API key by its prefix."""
+    from cristal.identity import apikeys
+
     with unit_of_work() as s:
         apikeys.revoke_api_key(s, acting(s, org, as_email), org, prefix)
-    err.print(f"revoked API key {prefix}")
+    note("revoked API key {}", prefix)

@@ -1,12 +1,21 @@
-"""The ``cristal`` entry point: builds the Typer app and turns errors into one line."""
+"""The ``cristal`` entry point: composes the command modules' Typer apps and turns errors into one line.
+
+Each command module (``setup``, ``demo``, ``admin`` ...) exposes its own ``app``
+and imports only Typer, Rich and ``cristal.cli.runtime`` at the top; the layers
+below are imported inside the commands. So ``cristal --help`` starts without
+loading SQLAlchemy, numpy, the ``openai`` client or Playwright, and a command
+loads only what it uses.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 
 import typer
 
+from cristal.cli import admin, audit, demo, knowledge, operator, research, serve, setup, usage, webapps, workflows
 from cristal.errors import CristalError
 
 app = typer.Typer(
@@ -16,11 +25,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _register() -> None:
-    # Each command group lives in its own module and adds itself to ``app``.
-    from cristal.cli import admin, audit, demo, knowledge, operator, research, serve, setup, usage, webapps, workflows  # noqa: F401
+# Unnamed, so each module's commands and groups appear at the top level, in this order.
+for _module in (setup, demo, admin, knowledge, research, operator, workflows, serve, webapps, audit, usage):
+    app.add_typer(_module.app)
 
 
 def _usage_error(exc: Exception) -> tuple[str, int] | None:
@@ -35,28 +42,35 @@ def _usage_error(exc: Exception) -> tuple[str, int] | None:
     return None
 
 
-def main() -> None:
-    """Console-script entry: no tracebacks for anything a user can cause."""
-    _register()
+def run(args: Sequence[str] | None = None) -> int:
+    """Run the command line on ``args`` (default: ``sys.argv[1:]``) and return its exit status.
+
+    Nothing a user can cause ends in a traceback: errors are one line on stderr.
+    """
     try:
-        result = app(standalone_mode=False)
+        result = app(args=None if args is None else list(args), standalone_mode=False)
     except CristalError as exc:
         typer.echo(f"error: {exc.message}", err=True)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except KeyboardInterrupt:
         typer.echo("error: interrupted", err=True)
-        sys.exit(130)
+        return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence of the CLI contract
         usage = _usage_error(exc)
         if usage is not None:
             typer.echo(f"error: {usage[0]}", err=True)
-            sys.exit(usage[1])
+            return usage[1]
         if type(exc).__name__ == "Abort":
             typer.echo("error: aborted", err=True)
-            sys.exit(130)
+            return 130
         if os.environ.get("CRISTAL_DEBUG"):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         typer.echo(f"error: internal error ({type(exc).__name__}: {first}); set CRISTAL_DEBUG=1 for details", err=True)
-        sys.exit(70)
-    sys.exit(result if isinstance(result, int) else 0)
+        return 70
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    """Console-script entry (``cristal``, ``python -m cristal``)."""
+    sys.exit(run())

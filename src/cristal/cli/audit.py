@@ -5,14 +5,10 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-from rich.table import Table
 
-from cristal.audit.log import query_audit
-from cristal.cli.app import app
-from cristal.cli.runtime import acting, out, print_json, unit_of_work
-from cristal.identity.authorize import require
-from cristal.identity.directory import in_org, org_by_slug
-from cristal.identity.resource import Resource
+from cristal.cli.runtime import JSON, acting, print_json, show_table, unit_of_work
+
+app = typer.Typer()
 
 
 @app.command("audit")
@@ -23,9 +19,14 @@ def audit_command(
     limit: int = typer.Option(200, "--limit", min=1, max=100000),
     action: Optional[str] = typer.Option(None, "--action", help="Only this action, e.g. user.manage."),
     decision: Optional[str] = typer.Option(None, "--decision", help="allow or deny."),
-    json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON document."),
+    json_out: bool = JSON,
 ) -> None:
     """Show the audit trail of an organization, newest first."""
+    from cristal.audit.log import query_audit
+    from cristal.identity.authorize import require
+    from cristal.identity.directory import in_org, org_by_slug
+    from cristal.identity.resource import Resource
+
     with unit_of_work() as s:
         if org is None:  # records of no organization: only the installation operator reads them
             require(s, acting(s, None, as_email), "audit.read", Resource("audit", None))
@@ -35,10 +36,9 @@ def audit_command(
     if json_out:
         print_json({"org": org, "records": [e.as_dict() for e in entries]})
         return
-    table = Table(title=f"Audit trail of {org}" if org else "Audit trail of the installation")
-    for column in ("time (UTC)", "actor", "action", "resource", "decision", "reason"):
-        table.add_column(column)
-    for e in entries:
-        style = "red" if e.decision == "deny" else None
-        table.add_row(e.at.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action, e.resource, e.decision, e.reason, style=style)
-    out.print(table)
+    show_table(
+        f"Audit trail of {org}" if org else "Audit trail of the installation",
+        ["time (UTC)", "actor", "action", "resource", "decision", "reason"],
+        [[e.at.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action, e.resource, e.decision, e.reason] for e in entries],
+        row_style=lambda row: "red" if row[4] == "deny" else None,
+    )

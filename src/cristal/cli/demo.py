@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+from rich.table import Column
+from rich.text import Text
 
-from cristal.cli.app import app
-from cristal.cli.runtime import err, out, print_json
-from cristal.cli.setup import initialise
-from cristal.config import load_settings
-from cristal.db import Database
-from cristal.errors import AccessDenied
-from cristal.identity import users
-from cristal.identity.directory import resolve_principal
-from cristal.identity.principal import Principal
-from cristal.knowledge.search import Searcher
-from cristal.knowledge.sources import list_sources
-from cristal.knowledge.sync import sync_source
-from cristal.operator.demo import run_demo_operator
-from cristal.research.demo import demo_research
-from cristal.workflows.demo import run_demo_workflow
-from cristal.sample.company import GROUP, load_company
-from cristal.sample.knowledge import connect_sources
+from cristal.cli.runtime import initialise, markup, note, open_database, print_json, progress, settings, show, show_table
+
+if TYPE_CHECKING:
+    from cristal.db import Database
+    from cristal.identity.principal import Principal
+
+app = typer.Typer()
 
 # (org, employee, query): the same question asked by people with different access.
 SEARCHES = [
@@ -45,23 +37,31 @@ ISOLATION_CHECKS = (
 
 
 def _sync_all(db: Database, operator: Principal, quiet: bool) -> list[dict]:
+    from cristal.knowledge.sources import list_sources
+    from cristal.knowledge.sync import sync_source
+    from cristal.sample.company import GROUP
+
     reports = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err, transient=True, disable=quiet) as bar:
+    with progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), quiet=quiet) as bar:
         for company in GROUP:
             with db.session() as s:
                 names = [i.name for i in list_sources(s, operator, company.slug)]
             for name in names:
-                task = bar.add_task(f"{company.slug}/{name}", total=None)
+                task = bar.add_task(markup("{}/{}", company.slug, name), total=None)
 
-                def progress(phase: str, done: int, total: int, task=task, label=f"{company.slug}/{name}") -> None:  # type: ignore[no-untyped-def]
-                    bar.update(task, description=f"{label}: {phase}", completed=done, total=total or None)
+                def on_progress(phase: str, done: int, total: int, task=task, label=f"{company.slug}/{name}") -> None:  # type: ignore[no-untyped-def]
+                    bar.update(task, description=markup("{}: {}", label, phase), completed=done, total=total or None)
 
-                report = sync_source(db, operator, company.slug, name, progress=progress)
+                report = sync_source(db, operator, company.slug, name, progress=on_progress)
                 reports.append({"org": company.slug, **report.as_dict()})
     return reports
 
 
 def _isolation(db: Database) -> list[dict]:
+    from cristal.errors import AccessDenied
+    from cristal.identity import users
+    from cristal.identity.directory import resolve_principal
+
     checks = []
     for actor_org, actor_email, target_org in ISOLATION_CHECKS:
         with db.session() as s:
@@ -76,6 +76,9 @@ def _isolation(db: Database) -> list[dict]:
 
 
 def _searches(db: Database) -> list[dict]:
+    from cristal.identity.directory import resolve_principal
+    from cristal.knowledge.search import Searcher
+
     searcher = Searcher(db)
     results = []
     for org, email, query in SEARCHES:
@@ -89,23 +92,31 @@ def _searches(db: Database) -> list[dict]:
 @app.command("demo")
 def demo_command(json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables.")) -> None:
     """Load the sample company (Aozora Group), index its knowledge and run the showcase."""
+    from cristal.identity.principal import Principal
+    from cristal.operator.demo import run_demo_operator
+    from cristal.research.demo import demo_research
+    from cristal.sample.company import load_company
+    from cristal.sample.knowledge import connect_sources
+    from cristal.workflows.demo import run_demo_workflow
+
     workspace = initialise()
-    settings = load_settings()
-    db = Database(settings.effective_database_url)
+    cfg = settings()
+    db = open_database(cfg)
+    home = Path(cfg.home)
     operator = Principal.operator()
     summary: dict = {"workspace": workspace}
     try:
         with db.session() as s:
             report = load_company(s, operator)
-            summary["sources_added"] = [f"{o}/{n}" for o, n in connect_sources(s, operator, Path(settings.home))]
+            summary["sources_added"] = [f"{o}/{n}" for o, n in connect_sources(s, operator, home)]
         summary["organizations_created"] = report.orgs_created
         summary["users_created"] = report.users_created
         summary["sync"] = _sync_all(db, operator, quiet=json_out)
         summary["access_checks"] = _isolation(db)
         summary["searches"] = _searches(db)
-        summary["research"] = demo_research(db, Path(settings.home))
-        summary["workflow"] = run_demo_workflow(db, Path(settings.home))
-        summary["operator"] = run_demo_operator(db, Path(settings.home))
+        summary["research"] = demo_research(db, home)
+        summary["workflow"] = run_demo_workflow(db, home)
+        summary["operator"] = run_demo_operator(db, home)
     finally:
         db.dispose()
 
@@ -116,56 +127,52 @@ def demo_command(json_out: bool = typer.Option(False, "--json", help="Print a JS
 
 
 def _show(summary: dict) -> None:
-    err.print(f"[bold]Cristal demo[/] — workspace {summary['workspace']['home']}")
-    table = Table(title="Aozora Group (sample company)")
-    for column in ("organization", "name", "employees (role: groups)"):
-        table.add_column(column)
-    for company in GROUP:
-        people = "\n".join(f"{e.email} ({e.role}: {', '.join(e.groups)})" for e in company.employees)
-        table.add_row(company.slug, company.name, people)
-    out.print(table)
-    out.print(f"created {len(summary['organizations_created'])} organizations and {len(summary['users_created'])} users "
-              f"and connected {len(summary['sources_added'])} sources this run (existing ones kept)")
+    from cristal.sample.company import GROUP
 
-    sync = Table(title="Knowledge sync (documents and ERP database of each company)")
-    for column in ("source", "added", "updated", "unchanged", "chunks", "embedded", "skipped", "seconds"):
-        sync.add_column(column, justify="right" if column != "source" else "left")
-    for r in summary["sync"]:
-        sync.add_row(f"{r['org']}/{r['source']}", str(r["added"]), str(r["updated"]), str(r["unchanged"]),
-                     str(r["chunks_written"]), str(r["embedded"]), str(len(r["skipped"])), f"{r['seconds']:.1f}")
-    out.print(sync)
+    note("[bold]Cristal demo[/] — workspace {}", summary["workspace"]["home"])
+    show_table("Aozora Group (sample company)", ["organization", "name", "employees (role: groups)"], [
+        [company.slug, company.name, "\n".join(f"{e.email} ({e.role}: {', '.join(e.groups)})" for e in company.employees)]
+        for company in GROUP
+    ])
+    show("created {} organizations and {} users and connected {} sources this run (existing ones kept)",
+         len(summary["organizations_created"]), len(summary["users_created"]), len(summary["sources_added"]))
 
-    searches = Table(title="Same question, different employees: each sees only what they may read")
-    for column in ("employee", "query", "top results"):
-        searches.add_column(column)
-    for s in summary["searches"]:
-        titles = list(dict.fromkeys(f"{h['title']} [{h['lang']}]" for h in s["hits"]))
-        top = "\n".join(titles) or "[dim]no results they may see[/]"
-        searches.add_row(f"{s['as']}\n({s['org']})", s["query"], top)
-    out.print(searches)
+    show_table(
+        "Knowledge sync (documents and ERP database of each company)",
+        ["source", *(Column(c, justify="right") for c in ("added", "updated", "unchanged", "chunks", "embedded", "skipped", "seconds"))],
+        [[f"{r['org']}/{r['source']}", r["added"], r["updated"], r["unchanged"], r["chunks_written"], r["embedded"],
+          len(r["skipped"]), f"{r['seconds']:.1f}"] for r in summary["sync"]],
+    )
+
+    def top_results(hits: list[dict]) -> str | Text:
+        titles = list(dict.fromkeys(f"{h['title']} [{h['lang']}]" for h in hits))
+        return "\n".join(titles) or Text("no results they may see", style="dim")
+
+    show_table("Same question, different employees: each sees only what they may read", ["employee", "query", "top results"],
+               [[f"{s['as']}\n({s['org']})", s["query"], top_results(s["hits"])] for s in summary["searches"]])
 
     r = summary["research"]
-    out.print(f"[bold]Deep Research[/] ({r['mode']}, as {r['as']}): {r['question']}\n  {r['status']}: {r['citations']} citations from "
-              f"{len(r['sources'])} sources; disagreements: {', '.join(r['disagreements']) or 'none'}\n  report: {r['markdown']} and {r['html']}")
+    show("[bold]Deep Research[/] ({}, as {}): {}\n  {}: {} citations from {} sources; disagreements: {}\n  report: {} and {}",
+         r["mode"], r["as"], r["question"], r["status"], r["citations"], len(r["sources"]),
+         ", ".join(r["disagreements"]) or "none", r["markdown"], r["html"])
 
     w = summary["workflow"]
-    out.print(f"[bold]Workflow[/] expense-review (as lukas.weber@aozora-de.example): {w['claims']} pending claims over 200 EUR from the ERP, "
-              f"{w['flagged']} flagged by the policy check, the Munich hotel limit researched ({w['research_citations']} citations, "
-              f"{w['research_disagreements']} disagreement(s) between documents); run {w['run_id']} is {w['status']} for "
-              f"{', '.join(w['approvers'] or [])}\n"
-              f"  approve it: [bold]{w['approve_command']}[/]  then: [bold]{w['continue_command']}[/]")
+    show("[bold]Workflow[/] expense-review (as lukas.weber@aozora-de.example): {} pending claims over 200 EUR from the ERP, "
+         "{} flagged by the policy check, the Munich hotel limit researched ({} citations, "
+         "{} disagreement(s) between documents); run {} is {} for {}\n"
+         "  approve it: [bold]{}[/]  then: [bold]{}[/]",
+         w["claims"], w["flagged"], w["research_citations"], w["research_disagreements"], w["run_id"], w["status"],
+         ", ".join(w["approvers"] or []), w["approve_command"], w["continue_command"])
 
     o = summary["operator"]
-    out.print(f"[bold]Operator[/] in the Expenses app (as {o['as']}): \"{o['task']}\"\n"
-              f"  recorded {o['steps']} steps ({o['recorded_status']}); app reset; replayed with no model: {o['replay_status']}, "
-              f"{o['replayed_steps']} steps in {o['replay_seconds']} s; task done according to the app's database: "
-              f"{'yes' if o['task_done_after_replay'] else 'NO'}\n  recording: {o['record']}  (try: cristal webapps, cristal replay FILE)")
+    show('[bold]Operator[/] in the Expenses app (as {}): "{}"\n'
+         "  recorded {} steps ({}); app reset; replayed with no model: {}, {} steps in {} s; "
+         "task done according to the app's database: {}\n  recording: {}  (try: cristal webapps, cristal replay FILE)",
+         o["as"], o["task"], o["steps"], o["recorded_status"], o["replay_status"], o["replayed_steps"], o["replay_seconds"],
+         "yes" if o["task_done_after_replay"] else "NO", o["record"])
 
-    checks = Table(title="Authorization in action (every decision is in the audit trail)")
-    for column in ("actor", "asks to list users of", "result"):
-        checks.add_column(column)
-    for c in summary["access_checks"]:
-        checks.add_row(c["actor"], c["lists users of"], c["result"], style="red" if c["result"].startswith("denied") else "green")
-    out.print(checks)
-    out.print("try: [bold]cristal search \"Hotelobergrenze München\" --org aozora-de --as jonas.becker@aozora-de.example[/]")
-    out.print("     [bold]cristal audit --org aozora-de[/] shows every search and the refused cross-organization attempt")
+    show_table("Authorization in action (every decision is in the audit trail)", ["actor", "asks to list users of", "result"],
+               [[c["actor"], c["lists users of"], c["result"]] for c in summary["access_checks"]],
+               row_style=lambda row: "red" if str(row[2]).startswith("denied") else "green")
+    show('try: [bold]cristal search "Hotelobergrenze München" --org aozora-de --as jonas.becker@aozora-de.example[/]')
+    show("     [bold]cristal audit --org aozora-de[/] shows every search and the refused cross-organization attempt")

@@ -8,9 +8,10 @@ from typing import Optional
 
 import typer
 
-from cristal.cli.app import app
-from cristal.cli.runtime import acting, err, open_database, out, print_json, settings
+from cristal.cli.runtime import JSON, acting, note, open_database, print_json, quiet_progress, settings, show, show_text
 from cristal.errors import CristalError, InvalidInput
+
+app = typer.Typer()
 
 
 class RunStopped(CristalError):
@@ -24,9 +25,9 @@ def _progress(quiet: bool):  # type: ignore[no-untyped-def]
         if kind in ("failed", "diverged", "step_limit", "time_limit", "needs_approval", "approval_timeout"):
             return  # the command's last line says it
         if kind == "approval":  # always: someone has to act on it
-            err.print(f"[yellow]approval[/] {message}", highlight=False, markup=True, soft_wrap=True)
+            note("[yellow]approval[/] {}", message)
         elif not quiet:
-            err.print(f"[dim]{kind:>8}[/] {message}", highlight=False, markup=True, soft_wrap=True)
+            note("[dim]{:>8}[/] {}", kind, message)
     return progress
 
 
@@ -38,7 +39,7 @@ def operate_command(
     start_url: str = typer.Option(..., "--start-url", help="Where the browser starts."),
     allow_domain: list[str] = typer.Option([], "--allow-domain", help="A domain the run may reach (repeatable); default: the start URL's host and port."),
     record: Optional[Path] = typer.Option(None, "--record", help="Save the trajectory as JSON (for `cristal replay`)."),
-    json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON document."),
+    json_out: bool = JSON,
     secret: list[str] = typer.Option([], "--secret", help="NAME=VALUE (or NAME, read from $NAME): the model sees only {{NAME}}."),
     allow_irreversible: bool = typer.Option(False, "--allow-irreversible", help="Let actions that look irreversible (submit, pay, delete, send ...) run without an approval."),
     approver: list[str] = typer.Option([], "--approver", help="Who approves irreversible-looking actions: group:NAME or user:EMAIL (repeatable; default: the employee)."),
@@ -79,9 +80,9 @@ def operate_command(
                                             secret_names=secrets.names)
         run = service.create_run(db, compiled, org, as_email, inputs)
         local = register(run.run_id, Local(secrets=secrets.mapping(),
-                                           progress=_progress(json_out and not err.is_terminal)))
-        if not json_out or err.is_terminal:
-            err.print(f"run [bold]{run.run_id}[/] (see `cristal workflow status {run.run_id}`)", highlight=False)
+                                           progress=_progress(quiet_progress(json_out))))
+        if not quiet_progress(json_out):
+            note("run [bold]{}[/] (see `cristal workflow status {}`)", run.run_id, run.run_id)
         try:
             handle = service.start(db, cfg, run)
             try:
@@ -100,12 +101,12 @@ def operate_command(
         raise RunStopped(f"run {run.run_id} failed: {error.removeprefix(f'step {STEP_ID!r} failed: ')}")
     result = local.results[-1]
     if record is not None:
-        err.print(f"recorded {len(result.steps)} step(s) in {record}")
+        note("recorded {} step(s) in {}", len(result.steps), record)
     if json_out:
         print_json(result.as_dict())
     if result.status == "done":
         if not json_out:
-            out.print(result.result or "", markup=False, highlight=False)
+            show_text(result.result or "")
         return
     raise RunStopped(f"the run stopped ({result.status}): {result.reason}")
 
@@ -113,7 +114,7 @@ def operate_command(
 @app.command("replay")
 def replay_command(
     file: Path = typer.Argument(..., help="A recording made by `cristal operate --record FILE`."),
-    json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON document."),
+    json_out: bool = JSON,
     secret: list[str] = typer.Option([], "--secret", help="NAME=VALUE (or NAME, read from $NAME) for each secret the recording types."),
     allow_irreversible: bool = typer.Option(False, "--allow-irreversible", help="Repeat irreversible-looking actions too."),
     org: Optional[str] = typer.Option(None, "--org", help="Organization slug (default: the recording's)."),
@@ -133,7 +134,7 @@ def replay_command(
         with db.session() as s:
             principal = acting(s, org, as_email)
         result = replay_trajectory(db, principal, trajectory, secrets=secrets, allow_irreversible=allow_irreversible,
-                                   progress=_progress(json_out and not err.is_terminal))
+                                   progress=_progress(quiet_progress(json_out)))
     finally:
         db.dispose()
     if json_out:
@@ -143,10 +144,10 @@ def replay_command(
         message = f"replayed {result.replayed}/{result.total} step(s) in {result.seconds:.2f}s{speed}; now at {result.final_url}"
         if result.recorded_final_url and result.final_url != result.recorded_final_url:
             message += f" (the recording ended at {result.recorded_final_url})"
-        (err if json_out else out).print(message, markup=False, highlight=False)
+        (note if json_out else show)("{}", message)
         return
     if result.status == "needs_approval":
-        err.print(f"[yellow]paused[/]: {result.reason}", highlight=False)
+        note("[yellow]paused[/]: {}", result.reason)
         return
     raise RunStopped(f"replay {result.status} after {result.replayed}/{result.total} step(s): {result.reason}")
 
@@ -161,7 +162,7 @@ def operator_domains(
     as_email: str = typer.Option(..., "--as", help="An admin of the organization."),
     set_domain: list[str] = typer.Option([], "--set", help="Replace the list with these domains (repeatable)."),
     clear: bool = typer.Option(False, "--clear", help="Remove the organization-wide limit."),
-    json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON document."),
+    json_out: bool = JSON,
 ) -> None:
     """Show or set the web domains every Operator run of the organization is limited to (admins)."""
     from cristal.operator.policy import domains_policy
@@ -177,6 +178,6 @@ def operator_domains(
     domains = doc["allowed_domains"]
     verb = "now " if doc["changed"] else ""
     if domains is None:
-        out.print(f"{org}: Operator runs are {verb}limited only by their own --allow-domain lists", highlight=False)
+        show("{}: Operator runs are {}limited only by their own --allow-domain lists", org, verb)
     else:
-        out.print(f"{org}: Operator runs may {verb}reach only {', '.join(domains) or 'no domain at all'}", highlight=False)
+        show("{}: Operator runs may {}reach only {}", org, verb, ", ".join(domains) or "no domain at all")

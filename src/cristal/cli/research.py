@@ -7,9 +7,10 @@ from typing import Optional
 
 import typer
 
-from cristal.cli.app import app
-from cristal.cli.runtime import acting, err, open_database, out, print_json, settings
+from cristal.cli.runtime import JSON, acting, note, open_database, print_json, quiet_progress, settings, show_text
 from cristal.errors import InvalidInput
+
+app = typer.Typer()
 
 
 def _write(path: Path, text: str) -> None:
@@ -27,7 +28,7 @@ def research_command(
     as_email: str = typer.Option(..., "--as", help="The employee asking: the research sees only what they may read."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="Write the report: Markdown, or HTML when FILE ends in .html."),
     html_file: Optional[Path] = typer.Option(None, "--html", help="Also write a standalone HTML page with clickable citations."),
-    json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON document."),
+    json_out: bool = JSON,
     lang: Optional[str] = typer.Option(None, "--lang", help="Answer in en, de or ja (default: the question's language)."),
     mode: str = typer.Option("auto", "--mode", help="auto (LLM when an endpoint is configured), extractive or llm."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue an interrupted run by its id."),
@@ -48,11 +49,11 @@ def research_command(
         raise InvalidInput("--max-steps, --max-tokens and --max-seconds must be positive")
     cfg = settings()
     db = open_database(cfg)
-    quiet = json_out and not err.is_terminal
+    quiet = quiet_progress(json_out)
 
     def progress(kind: str, message: str) -> None:
         if not quiet or kind in ("partial", "refused"):
-            err.print(f"[dim]{kind:>8}[/] {message}", highlight=False, markup=True)
+            note("[dim]{:>8}[/] {}", kind, message)
 
     budget = Budget(max_steps=max_steps, max_tokens=max_tokens, max_seconds=max_seconds)
     try:
@@ -66,20 +67,20 @@ def research_command(
         db.dispose()
     if out_file is not None:
         _write(out_file, render_html(document) if out_file.suffix.lower() in (".html", ".htm") else document["report"])
-        err.print(f"wrote {out_file}")
+        note("wrote {}", out_file)
     if html_file is not None:
         _write(html_file, render_html(document))
-        err.print(f"wrote {html_file}")
+        note("wrote {}", html_file)
     if document["status"] == "partial":
-        err.print(f"[yellow]partial report[/]: {document['error']}; resume with "
-                  f"`cristal research --resume {document['run_id']} --org {org} --as {as_email}`")
+        note("[yellow]partial report[/]: {}; resume with `cristal research --resume {} --org {} --as {}`",
+             document["error"], document["run_id"], org, as_email)
     elif document["status"] == "no_results":
-        err.print("no documents you may read match this question")
+        note("no documents you may read match this question")
     if json_out:
         print_json(document)
     elif out_file is None:
-        out.print(document["report"], markup=False, highlight=False)
+        show_text(document["report"])
     else:
         st = document["stats"]
-        err.print(f"{document['status']}: {len(document['citations'])} citation(s) from {len(document['sources'])} source(s); "
-                  f"{st['searches']} search(es), {st['sources_read']} source(s) read, run {document['run_id']}")
+        note("{}: {} citation(s) from {} source(s); {} search(es), {} source(s) read, run {}", document["status"],
+             len(document["citations"]), len(document["sources"]), st["searches"], st["sources_read"], document["run_id"])

@@ -9,9 +9,10 @@ from types import FrameType
 
 import typer
 
-from cristal.cli.app import app
-from cristal.cli.runtime import err, open_database, settings
+from cristal.cli.runtime import note, open_database, settings
 from cristal.errors import InvalidInput
+
+app = typer.Typer()
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -78,9 +79,9 @@ def serve_command(
     sock = _listen(host, port)
     try:
         shown = f"[{host}]" if ":" in host else host
-        err.print(f"Cristal serving on http://{shown}:{sock.getsockname()[1]}/ (API /api/v1, OpenAI-compatible /v1); Ctrl-C stops")
+        note("Cristal serving on http://{}:{}/ (API /api/v1, OpenAI-compatible /v1); Ctrl-C stops", shown, sock.getsockname()[1])
         if not _is_loopback(host):
-            err.print("[yellow]note[/]: listening beyond loopback without TLS; put a TLS-terminating proxy in front")
+            note("[yellow]note[/]: listening beyond loopback without TLS; put a TLS-terminating proxy in front")
         config = uvicorn.Config(create_app(db, cfg), log_level="warning", access_log=False, server_header=False,
                                 timeout_graceful_shutdown=10)
         _server_class()(config).run(sockets=[sock])

@@ -4,21 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from cristal.cli.app import app
-from cristal.cli.runtime import err, open_database, print_json, settings
-from cristal.db.engine import redact
+from cristal.cli.runtime import initialise, note, print_json
 
-
-def initialise() -> dict:
-    """Create the home folder and bring the database to the newest schema (idempotent)."""
-    cfg = settings()
-    cfg.home.mkdir(parents=True, exist_ok=True)
-    db = open_database(cfg, initialised=False)
-    try:
-        db.upgrade()
-    finally:
-        db.dispose()
-    return {"home": str(cfg.home), "database": redact(db.url), "config_file": str(cfg.config_file)}
+app = typer.Typer()
 
 
 @app.command("init")
@@ -28,5 +16,5 @@ def init_command(json_out: bool = typer.Option(False, "--json", help="Print the 
     if json_out:
         print_json(result)
     else:
-        err.print(f"[green]workspace[/] {result['home']}")
-        err.print(f"[green]database[/]  {result['database']} (schema up to date)")
+        note("[green]workspace[/] {}", result["home"])
+        note("[green]database[/]  {} (schema up to date)", result["database"])

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import typer
 
-from cristal.cli.app import app
-from cristal.cli.runtime import err, settings
+from cristal.cli.runtime import note, settings
 from cristal.errors import InvalidInput
-from cristal.sample.webapps.server import serve_webapps
-from cristal.sample.webapps.store import seed_database
+
+app = typer.Typer()
 
 
 @app.command("webapps")
@@ -20,6 +19,9 @@ def webapps_command(
     reset: bool = typer.Option(False, "--reset", help="Start again from the seed data."),
 ) -> None:
     """Serve the sample Expenses and Customers apps on loopback until Ctrl-C (the Operator works in them)."""
+    from cristal.sample.webapps.server import serve_webapps
+    from cristal.sample.webapps.store import seed_database
+
     if not 0 <= port <= 65535:
         raise InvalidInput(f"invalid port {port}")
     db_path = Path(settings().home) / "webapps.db"
@@ -31,8 +33,8 @@ def webapps_command(
     except OSError as exc:
         raise InvalidInput(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
     with apps:
-        err.print(f"Expenses:  {apps.expenses_url}\nCustomers: {apps.customers_url}\nDatabase:  {db_path}\n"
-                  "Sign in as any sample employee, e.g. jonas.becker@aozora-de.example. Ctrl-C stops.")
+        note("Expenses:  {}\nCustomers: {}\nDatabase:  {}\nSign in as any sample employee, e.g. jonas.becker@aozora-de.example. "
+             "Ctrl-C stops.", apps.expenses_url, apps.customers_url, db_path)
         try:
             while True:
                 time.sleep(3600)

@@ -8,19 +8,19 @@ import time
 from typing import Optional
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from cristal.cli.app import app
-from cristal.cli.runtime import database, err, open_database, out, print_json, settings
+from cristal.cli.runtime import (
+    JSON, database, markup, note, open_database, print_json, progress, quiet_progress, settings, show, show_table,
+)
 from cristal.errors import CristalError, InvalidInput
 
+app = typer.Typer()
 workflow_app = typer.Typer(help="Durable workflows: run, inspect, cancel and retry.", no_args_is_help=True)
 approvals_app = typer.Typer(help="Human approvals that workflows wait for.", no_args_is_help=True)
 app.add_typer(workflow_app, name="workflow")
 app.add_typer(approvals_app, name="approvals")
 
-JSON = typer.Option(False, "--json", help="Print exactly one JSON document.")
 POLL = 0.1
 _ICONS = {"pending": "·", "running": "▶", "waiting": "⏸", "succeeded": "✓", "skipped": "↷", "reused": "↺",
           "failed": "✗", "rejected": "✗", "cancelled": "■"}
@@ -38,19 +38,19 @@ def _finish(handle_doc: dict, json_out: bool) -> None:
         for step in handle_doc["steps"]:
             if step.get("approval") and step["approval"]["status"] == "pending":
                 a = step["approval"]
-                err.print(f"waiting for approval [bold]{a['id']}[/] by {', '.join(a['approvers'])}")
-                err.print(f"  approve: cristal approvals approve {a['id']} --as EMAIL   (a running `cristal worker` continues the run)")
+                note("waiting for approval [bold]{}[/] by {}", a["id"], ", ".join(a["approvers"]))
+                note("  approve: cristal approvals approve {} --as EMAIL   (a running `cristal worker` continues the run)", a["id"])
     elif status == "failed":
         raise RunFailed(f"run {handle_doc['run_id']} failed: {handle_doc['error']}")
     elif not json_out:
-        out.print(f"run [bold]{handle_doc['run_id']}[/] {status}")
+        show("run [bold]{}[/] {}", handle_doc["run_id"], status)
 
 
 def _watch(db, run_id: str, email: str, json_out: bool) -> dict:  # type: ignore[no-untyped-def]
     from cristal.workflows.service import run_status
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
-                  transient=False, disable=json_out and not err.is_terminal) as bar:
+    with progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  transient=False, quiet=quiet_progress(json_out)) as bar:
         tasks: dict[str, int] = {}
         while True:
             doc = run_status(db, run_id, email)
@@ -59,7 +59,8 @@ def _watch(db, run_id: str, email: str, json_out: bool) -> dict:  # type: ignore
                 done = sum(1 for i in items if i["status"] in ("succeeded", "failed"))
                 extra = f" ({done}/{len(items)} items)" if items else ""
                 error = f" — {step['error']}" if step["error"] else ""
-                text = f"{_ICONS.get(step['status'], '?')} {step['id']} [dim]{step['kind']}[/] {step['status']}{extra}{error}"
+                text = markup("{} {} [dim]{}[/] {}{}{}", _ICONS.get(step["status"], "?"), step["id"], step["kind"], step["status"],
+                              extra, error)
                 if step["id"] not in tasks:
                     tasks[step["id"]] = bar.add_task(text, total=None)
                 bar.update(tasks[step["id"]], description=text)
@@ -96,9 +97,9 @@ def workflow_run(
             if json_out:
                 print_json(doc)
             else:
-                out.print(f"queued run [bold]{run.run_id}[/]; `cristal worker` runs it; see `cristal workflow status {run.run_id}`")
+                show("queued run [bold]{}[/]; `cristal worker` runs it; see `cristal workflow status {}`", run.run_id, run.run_id)
             return
-        err.print(f"run [bold]{run.run_id}[/] of {compiled.name} as {as_email}")
+        note("run [bold]{}[/] of {} as {}", run.run_id, compiled.name, as_email)
         try:
             service.start(db, cfg, run)
             doc = _watch(db, run.run_id, as_email, json_out)
@@ -114,12 +115,10 @@ def workflow_run(
 
 
 def _print_status(doc: dict) -> None:
-    out.print(f"[bold]{doc['run_id']}[/] {doc['workflow']} — {doc['status']} (owner {doc['owner']}, org {doc['org']})")
+    show("[bold]{}[/] {} — {} (owner {}, org {})", doc["run_id"], doc["workflow"], doc["status"], doc["owner"], doc["org"])
     if doc.get("error"):
-        out.print(f"  error: {doc['error']}")
-    table = Table()
-    for column in ("step", "kind", "state", "attempts", "seconds", "detail"):
-        table.add_column(column)
+        show("  error: {}", doc["error"])
+    rows = []
     for s in doc["steps"]:
         detail = s["error"] or ""
         if s.get("approval"):
@@ -129,8 +128,8 @@ def _print_status(doc: dict) -> None:
             text = str(s["output"])
             detail = text if len(text) < 80 else text[:77] + "..."
         items = f" ({len(s['items'])} items)" if s["items"] else ""
-        table.add_row(s["id"], s["kind"], s["status"] + items, str(s["attempts"]), "" if s["seconds"] is None else f"{s['seconds']:.2f}", detail)
-    out.print(table)
+        rows.append([s["id"], s["kind"], s["status"] + items, s["attempts"], "" if s["seconds"] is None else f"{s['seconds']:.2f}", detail])
+    show_table(None, ["step", "kind", "state", "attempts", "seconds", "detail"], rows)
 
 
 @workflow_app.command("status")
@@ -161,12 +160,8 @@ def workflow_list(org: str = typer.Option(..., "--org"), as_email: str = typer.O
     if json_out:
         print_json({"runs": runs})
         return
-    table = Table(title=f"Workflow runs in {org}")
-    for column in ("run", "workflow", "owner", "status", "created"):
-        table.add_column(column)
-    for r in runs:
-        table.add_row(r["run_id"], r["workflow"], r["owner"], r["status"], r["created_at"][:19])
-    out.print(table)
+    show_table(f"Workflow runs in {org}", ["run", "workflow", "owner", "status", "created"],
+               [[r["run_id"], r["workflow"], r["owner"], r["status"], r["created_at"][:19]] for r in runs])
 
 
 @workflow_app.command("cancel")
@@ -179,7 +174,7 @@ def workflow_cancel(run_id: str, as_email: str = typer.Option(..., "--as"), json
     if json_out:
         print_json(doc)
     else:
-        out.print(f"cancelled run {run_id}")
+        show("cancelled run {}", run_id)
 
 
 @workflow_app.command("retry")
@@ -198,7 +193,7 @@ def workflow_retry(run_id: str, as_email: str = typer.Option(..., "--as"),
             service.enqueue(db, run)
             doc = service.run_status(db, run.run_id, as_email)
         else:
-            err.print(f"run [bold]{run.run_id}[/] retries {run_id}")
+            note("run [bold]{}[/] retries {}", run.run_id, run_id)
             try:
                 service.start(db, cfg, run)
                 doc = _watch(db, run.run_id, as_email, json_out)
@@ -214,7 +209,7 @@ def workflow_retry(run_id: str, as_email: str = typer.Option(..., "--as"),
     if json_out:
         print_json(doc)
     else:
-        out.print(f"queued run {run.run_id} (retry of {run_id})")
+        show("queued run {} (retry of {})", run.run_id, run_id)
 
 
 @workflow_app.command("deploy")
@@ -241,10 +236,10 @@ def workflow_deploy(
     if json_out:
         print_json(doc)
         return
-    out.print(f"deployed [bold]{doc['name']}[/] (version {doc['version']}) in {org}")
+    show("deployed [bold]{}[/] (version {}) in {}", doc["name"], doc["version"], org)
     if doc["schedule"]:
-        out.print(f"  schedule {doc['schedule']} (UTC) as {doc['deployed_by']}; next run {doc['next_fire_at']} — `cristal worker` fires it")
-    out.print(f"  start: cristal workflow start {doc['name']} --org {org} --as EMAIL")
+        show("  schedule {} (UTC) as {}; next run {} — `cristal worker` fires it", doc["schedule"], doc["deployed_by"], doc["next_fire_at"])
+    show("  start: cristal workflow start {} --org {} --as EMAIL", doc["name"], org)
 
 
 @workflow_app.command("deployments")
@@ -259,16 +254,13 @@ def workflow_deployments(org: str = typer.Option(..., "--org"), as_email: str = 
         print_json({"deployments": docs})
         return
     if not docs:
-        out.print(f"no deployments in {org}")
+        show("no deployments in {}", org)
         return
-    table = Table(title=f"Deployed workflows in {org}")
-    for column in ("name", "workflow", "version", "schedule (UTC)", "next run", "deployed by"):
-        table.add_column(column)
-    for d in docs:
-        sched = d["schedule"] or ""
-        nxt = (d["next_fire_at"] or "")[:19] if not d["paused_reason"] else f"paused: {d['paused_reason']}"
-        table.add_row(d["name"], d["workflow"], str(d["version"]), sched, nxt, d["deployed_by"])
-    out.print(table)
+    show_table(f"Deployed workflows in {org}", ["name", "workflow", "version", "schedule (UTC)", "next run", "deployed by"], [
+        [d["name"], d["workflow"], d["version"], d["schedule"] or "",
+         (d["next_fire_at"] or "")[:19] if not d["paused_reason"] else f"paused: {d['paused_reason']}", d["deployed_by"]]
+        for d in docs
+    ])
 
 
 @workflow_app.command("undeploy")
@@ -282,7 +274,7 @@ def workflow_undeploy(name: str, org: str = typer.Option(..., "--org"), as_email
     if json_out:
         print_json(doc)
     else:
-        out.print(f"undeployed {name} from {org}")
+        show("undeployed {} from {}", name, org)
 
 
 @workflow_app.command("start")
@@ -306,7 +298,7 @@ def workflow_start(
     if json_out:
         print_json(doc)
     else:
-        out.print(f"queued run [bold]{run.run_id}[/] of {name}; see `cristal workflow status {run.run_id}`")
+        show("queued run [bold]{}[/] of {}; see `cristal workflow status {}`", run.run_id, name, run.run_id)
 
 
 @workflow_app.command("limits")
@@ -335,9 +327,9 @@ def workflow_limits(
         print_json({"org": org, "limits": rows})
         return
     if not rows:
-        out.print(f"no step limits in {org}")
+        show("no step limits in {}", org)
     for r in rows:
-        out.print(f"{r['kind']}: concurrency {r['max_concurrent'] or 'unlimited'}, rate {r['rate'] or 'unlimited'}")
+        show("{}: concurrency {}, rate {}", r["kind"], r["max_concurrent"] or "unlimited", r["rate"] or "unlimited")
 
 
 @approvals_app.command("list")
@@ -352,13 +344,13 @@ def approvals_list(org: str = typer.Option(..., "--org"), as_email: str = typer.
         print_json({"approvals": [i.as_dict() for i in items]})
         return
     if not items:
-        out.print("no approvals waiting for you")
+        show("no approvals waiting for you")
         return
     for i in items:
         mark = "" if i.can_decide else " [dim](you are not an approver)[/]"
-        out.print(f"[bold]{i.id}[/] {i.workflow} / {i.step_id} by {i.owner} — {i.status}{mark}")
+        show("[bold]{}[/] {} / {} by {} — {}" + mark, i.id, i.workflow, i.step_id, i.owner, i.status)
         if i.message:
-            out.print(f"   {i.message}")
+            show("   {}", i.message)
 
 
 def _decide(approval_id: str, as_email: str, decision: str, comment: Optional[str], json_out: bool) -> None:
@@ -369,7 +361,7 @@ def _decide(approval_id: str, as_email: str, decision: str, comment: Optional[st
     if json_out:
         print_json(info.as_dict())
     else:
-        out.print(f"approval {info.id} {info.status} by {info.decided_by}")
+        show("approval {} {} by {}", info.id, info.status, info.decided_by)
 
 
 @approvals_app.command("approve")
@@ -396,6 +388,6 @@ def worker_command(concurrency: int = typer.Option(16, "--concurrency", help="Ru
     cfg = settings()
     db = open_database(cfg)
     try:
-        run_worker(db, cfg, concurrency=concurrency, note=lambda m: err.print(m))
+        run_worker(db, cfg, concurrency=concurrency, note=lambda message: note("{}", message))
     finally:
         db.dispose()

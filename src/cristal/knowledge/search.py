@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session, aliased
@@ -28,12 +28,14 @@ from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, org_by_slug
 from cristal.identity.principal import Principal
 from cristal.identity.resource import Resource
-from cristal.knowledge.dense import DenseIndex
-from cristal.knowledge.embed import Embedder, default_embedder
 from cristal.knowledge.keyword import compound_search, keyword_search
 from cristal.knowledge.language import detect_language
 from cristal.knowledge.schema import Chunk, Document, DocumentAccess
 from cristal.knowledge.tokenize import tokens
+
+if TYPE_CHECKING:
+    from cristal.knowledge.dense import DenseIndex
+    from cristal.knowledge.embed import Embedder
 
 Mode = Literal["hybrid", "keyword", "dense"]
 # Fusion settings measured on XQuAD/JSQuAD (benchmarks/bench_knowledge.py): a
@@ -141,13 +143,25 @@ class Searcher:
     def __init__(self, db: Database, embedder: Embedder | None = None) -> None:
         self.db = db
         self._embedder = embedder
-        self.dense = DenseIndex()
+        self._dense: DenseIndex | None = None
 
+    # numpy and the embedding model load with the first dense search, not with this module:
+    # `cristal search --mode keyword` needs neither.
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
+            from cristal.knowledge.embed import default_embedder
+
             self._embedder = default_embedder()
         return self._embedder
+
+    @property
+    def dense(self) -> DenseIndex:
+        if self._dense is None:
+            from cristal.knowledge.dense import DenseIndex
+
+            self._dense = DenseIndex()
+        return self._dense
 
     def search(
         self,

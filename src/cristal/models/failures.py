@@ -11,21 +11,11 @@ import httpx2
 import openai
 
 from cristal.errors import LLMError
+from cristal.models.shapes import BadResponse
+
+__all__ = ["CALL_FAILURES", "BadResponse", "describe_failure"]
 
 _DETAIL_CHARS = 200
-
-
-class BadResponse(Exception):
-    """The endpoint answered, but not with a usable completion (not JSON, fields missing).
-
-    ``tokens_in``/``tokens_out`` carry the usage the response did report, so a
-    useless answer is still metered at its cost.
-    """
-
-    def __init__(self, reason: str, *, tokens_in: int = 0, tokens_out: int = 0) -> None:
-        super().__init__(reason)
-        self.tokens_in = tokens_in
-        self.tokens_out = tokens_out
 
 
 # Failures the client retries, so the message can say it tried more than once.

@@ -15,11 +15,23 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from cristal.models.failures import BadResponse
-
 _NAME = re.compile(r"[^A-Za-z0-9_-]")
 
 T = TypeVar("T")
+
+
+class BadResponse(Exception):
+    """The endpoint answered, but not with a usable completion (not JSON, fields missing).
+
+    ``tokens_in``/``tokens_out`` carry the usage the response did report, so a
+    useless answer is still metered at its cost. (Defined here, not next to the
+    ``openai`` failures, so that reading results does not import the client.)
+    """
+
+    def __init__(self, reason: str, *, tokens_in: int = 0, tokens_out: int = 0) -> None:
+        super().__init__(reason)
+        self.tokens_in = tokens_in
+        self.tokens_out = tokens_out
 
 
 @dataclass(frozen=True)
