@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
-import json
 import math
 import os
 import platform
@@ -56,6 +55,7 @@ from sqlalchemy import insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from datasets import Corpus, Question, load_jsquad, load_xquad, sample  # noqa: E402
+from output import results_path, write_json  # noqa: E402
 
 from cristal.db import Database  # noqa: E402
 from cristal.identity import orgs, users  # noqa: E402
@@ -572,9 +572,7 @@ def main() -> None:
     console.print(f"total run time {total / 60:.1f} min · load average at start {info['load average at start']}, at end {load} "
                   f"(timings are only comparable on an otherwise idle machine)")
     if args.json:
-        out = Path(__file__).resolve().parent / "results" / "knowledge.json"
-        out.parent.mkdir(exist_ok=True)
-        out.write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+        out = write_json(results_path("knowledge.json"), results)
         console.print(f"wrote {out}")
 
 

@@ -42,6 +42,8 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, select  # noqa: E402
 
+from output import write_json  # noqa: E402  (benchmarks/output.py: the script's folder is on sys.path)
+
 from cristal.config import Settings  # noqa: E402
 from cristal.db import Database  # noqa: E402
 from cristal.db.schema import LLMUsage  # noqa: E402
@@ -296,7 +298,7 @@ def main() -> None:
     print(json.dumps(report, indent=1))
     print(side_by_side(report["webapps"], report["browser_use"]))
     if args.out:
-        args.out.write_text(json.dumps(report, indent=1))
+        write_json(args.out, report, indent=1)
 
 
 BROWSER_USE_CHILD = '''\

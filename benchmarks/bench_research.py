@@ -41,6 +41,8 @@ from sqlalchemy import select
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from output import write_json  # noqa: E402  (benchmarks/output.py: the script's folder is on sys.path)
+
 from cristal.config import Settings  # noqa: E402
 from cristal.db import Database  # noqa: E402
 from cristal.identity import orgs, users  # noqa: E402
@@ -220,7 +222,7 @@ def main() -> None:
                   f"{s['citation_precision'] if s['citation_precision'] is not None else '-':>10}{s['citations']:>7}"
                   f"{s['latency_p50_s']:>8}{s['latency_p95_s']:>8}", file=sys.stderr)
     if args.out:
-        args.out.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
+        write_json(args.out, document)
     print(json.dumps(document, ensure_ascii=False))
 
 

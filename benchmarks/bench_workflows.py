@@ -33,6 +33,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from output import read_json, results_path, write_json  # benchmarks/output.py: run as a script, this folder is on sys.path
+
 RAW = textwrap.dedent("""
     import sys, time
     from sqlalchemy import create_engine, event
@@ -349,10 +351,8 @@ def main() -> None:
                     counts = [int(c) for c in opts.workers.split(",") if c.strip()]
                     results["throughput_postgres"] = bench_throughput(pg, folder, opts.throughput_runs, counts)
     print(json.dumps(results, indent=2))
-    target = Path(__file__).resolve().parent / "results" / "workflows.json"
-    target.parent.mkdir(exist_ok=True)  # benchmarks/results/ is git-ignored, so a fresh clone has no such folder
-    previous = json.loads(target.read_text()) if target.exists() else {}
-    target.write_text(json.dumps({**previous, **results}, indent=2) + "\n")
+    target = results_path("workflows.json")
+    write_json(target, {**read_json(target), **results})
 
 
 if __name__ == "__main__":

@@ -32,7 +32,10 @@ _WHERE = {
 }
 _RENAMED = {"load_trajectory": "load"}
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "AllowList", "BrowserSession", "Observation", "ReplayResult", "RunConfig", "RunResult", "Secrets", "Timing",
+    "chromium", "load_trajectory", "replay_trajectory", "run_operator",
+]
 
 if TYPE_CHECKING:
     from cristal.operator.browser import BrowserSession, Timing, chromium
