@@ -172,8 +172,8 @@ def main() -> None:
           + "   (cristal --help)")
     for n in names:
         for command in COMMANDS:
-            heavy = trees[n][command]["imports"]
-            print(f"{n}: `{command}` imports {', '.join(heavy) if heavy else 'none of ' + ', '.join(HEAVY)}")  # type: ignore[arg-type]
+            heavy = trees[n][command]["imports"]  # a list of names, from _imports
+            print(f"{n}: `{command}` imports {', '.join(heavy) if heavy else 'none of ' + ', '.join(HEAVY)}")
     print(f"load average at start {results['load average at start']}, at end {results['load average at end']} "
           "(timings are only comparable on an otherwise idle machine)")
     print(f"wrote {write_json(results_path('startup.json'), results)}")

@@ -10,6 +10,7 @@ fixture (a real process) stays for what only a process shows.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import pytest
 from typer.testing import CliRunner
@@ -17,9 +18,11 @@ from typer.testing import CliRunner
 from cristal.cli.app import run
 from tests.conftest import CliResult
 
+Invoke = Callable[..., CliResult]  # invoke("workflow", "list", ...) -> CliResult
+
 
 @pytest.fixture
-def cli_in_process(db_url: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def cli_in_process(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Invoke:
     monkeypatch.setenv("CRISTAL_DATABASE_URL", db_url)
     monkeypatch.setenv("COLUMNS", "240")  # wide enough that table cells are not wrapped mid-name
     runner = CliRunner()

@@ -9,6 +9,7 @@ was found: a member puts the text there, an admin or approver runs the command.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,8 @@ from cristal.workflows import service
 from cristal.workflows.approvals import approval_id_for
 from cristal.workflows.schema import WorkflowApproval
 from cristal.workflows.spec import load_workflow_text
+from tests.cli.conftest import Invoke
+from tests.conftest import CliResult
 
 OPERATOR = Principal.operator("test-operator")
 NAME = "quarterly [/report]"
@@ -35,14 +38,14 @@ steps:
 """
 
 
-def _ok(result) -> str:  # type: ignore[no-untyped-def]
+def _ok(result: CliResult) -> str:
     assert result.code == 0, result.stderr
     assert "Traceback" not in result.stderr and "MarkupError" not in result.stderr
     return result.stdout
 
 
 @pytest.fixture
-def acme(db_url: str) -> Database:
+def acme(db_url: str) -> Iterator[Database]:
     db = Database(db_url)
     db.upgrade()
     with db.session() as s:
@@ -60,22 +63,22 @@ def member_run(acme: Database) -> str:
     return service.create_run(acme, load_workflow_text(FLOW), "acme", "eng@acme.example", {}).run_id
 
 
-def test_admin_lists_runs_of_a_workflow_named_like_markup(cli_in_process, member_run: str) -> None:  # type: ignore[no-untyped-def]
+def test_admin_lists_runs_of_a_workflow_named_like_markup(cli_in_process: Invoke, member_run: str) -> None:
     shown = _ok(cli_in_process("workflow", "list", "--org", "acme", "--as", "boss@acme.example"))
     assert NAME in shown and member_run in shown
 
 
-def test_admin_reads_the_audit_trail_naming_it(cli_in_process, member_run: str) -> None:  # type: ignore[no-untyped-def]
+def test_admin_reads_the_audit_trail_naming_it(cli_in_process: Invoke, member_run: str) -> None:
     shown = _ok(cli_in_process("audit", "--org", "acme", "--action", "workflow.run"))
     assert f"workflow:{NAME}" in shown
 
 
-def test_the_run_status_shows_the_name(cli_in_process, member_run: str) -> None:  # type: ignore[no-untyped-def]
+def test_the_run_status_shows_the_name(cli_in_process: Invoke, member_run: str) -> None:
     shown = _ok(cli_in_process("workflow", "status", member_run, "--as", "eng@acme.example"))
     assert f"{member_run} {NAME} — queued" in shown
 
 
-def test_approver_lists_an_approval_whose_message_closes_a_tag(cli_in_process, acme: Database, member_run: str) -> None:  # type: ignore[no-untyped-def]
+def test_approver_lists_an_approval_whose_message_closes_a_tag(cli_in_process: Invoke, acme: Database, member_run: str) -> None:
     # The request as the engine records it when the run reaches its approval step (the end-to-end test
     # below gets there by running the workflow; here only the listing is under test).
     with acme.session() as s:
@@ -89,11 +92,11 @@ def test_approver_lists_an_approval_whose_message_closes_a_tag(cli_in_process, a
     assert MESSAGE in shown and "(you are not an approver)" in shown and "[dim]" not in shown
 
 
-def test_an_organization_name_is_shown_as_typed(cli_in_process, acme: Database) -> None:  # type: ignore[no-untyped-def]
+def test_an_organization_name_is_shown_as_typed(cli_in_process: Invoke, acme: Database) -> None:
     assert "ACME [/b] Corp" in _ok(cli_in_process("org", "list"))
 
 
-def test_a_document_title_is_shown_as_written(cli_in_process, acme: Database, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_document_title_is_shown_as_written(cli_in_process: Invoke, acme: Database, tmp_path: Path) -> None:
     # Anyone who can write to a shared folder chooses the titles every searcher's terminal prints.
     folder = tmp_path / "shared [red]"
     folder.mkdir()
@@ -106,12 +109,12 @@ def test_a_document_title_is_shown_as_written(cli_in_process, acme: Database, tm
     assert str(folder) in _ok(cli_in_process("source", "list", "--org", "acme"))
 
 
-def test_json_output_is_unchanged(cli_in_process, member_run: str) -> None:  # type: ignore[no-untyped-def]
+def test_json_output_is_unchanged(cli_in_process: Invoke, member_run: str) -> None:
     runs = json.loads(_ok(cli_in_process("workflow", "list", "--org", "acme", "--as", "boss@acme.example", "--json")))["runs"]
     assert [r["workflow"] for r in runs] == [NAME]
 
 
-def test_the_attack_end_to_end_in_real_processes(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_attack_end_to_end_in_real_processes(cli: Invoke, tmp_path: Path) -> None:
     """The member runs the workflow from the CLI until it waits for approval; the approver and admin look."""
     assert cli("init").code == 0
     assert cli("org", "create", "acme").code == 0

@@ -38,7 +38,7 @@ def _usage_error(exc: Exception) -> tuple[str, int] | None:
     if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
         ctx = getattr(exc, "ctx", None)
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        return f"{exc.format_message()}{hint}", exc.exit_code  # type: ignore[attr-defined]
+        return f"{exc.format_message()}{hint}", exc.exit_code  # type: ignore[attr-defined]  # a Click exception, recognised by shape
     return None
 
 

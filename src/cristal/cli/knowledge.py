@@ -9,7 +9,18 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from cristal.cli.runtime import (
-    JSON, acting, database, markup, note, open_database, print_json, progress, quiet_progress, settings, show, show_table,
+    JSON,
+    acting,
+    database,
+    markup,
+    note,
+    open_database,
+    print_json,
+    progress,
+    quiet_progress,
+    settings,
+    show,
+    show_table,
     unit_of_work,
 )
 from cristal.errors import InvalidInput

@@ -11,7 +11,17 @@ import typer
 from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from cristal.cli.runtime import (
-    JSON, database, markup, note, open_database, print_json, progress, quiet_progress, settings, show, show_table,
+    JSON,
+    database,
+    markup,
+    note,
+    open_database,
+    print_json,
+    progress,
+    quiet_progress,
+    settings,
+    show,
+    show_table,
 )
 from cristal.errors import CristalError, InvalidInput
 
