@@ -156,26 +156,6 @@ def cell(value: object) -> Text:
     return Text("" if value is None else str(value))
 
 
-def table(
-    title: str | None,
-    columns: Sequence[str | Column],
-    rows: Iterable[Sequence[object]],
-    *,
-    caption: str | None = None,
-    row_style: Callable[[Sequence[object]], str | None] | None = None,
-) -> Table:
-    """A table of data: the title, caption and every cell are plain text (``str(value)``, ``None`` empty).
-
-    ``columns`` are headers or ``rich.table.Column`` objects (for alignment or overflow);
-    ``row_style`` may give a style per row, e.g. red for denials.
-    """
-    result = Table(*columns, title=None if title is None else escape(title),
-                   caption=None if caption is None else escape(caption))
-    for row in rows:
-        result.add_row(*(cell(v) for v in row), style=row_style(row) if row_style else None)
-    return result
-
-
 def show_table(
     title: str | None,
     columns: Sequence[str | Column],
@@ -184,8 +164,16 @@ def show_table(
     caption: str | None = None,
     row_style: Callable[[Sequence[object]], str | None] | None = None,
 ) -> None:
-    """Print ``table(...)`` on stdout."""
-    _console().print(table(title, columns, rows, caption=caption, row_style=row_style))
+    """Print a table of data on stdout: the title, caption and every cell are plain text (``str(value)``, ``None`` empty).
+
+    ``columns`` are headers or ``rich.table.Column`` objects (for alignment or overflow);
+    ``row_style`` may give a style per row, e.g. red for denials.
+    """
+    result = Table(*columns, title=None if title is None else escape(title),
+                   caption=None if caption is None else escape(caption))
+    for row in rows:
+        result.add_row(*(cell(v) for v in row), style=row_style(row) if row_style else None)
+    _console().print(result)
 
 
 def progress(*columns: str | ProgressColumn, quiet: bool = False, transient: bool = True) -> Progress:
