@@ -28,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from output import write_json  # noqa: E402  (benchmarks/output.py: the script's folder is on sys.path)
+
 from cristal.knowledge.injection import scan, sentence_spans  # noqa: E402
 from cristal.knowledge.parse import parse_file  # noqa: E402
 
@@ -142,7 +144,7 @@ def main() -> None:
     print(f"ordinary text: {ordi['sentences']} sentences, {ordi['false_alarms']} false alarms; "
           f"{ordi['chars_per_second']:,} chars/s", file=sys.stderr)
     if args.out:
-        args.out.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
+        write_json(args.out, document)
     print(json.dumps(document, ensure_ascii=False))
 
 
