@@ -32,6 +32,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from output import write_json  # noqa: E402  (benchmarks/output.py: the script's folder is on sys.path)
+
 from cristal.models.metering import estimate_tokens  # noqa: E402
 from cristal.operator import AllowList, BrowserSession, Secrets, chromium  # noqa: E402
 from cristal.operator.observation import Observation  # noqa: E402
@@ -147,7 +149,7 @@ def main() -> None:
               + (f"  missing {r['missing_names']}" if r["missing_names"] else ""))
     print(json.dumps({k: v for k, v in doc.items() if k != "pages"}))
     if args.out:
-        args.out.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+        write_json(args.out, doc)
 
 
 if __name__ == "__main__":
