@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -75,7 +76,9 @@ def counting_server():  # type: ignore[no-untyped-def]
 @pytest.fixture
 def wf_cli(cli, tmp_path):  # type: ignore[no-untyped-def]
     """The ``cli`` fixture with test functions allowed, a fast approval poll, and two organizations."""
-    extra = {"CRISTAL_WORKFLOW_PYTHON_MODULES": "tests.workflows", "PYTHONPATH": str(REPO),
+    # Keep the caller's PYTHONPATH (the worktree's src/): otherwise the subprocess imports whichever cristal is installed.
+    pythonpath = os.pathsep.join(p for p in (str(REPO), cli.env.get("PYTHONPATH", "")) if p)
+    extra = {"CRISTAL_WORKFLOW_PYTHON_MODULES": "tests.workflows", "PYTHONPATH": pythonpath,
              "CRISTAL_WORKFLOW_APPROVAL_POLL_SECONDS": "2"}
     cli.env.update(extra)
 
