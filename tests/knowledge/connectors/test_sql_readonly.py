@@ -31,7 +31,7 @@ def pg_url(postgres_server) -> str:  # type: ignore[no-untyped-def]
     return url
 
 
-def _pg_invoices(url: str) -> list[int]:
+def pg_invoice_ids(url: str) -> list[int]:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
@@ -74,7 +74,7 @@ PG_ATTACKS = [
 def test_postgres_attacks_are_refused_before_the_database_sees_them(pg_url: str, attack: str, marker: Path) -> None:
     with pytest.raises(QueryRefused, match="^query refused: "):
         query_readonly(pg_url, attack.format(marker=marker), max_rows=10)
-    assert _pg_invoices(pg_url) == [1, 2]
+    assert pg_invoice_ids(pg_url) == [1, 2]
     assert not marker.exists()
 
 
@@ -90,7 +90,7 @@ def test_postgres_refuses_them_too_without_the_parser(pg_url: str, attack: str, 
         # What the database lets through changes nothing that outlives the query: the settings call
         # is rolled back with the transaction.
         assert "set_config" in attack, (attack, found)
-    assert _pg_invoices(pg_url) == [1, 2]
+    assert pg_invoice_ids(pg_url) == [1, 2]
     assert not marker.exists()
 
 
@@ -104,7 +104,7 @@ def test_the_exact_attack_fails_on_the_database_with_one_statement_per_query(pg_
         query_readonly(pg_url, "WITH d AS (DELETE FROM invoices WHERE id = 1 RETURNING *) SELECT * FROM d")
     with pytest.raises(QueryFailed, match="must be superuser or have privileges of the pg_execute_server_program role"):
         query_readonly(pg_url, "COPY (SELECT 1) TO PROGRAM 'true'")  # the source's superuser was dropped to pg_read_all_data
-    assert _pg_invoices(pg_url) == [1, 2]
+    assert pg_invoice_ids(pg_url) == [1, 2]
 
 
 @pytest.mark.postgres
