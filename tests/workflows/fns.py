@@ -44,6 +44,11 @@ def big(size: int) -> str:
     return "x" * int(size)
 
 
+def echo(**values: object) -> dict:
+    """The arguments as the step received them (dates in YAML arrive as text)."""
+    return {k: [type(v).__name__, v] for k, v in values.items()}
+
+
 def boom(message: str = "boom") -> None:
     raise ValueError(message)
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cristal import yamlfile
 from cristal.errors import InvalidInput
 from cristal.workflows import templates
 
@@ -295,123 +295,16 @@ class WorkflowFile(_Strict):
 
 
 # ---------------------------------------------------------------------------
-# YAML with line numbers
-
-
-class _Lined(dict):
-    """A mapping that remembers the line of itself and of each key."""
-
-    line: int = 0
-    key_lines: dict[str, int]
-
-
-class _LinedList(list):
-    line: int = 0
-
-
-class _AliasRefused(yaml.YAMLError):
-    """An alias in a workflow file (``parse_yaml`` turns it into ``InvalidInput``)."""
-
-    def __init__(self, message: str, line: int) -> None:
-        super().__init__(message)
-        self.message, self.line = message, line
-
-
-class _Loader(yaml.SafeLoader):
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        # Workflow YAML comes from any member over HTTP: nested aliases (``&a [*b, *b, ...]``)
-        # expand a few hundred bytes into terabytes when constructed. Refused at the first alias
-        # (merge keys ``<<: *a`` included), while composing, before anything is expanded. An
-        # anchor alone costs nothing and is left alone.
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent):
-            raise _AliasRefused("YAML aliases (*name) are not allowed in workflow files", event.start_mark.line + 1)
-        return super().compose_node(parent, index)
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _Lined:
-    loader.flatten_mapping(node)
-    result = _Lined()
-    result.line = node.start_mark.line + 1
-    result.key_lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, (str, int, float, bool)) or key is None:
-            raise yaml.constructor.ConstructorError(None, None, "keys must be plain names", key_node.start_mark)
-        key = str(key)
-        if key in result:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        result[key] = loader.construct_object(value_node, deep=True)
-        result.key_lines[key] = key_node.start_mark.line + 1
-    return result
-
-
-def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> _LinedList:
-    result = _LinedList(loader.construct_object(child, deep=True) for child in node.value)
-    result.line = node.start_mark.line + 1
-    return result
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _line_at(root: Any, loc: tuple[Any, ...]) -> int:
-    """The line of the deepest node along ``loc`` that has one."""
-    line = getattr(root, "line", 1)
-    node = root
-    for part in loc:
-        if isinstance(node, _Lined) and isinstance(part, str) and part in node:
-            line = node.key_lines.get(part, line)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
-            line = getattr(node, "line", line)
-        else:
-            break
-    return line
+# YAML with line numbers (cristal.yamlfile: aliases, deep nesting, huge integers and non-JSON values refused)
 
 
 def read_yaml(path: Path) -> Any:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InvalidInput(f"{path}: no such workflow file") from None
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read ({exc.strerror})") from None
-    return parse_yaml(raw, str(path))
+    return yamlfile.read(path, what="workflow file", max_bytes=MAX_FILE_BYTES)
 
 
 def parse_yaml(raw: bytes | str, origin: str) -> Any:
     """Parse workflow YAML (bytes from a file or text from an API call); errors name ``origin`` and the line."""
-    if len(raw) > MAX_FILE_BYTES:
-        raise InvalidInput(f"{origin}: workflow file larger than 1 MB")
-    if isinstance(raw, bytes):
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise InvalidInput(f"{origin}: not UTF-8 text") from None
-    else:
-        text = raw
-    try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except _AliasRefused as exc:
-        raise InvalidInput(f"{origin}:{exc.line}: {exc.message}") from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise InvalidInput(f"{origin}:{line}: malformed YAML: {problem}") from None
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"{origin}: malformed YAML: {exc}") from None
+    return yamlfile.parse(raw, origin, what="workflow file", max_bytes=MAX_FILE_BYTES)
 
 
 # ---------------------------------------------------------------------------
@@ -445,7 +338,7 @@ class _Checker:
 
     def fail(self, loc: tuple[Any, ...], message: str, step: str | None = None) -> InvalidInput:
         where = f"step {step!r}: " if step else ""
-        return InvalidInput(f"{self.path}:{_line_at(self.root, loc)}: {where}{message}")
+        return InvalidInput(f"{self.path}:{yamlfile.line_at(self.root, loc)}: {where}{message}")
 
     def pydantic(self, exc: ValidationError, prefix: tuple[Any, ...], step: str | None) -> InvalidInput:
         first = exc.errors()[0]
@@ -485,7 +378,7 @@ def _compile(path: Path, root: Any, _stack: tuple[Path, ...], *, allow_files: bo
     if not isinstance(root, dict):
         raise InvalidInput(f"{path}:1: a workflow file is a mapping with name, inputs and steps")
     try:
-        wf = WorkflowFile.model_validate(_plain(root))
+        wf = WorkflowFile.model_validate(yamlfile.plain(root))
     except ValidationError as exc:
         raise checker.pydantic(exc, (), None) from None
     for key in wf.inputs:
@@ -506,7 +399,7 @@ def _compile(path: Path, root: Any, _stack: tuple[Path, ...], *, allow_files: bo
             raise checker.fail((*loc, "id"), f"invalid step id {step_id!r}: start with a letter; letters, digits, '_' and '-'")
         if step_id in seen:
             raise checker.fail((*loc, "id"), f"duplicate step id (first used on line {seen[step_id]})", step_id)
-        seen[step_id] = _line_at(root, loc)
+        seen[step_id] = yamlfile.line_at(root, loc)
         for kind in NOT_YET:
             if kind in raw:
                 raise checker.fail((*loc, kind), f"step kind {kind!r} is not available yet in workflows", step_id)
@@ -525,10 +418,10 @@ def _compile(path: Path, root: Any, _stack: tuple[Path, ...], *, allow_files: bo
         if not isinstance(body, dict):
             raise checker.fail((*loc, kind), f"{kind}: expected a mapping", step_id)
         try:
-            spec = SPECS[kind].model_validate(_plain(body))
+            spec = SPECS[kind].model_validate(yamlfile.plain(body))
         except ValidationError as exc:
             raise checker.pydantic(exc, (*loc, kind), step_id) from None
-        common = {k: _plain(raw[k]) for k in COMMON if k in raw and k != "id"}
+        common = {k: yamlfile.plain(raw[k]) for k in COMMON if k in raw and k != "id"}
         try:
             step = Step.model_validate({"id": step_id, "kind": kind, "spec": spec.model_dump(by_alias=True), **common})
         except ValidationError as exc:
@@ -639,18 +532,12 @@ def parse_inputs(compiled: Compiled, given: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_cli_inputs(pairs: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; values are read as YAML scalars (``250`` is a number, ``true`` a boolean)."""
+    """``KEY=VALUE`` pairs; values are read as YAML scalars (``250`` is a number, ``true`` a boolean, a date is text)."""
     result: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         key = key.strip()
         if not sep or not key:
             raise InvalidInput(f"invalid --input {pair!r}: use KEY=VALUE")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        if isinstance(value, (dict, list)) and not raw.strip().startswith(("{", "[")):
-            value = raw
-        result[key] = value
+        result[key] = yamlfile.scalar(raw)
     return result

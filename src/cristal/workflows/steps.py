@@ -26,8 +26,6 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Callable
 
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from cristal.config import Settings
@@ -154,7 +152,7 @@ def with_timeout(seconds: float | None, label: str, fn: Callable[[], Any]) -> An
 
 
 def run_sql(db: Database, meta: Meta, spec: dict[str, Any]) -> Any:
-    from cristal.knowledge.connectors.sql import readonly_engine
+    from cristal.knowledge.connectors.sql import QueryTimedOut, query_readonly
     from cristal.knowledge.sources import source_by_name
 
     with db.session() as s:
@@ -168,24 +166,16 @@ def run_sql(db: Database, meta: Meta, spec: dict[str, Any]) -> Any:
         uri, kind = source.uri, source.kind
     if kind != "sql":
         raise StepError(f"source {spec['source']!r} is a {kind} source, not a database")
-    engine = readonly_engine(uri)
     max_rows = int(spec.get("max_rows") or 10_000)
     try:
-        def query() -> list[dict[str, Any]]:
-            with engine.connect() as conn:
-                result = conn.execute(text(spec["query"]), spec.get("params") or {})
-                rows = result.mappings().fetchmany(max_rows + 1)
-                return [dict(r) for r in rows]
-
-        rows = with_timeout(meta.timeout, meta.key, query)
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        raise StepError(f"query failed: {reason}") from None
-    finally:
-        engine.dispose()
-    if len(rows) > max_rows:
+        found = query_readonly(uri, spec["query"], spec.get("params") or {}, max_rows=max_rows, timeout=meta.timeout)
+    except QueryTimedOut as exc:
+        raise StepError(str(exc), retriable=True) from None
+    except CristalError as exc:  # refused by the parser, the database or the authorizer
+        raise StepError(str(exc)) from None
+    if found.more:
         raise StepError(f"query returned more than max_rows={max_rows} rows; narrow it or raise max_rows")
-    return rows
+    return found.rows
 
 
 HTTP_MAX_REDIRECTS = 10
