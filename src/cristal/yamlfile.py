@@ -52,7 +52,7 @@ class LinedList(list):
 class _Refused(yaml.YAMLError):
     """Something the loader refuses (``parse`` turns it into ``InvalidInput`` with the line)."""
 
-    def __init__(self, message: str, mark: yaml.Mark | None) -> None:
+    def __init__(self, message: str, mark: Any) -> None:
         super().__init__(message)
         self.message, self.line = message, (mark.line + 1 if mark is not None else 1)
 

@@ -16,7 +16,7 @@ STEP = "steps:\n  - id: a\n    python: {call: \"cristal.sample.checks:double\", 
     ("name: inf\ninputs:\n  n: .inf\n" + STEP, "<request>:3: '.inf' is not a finite number"),
     ("name: set\ninputs:\n  s: !!set {a, b}\n" + STEP, "<request>:3: !!set values are not allowed"),
 ])
-def test_unrepresentable_yaml_is_400_with_the_line(client, workflow: str, expected: str) -> None:  # type: ignore[no-untyped-def]
+def test_unrepresentable_yaml_is_400_with_the_line(client, workflow: str, expected: str) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     http = client(person("fin", "acme"))
     r = http.post("/api/v1/workflows/runs", json={"workflow": workflow, "inputs": {}})
     assert r.status_code == 400, r.text
@@ -25,7 +25,7 @@ def test_unrepresentable_yaml_is_400_with_the_line(client, workflow: str, expect
     assert http.get("/api/v1/runs").json()["runs"] == []
 
 
-def test_dates_over_http_are_text_and_the_run_is_recorded(client, company: Company) -> None:  # type: ignore[no-untyped-def]
+def test_dates_over_http_are_text_and_the_run_is_recorded(client, company: Company) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     workflow = ("name: dated\ninputs:\n  due: 2025-02-30\n  booked: 2025-01-31\nsteps:\n  - id: a\n"
                 "    python: {call: \"cristal.sample.checks:double\", args: {x: 1, when: 2025-03-01}}\n")
     r = client(person("fin", "acme")).post("/api/v1/workflows/runs", json={"workflow": workflow, "inputs": {}})

@@ -17,6 +17,7 @@ from tests.workflows.conftest import wf_cli, write  # noqa: F401  (fixture)
 
 from ..conftest import OPERATOR
 
+
 def _step(db: Database, query: str) -> object:
     with db.session() as s:
         org_id = s.scalar(select(Organization.id).where(Organization.slug == "acme"))
@@ -31,7 +32,7 @@ def test_the_exact_attack_on_a_postgres_source_deletes_nothing(two_orgs: Databas
     for attack in (ATTACK, "BEGIN; DELETE FROM invoices WHERE id = 1; COMMIT", "COMMIT; DELETE FROM invoices WHERE id = 1",
                    "SELECT 1; DELETE FROM invoices WHERE id = 1",
                    "WITH d AS (DELETE FROM invoices WHERE id = 1 RETURNING *) SELECT * FROM d"):
-        with pytest.raises(StepError, match="^query refused: ") as caught:
+        with pytest.raises(StepError, match=r"^query refused: ") as caught:
             _step(two_orgs, attack)
         assert caught.value.retriable is False
         assert pg_invoice_ids(pg_url) == [1, 2], attack
@@ -39,7 +40,7 @@ def test_the_exact_attack_on_a_postgres_source_deletes_nothing(two_orgs: Databas
 
 
 @pytest.mark.postgres
-def test_the_attack_through_cristal_workflow_run(wf_cli, pg_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_the_attack_through_cristal_workflow_run(wf_cli, pg_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped  # noqa: F811
     assert wf_cli("source", "add", "erp", "--org", "acme", "--kind", "sql", "--uri", pg_url, "--acl", "group:finance").code == 0
     flow = write(tmp_path / "attack.yaml", f'name: attack\nsteps:\n  - id: wipe\n    sql: {{source: erp, query: "{ATTACK}"}}\n')
     r = wf_cli("workflow", "run", str(flow), "--org", "acme", "--as", "fin@acme.example", "--json")
@@ -56,7 +57,7 @@ def test_vacuum_into_and_attach_through_a_sqlite_step_write_no_file(two_orgs: Da
     loot.mkdir()
     for attack in (f"VACUUM INTO '{loot / 'erp-copy.db'}'", f"ATTACH DATABASE '{loot / 'new.db'}' AS x",
                    f"SELECT * FROM invoices; ATTACH DATABASE '{loot / 'new.db'}' AS x"):
-        with pytest.raises(StepError, match="^query refused: "):
+        with pytest.raises(StepError, match=r"^query refused: "):
             _step(two_orgs, attack)
         assert list(loot.iterdir()) == [], attack
     assert _step(two_orgs, "select id, amount from invoices where id = 1") == [{"id": 1, "amount": 180}]

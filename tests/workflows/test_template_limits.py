@@ -103,13 +103,13 @@ steps:
 """
 
 
-def _status(cli, run_id: str, email: str) -> dict:  # type: ignore[no-untyped-def]
+def _status(cli, run_id: str, email: str) -> dict:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     r = cli("workflow", "status", run_id, "--as", email, "--json")
     assert r.code == 0, r.stderr
     return json.loads(r.stdout)
 
 
-def _until_done(cli, run_id: str, email: str) -> dict:  # type: ignore[no-untyped-def]
+def _until_done(cli, run_id: str, email: str) -> dict:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     # A hang guard, not a measurement: on the old code the hostile run never finished.
     deadline = time.monotonic() + 120
     while True:
@@ -120,7 +120,7 @@ def _until_done(cli, run_id: str, email: str) -> dict:  # type: ignore[no-untype
         time.sleep(0.2)
 
 
-def test_a_hostile_template_fails_its_run_and_the_other_organizations_run_completes(wf_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_a_hostile_template_fails_its_run_and_the_other_organizations_run_completes(wf_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped  # noqa: F811
     hostile, trivial = write(tmp_path / "hostile.yaml", HOSTILE), write(tmp_path / "trivial.yaml", TRIVIAL)
     r = wf_cli("workflow", "run", str(hostile), "--org", "acme", "--as", "eng@acme.example", "--queue", "--json")
     assert r.code == 0, r.stderr

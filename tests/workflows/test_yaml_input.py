@@ -28,17 +28,19 @@ outputs:
 
 BAD = {
     "deep": ("name: deep\nsteps: " + "[" * 20_000 + "]" * 20_000 + "\n", ":2: nested more than 100 levels deep"),
-    "digits": ("name: big\ninputs:\n  n: " + "7" * 5000 + "\nsteps:\n  - id: a\n    python: {call: \"cristal.sample.checks:double\", args: {x: 1}}\n",
+    "digits": ("name: big\ninputs:\n  n: " + "7" * 5000
+               + "\nsteps:\n  - id: a\n    python: {call: \"cristal.sample.checks:double\", args: {x: 1}}\n",
                ":3: an integer with 5,000 digits (at most 300)"),
     "args": ("name: big\nsteps:\n  - id: a\n    python: {call: \"cristal.sample.checks:double\", args: {x: " + "7" * 5000 + "}}\n",
              ":4: an integer with 5,000 digits (at most 300)"),
-    "binary": ("name: bin\ninputs:\n  blob: !!binary aGVsbG8=\nsteps:\n  - id: a\n    python: {call: \"cristal.sample.checks:double\", args: {x: 1}}\n",
+    "binary": ("name: bin\ninputs:\n  blob: !!binary aGVsbG8=\nsteps:\n"
+               "  - id: a\n    python: {call: \"cristal.sample.checks:double\", args: {x: 1}}\n",
                ":3: !!binary values are not allowed"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_yaml_exits_2_with_one_line(cli, tmp_path: Path, case: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_yaml_exits_2_with_one_line(cli, tmp_path: Path, case: str) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     text, expected = BAD[case]
     flow = write(tmp_path / f"{case}.yaml", text)
     r = cli("workflow", "run", str(flow), "--org", "acme", "--as", "eng@acme.example")
@@ -48,7 +50,7 @@ def test_bad_yaml_exits_2_with_one_line(cli, tmp_path: Path, case: str) -> None:
     assert lines[0] == f"error: {flow}{expected}" or lines[0].startswith(f"error: {flow}{expected}"), lines[0]
 
 
-def test_dates_in_inputs_and_arguments_are_text(wf_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_dates_in_inputs_and_arguments_are_text(wf_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped  # noqa: F811
     flow = write(tmp_path / "dated.yaml", DATED)
     r = wf_cli("workflow", "run", str(flow), "--org", "acme", "--as", "eng@acme.example", "--json")
     assert r.code == 0, r.stderr

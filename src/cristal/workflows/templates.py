@@ -269,7 +269,7 @@ def _guarded_filter(name: str, original: Any) -> Any:
         value, args = check(value, *rest, **kwargs)
         return _checked(original(*head, value, *args, **kwargs))
 
-    guarded.jinja_pass_arg = getattr(original, "jinja_pass_arg", None)  # type: ignore[attr-defined]
+    guarded.jinja_pass_arg = getattr(original, "jinja_pass_arg", None)  # type: ignore[attr-defined]  # jinja reads its marker attributes off the wrapper
     guarded.__name__ = getattr(original, "__name__", name)
     return guarded
 
@@ -295,7 +295,7 @@ class _Environment(ImmutableSandboxedEnvironment):
         _binop_checks(operator, left, right)
         return _checked(super().call_binop(context, operator, left, right))
 
-    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]  # the sandbox call hook takes a positional-only object
         _budget(context).tick()
         args = _str_method_checks(obj, args, kwargs)
         return _checked(super().call(context, obj, *args, **kwargs))

@@ -20,7 +20,7 @@ ATTACK = "SET TRANSACTION READ WRITE; DELETE FROM invoices WHERE id = 1; COMMIT"
 
 
 @pytest.fixture
-def pg_url(postgres_server) -> str:  # type: ignore[no-untyped-def]
+def pg_url(postgres_server) -> str:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     import psycopg
 
     url = postgres_server.new_database()
@@ -39,7 +39,7 @@ def pg_invoice_ids(url: str) -> list[int]:
 
 
 @pytest.fixture
-def marker(postgres_server) -> Path:  # type: ignore[no-untyped-def]
+def marker(postgres_server) -> Path:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     """A path the database server's own user may create: where COPY ... TO PROGRAM 'touch ...' would succeed."""
     return postgres_server.root / f"pwned-{uuid.uuid4().hex}"
 
@@ -72,7 +72,7 @@ PG_ATTACKS = [
 @pytest.mark.postgres
 @pytest.mark.parametrize("attack", PG_ATTACKS)
 def test_postgres_attacks_are_refused_before_the_database_sees_them(pg_url: str, attack: str, marker: Path) -> None:
-    with pytest.raises(QueryRefused, match="^query refused: "):
+    with pytest.raises(QueryRefused, match=r"^query refused: "):
         query_readonly(pg_url, attack.format(marker=marker), max_rows=10)
     assert pg_invoice_ids(pg_url) == [1, 2]
     assert not marker.exists()
