@@ -76,9 +76,9 @@ CRISTAL = textwrap.dedent("""
     step = '  - id: s{i}\\n    python: {{call: "cristal.sample.checks:double", args: {{x: {i}}}}}\\n'
     big = folder / "big.yaml"; big.write_text("name: big\\nsteps:\\n" + "".join(step.format(i=i) for i in range(n)))
     small = folder / "small.yaml"; small.write_text("name: small\\nsteps:\\n" + "".join(step.format(i=i) for i in range(3)))
-    settings = load_settings()
+    settings = load_settings(workflow_python_modules=("cristal.sample.checks",))
     def go(path):
-        run = service.create_run(db, load_workflow(path), "bench", "b@bench.example", {})
+        run = service.create_run(db, load_workflow(path, settings=settings), "bench", "b@bench.example", {})
         service.start(db, settings, run).get_result()
     go(small)
     t = time.perf_counter(); go(big); per_step = (time.perf_counter() - t) / n * 1000

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from cristal.errors import ConfigError
 
@@ -83,6 +83,29 @@ class Settings(BaseSettings):
     knowledge_max_document_chars: int = Field(default=5_000_000, ge=1)
     knowledge_max_document_chunks: int = Field(default=20_000, ge=1)
     knowledge_max_unzipped_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+
+    # Modules whose functions workflow ``python`` steps may call (a module and its submodules):
+    # none unless the installation lists them. Workflow files come from any member, and a
+    # function that writes files or opens sockets would run with the worker's rights.
+    # ``CRISTAL_WORKFLOW_PYTHON_MODULES=pkg.a,pkg.b`` or ``workflow_python_modules = ["pkg.a"]``.
+    workflow_python_modules: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("workflow_python_modules", mode="before")
+    @classmethod
+    def _module_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, (list, tuple)):
+            names = tuple(str(v).strip() for v in value if str(v).strip())
+            for name in names:
+                if not all(part.isidentifier() for part in name.split(".")):
+                    raise ValueError(f"{name!r} is not a module name (use dotted names such as mypkg.checks)")
+            return names
+        return value
+
+    def python_module_allowed(self, module: str) -> bool:
+        """Whether workflow ``python`` steps may call functions of ``module``."""
+        return any(module == p or module.startswith(p + ".") for p in self.workflow_python_modules)
 
     @field_validator("database_url")
     @classmethod

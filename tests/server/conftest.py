@@ -125,9 +125,13 @@ class LiveServer:
         self.sock.close()
 
 
+# The sample's checks, which the workflow tests' python steps call (installations allow no module by default).
+PYTHON_MODULES = "cristal.sample.checks"
+
+
 @pytest.fixture
 def settings(company: Company) -> Settings:
-    return Settings(home=company.home)
+    return Settings(home=company.home, workflow_python_modules=PYTHON_MODULES)
 
 
 @pytest.fixture
@@ -166,7 +170,8 @@ class Worker:
 
     def __init__(self, company: Company, extra_env: dict[str, str] | None = None) -> None:
         env = {**os.environ, "CRISTAL_DATABASE_URL": company.db_url, "CRISTAL_HOME": str(company.home),
-               "CRISTAL_WORKFLOW_APPROVAL_POLL_SECONDS": "2", **(extra_env or {})}
+               "CRISTAL_WORKFLOW_APPROVAL_POLL_SECONDS": "2", "CRISTAL_WORKFLOW_PYTHON_MODULES": PYTHON_MODULES,
+               **(extra_env or {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "cristal", "worker", "--concurrency", "4"], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 

@@ -168,3 +168,24 @@ def test_deployed_workflow_started_over_http_with_an_idempotency_key(client, com
     assert r.status_code == 404
     r = fin.post("/api/v1/workflows/review/runs", json={"inputs": {"nope": 1}})
     assert r.status_code == 400 and "nope" in error_of(r)["message"]
+
+
+def _seed_attack(target: str) -> str:
+    return ("name: overwrite\nsteps:\n  - id: clobber\n"
+            f"    python: {{call: \"cristal.sample.webapps.store:seed_database\", args: {{db_path: \"{target}\", overwrite: true}}}}\n")
+
+
+def test_a_member_cannot_overwrite_a_file_with_a_python_step_over_http(client, company: Company, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Issue 16, finding 1: the sample's seed_database replaced any file the worker could write.
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me", encoding="utf-8")
+    fin = client(person("fin", "acme"))
+    r = fin.post("/api/v1/workflows/runs", json={"workflow": _seed_attack(str(target)), "inputs": {}})
+    assert r.status_code == 400, r.text
+    message = error_of(r)["message"]
+    assert "python module 'cristal.sample.webapps.store' is not allowed in workflows" in message
+    assert "<request>:4: step 'clobber'" in message
+    # Even with a worker running, nothing was recorded or queued, and the file is as it was.
+    with Worker(company):
+        assert fin.get("/api/v1/runs").json()["runs"] == []
+    assert target.read_text(encoding="utf-8") == "keep me"

@@ -13,6 +13,13 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# The modules these tests' python steps call: installations allow none by default.
+PYTHON_MODULES = "tests.workflows,cristal.sample.checks"
+
+
+@pytest.fixture(autouse=True)
+def python_modules(isolated_settings: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRISTAL_WORKFLOW_PYTHON_MODULES", PYTHON_MODULES)
 
 
 def queued_in_dbos(db: Any, run_id: str) -> bool:
@@ -76,7 +83,9 @@ def counting_server():  # type: ignore[no-untyped-def]
 @pytest.fixture
 def wf_cli(cli, tmp_path):  # type: ignore[no-untyped-def]
     """The ``cli`` fixture with test functions allowed, a fast approval poll, and two organizations."""
-    extra = {"CRISTAL_WORKFLOW_PYTHON_MODULES": "tests.workflows", "PYTHONPATH": os.pathsep.join((str(REPO / "src"), str(REPO))),  # this tree's code, not the installed one
+    # PYTHONPATH: this tree's code (not the installed one) and the repository for ``tests.workflows``.
+    extra = {"CRISTAL_WORKFLOW_PYTHON_MODULES": PYTHON_MODULES,
+             "PYTHONPATH": os.pathsep.join((str(REPO / "src"), str(REPO))),
              "CRISTAL_WORKFLOW_APPROVAL_POLL_SECONDS": "2"}
     cli.env.update(extra)
 

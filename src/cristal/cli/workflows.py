@@ -96,8 +96,8 @@ def workflow_run(
     from cristal.workflows.spec import load_workflow, parse_cli_inputs
 
     given = parse_cli_inputs(inputs)
-    compiled = load_workflow(file)  # every validation error before anything runs
     cfg = settings()
+    compiled = load_workflow(file, settings=cfg)  # every validation error before anything runs
     db = open_database(cfg)
     try:
         run = service.create_run(db, compiled, org, as_email, given)

@@ -44,8 +44,9 @@ def start_run(body: StartBody, request: Request, caller: Caller = Depends(curren
     from cristal.workflows import service
     from cristal.workflows.spec import load_workflow_text
 
-    db = state_of(request).db
-    compiled = load_workflow_text(body.workflow, origin="<request>")
+    state = state_of(request)
+    db = state.db
+    compiled = load_workflow_text(body.workflow, origin="<request>", settings=state.settings)
     run = service.create_run(db, compiled, caller.org_slug, caller.email, body.inputs)
     service.enqueue(db, run)
     return _accepted(run.run_id)

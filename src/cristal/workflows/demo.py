@@ -3,16 +3,47 @@
 from __future__ import annotations
 
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
-from cristal.config import load_settings
+from cristal.config import CONFIG_FILE_NAME, Settings, load_settings
 from cristal.db import Database
-from cristal.errors import CristalError
+from cristal.errors import ConfigError, CristalError
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample" / "workflows" / "expense-review.yaml"
 ORG = "aozora-de"
 AS = "lukas.weber@aozora-de.example"
+# The one module the sample workflow's python steps call: pure functions, no files, no sockets.
+SAMPLE_MODULE = "cristal.sample.checks"
+
+
+def enable_sample_checks(home: Path) -> None:
+    """Let the demo workspace's python steps call ``cristal.sample.checks`` (written into its ``config.toml``).
+
+    Installations allow no python module by default; the demo's own workspace allows the sample's
+    checks so that ``cristal workflow run expense-review.yaml`` and ``cristal worker`` work there
+    too. A workspace that already lists its modules is left as it is.
+    """
+    path = home / CONFIG_FILE_NAME
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        if "workflow_python_modules" in tomllib.loads(text):
+            return
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    # At the top: a key after a [table] header would belong to that table.
+    line = f'workflow_python_modules = ["{SAMPLE_MODULE}"]  # added by `cristal demo` for the sample workflow\n'
+    home.mkdir(parents=True, exist_ok=True)
+    path.write_text(line + text, encoding="utf-8")
+
+
+def demo_settings(home: Path | None) -> Settings:
+    """This process's settings with the sample's checks allowed (whatever the environment lists)."""
+    settings = load_settings(home=home) if home else load_settings()
+    if settings.python_module_allowed(SAMPLE_MODULE):
+        return settings
+    return settings.model_copy(update={"workflow_python_modules": (*settings.workflow_python_modules, SAMPLE_MODULE)})
 
 
 def run_demo_workflow(db: Database, home: Path, *, threshold: float = 200) -> dict[str, Any]:
@@ -25,8 +56,9 @@ def run_demo_workflow(db: Database, home: Path, *, threshold: float = 200) -> di
     from cristal.workflows.engine import shutdown
     from cristal.workflows.spec import load_workflow
 
-    settings = load_settings(home=home) if home else load_settings()
-    run = service.create_run(db, load_workflow(SAMPLE), ORG, AS, {"threshold": threshold})
+    enable_sample_checks(home)
+    settings = demo_settings(home)
+    run = service.create_run(db, load_workflow(SAMPLE, settings=settings), ORG, AS, {"threshold": threshold})
     try:
         service.start(db, settings, run)
         deadline = time.monotonic() + 120

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cristal import yamlfile
+from cristal.config import Settings, load_settings
 from cristal.errors import InvalidInput
 from cristal.workflows import templates
 
@@ -355,25 +356,25 @@ class _Checker:
         return self.fail(prefix + loc, message, step)
 
 
-def load_workflow(path: str | Path, *, _stack: tuple[Path, ...] = ()) -> Compiled:
-    """Read and validate a workflow file and its sub-workflows."""
+def load_workflow(path: str | Path, *, settings: Settings | None = None, _stack: tuple[Path, ...] = ()) -> Compiled:
+    """Read and validate a workflow file and its sub-workflows (against ``settings``: default, this process's)."""
     path = Path(path).expanduser().resolve()
     if path in _stack:
         chain = " -> ".join(p.name for p in (*_stack, path))
         raise InvalidInput(f"{_stack[-1]}: cycle in sub-workflows: {chain}")
-    return _compile(path, read_yaml(path), _stack, allow_files=True)
+    return _compile(path, read_yaml(path), _stack, allow_files=True, settings=settings or load_settings())
 
 
-def load_workflow_text(text: str | bytes, *, origin: str = "<workflow>") -> Compiled:
+def load_workflow_text(text: str | bytes, *, origin: str = "<workflow>", settings: Settings | None = None) -> Compiled:
     """Validate a workflow given as text (an API call, a stored definition).
 
     Sub-workflow steps name files on the server's disk, so they are refused
     here: text from outside must not make the server read files.
     """
-    return _compile(Path(origin), parse_yaml(text, origin), (), allow_files=False)
+    return _compile(Path(origin), parse_yaml(text, origin), (), allow_files=False, settings=settings or load_settings())
 
 
-def _compile(path: Path, root: Any, _stack: tuple[Path, ...], *, allow_files: bool) -> Compiled:
+def _compile(path: Path, root: Any, _stack: tuple[Path, ...], *, allow_files: bool, settings: Settings) -> Compiled:
     checker = _Checker(path, root)
     if not isinstance(root, dict):
         raise InvalidInput(f"{path}:1: a workflow file is a mapping with name, inputs and steps")
@@ -436,11 +437,11 @@ def _compile(path: Path, root: Any, _stack: tuple[Path, ...], *, allow_files: bo
             raise checker.fail((*loc, "retry"), "an operate step cannot be retried (it would repeat its actions)", step_id)
         if kind == "python":
             module = spec.call.partition(":")[0]  # type: ignore[attr-defined]
-            from cristal.workflows.steps import python_allowed
+            from cristal.workflows.steps import python_refusal
 
-            if not python_allowed(module):
-                raise checker.fail((*loc, kind, "call"), f"python module {module!r} is not allowed in workflows "
-                                   "(allowed: CRISTAL_WORKFLOW_PYTHON_MODULES)", step_id)
+            refusal = python_refusal(settings, module)
+            if refusal is not None:
+                raise checker.fail((*loc, kind, "call"), refusal, step_id)
         earlier = [s["id"] for s in steps]
         _check_templates(checker, wf, raw, loc, step, earlier, all_ids - set(earlier) - {step_id}, steps)
         compiled = step.model_dump()
@@ -449,7 +450,7 @@ def _compile(path: Path, root: Any, _stack: tuple[Path, ...], *, allow_files: bo
                 raise checker.fail((*loc, kind), "sub-workflow steps need a workflow file on disk, not text", step_id)
             child_path = (path.parent / spec.file).resolve()  # type: ignore[attr-defined]
             try:
-                child = load_workflow(child_path, _stack=(*_stack, path))
+                child = load_workflow(child_path, settings=settings, _stack=(*_stack, path))
             except InvalidInput as exc:
                 if "cycle in sub-workflows" in str(exc) or not child_path.exists():
                     raise checker.fail((*loc, kind, "file"), str(exc).split(": ", 1)[1] if child_path.exists() else

@@ -16,7 +16,6 @@ import importlib
 import inspect
 import ipaddress
 import json
-import os
 import socket
 import ssl
 import threading
@@ -38,7 +37,6 @@ from cristal.identity.principal import Principal
 from cristal.identity.resource import Resource
 
 MAX_OUTPUT_BYTES = 1024 * 1024
-DEFAULT_PYTHON_MODULES = ("cristal.sample",)
 HTTP_DEFAULT_TIMEOUT = 30.0
 
 
@@ -80,11 +78,18 @@ class Meta:
         return base if self.item_index is None else f"{base}:{self.item_index}"
 
 
-def python_allowed(module: str) -> bool:
-    raw = os.environ.get("CRISTAL_WORKFLOW_PYTHON_MODULES")
-    prefixes = tuple(p.strip() for p in raw.split(",") if p.strip()) if raw else ()
-    prefixes = DEFAULT_PYTHON_MODULES + prefixes
-    return any(module == p or module.startswith(p + ".") for p in prefixes)
+def python_refusal(settings: Settings, module: str) -> str | None:
+    """Why a ``python`` step may not call functions of ``module`` (``None``: it may).
+
+    Nothing is allowed by default: an installation lists its modules in
+    ``workflow_python_modules`` (``CRISTAL_WORKFLOW_PYTHON_MODULES``).
+    """
+    if settings.python_module_allowed(module):
+        return None
+    allowed = ", ".join(settings.workflow_python_modules)
+    listed = f"this installation allows {allowed}" if allowed else "this installation allows none"
+    return (f"python module {module!r} is not allowed in workflows ({listed}; "
+            "an administrator lists modules in CRISTAL_WORKFLOW_PYTHON_MODULES)")
 
 
 def owner(session: Session, org_id: int, email: str) -> tuple[Organization, Principal]:
@@ -347,10 +352,11 @@ def run_http(db: Database, settings: Settings, meta: Meta, spec: dict[str, Any])
     return {"status": status, "body": payload}
 
 
-def _import(call: str) -> Callable[..., Any]:
+def _import(settings: Settings, call: str) -> Callable[..., Any]:
     module_name, _, func_name = call.partition(":")
-    if not python_allowed(module_name):
-        raise StepError(f"python module {module_name!r} is not allowed in workflows (allowed: CRISTAL_WORKFLOW_PYTHON_MODULES)")
+    refusal = python_refusal(settings, module_name)
+    if refusal is not None:  # checked again here: a queued run may predate a change of the setting
+        raise StepError(refusal)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -361,12 +367,12 @@ def _import(call: str) -> Callable[..., Any]:
     return fn
 
 
-def run_python(db: Database, meta: Meta, spec: dict[str, Any]) -> Any:
+def run_python(db: Database, settings: Settings, meta: Meta, spec: dict[str, Any]) -> Any:
     with db.session() as s:
         org, principal = owner(s, meta.org_id, meta.owner_email)
         require(s, principal, "workflow.python", in_org(org, "function", spec["call"]), request_id=meta.key,
                 details={"workflow_step": meta.key})
-    fn = _import(spec["call"])
+    fn = _import(settings, spec["call"])
     kwargs = dict(spec.get("args") or {})
     params = inspect.signature(fn).parameters
     if "idempotency_key" in params:
@@ -450,7 +456,7 @@ def perform(db: Database, settings: Settings, kind: str, meta: Meta, spec: dict[
     if kind == "http":
         return run_http(db, settings, meta, spec)
     if kind == "python":
-        return run_python(db, meta, spec)
+        return run_python(db, settings, meta, spec)
     if kind == "llm":
         return run_llm(db, settings, meta, spec)
     if kind == "research":
