@@ -47,7 +47,7 @@ def test_the_setting_lists_modules_and_their_submodules(monkeypatch: pytest.Monk
 
 
 @pytest.mark.parametrize("modules", ["", "tests.workflows,cristal.sample.checks"])
-def test_a_member_cannot_overwrite_a_file_over_the_cli(wf_cli, tmp_path: Path, modules: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_member_cannot_overwrite_a_file_over_the_cli(wf_cli, tmp_path: Path, modules: str) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     target = tmp_path / "precious.txt"
     target.write_text("keep me", encoding="utf-8")
     flow = write(tmp_path / "overwrite.yaml", attack(target))
