@@ -38,6 +38,9 @@ def test_values_keep_their_lines_and_dates_stay_text() -> None:
     ("a: &a [1]\nb: *a\n", "f.yaml:2: YAML aliases (*name) are not allowed in YAML files"),
     ("a: 1\na: 2\n", "f.yaml:2: malformed YAML: duplicate key 'a'"),
     ("? [a]\n: 1\n", "f.yaml:1: malformed YAML: keys must be plain names"),
+    # The reader refuses these while it is built (a fuzzed HTTP body once got a 500 from it).
+    ("a: \x00\n", "f.yaml: YAML file holds a character YAML does not allow (#x0000)"),
+    ("a: \ud800\n", "f.yaml: YAML file holds a character YAML does not allow (#xd800)"),
 ])
 def test_what_json_cannot_hold_is_refused_with_the_line(text: str, expected: str) -> None:
     with pytest.raises(InvalidInput) as caught:

@@ -158,8 +158,10 @@ def parse(raw: bytes | str, origin: str, *, what: str = "YAML file", max_bytes: 
             raise InvalidInput(f"{origin}: not UTF-8 text") from None
     else:
         text = raw
-    loader = _Loader(text, what)
+    loader: _Loader | None = None
     try:
+        # The reader checks for unprintable characters while it is built: inside the try.
+        loader = _Loader(text, what)
         return loader.get_single_data()
     except _Refused as exc:
         raise InvalidInput(f"{origin}:{exc.line}: {exc.message}") from None
@@ -168,12 +170,15 @@ def parse(raw: bytes | str, origin: str, *, what: str = "YAML file", max_bytes: 
         line = mark.line + 1 if mark else 1
         problem = exc.problem or exc.context or "invalid YAML"
         raise InvalidInput(f"{origin}:{line}: malformed YAML: {problem}") from None
+    except yaml.reader.ReaderError as exc:
+        raise InvalidInput(f"{origin}: {what} holds a character YAML does not allow (#x{exc.character:04x})") from None
     except yaml.YAMLError as exc:
         raise InvalidInput(f"{origin}: malformed YAML: {exc}") from None
     except RecursionError:  # not expected past the depth limit; a clear refusal all the same
         raise InvalidInput(f"{origin}: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read(path: Path, *, what: str = "YAML file", max_bytes: int = MAX_BYTES) -> Any:

@@ -149,14 +149,14 @@ def test_unknown_run_and_approval_are_404(client) -> None:  # type: ignore[no-un
 
 
 
-def test_deployed_workflow_started_over_http_with_an_idempotency_key(client, company: Company) -> None:  # type: ignore[no-untyped-def]
+def test_deployed_workflow_started_over_http_with_an_idempotency_key(client, company: Company, settings) -> None:  # type: ignore[no-untyped-def]
     deployments = pytest.importorskip("cristal.workflows.deployments")
     from cristal.workflows.spec import load_workflow_text
 
     fin = client(person("fin", "acme"))
     r = fin.post("/api/v1/workflows/review/runs", json={"inputs": {}})
     assert r.status_code == 404 and "review" in error_of(r)["message"]
-    deployments.deploy(company.db, load_workflow_text(REVIEW), "acme", "fin@acme.example", name="review")
+    deployments.deploy(company.db, load_workflow_text(REVIEW, settings=settings), "acme", "fin@acme.example", name="review")
     first = fin.post("/api/v1/workflows/review/runs", json={"inputs": {"amount": 5}}, headers={"Idempotency-Key": "order-17"})
     again = fin.post("/api/v1/workflows/review/runs", json={"inputs": {"amount": 5}}, headers={"Idempotency-Key": "order-17"})
     other = fin.post("/api/v1/workflows/review/runs", json={"inputs": {"amount": 5}})
