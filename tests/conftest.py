@@ -83,7 +83,7 @@ class CliResult:
 
 
 @pytest.fixture
-def cli(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
+def cli(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     """Run ``python -m cristal ...`` as a user would, in a fresh workspace."""
     env = {**os.environ, "CRISTAL_DATABASE_URL": db_url}  # isolated_settings has cleaned the rest
 
@@ -94,5 +94,5 @@ def cli(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
         )
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
-    run.env = env  # type: ignore[attr-defined]
+    run.env = env  # type: ignore[attr-defined]  # an attribute hung on the fixture's function
     return run

@@ -15,13 +15,13 @@ OPERATOR = Principal.operator("test-operator")
 BACKENDS = ("sqlite",)  # test_cli_postgres.py runs the main cases on PostgreSQL
 
 
-def no_traceback(result) -> None:  # type: ignore[no-untyped-def]
+def no_traceback(result) -> None:  # type: ignore[no-untyped-def]  # an untyped test helper; mypy checks src/ only
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 @pytest.fixture
-def company(cli, db_url):  # type: ignore[no-untyped-def]
+def company(cli, db_url):  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     """Two organizations, set up through the Python API (fast); the tests then use the CLI."""
     db = Database(db_url)
     db.upgrade()
@@ -35,27 +35,27 @@ def company(cli, db_url):  # type: ignore[no-untyped-def]
     return cli
 
 
-def test_setup_through_the_cli(cli) -> None:  # type: ignore[no-untyped-def]
+def test_setup_through_the_cli(cli) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     assert cli("init").code == 0
     assert cli("org", "create", "acme", "--name", "ACME Corp").code == 0
     added = cli("user", "add", "fin@acme.example", "--org", "acme", "--group", "finance", "--json")
     assert added.code == 0 and json.loads(added.stdout)["groups"] == ["finance"]
 
 
-def test_init_is_idempotent(cli) -> None:  # type: ignore[no-untyped-def]
+def test_init_is_idempotent(cli) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     first = cli("init", "--json")
     second = cli("init", "--json")
     assert first.code == second.code == 0
     assert json.loads(first.stdout) == json.loads(second.stdout)
 
 
-def test_commands_before_init_say_so(cli) -> None:  # type: ignore[no-untyped-def]
+def test_commands_before_init_say_so(cli) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     result = cli("org", "list")
     assert result.code != 0 and "cristal init" in result.stderr
     no_traceback(result)
 
 
-def test_people_management(company) -> None:  # type: ignore[no-untyped-def]
+def test_people_management(company) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     cli = company
     listed = json.loads(cli("user", "list", "--org", "acme", "--json").stdout)
     assert listed["users"] == [
@@ -87,7 +87,7 @@ def test_people_management(company) -> None:  # type: ignore[no-untyped-def]
         (("org", "remove", "acme"), 2, "--yes"),
     ],
 )
-def test_bad_input_is_one_line_and_nonzero(company, args, code, message) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_is_one_line_and_nonzero(company, args, code, message) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     result = company(*args)
     assert result.code == code, result.stderr
     assert message in result.stderr
@@ -109,7 +109,7 @@ def test_bad_input_is_one_line_and_nonzero(company, args, code, message) -> None
         ("apikey", "list", "fin@globex.example", "--org", "globex"),
     ],
 )
-def test_cli_cannot_cross_organizations(company, args) -> None:  # type: ignore[no-untyped-def]
+def test_cli_cannot_cross_organizations(company, args) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     cli = company
     # --org names the organization acted on; the intruder is acme's admin.
     result = cli(*args, "--as", "boss@acme.example")
@@ -121,7 +121,7 @@ def test_cli_cannot_cross_organizations(company, args) -> None:  # type: ignore[
     assert {u["email"]: u["role"] for u in users} == {"boss@globex.example": "admin", "fin@globex.example": "member"}
 
 
-def test_member_cannot_read_the_audit_trail_and_the_refusal_is_audited(company) -> None:  # type: ignore[no-untyped-def]
+def test_member_cannot_read_the_audit_trail_and_the_refusal_is_audited(company) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     cli = company
     result = cli("audit", "--org", "acme", "--as", "fin@acme.example")
     assert result.code == 5 and "requires the admin role" in result.stderr
@@ -130,7 +130,7 @@ def test_member_cannot_read_the_audit_trail_and_the_refusal_is_audited(company) 
     assert records[0]["actor"] == "user:fin@acme.example@acme" and records[0]["action"] == "audit.read"
 
 
-def test_audit_shows_admin_changes(company) -> None:  # type: ignore[no-untyped-def]
+def test_audit_shows_admin_changes(company) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     cli = company
     doc = json.loads(cli("audit", "--org", "acme", "--json", "--action", "user.manage").stdout)
     assert doc["org"] == "acme"
@@ -140,7 +140,7 @@ def test_audit_shows_admin_changes(company) -> None:  # type: ignore[no-untyped-
     assert created[0]["details"] == {"name": "ACME Corp"}
 
 
-def test_api_key_is_shown_once(company) -> None:  # type: ignore[no-untyped-def]
+def test_api_key_is_shown_once(company) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     cli = company
     created = cli("apikey", "create", "fin@acme.example", "--org", "acme", "--as", "fin@acme.example", "--json")
     assert created.code == 0
@@ -149,7 +149,7 @@ def test_api_key_is_shown_once(company) -> None:  # type: ignore[no-untyped-def]
     assert key not in listed.stdout and json.loads(listed.stdout)["keys"][0]["revoked"] is False
 
 
-def test_corrupt_config_file(company, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_corrupt_config_file(company, tmp_path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     (tmp_path / "home").mkdir(exist_ok=True)
     (tmp_path / "home" / "config.toml").write_text("llm_model = [unclosed")
     result = company("org", "list")
@@ -157,7 +157,7 @@ def test_corrupt_config_file(company, tmp_path) -> None:  # type: ignore[no-unty
     no_traceback(result)
 
 
-def test_unreachable_database(company) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_database(company) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     result = company("org", "list", extra_env={"CRISTAL_DATABASE_URL": "postgresql://u:pw@127.0.0.1:1/none"})
     assert result.code == 1 and "cannot reach database" in result.stderr and "pw" not in result.stderr
     no_traceback(result)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 
-def test_demo_runs_and_is_repeatable(cli) -> None:  # type: ignore[no-untyped-def]
+def test_demo_runs_and_is_repeatable(cli) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     first = cli("demo", "--json")
     assert first.code == 0, first.stderr
     summary = json.loads(first.stdout)
@@ -50,7 +50,7 @@ def test_demo_runs_and_is_repeatable(cli) -> None:  # type: ignore[no-untyped-de
     assert any(r["actor"].startswith("user:yuki.tanaka") for r in denied)
 
 
-def test_demo_prints_tables(cli) -> None:  # type: ignore[no-untyped-def]
+def test_demo_prints_tables(cli) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     result = cli("demo")
     assert result.code == 0
     assert "Aozora Group" in result.stdout and "denied" in result.stdout and "Gehaltsbänder 2025" in result.stdout

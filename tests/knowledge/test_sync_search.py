@@ -19,7 +19,7 @@ from cristal.knowledge.schema import Chunk, Document
 from cristal.knowledge.search import Searcher
 from cristal.knowledge.sync import sync_source
 
-from .conftest import OPERATOR, write_tree
+from .conftest import OPERATOR
 
 BACKENDS = ("sqlite", "postgres")  # the embedded index and the PostgreSQL path
 
@@ -38,7 +38,7 @@ def who(db: Database, org: str, email: str) -> Principal:
         return resolve_principal(s, org, email)
 
 
-def titles(hits) -> list[str]:  # type: ignore[no-untyped-def]
+def titles(hits) -> list[str]:  # type: ignore[no-untyped-def]  # an untyped test helper; mypy checks src/ only
     return [h.title for h in hits]
 
 
@@ -167,7 +167,8 @@ def test_interrupted_sync_converges_to_the_same_index(two_orgs: Database, compan
     def state(db: Database) -> list[tuple]:
         with db.session() as s:
             return sorted(
-                (d.external_id, d.content_hash, tuple(d.acl or ()), tuple(s.scalars(select(Chunk.terms).where(Chunk.doc_id == d.id).order_by(Chunk.ord))))
+                (d.external_id, d.content_hash, tuple(d.acl or ()),
+                 tuple(s.scalars(select(Chunk.terms).where(Chunk.doc_id == d.id).order_by(Chunk.ord))))
                 for d in s.scalars(select(Document))
             )
 
@@ -215,7 +216,7 @@ def test_unreadable_folder_keeps_its_documents(indexed: Database, company_docs: 
     real_walk = os.walk
     hr = str(company_docs / "hr")
 
-    def walk_with_unreadable_hr(top, onerror=None, followlinks=False):  # type: ignore[no-untyped-def]
+    def walk_with_unreadable_hr(top, onerror=None, followlinks=False):  # type: ignore[no-untyped-def]  # an untyped test helper; mypy checks src/ only
         # Root reads any folder, so the permission error is injected where os.walk reports it.
         for folder, dirs, names in real_walk(top, onerror=onerror, followlinks=followlinks):
             if "hr" in dirs:

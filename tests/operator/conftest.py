@@ -3,7 +3,6 @@ organization per test, the loopback expenses site, and settings for a ScriptedMo
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from datetime import date
@@ -69,7 +68,7 @@ def model_settings(base_url: str) -> Settings:
 
 
 @pytest.fixture
-def ocli(cli, db_url: str, _org_template: Path):  # type: ignore[no-untyped-def]
+def ocli(cli, db_url: str, _org_template: Path):  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     """The CLI on a workspace whose database already holds acme and alice (a copy of the module template)."""
     shutil.copyfile(_org_template, db_url.removeprefix("sqlite:///"))
     return cli

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from cristal.operator.scripted import act, element_id, latest_observation  # noqa: F401  (re-exported for the tests)
-
 from tests.operator.site import USER
 
 

@@ -151,7 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length).decode() if length else ""
         return {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         path = urlsplit(self.path).path
         self.site.hits.append(f"GET {self.path}")
         if path == "/hang.js":
@@ -177,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, _page("Not found", "<h1>Not found</h1>"))
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         path = urlsplit(self.path).path
         form = self._form()
         self.site.hits.append(f"POST {self.path}")

@@ -29,7 +29,7 @@ def _env(model: ScriptedModel) -> dict[str, str]:
 class Operate:
     """`cristal operate` in the background; its stderr is read line by line as it comes."""
 
-    def __init__(self, ocli, *args: str, env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, ocli, *args: str, env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]  # an untyped test helper; mypy checks src/ only
         self.proc = subprocess.Popen([sys.executable, "-m", "cristal", "operate", *args], env={**ocli.env, **env},
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
@@ -69,7 +69,7 @@ class Operate:
         return self.proc.returncode, stdout, "".join(self.stderr)
 
 
-def test_an_approved_action_is_carried_out_and_the_run_goes_on(ocli, site: SiteServer) -> None:  # type: ignore[no-untyped-def]
+def test_an_approved_action_is_carried_out_and_the_run_goes_on(ocli, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     script = [*login_steps(), act("click", 'button "Delete"'), tool_call("done", {"result": "deleted the taxi claim"})]
     with ScriptedModel(script) as model:
         run = Operate(ocli, "Delete the taxi claim", *AS, "--start-url", site.url("/login"), "--secret", "PASSWORD", "--json",
@@ -104,7 +104,7 @@ def test_an_approved_action_is_carried_out_and_the_run_goes_on(ocli, site: SiteS
     assert PASSWORD not in stdout + stderr + json.dumps(audit)
 
 
-def test_a_rejected_action_is_skipped_and_the_model_is_told(ocli, site: SiteServer) -> None:  # type: ignore[no-untyped-def]
+def test_a_rejected_action_is_skipped_and_the_model_is_told(ocli, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     for email, groups in (("bob@acme.example", ["--group", "finance"]), ("carol@acme.example", [])):
         assert ocli("user", "add", email, "--org", "acme", *groups).code == 0
     script = [*login_steps(), act("click", 'button "Delete"'), tool_call("done", {"result": "could not delete: refused"})]
@@ -125,7 +125,7 @@ def test_a_rejected_action_is_skipped_and_the_model_is_told(ocli, site: SiteServ
     assert len(site.site.claims) == 2  # nothing was deleted
 
 
-def test_no_decision_in_time_stops_the_run(ocli, site: SiteServer) -> None:  # type: ignore[no-untyped-def]
+def test_no_decision_in_time_stops_the_run(ocli, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with ScriptedModel([*login_steps(), act("click", 'button "Delete"')]) as model:
         run = Operate(ocli, "Delete the taxi claim", *AS, "--start-url", site.url("/login"), "--secret", "PASSWORD",
                       "--approval-timeout", "1s", env=_env(model))
@@ -137,7 +137,7 @@ def test_no_decision_in_time_stops_the_run(ocli, site: SiteServer) -> None:  # t
     assert len(site.site.claims) == 2
 
 
-def test_a_crash_while_waiting_fails_the_step_instead_of_redoing_actions(ocli, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_crash_while_waiting_fails_the_step_instead_of_redoing_actions(ocli, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     record = tmp_path / "run.json"
     with ScriptedModel([*login_steps(), act("click", 'button "Delete"'), tool_call("done", {"result": "x"})]) as model:
         run = Operate(ocli, "Delete the taxi claim", *AS, "--start-url", site.url("/login"), "--secret", "PASSWORD",

@@ -18,7 +18,7 @@ def _env(model: ScriptedModel) -> dict[str, str]:
     return model_env(model.base_url, PASSWORD=PASSWORD)
 
 
-def test_operate_records_and_replay_repeats(ocli, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_operate_records_and_replay_repeats(ocli, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     record = tmp_path / "claim.json"
     script = [*login_steps(), *new_claim_steps(), act("click", 'button "Save draft"'), tool_call("done", {"result": "Saved the draft"})]
     with ScriptedModel(script) as model:
@@ -36,7 +36,7 @@ def test_operate_records_and_replay_repeats(ocli, site: SiteServer, tmp_path: Pa
     assert site.site.claims[-1].description == "Train to Berlin"
 
 
-def test_bad_input_is_one_line(ocli, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_is_one_line(ocli, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = sock.getsockname()[1]
@@ -60,7 +60,7 @@ def test_bad_input_is_one_line(ocli, site: SiteServer, tmp_path: Path) -> None: 
     assert r.code != 0 and "CRISTAL_LLM_BASE_URL" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-def test_operate_uses_script_bound_widgets_without_allow_irreversible(ocli, db_url: str, apps) -> None:  # type: ignore[no-untyped-def]
+def test_operate_uses_script_bound_widgets_without_allow_irreversible(ocli, db_url: str, apps) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     from cristal.db import Database
     from cristal.sample.webapps import AppState
     from cristal.sample.webapps.tasks import TASKS_BY_ID

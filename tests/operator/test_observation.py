@@ -7,11 +7,11 @@ from cristal.operator.observation import element_line
 from tests.operator.site import PASSWORD, USER, SiteServer
 
 
-def _session(browser, site: SiteServer, secrets: Secrets | None = None) -> BrowserSession:  # type: ignore[no-untyped-def]
+def _session(browser, site: SiteServer, secrets: Secrets | None = None) -> BrowserSession:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     return BrowserSession(browser, AllowList.build([], site.url()), secrets)
 
 
-def test_format_lists_elements_with_role_name_value_and_state(browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]
+def test_format_lists_elements_with_role_name_value_and_state(browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with _session(browser, site) as s:
         obs = s.open(site.url("/login"))
         text = obs.format()
@@ -30,7 +30,7 @@ def test_format_lists_elements_with_role_name_value_and_state(browser, site: Sit
         assert obs.distil_ms > 0 and obs.total_ms >= obs.distil_ms
 
 
-def test_ids_are_stable_across_steps_and_pages(browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]
+def test_ids_are_stable_across_steps_and_pages(browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with _session(browser, site, Secrets({"PASSWORD": PASSWORD})) as s:
         first = s.open(site.url("/login"))
         ids = {e["name"]: e["id"] for e in first.elements}
@@ -54,7 +54,7 @@ def test_ids_are_stable_across_steps_and_pages(browser, site: SiteServer) -> Non
         assert max(e["id"] for e in deletes) < s.next_id
 
 
-def test_shadow_dom_and_iframe_content_appear_and_can_be_used(browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]
+def test_shadow_dom_and_iframe_content_appear_and_can_be_used(browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with _session(browser, site) as s:
         obs = s.open(site.url("/widgets"))
         text = obs.format()
@@ -69,7 +69,7 @@ def test_shadow_dom_and_iframe_content_appear_and_can_be_used(browser, site: Sit
         assert s.act("click", {}, shadow).ok and s.act("click", {}, frame_button).ok
 
 
-def test_unknown_select_option_is_reported_with_the_choices(browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_select_option_is_reported_with_the_choices(browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with _session(browser, site) as s:
         s.open(site.url("/login"))
         s.page.context.add_cookies([])  # no session: /expenses/new redirects to login
@@ -81,7 +81,7 @@ def test_unknown_select_option_is_reported_with_the_choices(browser, site: SiteS
         assert obs.url == s.last.url
 
 
-def test_a_page_that_keeps_changing_is_observed_after_the_settle_cap(browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]
+def test_a_page_that_keeps_changing_is_observed_after_the_settle_cap(browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     from cristal.operator import Timing
 
     with BrowserSession(browser, AllowList.build([], site.url()), timing=Timing(settle_s=0.3)) as s:
@@ -91,7 +91,7 @@ def test_a_page_that_keeps_changing_is_observed_after_the_settle_cap(browser, si
         assert outcome.ok and s.last.title == "clicked"
 
 
-def test_screenshot_is_png(browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]
+def test_screenshot_is_png(browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with _session(browser, site) as s:
         s.open(site.url("/login"))
         assert s.screenshot().startswith(b"\x89PNG")

@@ -35,7 +35,7 @@ def _host(server: SiteServer) -> str:
     return server.url().split("//")[1].rstrip("/")
 
 
-def _run(db: Database, principal, browser, script, config):  # type: ignore[no-untyped-def]
+def _run(db: Database, principal, browser, script, config):  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with ScriptedModel(script) as model, Gateway(model_settings(model.base_url), db) as gateway:
         result = run_operator(db, principal, config, gateway=gateway, browser=browser)
         answers = [m["content"] for r in model.chat_requests[1:] for m in r.messages if m["role"] == "tool"]
@@ -70,7 +70,7 @@ def test_only_admins_change_the_list_and_every_change_is_audited(db: Database, a
     assert change.details["after"] == ["intranet.example:8443", "erp.example"] and admin in change.actor
 
 
-def test_runs_stay_inside_their_organizations_list(db: Database, alice, admin: str, browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]
+def test_runs_stay_inside_their_organizations_list(db: Database, alice, admin: str, browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with db.session() as s:  # a second organization with no list of its own
         orgs.create_org(s, OPERATOR, "globex", "Globex")
         users.add_user(s, OPERATOR, "globex", "gina@globex.example")
@@ -101,7 +101,7 @@ def test_runs_stay_inside_their_organizations_list(db: Database, alice, admin: s
         assert "BLOCKED" in result.steps[0]["observation"]
 
 
-def test_the_cli_refuses_members_and_domains_outside_the_list(cli, db_url: str, _org_template: Path, site: SiteServer) -> None:  # type: ignore[no-untyped-def]
+def test_the_cli_refuses_members_and_domains_outside_the_list(cli, db_url: str, _org_template: Path, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     shutil.copyfile(_org_template, db_url.removeprefix("sqlite:///"))
     assert cli("user", "add", ADMIN, "--org", "acme", "--role", "admin").code == 0
     r = cli("operator", "domains", "--org", "acme", "--as", USER, "--set", "evil.example")

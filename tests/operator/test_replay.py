@@ -18,7 +18,7 @@ from tests.operator.site import PASSWORD, Site, SiteServer
 
 
 @pytest.fixture
-def recording(db, alice, browser, site: SiteServer, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+def recording(db, alice, browser, site: SiteServer, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     """A run that logged in and filed a claim (with approval for irreversible actions)."""
     path = tmp_path / "claim.json"
     script = [*login_steps(), *new_claim_steps(), act("click", 'button "Submit claim"'), tool_call("done", {"result": "filed"})]
@@ -35,7 +35,7 @@ def _fresh(site: SiteServer) -> None:
     site.site.next_id = 3
 
 
-def test_replay_reproduces_the_final_state_without_a_model(db, alice, browser, site: SiteServer, recording: Path) -> None:  # type: ignore[no-untyped-def]
+def test_replay_reproduces_the_final_state_without_a_model(db, alice, browser, site: SiteServer, recording: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     _fresh(site)
     trajectory = load_trajectory(recording)
     result = replay_trajectory(db, alice, trajectory, secrets=Secrets({"PASSWORD": PASSWORD}), allow_irreversible=True, browser=browser)
@@ -48,7 +48,7 @@ def test_replay_reproduces_the_final_state_without_a_model(db, alice, browser, s
     assert result.original_seconds and result.seconds > 0 and result.as_dict()["speedup"]
 
 
-def test_replay_stops_clearly_when_the_page_changed(db, alice, browser, site: SiteServer, recording: Path) -> None:  # type: ignore[no-untyped-def]
+def test_replay_stops_clearly_when_the_page_changed(db, alice, browser, site: SiteServer, recording: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     _fresh(site)
     site.site.variant = "renamed"  # "Submit claim" is now "Send for approval"
     result = replay_trajectory(db, alice, load_trajectory(recording), secrets=Secrets({"PASSWORD": PASSWORD}),
@@ -56,12 +56,12 @@ def test_replay_stops_clearly_when_the_page_changed(db, alice, browser, site: Si
     assert result.status == "diverged" and result.replayed == 8
     assert result.reason.startswith("step 9 (click button 'Submit claim'): no element with the same role and name on ")
     d = result.divergence
-    assert d["expected"] == '[9] button "Submit claim" submits form' or d["expected"].startswith("[") and "Submit claim" in d["expected"]
+    assert d["expected"] == '[9] button "Submit claim" submits form' or (d["expected"].startswith("[") and "Submit claim" in d["expected"])
     assert d["closest"] and "Send for approval" in json.dumps(d["closest"])
     assert [c.status for c in site.site.claims] == ["draft", "draft"]  # nothing was submitted
 
 
-def test_replay_keeps_the_rules_secrets_and_approval(db, alice, browser, site: SiteServer, recording: Path) -> None:  # type: ignore[no-untyped-def]
+def test_replay_keeps_the_rules_secrets_and_approval(db, alice, browser, site: SiteServer, recording: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     trajectory = load_trajectory(recording)
     assert PASSWORD not in recording.read_text()
     with pytest.raises(InvalidInput, match="--secret PASSWORD="):
@@ -72,7 +72,7 @@ def test_replay_keeps_the_rules_secrets_and_approval(db, alice, browser, site: S
     assert [c.status for c in site.site.claims] == ["draft", "draft"]
 
 
-def test_fuzzy_match_finds_an_element_whose_surroundings_changed(browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]
+def test_fuzzy_match_finds_an_element_whose_surroundings_changed(browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     from cristal.operator import AllowList, BrowserSession
 
     with BrowserSession(browser, AllowList.build([], site.url())) as s:

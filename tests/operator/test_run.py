@@ -12,23 +12,23 @@ from cristal.db import Database
 from cristal.identity.principal import Principal
 from cristal.models import Gateway
 from cristal.operator import RunConfig, Secrets, Timing, run_operator
-from cristal.testing.scripted_model import ScriptedModel, tool_call, tool_calls, text
+from cristal.testing.scripted_model import ScriptedModel, text, tool_call, tool_calls
 from tests.operator.conftest import model_settings
 from tests.operator.scripts import act, login_steps, new_claim_steps
 from tests.operator.site import PASSWORD, Site, SiteServer
 
 
-def _run(db: Database, alice: Principal, browser, model: ScriptedModel, config: RunConfig, **kwargs):  # type: ignore[no-untyped-def]
+def _run(db: Database, alice: Principal, browser, model: ScriptedModel, config: RunConfig, **kwargs):  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with Gateway(model_settings(model.base_url), db) as gateway:
         return run_operator(db, alice, config, gateway=gateway, browser=browser, **kwargs)
 
 
-def _config(site: SiteServer, task: str = "File my train ticket as an expense", **kwargs) -> RunConfig:  # type: ignore[no-untyped-def]
+def _config(site: SiteServer, task: str = "File my train ticket as an expense", **kwargs) -> RunConfig:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     kwargs.setdefault("secrets", Secrets({"PASSWORD": PASSWORD}))
     return RunConfig(task=task, start_url=site.url("/login"), **kwargs)
 
 
-def test_files_an_expense_end_to_end_and_records_it(db, alice, browser, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_files_an_expense_end_to_end_and_records_it(db, alice, browser, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     script = [*login_steps(), *new_claim_steps(), act("click", 'button "Submit claim"'), tool_call("done", {"result": "Filed 89.90 EUR"})]
     record = tmp_path / "run.json"
     with ScriptedModel(script) as model:
@@ -39,7 +39,8 @@ def test_files_an_expense_end_to_end_and_records_it(db, alice, browser, site: Si
     assert result.final_url == site.url("/expenses")
     doc = json.loads(record.read_text())
     assert doc["status"] == "done" and doc["allow_domains"] == [site.url().split("//")[1].rstrip("/")]
-    assert [s["action"]["tool"] for s in doc["steps"]] == ["fill", "fill", "click", "click", "fill", "fill", "select_option", "click", "click", "done"]
+    assert [s["action"]["tool"] for s in doc["steps"]] == [
+        "fill", "fill", "click", "click", "fill", "fill", "select_option", "click", "click", "done"]
     submit = doc["steps"][8]
     assert submit["element"]["role"] == "button" and submit["element"]["name"] == "Submit claim"
     assert submit["url_before"] == site.url("/expenses/new") and submit["url_after"] == site.url("/expenses")
@@ -55,7 +56,7 @@ def test_files_an_expense_end_to_end_and_records_it(db, alice, browser, site: Si
     assert last["action"] == "click" and last["element"]["name"] == "Submit claim" and last["url"] == site.url("/expenses/new")
 
 
-def test_secrets_never_reach_the_model_the_record_or_the_audit(db, alice, browser, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_secrets_never_reach_the_model_the_record_or_the_audit(db, alice, browser, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     # the page echoes what was typed: the login error page would show it if the form re-rendered values
     script = [*login_steps(), act("fill", 'link "New expense"', text="{{PASSWORD}}"),
               tool_call("goto", {"url": f"/expenses?q={PASSWORD}"}), tool_call("done", {"result": "logged in"})]
@@ -76,7 +77,7 @@ def test_secrets_never_reach_the_model_the_record_or_the_audit(db, alice, browse
     assert PASSWORD not in audit and "{{PASSWORD}}" in audit
 
 
-def test_irreversible_action_pauses_the_run(db, alice, browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]
+def test_irreversible_action_pauses_the_run(db, alice, browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     script = [*login_steps(), act("click", 'button "Delete"'), tool_call("done", {"result": "never reached"})]
     with ScriptedModel(script) as model:
         result = _run(db, alice, browser, model, _config(site, task="Delete the taxi claim"))
@@ -90,7 +91,7 @@ def test_irreversible_action_pauses_the_run(db, alice, browser, site: SiteServer
     assert len(denied) == 1 and denied[0].reason.startswith("needs approval")
 
 
-def test_page_text_cannot_widen_the_allow_list(db, alice, browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]
+def test_page_text_cannot_widen_the_allow_list(db, alice, browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with SiteServer(Site()) as other:
         other_origin = other.url().replace("127.0.0.1", "localhost").rstrip("/")
         site.site.other_origin = other_origin
@@ -113,7 +114,7 @@ def test_page_text_cannot_widen_the_allow_list(db, alice, browser, site: SiteSer
     assert denied and "outside this run's allowed domains" in denied[-1].reason
 
 
-def test_unknown_element_unknown_tool_and_text_replies_go_back_to_the_model(db, alice, browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_element_unknown_tool_and_text_replies_go_back_to_the_model(db, alice, browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     script = [
         tool_call("click", {"element": 999}),
         tool_call("launch_missiles", {"target": "moon"}),
@@ -133,7 +134,7 @@ def test_unknown_element_unknown_tool_and_text_replies_go_back_to_the_model(db, 
     assert [s["ok"] for s in result.steps] == [False, False, False, False, True, True]
 
 
-def test_history_keeps_only_the_newest_observations_in_full(db, alice, browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]
+def test_history_keeps_only_the_newest_observations_in_full(db, alice, browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     script = [tool_call("scroll", {"direction": "down"}) for _ in range(5)] + [tool_call("done", {"result": "ok"})]
     with ScriptedModel(script) as model:
         _run(db, alice, browser, model, _config(site, secrets=Secrets(), keep_full=2))
@@ -143,13 +144,13 @@ def test_history_keeps_only_the_newest_observations_in_full(db, alice, browser, 
     assert "Earlier steps (summarised):\\n1. scroll direction='down' -> ok" in joined
 
 
-def test_limits_end_the_run(db, alice, browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]
+def test_limits_end_the_run(db, alice, browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with ScriptedModel(default=tool_call("scroll", {"direction": "down"})) as model:
         result = _run(db, alice, browser, model, _config(site, max_steps=3))
     assert result.status == "step_limit" and len(result.steps) == 3 and "3 steps" in result.reason
 
 
-def test_bad_start_pages_stop_the_run_with_a_reason_and_keep_the_record(db, alice, browser, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_start_pages_stop_the_run_with_a_reason_and_keep_the_record(db, alice, browser, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     import socket
 
     with socket.socket() as sock:
@@ -167,7 +168,7 @@ def test_bad_start_pages_stop_the_run_with_a_reason_and_keep_the_record(db, alic
     assert browser.contexts == []  # every run closed its context
 
 
-def test_start_url_outside_the_allow_list_is_bad_input(db, alice, browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]
+def test_start_url_outside_the_allow_list_is_bad_input(db, alice, browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     import pytest
 
     from cristal.errors import InvalidInput
@@ -176,7 +177,7 @@ def test_start_url_outside_the_allow_list_is_bad_input(db, alice, browser, site:
         _run(db, alice, browser, model, RunConfig(task="x", start_url=site.url("/"), allow_domains=("intranet.example",)))
 
 
-def test_model_failure_and_browser_crash_stop_the_run(db, alice, browser, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_model_failure_and_browser_crash_stop_the_run(db, alice, browser, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with ScriptedModel([tool_call("scroll", {"direction": "down"})]) as model:  # then the script is exhausted: HTTP 400
         result = _run(db, alice, browser, model, _config(site))
     assert result.status == "failed" and "400" in result.reason and len(result.steps) == 1
@@ -196,7 +197,7 @@ def test_model_failure_and_browser_crash_stop_the_run(db, alice, browser, site: 
     assert browser.contexts == []
 
 
-def test_a_page_stuck_in_a_script_loop_stops_the_run(db, alice, browser, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_page_stuck_in_a_script_loop_stops_the_run(db, alice, browser, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     timing = Timing(script_s=1.5)
     for button in ("Recalculate", "Refresh later"):  # the loop runs in the click itself / a moment later, in a timer
         record = tmp_path / f"{button}.json"

@@ -3,6 +3,8 @@ and the apps' own database decides whether the task was done."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from cristal.db import Database
 from cristal.models import Gateway
 from cristal.operator import RunConfig, run_operator
@@ -16,16 +18,16 @@ from tests.operator.scripts import act
 TASK = {t.id: t for t in TASKS}
 
 
-def _run(db, principal, browser, script, config):  # type: ignore[no-untyped-def]
+def _run(db, principal, browser, script, config):  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with ScriptedModel(script) as model, Gateway(model_settings(model.base_url), db) as gateway:
         return run_operator(db, principal, config, gateway=gateway, browser=browser)
 
 
-def _sign_in(email: str) -> list:  # type: ignore[type-arg]
+def _sign_in(email: str) -> list[Any]:
     return [act("fill", 'textbox "E-mail address"', text=email), act("click", 'button "Sign in"')]
 
 
-def test_files_a_draft_claim_in_the_expenses_app(db: Database, browser, apps: WebApps) -> None:  # type: ignore[no-untyped-def]
+def test_files_a_draft_claim_in_the_expenses_app(db: Database, browser, apps: WebApps) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     task = TASK["expenses-file-taxi-claim"]
     script = taxi_claim_policy(task.as_email)  # the same scripted policy the demo records
     config = RunConfig(task=task.instruction, start_url=apps.url(task.start_path))
@@ -35,7 +37,7 @@ def test_files_a_draft_claim_in_the_expenses_app(db: Database, browser, apps: We
     assert task.check(AppState(apps.db_path))
 
 
-def test_submitting_a_claim_pauses_then_succeeds_with_approval(db: Database, browser, apps: WebApps) -> None:  # type: ignore[no-untyped-def]
+def test_submitting_a_claim_pauses_then_succeeds_with_approval(db: Database, browser, apps: WebApps) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     task = TASK["expenses-submit-draft"]
     principal = employee(db, task.as_email)
     open_claim = [*_sign_in(task.as_email), act("click", 'link "Claim 101"')]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,7 +40,7 @@ def store(rdb: Database) -> CheckpointStore:
 
 
 @pytest.fixture
-def who(rdb: Database):  # type: ignore[no-untyped-def]
+def who(rdb: Database):  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     def principal(email: str, org: str = "acme") -> Principal:
         with rdb.session() as s:
             return resolve_principal(s, org, email)

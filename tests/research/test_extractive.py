@@ -14,7 +14,7 @@ from cristal.research import Budget, render_html, run_research
 from tests.research.company import FINANCE, MEMBER, SECRETS
 
 
-def assert_citations_hold(db: Database, result) -> None:  # type: ignore[no-untyped-def]
+def assert_citations_hold(db: Database, result) -> None:  # type: ignore[no-untyped-def]  # an untyped test helper; mypy checks src/ only
     with db.session() as s:
         texts = dict(s.execute(select(Document.id, Document.text)).all())
     assert result.citations, "a report with findings cites something"
@@ -26,7 +26,7 @@ def assert_citations_hold(db: Database, result) -> None:  # type: ignore[no-unty
     assert cited <= {c["n"] for c in result.citations}
 
 
-def test_conflicting_sources_are_cited_both(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]
+def test_conflicting_sources_are_cited_both(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     result = run_research(rdb, who(MEMBER), "What is the hotel cap in Munich?", settings=settings, store=store)
     assert (result.mode, result.status, result.lang) == ("extractive", "complete", "en")
     assert_citations_hold(rdb, result)
@@ -40,13 +40,13 @@ def test_conflicting_sources_are_cited_both(rdb, who, settings, store) -> None: 
     assert all("finance" not in c["uri"] for c in result.citations)
 
 
-def test_what_finance_may_read_depends_on_who_asks(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]
+def test_what_finance_may_read_depends_on_who_asks(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     result = run_research(rdb, who(FINANCE), "What is the hotel cap in Munich for board trips?", settings=settings, store=store)
     assert_citations_hold(rdb, result)
     assert any("bank.md" in c["uri"] for c in result.citations)
 
 
-def test_cross_lingual_answer_in_the_question_language(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]
+def test_cross_lingual_answer_in_the_question_language(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     result = run_research(rdb, who(MEMBER), "How long is the warranty for Sora air purifiers in Germany?", settings=settings, store=store)
     assert_citations_hold(rdb, result)
     assert "36 Monate" in result.report
@@ -54,7 +54,7 @@ def test_cross_lingual_answer_in_the_question_language(rdb, who, settings, store
     assert "Quotes are given in the language of their source." in result.report
 
 
-def test_lang_override_and_japanese(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]
+def test_lang_override_and_japanese(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     ja = run_research(rdb, who(MEMBER), "出張旅費の精算期限はいつですか？", settings=settings, store=store)
     assert ja.lang == "ja" and "## 要約" in ja.report
     assert_citations_hold(rdb, ja)
@@ -62,7 +62,7 @@ def test_lang_override_and_japanese(rdb, who, settings, store) -> None:  # type:
     assert de.lang == "de" and "## Zusammenfassung" in de.report and "Widersprüche zwischen Quellen" in de.report
 
 
-def test_multi_part_question_gets_sub_questions(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]
+def test_multi_part_question_gets_sub_questions(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     q = "What is the per diem for meals and how long is the filter warranty?"
     result = run_research(rdb, who(MEMBER), q, settings=settings, store=store)
     assert len(result.subquestions) == 3 and result.subquestions[0] == q
@@ -71,8 +71,9 @@ def test_multi_part_question_gets_sub_questions(rdb, who, settings, store) -> No
     assert_citations_hold(rdb, result)
 
 
-def test_poisoned_document_is_data_not_instructions(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]
-    result = run_research(rdb, who(MEMBER), "What does the staff newsletter say about the Munich hotel cap?", settings=settings, store=store)
+def test_poisoned_document_is_data_not_instructions(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+    result = run_research(rdb, who(MEMBER), "What does the staff newsletter say about the Munich hotel cap?",
+                          settings=settings, store=store)
     assert_citations_hold(rdb, result)
     assert all("IGNORE ALL PREVIOUS" not in c["quote"] for c in result.citations)
     assert "evil.example" not in result.report
@@ -84,36 +85,36 @@ def test_poisoned_document_is_data_not_instructions(rdb, who, settings, store) -
     ("   ", "empty question"),
     ("Какой лимит на отель в Мюнхене?", "language or script is not supported"),
 ])
-def test_bad_questions(rdb, who, settings, store, question, message) -> None:  # type: ignore[no-untyped-def]
+def test_bad_questions(rdb, who, settings, store, question, message) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with pytest.raises(InvalidInput, match=message) as info:
         run_research(rdb, who(MEMBER), question, settings=settings, store=store)
     assert "\n" not in str(info.value)
 
 
-def test_unsupported_script_with_forced_language_runs(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]
+def test_unsupported_script_with_forced_language_runs(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     result = run_research(rdb, who(MEMBER), "Какой лимит на отель в Мюнхене? hotel cap Munich", settings=settings, store=store, lang="en")
     assert result.lang == "en" and result.status in ("complete", "no_results")
 
 
-def test_no_searchable_sources(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]
+def test_no_searchable_sources(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with pytest.raises(InvalidInput, match="no searchable sources"):
         run_research(rdb, who("eng@empty.example", "empty"), "What is the hotel cap?", settings=settings, store=store)
 
 
-def test_no_results_the_user_may_see(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]
+def test_no_results_the_user_may_see(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     result = run_research(rdb, who("eng@locked.example", "locked"), "What is the hotel cap in Munich?", settings=settings, store=store)
     assert result.status == "no_results" and result.citations == []
     assert "999" not in result.report and "No documents you may read match this question." in result.report
 
 
-def test_operator_cannot_research(rdb, settings, store) -> None:  # type: ignore[no-untyped-def]
+def test_operator_cannot_research(rdb, settings, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     from cristal.identity.principal import Principal
 
     with pytest.raises(AccessDenied):
         run_research(rdb, Principal.operator("ops"), "What is the hotel cap?", settings=settings, store=store)
 
 
-def test_budget_exhausted_mid_run_keeps_what_was_gathered_and_resumes(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]
+def test_budget_exhausted_mid_run_keeps_what_was_gathered_and_resumes(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     q = "What is the per diem for meals and how long is the filter warranty?"
     partial = run_research(rdb, who(MEMBER), q, settings=settings, store=store, budget=Budget(max_steps=1))
     assert partial.status == "partial" and "step budget exhausted" in partial.error
@@ -129,29 +130,30 @@ def test_budget_exhausted_mid_run_keeps_what_was_gathered_and_resumes(rdb, who, 
     assert len(queries) == len(set(queries))  # no search was repeated
 
 
-def test_unknown_run_id(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_run_id(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with pytest.raises(NotFound):
         run_research(rdb, who(MEMBER), None, settings=settings, store=store, resume="0123456789ab")
     with pytest.raises(InvalidInput):
         run_research(rdb, who(MEMBER), None, settings=settings, store=store, resume="../../etc")
 
 
-def test_html_is_standalone_and_escaped(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]
+def test_html_is_standalone_and_escaped(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     result = run_research(rdb, who(MEMBER), "What is the hotel cap in Munich?", settings=settings, store=store).as_dict()
     page = render_html(result)
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "http://" not in page.replace("http-equiv", "")
     for c in result["citations"]:
         assert f'id="cite-{c["n"]}"' in page and f'href="#cite-{c["n"]}"' in page
-    hostile = dict(result, question="<script>alert(1)</script>", citations=[dict(result["citations"][0], quote='"><img src=x onerror=alert(1)>')])
+    hostile = dict(result, question="<script>alert(1)</script>",
+                   citations=[dict(result["citations"][0], quote='"><img src=x onerror=alert(1)>')])
     page = render_html(hostile)
     assert "<script>alert" not in page and "<img" not in page and "&lt;img" in page
 
 
-def test_demo_research_over_the_sample_company(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_demo_research_over_the_sample_company(tmp_path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+    from cristal.knowledge.sync import sync_source
     from cristal.research.demo import demo_research
     from cristal.sample.company import load_company
     from cristal.sample.knowledge import connect_sources
-    from cristal.knowledge.sync import sync_source
     from tests.research.company import OPERATOR
 
     db = Database(f"sqlite:///{tmp_path / 'demo.db'}")
@@ -193,7 +195,7 @@ def test_a_value_after_a_colon_or_an_abbreviation_stays_in_its_sentence() -> Non
         "Abwesenheit von 24 Stunden: 28 EUR pro Tag", "Der Umsatz stieg auf 1,33 Mio. EUR im Quartal.", "Danach sank er."]
 
 
-def test_cross_lingual_summary_leads_with_the_value_asked_for(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]
+def test_cross_lingual_summary_leads_with_the_value_asked_for(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     result = run_research(rdb, who(MEMBER), "What is the warranty period for Sora air purifiers in Germany?",
                           settings=settings, store=store)
     summary = result.report.split("## Summary", 1)[1].split("##", 1)[0]

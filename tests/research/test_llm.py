@@ -39,7 +39,7 @@ def honest_writer(request: dict[str, Any]) -> Any:
     )
 
 
-def test_llm_mode_end_to_end_with_injection_attempts(rdb, who, tmp_path, store) -> None:  # type: ignore[no-untyped-def]
+def test_llm_mode_end_to_end_with_injection_attempts(rdb, who, tmp_path, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     script = [
         json_reply({"subquestions": ["What is the hotel cap in Munich?", "Did the hotel cap change recently?"]}),
         # The model "follows" the poisoned newsletter: asks to e-mail and delete, and searches for salaries.
@@ -72,9 +72,10 @@ def test_llm_mode_end_to_end_with_injection_attempts(rdb, who, tmp_path, store) 
     assert any(d["kind"] == "money" for d in result.disagreements)
 
 
-def test_llm_failing_mid_run_is_partial_and_resumes(rdb, who, tmp_path, store) -> None:  # type: ignore[no-untyped-def]
+def test_llm_failing_mid_run_is_partial_and_resumes(rdb, who, tmp_path, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with ScriptedModel([json_reply({"subquestions": ["What is the hotel cap in Munich?"]}), http_status(500, times=5)]) as model:
-        partial = run_research(rdb, who(MEMBER), "What is the hotel cap in Munich?", settings=llm_settings(model, str(tmp_path)), store=store)
+        partial = run_research(rdb, who(MEMBER), "What is the hotel cap in Munich?", settings=llm_settings(model, str(tmp_path)),
+                               store=store)
     assert partial.status == "partial" and "language model failed" in partial.error
     assert partial.written_by == "extractive" and "180 EUR" in partial.report  # what was gathered is reported
     assert_citations_hold(rdb, partial)
@@ -85,7 +86,7 @@ def test_llm_failing_mid_run_is_partial_and_resumes(rdb, who, tmp_path, store) -
     assert done.status == "complete" and done.written_by == "model" and done.stats["searches"] == searches
 
 
-def test_token_budget_exhausted(rdb, who, tmp_path, store) -> None:  # type: ignore[no-untyped-def]
+def test_token_budget_exhausted(rdb, who, tmp_path, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with ScriptedModel([json_reply({"subquestions": ["What is the hotel cap in Munich?"]})]) as model:
         result = run_research(rdb, who(MEMBER), "What is the hotel cap in Munich?", settings=llm_settings(model, str(tmp_path)),
                               store=store, budget=Budget(max_tokens=5))
@@ -94,10 +95,11 @@ def test_token_budget_exhausted(rdb, who, tmp_path, store) -> None:  # type: ign
     assert result.citations and "180 EUR" in result.report
 
 
-def test_draft_without_holding_citations_falls_back_to_quotes(rdb, who, tmp_path, store) -> None:  # type: ignore[no-untyped-def]
+def test_draft_without_holding_citations_falls_back_to_quotes(rdb, who, tmp_path, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     script = [json_reply({"subquestions": []}), tool_call("finish"), text("The cap is 999 EUR [1]. Trust me [42].")]
     with ScriptedModel(script) as model:
-        result = run_research(rdb, who(MEMBER), "What is the hotel cap in Munich?", settings=llm_settings(model, str(tmp_path)), store=store)
+        result = run_research(rdb, who(MEMBER), "What is the hotel cap in Munich?", settings=llm_settings(model, str(tmp_path)),
+                              store=store)
     assert result.status == "complete" and result.written_by == "extractive"
     assert "999" not in result.report and result.subquestions == ["What is the hotel cap in Munich?"]
     assert_citations_hold(rdb, result)

@@ -27,7 +27,7 @@ def test_no_key_malformed_key_and_unknown_key_are_401(live: LiveServer, company:
         assert r.headers["www-authenticate"].startswith("Bearer")
 
 
-def test_me_is_the_keys_user_in_the_keys_org(client, db_backend: str) -> None:  # type: ignore[no-untyped-def]
+def test_me_is_the_keys_user_in_the_keys_org(client, db_backend: str) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     r = client(person("fin", "globex")).get("/api/v1/me")
     assert r.status_code == 200
     assert r.json() == {"email": "fin@globex.example", "org": "globex", "role": "member", "groups": ["finance"],
@@ -35,7 +35,7 @@ def test_me_is_the_keys_user_in_the_keys_org(client, db_backend: str) -> None:  
     assert r.headers["x-request-id"]
 
 
-def test_revoked_key_is_refused_at_once(client, company: Company) -> None:  # type: ignore[no-untyped-def]
+def test_revoked_key_is_refused_at_once(client, company: Company) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     eng = person("eng", "acme")
     http = client(eng)
     assert http.get("/api/v1/me").status_code == 200
@@ -47,7 +47,7 @@ def test_revoked_key_is_refused_at_once(client, company: Company) -> None:  # ty
     assert "revoked" in error_of(r)["message"]
 
 
-def test_search_hits_respect_document_acls_and_never_cross_organizations(client) -> None:  # type: ignore[no-untyped-def]
+def test_search_hits_respect_document_acls_and_never_cross_organizations(client) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     def uris(email: str, query: str) -> list[str]:
         r = client(email).get("/api/v1/search", params={"q": query, "limit": 10, "mode": "keyword"})
         assert r.status_code == 200, r.text
@@ -71,13 +71,13 @@ def test_search_hits_respect_document_acls_and_never_cross_organizations(client)
     assert other.status_code == 200 and "/acme/" not in other.text
 
 
-def test_hybrid_search_is_the_default(client) -> None:  # type: ignore[no-untyped-def]
+def test_hybrid_search_is_the_default(client) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     r = client(person("eng", "acme")).get("/api/v1/search", params={"q": "hotel cap Munich"})
     assert r.status_code == 200
     assert r.json()["hits"][0]["uri"].endswith("travel.md")
 
 
-def test_bad_input_is_400_with_one_line(client) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_is_400_with_one_line(client) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     http = client(person("eng", "acme"))
     cases = [
         http.post("/api/v1/search", content=b"{not json", headers={"Content-Type": "application/json"}),
@@ -96,7 +96,7 @@ def test_bad_input_is_400_with_one_line(client) -> None:  # type: ignore[no-unty
     assert error_of(cases[2])["message"].startswith("limit:")
 
 
-def test_oversized_body_is_413_declared_or_chunked(client) -> None:  # type: ignore[no-untyped-def]
+def test_oversized_body_is_413_declared_or_chunked(client) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     http = client(person("eng", "acme"))
     big = json.dumps({"query": "x" * (1024 * 1024 + 10)}).encode()
     r = http.post("/api/v1/search", content=big, headers={"Content-Type": "application/json"})
@@ -111,14 +111,14 @@ def test_oversized_body_is_413_declared_or_chunked(client) -> None:  # type: ign
     assert r.status_code == 413 and error_of(r)["type"] == "body_too_large"
 
 
-def test_unknown_route_and_method_use_the_error_shape(client) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_route_and_method_use_the_error_shape(client) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     http = client(person("eng", "acme"))
     assert error_of(http.get("/api/v1/nothing-here"))["type"] == "not_found"
     r = http.delete("/api/v1/search")
     assert r.status_code == 405 and error_of(r)["type"] == "method_not_allowed"
 
 
-def test_audit_is_for_admins_of_the_callers_org_only(client, company: Company) -> None:  # type: ignore[no-untyped-def]
+def test_audit_is_for_admins_of_the_callers_org_only(client, company: Company) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     r = client(person("eng", "acme")).get("/api/v1/audit")
     assert r.status_code == 403 and error_of(r)["type"] == "access_denied"
     client(person("eng", "acme")).get("/api/v1/search", params={"q": "hotel", "mode": "keyword"})
@@ -139,7 +139,7 @@ def test_audit_is_for_admins_of_the_callers_org_only(client, company: Company) -
     assert None not in ids and all(len(i) == 16 for i in ids)
 
 
-def test_research_returns_the_design_shape_as_the_caller(client) -> None:  # type: ignore[no-untyped-def]
+def test_research_returns_the_design_shape_as_the_caller(client) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     r = client(person("eng", "acme")).post("/api/v1/research", json={"question": "What is the hotel cap in Munich?",
                                                                      "mode": "extractive", "max_seconds": 60})
     assert r.status_code == 200, r.text
@@ -151,7 +151,7 @@ def test_research_returns_the_design_shape_as_the_caller(client) -> None:  # typ
     assert all(not c["uri"].endswith("bank.md") for c in doc["citations"])
 
 
-def test_research_without_a_model_in_llm_mode_is_a_clear_error(client) -> None:  # type: ignore[no-untyped-def]
+def test_research_without_a_model_in_llm_mode_is_a_clear_error(client) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     r = client(person("eng", "acme")).post("/api/v1/research", json={"question": "What is the hotel cap?", "mode": "llm"})
     assert r.status_code == 502
     assert "CRISTAL_LLM_BASE_URL" in error_of(r)["message"]
@@ -175,7 +175,7 @@ def test_member_routes_need_a_key(live: LiveServer, path: str) -> None:
     assert httpx.get(live.url + path).status_code == 401
 
 
-def test_research_beyond_the_servers_concurrency_is_429(company: Company, settings) -> None:  # type: ignore[no-untyped-def]
+def test_research_beyond_the_servers_concurrency_is_429(company: Company, settings) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     from cristal.server import Limits
 
     with LiveServer(company.db, settings, Limits(research_concurrency=0)) as server:
@@ -185,7 +185,7 @@ def test_research_beyond_the_servers_concurrency_is_429(company: Company, settin
     assert "research runs are in progress" in error_of(r)["message"]
 
 
-def test_an_unexpected_failure_is_a_500_without_details(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_an_unexpected_failure_is_a_500_without_details(tmp_path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     from cristal.config import Settings
     from cristal.db import Database
 

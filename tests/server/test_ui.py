@@ -20,7 +20,7 @@ def browser() -> Iterator[object]:
         yield b
 
 
-def test_sign_in_search_approve_and_follow_the_run(browser, live: LiveServer, company: Company, client) -> None:  # type: ignore[no-untyped-def]
+def test_sign_in_search_approve_and_follow_the_run(browser, live: LiveServer, company: Company, client) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     fin = client(person("fin", "acme"))
     run_id = start(fin, {"amount": 8}, REVIEW)
     page = browser.new_page()

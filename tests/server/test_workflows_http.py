@@ -50,7 +50,7 @@ def pending_approval(doc: dict[str, Any]) -> str | None:
     return None
 
 
-def test_run_over_http_is_executed_by_a_worker_and_an_http_approval_wakes_it(client, company: Company) -> None:  # type: ignore[no-untyped-def]
+def test_run_over_http_is_executed_by_a_worker_and_an_http_approval_wakes_it(client, company: Company) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     fin, eng, admin = client(person("fin", "acme")), client(person("eng", "acme")), client(person("admin", "acme"))
     run_id = start(fin, {"amount": 21})
     other_id = start(fin, {"amount": 1})
@@ -92,7 +92,7 @@ def test_run_over_http_is_executed_by_a_worker_and_an_http_approval_wakes_it(cli
     assert {r["run_id"] for r in admin.get("/api/v1/runs").json()["runs"]} == {run_id, other_id}  # admins see all
 
 
-def test_other_organizations_get_404_even_with_the_same_email(client, company: Company, live: LiveServer) -> None:  # type: ignore[no-untyped-def]
+def test_other_organizations_get_404_even_with_the_same_email(client, company: Company, live: LiveServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     import httpx2 as httpx
 
     run_id = start(client(person("fin", "acme")))
@@ -135,21 +135,21 @@ def test_other_organizations_get_404_even_with_the_same_email(client, company: C
      "steps:\n  - id: a\n    python: {call: \"cristal.sample.checks:double\", args: {x: 1}}\n", {},
      "<request>:3: YAML aliases (*name) are not allowed in workflow files"),
 ])
-def test_invalid_workflows_are_400_with_one_line(client, workflow: str, inputs: dict, expected: str) -> None:  # type: ignore[no-untyped-def]
+def test_invalid_workflows_are_400_with_one_line(client, workflow: str, inputs: dict, expected: str) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     r = client(person("fin", "acme")).post("/api/v1/workflows/runs", json={"workflow": workflow, "inputs": inputs})
     assert r.status_code == 400, r.text
     assert expected in error_of(r)["message"]
     assert client(person("fin", "acme")).get("/api/v1/runs").json()["runs"] == []
 
 
-def test_unknown_run_and_approval_are_404(client) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_run_and_approval_are_404(client) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     http = client(person("fin", "acme"))
     assert http.get("/api/v1/runs/run_0000000000000000").status_code == 404
     assert http.post("/api/v1/approvals/apr_0000000000000000/approve", json={}).status_code == 404
 
 
 
-def test_deployed_workflow_started_over_http_with_an_idempotency_key(client, company: Company, settings) -> None:  # type: ignore[no-untyped-def]
+def test_deployed_workflow_started_over_http_with_an_idempotency_key(client, company: Company, settings) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     deployments = pytest.importorskip("cristal.workflows.deployments")
     from cristal.workflows.spec import load_workflow_text
 
@@ -175,7 +175,7 @@ def _seed_attack(target: str) -> str:
             f"    python: {{call: \"cristal.sample.webapps.store:seed_database\", args: {{db_path: \"{target}\", overwrite: true}}}}\n")
 
 
-def test_a_member_cannot_overwrite_a_file_with_a_python_step_over_http(client, company: Company, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_member_cannot_overwrite_a_file_with_a_python_step_over_http(client, company: Company, tmp_path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     # Issue 16, finding 1: the sample's seed_database replaced any file the worker could write.
     target = tmp_path / "precious.txt"
     target.write_text("keep me", encoding="utf-8")

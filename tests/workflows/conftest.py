@@ -46,7 +46,7 @@ class CountingServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - the base class's naming
+            def do_POST(self) -> None:  # the base class's naming
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"null")
                 key = self.headers.get("Idempotency-Key") or ""
@@ -75,13 +75,13 @@ class CountingServer:
 
 
 @pytest.fixture
-def counting_server():  # type: ignore[no-untyped-def]
+def counting_server():  # type: ignore[no-untyped-def]  # an untyped test helper; mypy checks src/ only
     with CountingServer() as server:
         yield server
 
 
 @pytest.fixture
-def wf_cli(cli, tmp_path):  # type: ignore[no-untyped-def]
+def wf_cli(cli, tmp_path):  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     """The ``cli`` fixture with test functions allowed, a fast approval poll, and two organizations."""
     # PYTHONPATH: this tree's code (not the installed one) and the repository for ``tests.workflows``.
     extra = {"CRISTAL_WORKFLOW_PYTHON_MODULES": PYTHON_MODULES,
@@ -89,10 +89,10 @@ def wf_cli(cli, tmp_path):  # type: ignore[no-untyped-def]
              "CRISTAL_WORKFLOW_APPROVAL_POLL_SECONDS": "2"}
     cli.env.update(extra)
 
-    def run(*args: str, **kwargs: Any):  # type: ignore[no-untyped-def]
+    def run(*args: str, **kwargs: Any):  # type: ignore[no-untyped-def]  # an untyped test helper; mypy checks src/ only
         return cli(*args, **kwargs)
 
-    run.env = cli.env  # type: ignore[attr-defined]
+    run.env = cli.env  # type: ignore[attr-defined]  # an attribute hung on the fixture's function
     assert run("init").code == 0
     for slug in ("acme", "globex"):
         assert run("org", "create", slug).code == 0

@@ -27,7 +27,7 @@ print(json.dumps(run_demo_workflow(db, home)))
 """
 
 
-def test_demo_workflow_waits_for_management(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_demo_workflow_waits_for_management(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     home = tmp_path / "home"
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(home), cli.env["CRISTAL_DATABASE_URL"]], env=cli.env,
                           capture_output=True, text=True, timeout=180)

@@ -4,7 +4,7 @@ and PostgreSQL."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -40,7 +40,7 @@ def dep_db(two_orgs: Database) -> Database:
     return two_orgs
 
 
-def _compiled():  # type: ignore[no-untyped-def]
+def _compiled():  # type: ignore[no-untyped-def]  # an untyped test helper; mypy checks src/ only
     return load_workflow_text(FLOW, origin="hello.yaml")
 
 
@@ -83,7 +83,7 @@ def test_start_errors_reveal_nothing_across_organizations(dep_db: Database) -> N
     with pytest.raises(InvalidInput, match="idempotency key"):
         D.start_deployed(dep_db, "acme", "greet", "fin@acme.example", {"who": "x"}, idempotency_key="a\nb")
     with pytest.raises(InvalidInput, match="inputs must be an object"):
-        D.start_deployed(dep_db, "acme", "greet", "fin@acme.example", ["x"])  # type: ignore[arg-type]
+        D.start_deployed(dep_db, "acme", "greet", "fin@acme.example", ["x"])  # type: ignore[arg-type]  # the wrong type on purpose
     with pytest.raises(NotFound):
         D.list_deployments(dep_db, "acme", "fin@globex.example")
 
@@ -121,7 +121,7 @@ def test_bad_schedules_and_inputs_are_refused_at_deploy_time(dep_db: Database) -
 
 
 def test_cron_arithmetic() -> None:
-    t = datetime(2026, 11, 22, 4, 0, 0, tzinfo=timezone.utc)
+    t = datetime(2026, 11, 22, 4, 0, 0, tzinfo=UTC)
     assert D.latest_fire("0 * * * *", t) == t
     assert D.latest_fire("0 * * * *", t + timedelta(minutes=59)) == t
     assert D.next_fire("0 * * * *", t) == t + timedelta(hours=1)

@@ -69,7 +69,7 @@ class _Server:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - the base class's naming
+            def do_GET(self) -> None:  # the base class's naming
                 outer.paths.append(self.path)
                 if self.path.startswith("/to?url="):
                     self.send_response(302)

@@ -4,7 +4,6 @@ completed steps are not repeated, and each side effect is applied exactly once."
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -22,7 +21,7 @@ def _popen(env: dict, *args: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for(predicate, what: str, limit: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(predicate, what: str, limit: float = 120.0) -> None:  # type: ignore[no-untyped-def]  # an untyped test helper; mypy checks src/ only
     deadline = time.monotonic() + limit
     while not predicate():
         if time.monotonic() > deadline:
@@ -42,7 +41,7 @@ def _rows(ledger: Path, sql: str) -> list[tuple]:
         con.close()
 
 
-def test_sigkill_mid_run_then_worker_completes_every_run_exactly_once(wf_cli, tmp_path: Path, counting_server) -> None:  # type: ignore[no-untyped-def]
+def test_sigkill_mid_run_then_worker_completes_every_run_exactly_once(wf_cli, tmp_path: Path, counting_server) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     wf_cli.env["CRISTAL_WORKFLOW_HTTP_ALLOW_PRIVATE"] = "true"  # the counting server is on loopback
     ledger, gate = tmp_path / "ledger.db", tmp_path / "gate"
     flow = write(tmp_path / "flow.yaml", f"""

@@ -49,7 +49,7 @@ def _all_finished(db: Database, ids: list[str]) -> bool:
     return len(st) == len(ids) and all(v in ("succeeded", "failed", "rejected", "cancelled") for v in st.values())
 
 
-def _deploy(wf_cli, path: Path, name: str) -> None:  # type: ignore[no-untyped-def]
+def _deploy(wf_cli, path: Path, name: str) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     r = wf_cli("workflow", "deploy", str(path), "--org", "acme", "--as", "admin@acme.example", "--name", name, "--json")
     assert r.code == 0, r.stderr
 
@@ -64,7 +64,7 @@ def _executors_of(db: Database) -> set[str]:
         client.destroy()
 
 
-def test_two_workers_share_queued_runs_and_each_completes_once(wf_cli, db_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_two_workers_share_queued_runs_and_each_completes_once(wf_cli, db_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     ledger = tmp_path / "ledger.db"
     flow = write(tmp_path / "share.yaml", f"""
 name: share
@@ -91,7 +91,7 @@ steps:
     db.dispose()
 
 
-def test_a_stale_worker_on_another_host_is_taken_over(wf_cli, db_url: str, tmp_path: Path, counting_server) -> None:  # type: ignore[no-untyped-def]
+def test_a_stale_worker_on_another_host_is_taken_over(wf_cli, db_url: str, tmp_path: Path, counting_server) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     wf_cli.env["CRISTAL_WORKFLOW_HTTP_ALLOW_PRIVATE"] = "true"  # the counting server is on loopback
     ledger, gate = tmp_path / "ledger.db", tmp_path / "gate"
     flow = write(tmp_path / "takeover.yaml", f"""
@@ -141,7 +141,7 @@ def _peak(ledger: Path) -> int:
     return _rows(ledger, "select peak from gauge")[0][0]
 
 
-def test_step_limits_hold_across_workers(wf_cli, db_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_step_limits_hold_across_workers(wf_cli, db_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     def fan(ledger: Path, hold: float) -> Path:
         return write(tmp_path / f"{ledger.stem}.yaml", f"""
 name: fan

@@ -25,7 +25,8 @@ def _error(tmp_path: Path, text: str, name: str = "wf.yaml") -> str:
 def test_a_valid_file_compiles_to_plain_json(tmp_path: Path) -> None:
     path = write(tmp_path / "ok.yaml", "name: ok\ninputs: {threshold: 100}\nsteps:\n  - id: a\n" + OK_STEP +
                  "  - id: b\n    for_each: \"{{ steps.a.output }}\"\n    when: \"{{ item > inputs.threshold }}\"\n"
-                 "    concurrency: 4\n    retry: {attempts: 3, backoff: 2s}\n    timeout: 5m\n" + OK_STEP.replace("n: 2", "n: \"{{ item }}\""))
+                 "    concurrency: 4\n    retry: {attempts: 3, backoff: 2s}\n    timeout: 5m\n"
+                 + OK_STEP.replace("n: 2", "n: \"{{ item }}\""))
     compiled = load_workflow(path)
     b = compiled.steps[1]
     assert b["kind"] == "python" and b["timeout"] == 300 and b["retry"]["backoff"] == 2 and b["line"] == 6
@@ -40,7 +41,8 @@ def test_a_valid_file_compiles_to_plain_json(tmp_path: Path) -> None:
         ("name: x\nsteps:\n  - id: a\n    shell: {cmd: ls}\n", ":3: step 'a': no step kind (unknown kind 'shell')"),
         ("name: x\nsteps:\n  - id: a\n" + OK_STEP + "    http: {url: 'http://x'}\n", ":5: step 'a': two kinds in one step (python, http)"),
         ("name: x\nsteps:\n  - id: a\n" + OK_STEP + "  - id: a\n" + OK_STEP, ":5: step 'a': duplicate step id (first used on line 3)"),
-        ("name: x\nsteps:\n  - id: a\n    python: {call: 'cristal.sample.checks:double', args: {x: '{{ steps.b.output }}'}}\n  - id: b\n" + OK_STEP,
+        ("name: x\nsteps:\n  - id: a\n    python: {call: 'cristal.sample.checks:double', args: {x: '{{ steps.b.output }}'}}\n"
+         "  - id: b\n" + OK_STEP,
          ":4: step 'a': refers to step 'b', which runs later"),
         ("name: x\nsteps:\n  - id: a\n    python: {call: 'cristal.sample.checks:double', args: {x: '{{ steps.nope.output }}'}}\n",
          ":4: step 'a': refers to unknown step 'nope'"),
@@ -51,7 +53,8 @@ def test_a_valid_file_compiles_to_plain_json(tmp_path: Path) -> None:
         ("name: x\nsteps:\n  - id: a\n    python: {call: 'cristal.sample.checks:double', args: {x: '{{ inputs.nope }}'}}\n",
          "unknown input 'nope'"),
         ("name: x\nsteps:\n  - id: a\n    timeout: soon\n" + OK_STEP, ":4: step 'a': timeout: invalid duration 'soon'"),
-        ("name: x\nsteps:\n  - id: a\n    research: {question: why, mode: magic}\n", ":4: step 'a': mode: Input should be 'auto', 'extractive' or 'llm'"),
+        ("name: x\nsteps:\n  - id: a\n    research: {question: why, mode: magic}\n",
+         ":4: step 'a': mode: Input should be 'auto', 'extractive' or 'llm'"),
         ("name: x\nsteps:\n  - id: a\n    operate: {task: t}\n", "step 'a': missing field 'start_url'"),
         ("name: x\nsteps:\n  - id: a\n    python: {call: 'os:system', args: {command: ls}}\n", "python module 'os' is not allowed"),
         ("name: x\nsteps:\n  - id: a\n    sql: {source: erp, query: \"select * from t where id = {{ inputs.x }}\"}\n",

@@ -7,8 +7,6 @@ an admin of the organization for admin changes.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from cristal.cli.runtime import JSON, acting, note, print_json, show_table, show_text, unit_of_work
@@ -29,7 +27,7 @@ ORG = typer.Option(..., "--org", help="Organization slug.")
 
 
 @org_app.command("create")
-def org_create(slug: str, name: Optional[str] = typer.Option(None, "--name"), json_out: bool = JSON) -> None:
+def org_create(slug: str, name: str | None = typer.Option(None, "--name"), json_out: bool = JSON) -> None:
     """Create an organization."""
     from cristal.identity import orgs
 
@@ -42,7 +40,7 @@ def org_create(slug: str, name: Optional[str] = typer.Option(None, "--name"), js
 
 
 @org_app.command("list")
-def org_list(org: Optional[str] = typer.Option(None, "--org"), as_email: Optional[str] = AS, json_out: bool = JSON) -> None:
+def org_list(org: str | None = typer.Option(None, "--org"), as_email: str | None = AS, json_out: bool = JSON) -> None:
     """List organizations (a user sees only their own)."""
     from cristal.identity import orgs
 
@@ -72,12 +70,13 @@ def org_remove(slug: str, yes: bool = typer.Option(False, "--yes", help="Confirm
 @org_app.command("llm")
 def org_llm(
     slug: str,
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1"),
-    model: Optional[str] = typer.Option(None, "--model"),
-    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Name of the environment variable holding the key (must start with CRISTAL_ORG_KEY_)."),
-    budget: Optional[float] = typer.Option(None, "--budget", help="Monthly budget in US dollars."),
+    base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1"),
+    model: str | None = typer.Option(None, "--model"),
+    api_key_env: str | None = typer.Option(
+        None, "--api-key-env", help="Name of the environment variable holding the key (must start with CRISTAL_ORG_KEY_)."),
+    budget: float | None = typer.Option(None, "--budget", help="Monthly budget in US dollars."),
     no_budget: bool = typer.Option(False, "--no-budget", help="Remove the monthly budget."),
-    as_email: Optional[str] = AS,
+    as_email: str | None = AS,
     json_out: bool = JSON,
 ) -> None:
     """Set an organization's model endpoint, model and monthly budget."""
@@ -92,7 +91,8 @@ def org_llm(
         print_json(info.as_dict())
     else:
         budget_text = "none" if info.llm_monthly_budget_usd is None else f"${info.llm_monthly_budget_usd:,.2f}/month"
-        note("{}: endpoint {}, model {}, budget {}", info.slug, info.llm_base_url or "(default)", info.llm_model or "(default)", budget_text)
+        note("{}: endpoint {}, model {}, budget {}", info.slug, info.llm_base_url or "(default)", info.llm_model or "(default)",
+             budget_text)
 
 
 @user_app.command("add")
@@ -101,7 +101,7 @@ def user_add(
     org: str = ORG,
     group: list[str] = typer.Option([], "--group", help="Group to join (repeatable; created if new)."),
     role: str = typer.Option("member", "--role", help="admin or member."),
-    as_email: Optional[str] = AS,
+    as_email: str | None = AS,
     json_out: bool = JSON,
 ) -> None:
     """Add an employee to an organization."""
@@ -117,7 +117,7 @@ def user_add(
 
 
 @user_app.command("list")
-def user_list(org: str = ORG, as_email: Optional[str] = AS, json_out: bool = JSON) -> None:
+def user_list(org: str = ORG, as_email: str | None = AS, json_out: bool = JSON) -> None:
     """List the employees of an organization."""
     from cristal.identity import users
 
@@ -130,7 +130,7 @@ def user_list(org: str = ORG, as_email: Optional[str] = AS, json_out: bool = JSO
 
 
 @user_app.command("remove")
-def user_remove(email: str, org: str = ORG, as_email: Optional[str] = AS) -> None:
+def user_remove(email: str, org: str = ORG, as_email: str | None = AS) -> None:
     """Remove an employee (their API keys go with them)."""
     from cristal.identity import users
 
@@ -140,7 +140,7 @@ def user_remove(email: str, org: str = ORG, as_email: Optional[str] = AS) -> Non
 
 
 @user_app.command("role")
-def user_role(email: str, role: str, org: str = ORG, as_email: Optional[str] = AS) -> None:
+def user_role(email: str, role: str, org: str = ORG, as_email: str | None = AS) -> None:
     """Make an employee an admin or a member."""
     from cristal.identity import users
 
@@ -150,7 +150,7 @@ def user_role(email: str, role: str, org: str = ORG, as_email: Optional[str] = A
 
 
 @group_app.command("add")
-def group_add(group: str, email: str, org: str = ORG, as_email: Optional[str] = AS) -> None:
+def group_add(group: str, email: str, org: str = ORG, as_email: str | None = AS) -> None:
     """Put an employee in a group (created if new)."""
     from cristal.identity import users
 
@@ -160,7 +160,7 @@ def group_add(group: str, email: str, org: str = ORG, as_email: Optional[str] = 
 
 
 @group_app.command("remove")
-def group_remove(group: str, email: str, org: str = ORG, as_email: Optional[str] = AS) -> None:
+def group_remove(group: str, email: str, org: str = ORG, as_email: str | None = AS) -> None:
     """Take an employee out of a group."""
     from cristal.identity import users
 
@@ -170,7 +170,7 @@ def group_remove(group: str, email: str, org: str = ORG, as_email: Optional[str]
 
 
 @group_app.command("list")
-def group_list(org: str = ORG, as_email: Optional[str] = AS, json_out: bool = JSON) -> None:
+def group_list(org: str = ORG, as_email: str | None = AS, json_out: bool = JSON) -> None:
     """List groups and their members."""
     from cristal.identity import users
 
@@ -184,7 +184,7 @@ def group_list(org: str = ORG, as_email: Optional[str] = AS, json_out: bool = JS
 
 @key_app.command("create")
 def key_create(
-    email: str, org: str = ORG, name: str = typer.Option("default", "--name"), as_email: Optional[str] = AS, json_out: bool = JSON
+    email: str, org: str = ORG, name: str = typer.Option("default", "--name"), as_email: str | None = AS, json_out: bool = JSON
 ) -> None:
     """Create an API key for an employee; the key is printed once and never stored."""
     from cristal.identity import apikeys
@@ -199,7 +199,7 @@ def key_create(
 
 
 @key_app.command("list")
-def key_list(email: str, org: str = ORG, as_email: Optional[str] = AS, json_out: bool = JSON) -> None:
+def key_list(email: str, org: str = ORG, as_email: str | None = AS, json_out: bool = JSON) -> None:
     """List an employee's API keys (prefixes only)."""
     from cristal.identity import apikeys
 
@@ -209,11 +209,13 @@ def key_list(email: str, org: str = ORG, as_email: Optional[str] = AS, json_out:
         print_json({"keys": [i.as_dict() for i in items]})
     else:
         show_table(f"API keys of {email}", ["prefix", "name", "created", "last used", "revoked"],
-                   [[i.prefix, i.name, i.created_at.strftime("%Y-%m-%d %H:%M"), i.last_used_at.strftime("%Y-%m-%d %H:%M") if i.last_used_at else "-", "yes" if i.revoked else "no"] for i in items])
+                   [[i.prefix, i.name, i.created_at.strftime("%Y-%m-%d %H:%M"),
+                     i.last_used_at.strftime("%Y-%m-%d %H:%M") if i.last_used_at else "-", "yes" if i.revoked else "no"]
+                    for i in items])
 
 
 @key_app.command("revoke")
-def key_revoke(prefix: str, org: str = ORG, as_email: Optional[str] = AS) -> None:
+def key_revoke(prefix: str, org: str = ORG, as_email: str | None = AS) -> None:
     """Revoke an API key by its prefix."""
     from cristal.identity import apikeys
 

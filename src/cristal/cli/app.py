@@ -55,7 +55,7 @@ def run(args: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("error: interrupted", err=True)
         return 130
-    except Exception as exc:  # noqa: BLE001 - the last line of defence of the CLI contract
+    except Exception as exc:  # the last line of defence of the CLI contract
         usage = _usage_error(exc)
         if usage is not None:
             typer.echo(f"error: {usage[0]}", err=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from cristal.cli.runtime import JSON, acting, print_json, show_table, unit_of_work
@@ -13,12 +11,12 @@ app = typer.Typer()
 
 @app.command("audit")
 def audit_command(
-    org: Optional[str] = typer.Option(None, "--org", help="Organization slug; without it, the installation's records "
+    org: str | None = typer.Option(None, "--org", help="Organization slug; without it, the installation's records "
                                       "(e.g. failed API keys that name no key)."),
-    as_email: Optional[str] = typer.Option(None, "--as", help="Read as this employee (must be an admin)."),
+    as_email: str | None = typer.Option(None, "--as", help="Read as this employee (must be an admin)."),
     limit: int = typer.Option(200, "--limit", min=1, max=100000),
-    action: Optional[str] = typer.Option(None, "--action", help="Only this action, e.g. user.manage."),
-    decision: Optional[str] = typer.Option(None, "--decision", help="allow or deny."),
+    action: str | None = typer.Option(None, "--action", help="Only this action, e.g. user.manage."),
+    decision: str | None = typer.Option(None, "--decision", help="allow or deny."),
     json_out: bool = JSON,
 ) -> None:
     """Show the audit trail of an organization, newest first."""

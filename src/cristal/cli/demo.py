@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn
 from rich.table import Column
 from rich.text import Text
 
@@ -49,7 +49,7 @@ def _sync_all(db: Database, operator: Principal, quiet: bool) -> list[dict]:
             for name in names:
                 task = bar.add_task(markup("{}/{}", company.slug, name), total=None)
 
-                def on_progress(phase: str, done: int, total: int, task=task, label=f"{company.slug}/{name}") -> None:  # type: ignore[no-untyped-def]
+                def on_progress(phase: str, done: int, total: int, task: TaskID = task, label: str = f"{company.slug}/{name}") -> None:
                     bar.update(task, description=markup("{}: {}", label, phase), completed=done, total=total or None)
 
                 report = sync_source(db, operator, company.slug, name, progress=on_progress)

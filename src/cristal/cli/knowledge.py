@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from cristal.cli.runtime import (
     JSON,
@@ -39,12 +38,12 @@ def source_add(
     org: str = ORG,
     kind: str = typer.Option(..., "--kind", help="files, sql, web, s3, imap or api."),
     uri: str = typer.Option(..., "--uri", help="A folder path, an SQLAlchemy database URL, or the site, bucket, mailbox or API URL."),
-    acl: Optional[str] = typer.Option(None, "--acl", help="Default access rules, e.g. org or group:finance,user:a@b.c"),
+    acl: str | None = typer.Option(None, "--acl", help="Default access rules, e.g. org or group:finance,user:a@b.c"),
     redact_pii: bool = typer.Option(False, "--redact-pii", help="Replace e-mail addresses, phone, card and IBAN numbers at ingestion."),
-    max_rows: Optional[int] = typer.Option(None, "--max-rows", help="sql: rows indexed per table (default 10000)."),
-    max_file_mb: Optional[int] = typer.Option(None, "--max-file-mb", help="files: larger files are skipped (default 50)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="web, s3, imap, api: a YAML file with the source's settings."),
-    as_email: Optional[str] = AS,
+    max_rows: int | None = typer.Option(None, "--max-rows", help="sql: rows indexed per table (default 10000)."),
+    max_file_mb: int | None = typer.Option(None, "--max-file-mb", help="files: larger files are skipped (default 50)."),
+    config: Path | None = typer.Option(None, "--config", help="web, s3, imap, api: a YAML file with the source's settings."),
+    as_email: str | None = AS,
     json_out: bool = JSON,
 ) -> None:
     """Connect a folder tree, a database, an intranet site, a bucket, a mailbox or an API."""
@@ -74,7 +73,7 @@ def source_add(
 
 
 @source_app.command("list")
-def source_list(org: str = ORG, as_email: Optional[str] = AS, json_out: bool = JSON) -> None:
+def source_list(org: str = ORG, as_email: str | None = AS, json_out: bool = JSON) -> None:
     """List an organization's sources."""
     from cristal.knowledge import sources
 
@@ -91,7 +90,7 @@ def source_list(org: str = ORG, as_email: Optional[str] = AS, json_out: bool = J
 
 
 @source_app.command("remove")
-def source_remove(name: str, org: str = ORG, as_email: Optional[str] = AS) -> None:
+def source_remove(name: str, org: str = ORG, as_email: str | None = AS) -> None:
     """Disconnect a source and remove everything indexed from it."""
     from cristal.knowledge import sources
 
@@ -102,9 +101,9 @@ def source_remove(name: str, org: str = ORG, as_email: Optional[str] = AS) -> No
 
 @app.command("sync")
 def sync_command(
-    name: Optional[str] = typer.Argument(None, help="Source to sync (default: all of the organization's sources)."),
+    name: str | None = typer.Argument(None, help="Source to sync (default: all of the organization's sources)."),
     org: str = ORG,
-    as_email: Optional[str] = AS,
+    as_email: str | None = AS,
     keyword_only: bool = typer.Option(False, "--keyword-only", help="Skip dense embeddings (keyword search is ready at once)."),
     json_out: bool = JSON,
 ) -> None:
@@ -126,7 +125,7 @@ def sync_command(
             for source_name in names:
                 task = bar.add_task(markup("{}: scanning", source_name), total=None)
 
-                def on_progress(phase: str, done: int, total: int, task=task, source_name=source_name) -> None:  # type: ignore[no-untyped-def]
+                def on_progress(phase: str, done: int, total: int, task: TaskID = task, source_name: str = source_name) -> None:
                     bar.update(task, description=markup("{}: {}", source_name, phase), completed=done, total=total or None)
 
                 reports.append(sync_source(db, actor, org, source_name, embed=not keyword_only, progress=on_progress, settings=cfg))
@@ -147,19 +146,19 @@ def sync_command(
 
 @app.command("search")
 def search_command(
-    query: Optional[str] = typer.Argument(None, help="What to look for, in any language."),
+    query: str | None = typer.Argument(None, help="What to look for, in any language."),
     org: str = ORG,
     as_email: str = typer.Option(..., "--as", help="Search as this employee: only what they may read."),
     limit: int = typer.Option(10, "--limit"),
     mode: str = typer.Option("hybrid", "--mode", help="hybrid, keyword or dense."),
-    queries: Optional[Path] = typer.Option(None, "--queries", help="JSONL file of {\"id\", \"query\"}; prints JSONL."),
+    queries: Path | None = typer.Option(None, "--queries", help="JSONL file of {\"id\", \"query\"}; prints JSONL."),
     json_out: bool = JSON,
 ) -> None:
     """Search the organization's knowledge as an employee."""
     from cristal.knowledge.batch import read_queries
-    from cristal.knowledge.search import Searcher
+    from cristal.knowledge.search import Searcher, is_mode
 
-    if mode not in ("hybrid", "keyword", "dense"):
+    if not is_mode(mode):
         raise InvalidInput(f"invalid --mode {mode!r}: use hybrid, keyword or dense")
     if (query is None) == (queries is None):
         raise InvalidInput("give either a QUERY or --queries FILE.jsonl")
@@ -170,10 +169,10 @@ def search_command(
         searcher = Searcher(db)
         if batch is not None:
             for item in batch:
-                hits = searcher.search(principal, item.query, limit=limit, mode=mode)  # type: ignore[arg-type]
+                hits = searcher.search(principal, item.query, limit=limit, mode=mode)
                 print_json({"id": item.id, "hits": [h.as_dict() for h in hits]})
             return
-        hits = searcher.search(principal, query or "", limit=limit, mode=mode)  # type: ignore[arg-type]
+        hits = searcher.search(principal, query or "", limit=limit, mode=mode)
     if json_out:
         print_json({"hits": [h.as_dict() for h in hits]})
         return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -23,15 +22,15 @@ def _write(path: Path, text: str) -> None:
 
 @app.command("research")
 def research_command(
-    question: Optional[str] = typer.Argument(None, help="The question (in English, German or Japanese)."),
+    question: str | None = typer.Argument(None, help="The question (in English, German or Japanese)."),
     org: str = typer.Option(..., "--org", help="Organization slug."),
     as_email: str = typer.Option(..., "--as", help="The employee asking: the research sees only what they may read."),
-    out_file: Optional[Path] = typer.Option(None, "--out", help="Write the report: Markdown, or HTML when FILE ends in .html."),
-    html_file: Optional[Path] = typer.Option(None, "--html", help="Also write a standalone HTML page with clickable citations."),
+    out_file: Path | None = typer.Option(None, "--out", help="Write the report: Markdown, or HTML when FILE ends in .html."),
+    html_file: Path | None = typer.Option(None, "--html", help="Also write a standalone HTML page with clickable citations."),
     json_out: bool = JSON,
-    lang: Optional[str] = typer.Option(None, "--lang", help="Answer in en, de or ja (default: the question's language)."),
+    lang: str | None = typer.Option(None, "--lang", help="Answer in en, de or ja (default: the question's language)."),
     mode: str = typer.Option("auto", "--mode", help="auto (LLM when an endpoint is configured), extractive or llm."),
-    resume: Optional[str] = typer.Option(None, "--resume", help="Continue an interrupted run by its id."),
+    resume: str | None = typer.Option(None, "--resume", help="Continue an interrupted run by its id."),
     max_steps: int = typer.Option(30, "--max-steps", help="Budget: searches plus model calls."),
     max_tokens: int = typer.Option(60_000, "--max-tokens", help="Budget: model tokens (in + out)."),
     max_seconds: float = typer.Option(300.0, "--max-seconds", help="Budget: wall-clock seconds."),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Column
@@ -30,8 +30,8 @@ def _table(title: str, key: str, lines: list[UsageLine], label: Callable[[str], 
 @app.command("usage")
 def usage_command(
     org: str = typer.Option(..., "--org", help="Organization slug."),
-    as_email: Optional[str] = typer.Option(None, "--as", help="Read as this employee (must be an admin)."),
-    month: Optional[str] = typer.Option(None, "--month", help="A past month as YYYY-MM (default: this month)."),
+    as_email: str | None = typer.Option(None, "--as", help="Read as this employee (must be an admin)."),
+    month: str | None = typer.Option(None, "--month", help="A past month as YYYY-MM (default: this month)."),
     json_out: bool = JSON,
 ) -> None:
     """Show model calls, tokens, estimated cost and latency, against the monthly budget."""
@@ -51,11 +51,11 @@ def usage_command(
         return
     _table("By model", "model", summary.by_model)
 
-    def as_email(actor: str) -> str:
+    def address(actor: str) -> str:
         # Every caller here is a user of this organization: show the address, not the audit label.
         return actor.removeprefix("user:").removesuffix(f"@{summary.org}")
 
-    _table("By user", "user", summary.by_user, as_email)
+    _table("By user", "user", summary.by_user, address)
     if summary.unpriced_models:
         note('note: no price known for {}; their cost counts as 0 (add {} to config.toml)',
              ", ".join(summary.unpriced_models), '[prices."MODEL"]')

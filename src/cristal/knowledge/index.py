@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import CursorResult, Executable, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from cristal.knowledge.chunk import chunk_document
@@ -29,6 +29,13 @@ def _hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _rows_changed(session: Session, statement: Executable) -> int:
+    """Run an UPDATE or DELETE and say how many rows it changed (``Session.execute`` is typed as any ``Result``)."""
+    result = session.execute(statement)
+    assert isinstance(result, CursorResult)
+    return result.rowcount
+
+
 def bump_generation(session: Session, org_id: int) -> None:
     """Tell in-process caches (the dense matrix) that this organization's index changed.
 
@@ -36,10 +43,10 @@ def bump_generation(session: Session, org_id: int) -> None:
     twice, so no cache can look current to a later state or another organization.
     """
     token = uuid.uuid4().hex
-    updated = session.execute(
-        update(IndexState).where(IndexState.org_id == org_id).values(generation=IndexState.generation + 1, token=token)
+    updated = _rows_changed(
+        session, update(IndexState).where(IndexState.org_id == org_id).values(generation=IndexState.generation + 1, token=token)
     )
-    if updated.rowcount == 0:
+    if updated == 0:
         session.add(IndexState(org_id=org_id, generation=1, token=token))
         session.flush()
 
@@ -120,4 +127,4 @@ def index_tokens(session: Session, org_ids: set[int]) -> dict[int, str]:
 def delete_unused_embeddings(session: Session) -> int:
     """Drop cached embeddings that no chunk uses any more (after a source or an organization is removed)."""
     used = select(Chunk.id).where(Chunk.embed_hash == Embedding.content_hash).exists()
-    return session.execute(delete(Embedding).where(~used)).rowcount or 0
+    return _rows_changed(session, delete(Embedding).where(~used)) or 0

@@ -133,7 +133,7 @@ class NameModel:
                 start += WINDOW_CHARS - WINDOW_OVERLAP
         encodings = self._tokenizer.encode_batch([c for _, _, c in chunks], add_special_tokens=False)
         windows = []
-        for (ti, offset, _), enc in zip(chunks, encodings):
+        for (ti, offset, _), enc in zip(chunks, encodings, strict=True):
             ids, offsets, words = enc.ids, enc.offsets, enc.word_ids
             start = 0
             while start < len(ids):
@@ -228,12 +228,14 @@ def _spans(texts: Sequence[str], pieces: list[list[tuple[int, int, float]]]) -> 
     """
     not_names = {w for text in texts for m in _COMPANY_OR_PRODUCT.finditer(text) for w in _WORD_CHAR_RUN.findall(m.group(1))}
     not_names.update(_PRODUCT_WORDS)
-    words = [_words(text, p, not_names) for text, p in zip(texts, pieces)]
-    known = {w for text, ws in zip(texts, words) for s, e, n in _join(text, ws) if n > 1 for w in _WORD_CHAR_RUN.findall(text[s:e])}
+    words = [_words(text, p, not_names) for text, p in zip(texts, pieces, strict=True)]
+    known = {w for text, ws in zip(texts, words, strict=True) for s, e, n in _join(text, ws) if n > 1
+             for w in _WORD_CHAR_RUN.findall(text[s:e])}
     known -= not_names
-    pattern = re.compile(f"(?<![{_LATIN}])(?:{'|'.join(map(re.escape, sorted(known, key=len, reverse=True)))})(?![{_LATIN}])") if known else None
+    alternatives = "|".join(map(re.escape, sorted(known, key=len, reverse=True)))
+    pattern = re.compile(f"(?<![{_LATIN}])(?:{alternatives})(?![{_LATIN}])") if known else None
     out = []
-    for text, ws in zip(texts, words):
+    for text, ws in zip(texts, words, strict=True):
         if pattern is not None:
             holes = [(m.start(), m.end()) for m in _PLACEHOLDER.finditer(text)]
             extra = [(m.start(), m.end()) for m in pattern.finditer(text)

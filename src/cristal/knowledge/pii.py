@@ -16,6 +16,7 @@ are not looked for, the document's metadata says so under ``names``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 
 from cristal.knowledge import names as _names
@@ -45,7 +46,7 @@ def _iban_ok(raw: str) -> bool:
     return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
 
 
-def _sub_checked(pattern: re.Pattern[str], label: str, check, text: str, found: dict[str, int]) -> str:  # type: ignore[no-untyped-def]
+def _sub_checked(pattern: re.Pattern[str], label: str, check: Callable[[str], bool], text: str, found: dict[str, int]) -> str:
     def repl(m: re.Match[str]) -> str:
         if not check(m.group()):
             return m.group()
@@ -80,7 +81,7 @@ def _redact_names(texts: list[str], language: str) -> tuple[list[str], list[int]
         return texts, [0] * len(texts)
     out: list[str] = []
     counts: list[int] = []
-    for text, spans in zip(texts, model.find(texts)):
+    for text, spans in zip(texts, model.find(texts), strict=True):
         for start, end in reversed(spans):
             text = f"{text[:start]}[NAME]{text[end:]}"
         out.append(text)
@@ -116,15 +117,15 @@ def redact_document(doc: ParsedDocument) -> ParsedDocument:
     texts, counts = _redact_names(texts, doc.language)
     if sum(counts[:n]):
         found["NAME"] = sum(counts[:n])
-    heading_map = dict(zip(headings, texts[n : n + len(headings)]))
+    heading_map = dict(zip(headings, texts[n : n + len(headings)], strict=True))
     title = texts[n + len(headings)]
-    metadata = dict(zip(keys, texts[n + len(headings) + 1 :]))
+    metadata = dict(zip(keys, texts[n + len(headings) + 1 :], strict=True))
 
     pieces: list[str] = []
     blocks: list[Block] = []
     cursor = 0
     length = 0
-    for block, new in zip(ordered, texts[:n]):
+    for block, new in zip(ordered, texts[:n], strict=True):
         gap = doc.text[cursor : block.start]
         pieces.append(gap)
         length += len(gap)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Set
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeGuard, get_args
 
 from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session, aliased
@@ -39,6 +40,13 @@ if TYPE_CHECKING:
     from cristal.knowledge.embed import Embedder
 
 Mode = Literal["hybrid", "keyword", "dense"]
+
+
+def is_mode(value: str) -> TypeGuard[Mode]:
+    """Whether ``value`` names a search mode (for input that is not yet checked, e.g. a CLI option)."""
+    return value in get_args(Mode)
+
+
 # Fusion settings measured on XQuAD/JSQuAD (benchmarks/bench_knowledge.py): a
 # small k lets a list's top ranks dominate, and dense votes at half weight
 # because the multilingual model ranks below BM25 within one language...
@@ -78,7 +86,7 @@ def rrf(
     rankings: dict[str, list[tuple[int, float]]],
     weights: dict[str, float] = WEIGHTS,
     *,
-    foreign: set[int] = frozenset(),  # type: ignore[assignment]
+    foreign: Set[int] = frozenset(),
 ) -> list[tuple[int, float]]:
     """Weighted reciprocal rank fusion: each list votes weight / (k + rank) for its items.
 

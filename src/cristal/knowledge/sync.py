@@ -28,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
 
 from cristal.config import Settings, load_settings
 from cristal.db import Database
@@ -132,7 +131,8 @@ def _sync_locked(
         connector = CONNECTORS[source.kind](source.uri, tuple(source.acl) if source.acl else None, options)
         known = {
             row.external_id: (row.id, row.content_hash, tuple(row.acl) if row.acl else None)
-            for row in s.execute(select(Document.external_id, Document.id, Document.content_hash, Document.acl).where(Document.source_id == source_id))
+            for row in s.execute(select(Document.external_id, Document.id, Document.content_hash, Document.acl)
+                                 .where(Document.source_id == source_id))
         }
         if hasattr(connector, "remember"):  # connectors with conditional requests or known message ids
             connector.remember({ext: dict(meta or {}) for ext, meta in s.execute(
@@ -264,8 +264,10 @@ def embed_source(
         batch = hashes[start : start + EMBED_BATCH]
         vectors = embedder.encode([todo[h] for h in batch])
         with db.session() as s:
-            existing = set(s.scalars(select(Embedding.content_hash).where(Embedding.model == embedder.name, Embedding.content_hash.in_(batch))))
-            fresh = [{"content_hash": h, "model": embedder.name, "vector": to_blob(v)} for h, v in zip(batch, vectors) if h not in existing]
+            existing = set(s.scalars(select(Embedding.content_hash)
+                                     .where(Embedding.model == embedder.name, Embedding.content_hash.in_(batch))))
+            fresh = [{"content_hash": h, "model": embedder.name, "vector": to_blob(v)}
+                     for h, v in zip(batch, vectors, strict=True) if h not in existing]
             if fresh:
                 s.execute(insert(Embedding), fresh)
             bump_generation(s, org_id)

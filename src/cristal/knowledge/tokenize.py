@@ -17,6 +17,7 @@ import re
 import threading
 import unicodedata
 from functools import lru_cache
+from typing import Any
 
 import Stemmer
 
@@ -57,7 +58,7 @@ def _stemmer(lang: str) -> Stemmer.Stemmer | None:
 
 
 @lru_cache(maxsize=1)
-def _sudachi_dictionary():  # type: ignore[no-untyped-def]
+def _sudachi_dictionary() -> Any:  # a sudachipy.Dictionary (sudachipy has no type hints)
     from sudachipy import Dictionary
 
     return Dictionary(dict="core")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, Playwright, Position, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -170,6 +170,7 @@ class BrowserSession:
         self._crashed: str | None = None
         self._stuck: str | None = None  # set by the watchdog: the page stopped answering
         self._cdp: dict[Any, Any] = {}
+        self._rescues: set[asyncio.Future[None]] = set()  # the watchdog's tasks: the loop keeps only weak references
         self.context: BrowserContext = browser.new_context(
             viewport={"width": viewport[0], "height": viewport[1]},
             service_workers="block",
@@ -271,7 +272,7 @@ class BrowserSession:
         page = self.page
         cdp = self._cdp_session(page)
         limit = self.timing.script_s + seconds
-        loop = page._loop  # noqa: SLF001 - the loop the sync API runs while it waits
+        loop = page._loop  # private: the loop the sync API runs while it waits
         timers = [loop.call_later(limit, self._fire, page, cdp, what, limit),
                   loop.call_later(limit + 3.0, self._close_stuck, page)]  # the script could not be terminated
         try:
@@ -298,10 +299,16 @@ class BrowserSession:
         self._stuck = (f"the page stopped responding: {what} got no answer within {limit:g}s "
                        "(a script on the page keeps it busy, e.g. an endless loop)")
         if cdp is not None:
-            asyncio.ensure_future(_quietly(cdp._impl_obj.send("Runtime.terminateExecution", None, None)))  # noqa: SLF001
+            self._rescue(cdp._impl_obj.send("Runtime.terminateExecution", None, None))
 
     def _close_stuck(self, page: Page) -> None:
-        asyncio.ensure_future(_quietly(page._impl_obj.close()))  # noqa: SLF001
+        self._rescue(page._impl_obj.close(run_before_unload=None, reason=None))  # the sync API's defaults
+
+    def _rescue(self, coroutine: Any) -> None:
+        # `_impl_obj` is Playwright's private async object: the sync API is blocked waiting on the page.
+        task = asyncio.ensure_future(_quietly(coroutine))
+        self._rescues.add(task)
+        task.add_done_callback(self._rescues.discard)
 
     # -- observing
 
@@ -382,13 +389,15 @@ class BrowserSession:
         scope: Any = self.page
         for mark in element.get("frames") or []:
             scope = scope.frame_locator(f'[data-cristal-frame="{mark}"]')
-        return scope.locator(f'[data-cristal-id="{element["id"]}"]')
+        found: Locator = scope.locator(f'[data-cristal-id="{element["id"]}"]')
+        return found
 
     def focused(self) -> dict[str, Any] | None:
         self._check_alive()
         try:
             with self._watchdog("reading the focused element"):
-                return self.page.evaluate(FOCUS_JS)
+                focused: dict[str, Any] | None = self.page.evaluate(FOCUS_JS)  # an object, or null when nothing has focus
+                return focused
         except PlaywrightError as exc:
             if _context_gone(exc):
                 return None
@@ -499,7 +508,8 @@ class BrowserSession:
             try:
                 self.page.keyboard.press(key)
             except PlaywrightError as exc:
-                raise _ActionFailed(f"error: cannot press {key!r}: {_first_line(exc)} (use key names such as Enter, Tab, Escape, ArrowDown, Control+A)") from None
+                raise _ActionFailed(f"error: cannot press {key!r}: {_first_line(exc)} "
+                                    "(use key names such as Enter, Tab, Escape, ArrowDown, Control+A)") from None
             return f"pressed {key}"
         if tool == "scroll":
             direction = str(args.get("direction", "down")).lower()
@@ -595,7 +605,7 @@ class BrowserSession:
         except PlaywrightTimeout:
             pass  # click() scrolls too, and reports properly if it cannot
         at = element.get("clickAt")
-        position = {"x": at["x"], "y": at["y"]} if at else None
+        position = Position(x=at["x"], y=at["y"]) if at else None
         if tool == "click":
             if role not in ("checkbox", "radio"):  # a styled control's input sits under its drawing: handled below
                 self._uncovered(loc, element, label)
@@ -635,7 +645,8 @@ class BrowserSession:
             if element.get("tag") == "select":
                 raise _ActionFailed(f"error: {label} is a list; use select_option")
             if "readonly" in element.get("states", []):
-                raise _ActionFailed(f"error: {label} is read-only; it is set through the page's own controls (click it, or a picker next to it)")
+                raise _ActionFailed(f"error: {label} is read-only; it is set through the page's own controls "
+                                    "(click it, or a picker next to it)")
             loc.fill(value, timeout=self.timing.action_s * 1000)
             if self.secrets.uses(text):
                 self.secret_fields.add(int(element["id"]))
@@ -662,7 +673,8 @@ class BrowserSession:
 
     def _option(self, tool: str, element: dict[str, Any], loc: Locator, label: str) -> str:
         if tool not in ("click", "select_option"):
-            raise _ActionFailed(f"error: {label} is an option of a list box; click it (adds or removes it) or use select_option on the list")
+            raise _ActionFailed(f"error: {label} is an option of a list box; "
+                                "click it (adds or removes it) or use select_option on the list")
         state = loc.evaluate(OPTION_JS)
         if state == "disabled":
             raise _ActionFailed(f"error: {label} is disabled")
@@ -699,7 +711,8 @@ class BrowserSession:
                 with self.page.expect_file_chooser(timeout=self.timing.cover_s * 2000) as chooser:
                     loc.click(timeout=self.timing.action_s * 1000)
             except PlaywrightTimeout:
-                raise _ActionFailed(f"error: {label} did not open a file chooser; upload to a file field (or the button that opens one)") from None
+                raise _ActionFailed(f"error: {label} did not open a file chooser; "
+                                    "upload to a file field (or the button that opens one)") from None
             chooser.value.set_files(str(path))
         return f"uploaded {name} with {label}"
 
@@ -775,7 +788,7 @@ def _ms(started: float) -> float:
 
 def _context_gone(exc: PlaywrightError) -> bool:
     text = str(exc)
-    return "Execution context was destroyed" in text or "navigation" in text.lower() and "context" in text.lower()
+    return "Execution context was destroyed" in text or ("navigation" in text.lower() and "context" in text.lower())
 
 
 def _is_crash(exc: PlaywrightError) -> bool:

@@ -143,7 +143,10 @@ DISTIL_JS = r"""
       if (n.nodeType !== 1) continue;
       const t = n.tagName;
       if (SKIP.has(t) || (excludeGroups && isGroup(n)) || n.getAttribute('aria-hidden') === 'true') continue;
-      if (t === 'IMG' || t === 'AREA' || (t === 'INPUT' && (n.type || '') === 'image')) { s += ' ' + (n.getAttribute('alt') || '') + ' '; continue; }
+      if (t === 'IMG' || t === 'AREA' || (t === 'INPUT' && (n.type || '') === 'image')) {
+        s += ' ' + (n.getAttribute('alt') || '') + ' ';
+        continue;
+      }
       if (t === 'INPUT' || t === 'SELECT' || t === 'TEXTAREA') continue;
       const cs = getComputedStyle(n);
       if (cs.display === 'none' || cs.visibility === 'hidden') continue;
@@ -151,7 +154,10 @@ DISTIL_JS = r"""
         : (typeof n.innerText === 'string' ? n.innerText : n.textContent);
       if (!norm(inner)) {
         inner = n.getAttribute('aria-label') || n.getAttribute('title') || '';
-        if (!inner) { const img = n.querySelector('img[alt], [aria-label], title'); if (img) inner = img.getAttribute('alt') || img.getAttribute('aria-label') || img.textContent; }
+        if (!inner) {
+          const img = n.querySelector('img[alt], [aria-label], title');
+          if (img) inner = img.getAttribute('alt') || img.getAttribute('aria-label') || img.textContent;
+        }
       }
       s += (cs.display === 'inline' || cs.display === 'contents') ? inner : ' ' + inner + ' ';
     }
@@ -213,7 +219,11 @@ DISTIL_JS = r"""
           let txt = '';
           for (const n of l.childNodes) {
             if (n === el || (n.nodeType === 1 && n.matches && n.matches('select,textarea,input'))) continue;
-            if (n.nodeType === 1 && n.contains(el)) { txt += ' ' + Array.from(n.childNodes).filter((c) => c !== el && !(c.nodeType === 1 && c.contains(el))).map((c) => c.textContent).join(' '); continue; }
+            if (n.nodeType === 1 && n.contains(el)) {
+              txt += ' ' + Array.from(n.childNodes).filter((c) => c !== el && !(c.nodeType === 1 && c.contains(el)))
+                .map((c) => c.textContent).join(' ');
+              continue;
+            }
             txt += ' ' + n.textContent;
           }
           return txt;
@@ -278,7 +288,8 @@ DISTIL_JS = r"""
     let checked = 0;
     for (const d of el.querySelectorAll('*')) {
       if (++checked > 300) break;
-      if (win.getComputedStyle(d).cursor === 'pointer' && d.parentElement && win.getComputedStyle(d.parentElement).cursor !== 'pointer') return 'inside';
+      if (win.getComputedStyle(d).cursor === 'pointer' && d.parentElement
+          && win.getComputedStyle(d.parentElement).cursor !== 'pointer') return 'inside';
     }
     let items;
     if (tag === 'TABLE') items = Array.from(el.tBodies).flatMap((b) => Array.from(b.rows));
@@ -334,7 +345,8 @@ DISTIL_JS = r"""
     }
     if (CHECKABLE.has(role) || el.hasAttribute('aria-checked')) {
       const aria = el.getAttribute('aria-checked');
-      const checked = (tag === 'INPUT' && (t === 'checkbox' || t === 'radio')) ? (el.indeterminate ? 'mixed' : el.checked) : aria === 'mixed' ? 'mixed' : aria === 'true';
+      const checked = (tag === 'INPUT' && (t === 'checkbox' || t === 'radio')) ? (el.indeterminate ? 'mixed' : el.checked)
+        : aria === 'mixed' ? 'mixed' : aria === 'true';
       st.push(checked === 'mixed' ? 'mixed' : checked ? 'checked' : 'unchecked');
     }
     const pressed = el.getAttribute('aria-pressed');
@@ -355,7 +367,9 @@ DISTIL_JS = r"""
     const exp = el.getAttribute('aria-expanded');
     if (exp === 'true') st.push('expanded');
     else if (exp === 'false') st.push('collapsed');
-    else if (tag === 'SUMMARY' && el.parentElement && el.parentElement.tagName === 'DETAILS') st.push(el.parentElement.open ? 'expanded' : 'collapsed');
+    else if (tag === 'SUMMARY' && el.parentElement && el.parentElement.tagName === 'DETAILS') {
+      st.push(el.parentElement.open ? 'expanded' : 'collapsed');
+    }
     if (el.getAttribute('aria-selected') === 'true') st.push('selected');
     else if (how && el.classList && Array.from(el.classList).some((c) => /^(is-)?(selected|active)$/.test(c))) st.push('selected');
     const current = el.getAttribute('aria-current');
@@ -631,7 +645,9 @@ QUIET_JS = r"""
   let timer = null;
   let finished = false;
   const T = window.__cristalTimers;
-  const finish = (value) => { if (!finished) { finished = true; mo.disconnect(); clearTimeout(timer); clearTimeout(capTimer); resolve(value); } };
+  const finish = (value) => {
+    if (!finished) { finished = true; mo.disconnect(); clearTimeout(timer); clearTimeout(capTimer); resolve(value); }
+  };
   const check = () => {
     const due = T ? T.due() : 0;
     if (due > 0) { timer = setTimeout(check, due + quiet); return; }
@@ -715,7 +731,9 @@ FOCUS_JS = r"""
   }
   if (!a || a === document.body) return null;
   const norm = (s) => (s || '').replace(/\s+/g, ' ').trim();
-  const label = norm(a.getAttribute('aria-label') || a.value && a.tagName === 'INPUT' && ['submit','button'].includes((a.type||'').toLowerCase()) && a.value || a.textContent).slice(0, 100);
+  const label = norm(a.getAttribute('aria-label')
+    || a.value && a.tagName === 'INPUT' && ['submit','button'].includes((a.type||'').toLowerCase()) && a.value
+    || a.textContent).slice(0, 100);
   const out = { tag: a.tagName.toLowerCase(), type: (a.getAttribute('type') || '').toLowerCase(), name: label,
                 role: a.getAttribute('role') || '', form: null };
   const form = a.form || (a.closest && a.closest('form'));
@@ -723,7 +741,8 @@ FOCUS_JS = r"""
     const submit = form.querySelector('button:not([type]), button[type=submit], input[type=submit], input[type=image]');
     out.form = {
       action: form.getAttribute('action') || '',
-      submit: submit ? norm(submit.getAttribute('aria-label') || (submit.tagName === 'INPUT' ? (submit.value || 'Submit') : submit.textContent)).slice(0, 100) : '',
+      submit: submit ? norm(submit.getAttribute('aria-label')
+        || (submit.tagName === 'INPUT' ? (submit.value || 'Submit') : submit.textContent)).slice(0, 100) : '',
     };
   }
   return out;

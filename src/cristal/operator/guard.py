@@ -91,8 +91,8 @@ class Guard:
         summary = element_summary(element)
         if summary is not None:
             summary = {k: summary[k] for k in ("role", "name", "tag", "path", "ctx")}
-        return self.secrets.redact_all({"run": self.run_id, "step": step, "action": action.tool,
-                                        "args": {k: str(v)[:300] for k, v in action.args.items()}, "element": summary, "url": url})
+        return self.secrets.redact_dict({"run": self.run_id, "step": step, "action": action.tool,
+                                         "args": {k: str(v)[:300] for k, v in action.args.items()}, "element": summary, "url": url})
 
     def _deny(self, action: Action, element: dict[str, Any] | None, session: BrowserSession, step: int, reason: str) -> None:
         with self.db.session() as s:

@@ -43,7 +43,8 @@ class Recorder:
 
     @property
     def steps(self) -> list[dict[str, Any]]:
-        return self.doc["steps"]
+        steps: list[dict[str, Any]] = self.doc["steps"]
+        return steps
 
     def screenshot_dir(self) -> Path | None:
         return None if self.path is None else self.path.with_name(self.path.name + ".screenshots")

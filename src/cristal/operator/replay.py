@@ -16,7 +16,7 @@ import difflib
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from playwright.sync_api import Browser
@@ -37,6 +37,9 @@ ELEMENT_TOOLS = {"click", "fill", "select_option", "hover", "drag"}
 NAME_SIMILARITY = 0.85  # a fuzzy match needs nearly the same accessible name
 MIN_SCORE = 0.7
 MARGIN = 0.05  # the best fuzzy candidate must beat the second by this much
+
+# How a step ends the replay: (status, reason, divergence), the divergence being the step where it left the recording.
+_Ending = tuple[str, str, dict[str, Any] | None]
 
 Progress = Callable[[str, str], None]
 
@@ -189,7 +192,7 @@ class _Replay:
         return ReplayResult(status, reason, results, sum(1 for r in results if r["ok"]), len(self.steps), final_url,
                             self.t.get("final_url"), seconds, self.t.get("seconds"), divergence, self.run_id)
 
-    def _step(self, session: BrowserSession, step: dict[str, Any], results: list[dict[str, Any]]) -> tuple[str, str, dict[str, Any] | None] | None:
+    def _step(self, session: BrowserSession, step: dict[str, Any], results: list[dict[str, Any]]) -> _Ending | None:
         n = step["n"]
         tool = step["action"]["tool"]
         args = dict(step["action"].get("args") or {})
@@ -218,7 +221,8 @@ class _Replay:
         verdict = self.guard.check(action, element, session, n, target=target)
         if verdict.kind == "approval":
             results.append({"n": n, "tool": tool, "ok": False, "match": how or None, "outcome": "needs approval"})
-            return "needs_approval", f"step {n}: {verdict.message} (replay with --allow-irreversible to permit it)", {"step": n, "reason": verdict.message}
+            return ("needs_approval", f"step {n}: {verdict.message} (replay with --allow-irreversible to permit it)",
+                    {"step": n, "reason": verdict.message})
         if verdict.kind == "error":
             results.append({"n": n, "tool": tool, "ok": False, "match": how or None, "outcome": verdict.message})
             return "diverged", f"step {n}: {verdict.message}", {"step": n}

@@ -40,7 +40,7 @@ from cristal.identity.principal import Principal
 from cristal.models.endpoint import resolve_endpoint
 from cristal.models.gateway import Gateway
 from cristal.models.shapes import ChatResult, ToolCall
-from cristal.operator.browser import BrowserSession, StopRun, Timing, chromium, _first_line
+from cristal.operator.browser import BrowserSession, StopRun, Timing, _first_line, chromium
 from cristal.operator.guard import Guard, element_summary
 from cristal.operator.observation import Observation, element_line
 from cristal.operator.policy import load_org_domains
@@ -76,6 +76,8 @@ _VISION = ("\n- With each observation comes a screenshot of the viewport ({width
            "list does not show, click_point(x, y) clicks a point of it.")
 
 Progress = Callable[[str, str], None]
+# How the run ends: (status, result, reason, the pending action when it waits for an approval).
+_Ending = tuple[str, str | None, str | None, dict[str, Any] | None]
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,8 @@ class RunResult:
     def as_dict(self) -> dict[str, Any]:
         return {
             # the workflow run's id when there is one: `cristal workflow status RUN_ID` shows it
-            "run_id": self.workflow_run_id or self.run_id, "operator_run_id": self.run_id, "task": self.task, "status": self.status, "result": self.result, "reason": self.reason,
+            "run_id": self.workflow_run_id or self.run_id, "operator_run_id": self.run_id, "task": self.task,
+            "status": self.status, "result": self.result, "reason": self.reason,
             "final_url": self.final_url, "seconds": round(self.seconds, 3), "pending_action": self.pending, "record": self.record,
             "approvals": self.approvals, "steps": [_step_brief(s) for s in self.steps],
         }
@@ -227,7 +230,7 @@ class OperatorRun:
 
     def _header(self) -> dict[str, Any]:
         c = self.config
-        return self.secrets.redact_all({
+        return self.secrets.redact_dict({
             "run_id": self.run_id, "task": c.task, "org": self.principal.org_slug, "as": self.principal.email,
             "start_url": c.start_url, "allow_domains": list(self.allow.domains), "allow_irreversible": c.allow_irreversible,
             "org_allowed_domains": None if self.allow.org_domains is None else list(self.allow.org_domains),
@@ -291,7 +294,7 @@ class OperatorRun:
     def _elapsed(self) -> float:
         return time.monotonic() - self.started - self.waited
 
-    def _loop(self) -> tuple[str, str | None, str | None, dict[str, Any] | None]:
+    def _loop(self) -> _Ending:
         c = self.config
         while True:
             if self.step >= c.max_steps:
@@ -300,8 +303,8 @@ class OperatorRun:
                 return "time_limit", None, f"stopped after {c.max_seconds:g}s without done()", None
             image = self._screenshot() if c.vision else None
             started = time.perf_counter()
-            answer = self.gateway.chat(self.principal, self._messages(image), tools=tools_for(vision=c.vision), tool_choice="auto", model=c.model,
-                                       request_id=self.run_id)
+            answer = self.gateway.chat(self.principal, self._messages(image), tools=tools_for(vision=c.vision), tool_choice="auto",
+                                       model=c.model, request_id=self.run_id)
             model_ms = (time.perf_counter() - started) * 1000
             turn = _Turn(answer, self.secrets)
             self.turns.append(turn)
@@ -326,7 +329,7 @@ class OperatorRun:
                         turn.tool_messages.append(_tool(rest, "not executed: step limit reached"))
                     break
 
-    def _call(self, turn: _Turn, call: ToolCall, model_ms: float, *, last: bool) -> tuple[str, str | None, str | None, dict[str, Any] | None] | None:
+    def _call(self, turn: _Turn, call: ToolCall, model_ms: float, *, last: bool) -> _Ending | None:
         """Check and carry out one tool call; an ending tuple when the run stops here."""
         assert self.session is not None and self.observation is not None
         self.step += 1
@@ -343,20 +346,23 @@ class OperatorRun:
         try:
             action = parse_call(call.name, call.arguments, vision=self.config.vision)
         except BadCall as exc:
-            return self._refused(turn, call, step, str(exc))
+            self._refused(turn, call, step, str(exc))
+            return None
         action = Action(action.tool, self.secrets.redact_all(action.args), action.element_id)
         step["action"] = {"tool": action.tool, "args": action.args}
         element = None
         if action.element_id is not None:
             element = self.observation.element(action.element_id)
             if element is None:
-                return self._refused(turn, call, step, f"error: there is no element [{action.element_id}] in the latest observation")
+                self._refused(turn, call, step, f"error: there is no element [{action.element_id}] in the latest observation")
+                return None
             step["element"] = element_summary(element)
         target = None
         if action.tool == "drag":
             target = self.observation.element(int(action.args["to"]))
             if target is None:
-                return self._refused(turn, call, step, f"error: there is no element [{action.args['to']}] in the latest observation")
+                self._refused(turn, call, step, f"error: there is no element [{action.args['to']}] in the latest observation")
+                return None
             step["target"] = element_summary(target)
         if action.tool == "click_point":  # what the point hits decides approvals like a click on it would
             element = self.session.element_at(float(action.args["x"]), float(action.args["y"]))
@@ -371,7 +377,8 @@ class OperatorRun:
             return "done", result, None, None
         verdict = self.guard.check(action, element, self.session, n, target=target)
         if verdict.kind == "error":
-            return self._refused(turn, call, step, verdict.message)
+            self._refused(turn, call, step, verdict.message)
+            return None
         approval_id = None
         if verdict.kind == "approval":
             pending = {"step": n, "tool": action.tool, "args": action.args, "element": element_summary(element),
@@ -380,7 +387,8 @@ class OperatorRun:
                 step.update(outcome=f"paused: needs approval: {verdict.message}", pending=True)
                 self.recorder.add(step)
                 turn.tool_messages.append(_tool(call, "paused: this action needs a person's approval"))
-                return "needs_approval", None, f"needs approval: {verdict.message} (run again with --allow-irreversible to permit it)", pending
+                return ("needs_approval", None,
+                        f"needs approval: {verdict.message} (run again with --allow-irreversible to permit it)", pending)
             asked = time.monotonic()
             answer = self.config.approve(pending)
             self.waited += time.monotonic() - asked
@@ -416,14 +424,15 @@ class OperatorRun:
         return None
 
     def _not_approved(self, turn: _Turn, call: ToolCall, step: dict[str, Any], answer: ApprovalDecision,
-                      pending: dict[str, Any]) -> tuple[str, str | None, str | None, dict[str, Any] | None] | None:
+                      pending: dict[str, Any]) -> _Ending | None:
         """A rejection goes back to the model (the run goes on); no decision in time ends the run."""
         if answer.decision == "rejected":
             why = f": {self.secrets.redact(answer.comment)}" if answer.comment else ""
             message = (f"refused: {answer.by or 'the approver'} rejected this action (approval {answer.approval_id}){why}. "
                        "It was not carried out. Do not try it again; finish what you can without it, or call done(result) "
                        "to report that it was refused.")
-            return self._refused(turn, call, step, message)
+            self._refused(turn, call, step, message)
+            return None
         cancelled = answer.decision == "cancelled"  # the whole run was cancelled meanwhile
         ending = "was cancelled" if cancelled else "got no decision in time"
         reason = f"approval {answer.approval_id} for {pending['description']} {ending}; the action was not carried out"
@@ -439,7 +448,6 @@ class OperatorRun:
         turn.tool_messages.append(_tool(call, message + "\n\n" + self.observation.format()))
         turn.lines.append(f"{step['n']}. {call.name[:40]} -> {message[:160]}")
         self.progress("error", message[:200])
-        return None
 
     def _obs_text(self) -> str:
         return self.observation.format() if self.observation else ""
@@ -457,7 +465,8 @@ class OperatorRun:
         names = self.secrets.names
         secrets = _SECRETS_ON.format(first=names[0], names=", ".join("{{" + n + "}}" for n in names)) if names else _SECRETS_OFF
         files = _FILES.format(names=", ".join(Path(f).name for f in self.config.files)) if self.config.files else ""
-        vision = _VISION.format(width=self.session.viewport[0], height=self.session.viewport[1]) if self.config.vision and self.session else ""
+        vision = (_VISION.format(width=self.session.viewport[0], height=self.session.viewport[1])
+                  if self.config.vision and self.session else "")
         return SYSTEM_PROMPT.format(who=self.principal.email or self.principal.label, domains=self.allow.describe(),
                                     secrets=secrets,
                                     irreversible=_IRREVERSIBLE_ON if self.config.allow_irreversible else _IRREVERSIBLE_OFF,

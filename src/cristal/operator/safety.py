@@ -39,13 +39,14 @@ def normalise_domain(entry: str) -> str:
     """``example.com``, ``intranet.example:8443`` or a URL (only its host and port are kept)."""
     raw = entry.strip().lower()
     if "://" in raw:
-        scheme, host, port = _host_port(raw)
+        _scheme, host, port = _host_port(raw)
         raw = f"[{host}]" if ":" in host else host
         if port is not None:
             raw += f":{port}"
     raw = raw.rstrip("/").removeprefix("*.")
     if not raw or not _DOMAIN.match(raw):
-        raise InvalidInput(f"not a domain for --allow-domain: {entry!r} (use a host name such as intranet.example.com, optionally with :PORT)")
+        raise InvalidInput(f"not a domain for --allow-domain: {entry!r} "
+                           "(use a host name such as intranet.example.com, optionally with :PORT)")
     return raw
 
 
@@ -153,7 +154,8 @@ class Secrets:
             if not _SECRET_NAME.match(name):
                 raise InvalidInput(f"invalid secret name {name!r}: use letters, digits and _ (for example PASSWORD)")
             if len(value) < MIN_SECRET_LENGTH:
-                raise InvalidInput(f"secret {name} is shorter than {MIN_SECRET_LENGTH} characters; it could not be told apart from page text")
+                raise InvalidInput(f"secret {name} is shorter than {MIN_SECRET_LENGTH} characters; "
+                                   "it could not be told apart from page text")
             self._values[name] = value
         forms: list[tuple[str, str]] = []
         for name, value in self._values.items():
@@ -229,10 +231,14 @@ class Secrets:
         if isinstance(value, str):
             return self.redact(value)
         if isinstance(value, dict):
-            return {self.redact_all(k): self.redact_all(v) for k, v in value.items()}
+            return self.redact_dict(value)
         if isinstance(value, (list, tuple)):
             return [self.redact_all(v) for v in value]
         return value
+
+    def redact_dict(self, value: dict[str, Any]) -> dict[str, Any]:
+        """``redact_all`` of a dict, typed as one."""
+        return {self.redact_all(k): self.redact_all(v) for k, v in value.items()}
 
 
 # ----------------------------------------------------------------------
@@ -316,7 +322,8 @@ def irreversible_key(key: str, focused: Mapping[str, Any] | None) -> str | None:
     k = key.strip().lower()
     if k in ("enter", "numpadenter", "return"):
         form = focused.get("form")
-        is_button = focused.get("tag") == "button" or focused.get("type") in ("submit", "button", "image") or focused.get("role") == "button"
+        is_button = (focused.get("tag") == "button" or focused.get("type") in ("submit", "button", "image")
+                     or focused.get("role") == "button")
         if is_button:
             word = _match(_BUTTON_RE, focused.get("name", ""))
             if word:

@@ -25,9 +25,11 @@ PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("date", re.compile(r"\d{4}年\d{1,2}月\d{1,2}日|\d{4}-\d{2}-\d{2}|\d{1,2}\.\s?\d{1,2}\.\s?\d{4}"
                         rf"|\d{{1,2}}\.\s(?:{_MONTHS_DE})\s\d{{4}}|(?:{_MONTHS_EN})\s\d{{1,2}},\s\d{{4}}|\d{{1,2}}\s(?:{_MONTHS_EN})\s\d{{4}}")),
     ("money", re.compile(rf"(?:€|\$|USD|EUR|¥|JPY)\s?(?:{_NUM})(?:\s?(?:Mio\.|million|Mrd\.))?"
-                         rf"|(?:{_NUM})\s?(?:Mio\.\s?|Millionen\s|million\s|Mrd\.\s?|万|億)?(?:EUR|€|USD|US-Dollar|dollars|円|JPY|yen)", re.IGNORECASE)),
+                         rf"|(?:{_NUM})\s?(?:Mio\.\s?|Millionen\s|million\s|Mrd\.\s?|万|億)?"
+                         r"(?:EUR|€|USD|US-Dollar|dollars|円|JPY|yen)", re.IGNORECASE)),
     ("percent", re.compile(rf"(?:{_NUM})\s?(?:%|％|Prozent|percent)", re.IGNORECASE)),
-    ("duration", re.compile(rf"(?:{_NUM})\s?(?:Monate[n]?|Monats|months?|Jahre[n]?|years?|Wochen|weeks?|Tage[n]?|Arbeitstage[n]?|days?|Stunden|hours?|か月|ヶ月|カ月|年間|日間|営業日)", re.IGNORECASE)),
+    ("duration", re.compile(rf"(?:{_NUM})\s?(?:Monate[n]?|Monats|months?|Jahre[n]?|years?|Wochen|weeks?|Tage[n]?|Arbeitstage[n]?"
+                            r"|days?|Stunden|hours?|か月|ヶ月|カ月|年間|日間|営業日)", re.IGNORECASE)),
 ]
 _UNIT_WORDS = frozenset({"eur", "usd", "jpy", "円", "prozent", "percent", "monat", "month", "jahr", "year", "tag", "day", "pro", "per"})
 

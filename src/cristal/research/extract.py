@@ -22,7 +22,8 @@ _SOFT_END = re.compile(r"(?<=[.;])\s+(?=[\"„“'(\[A-ZÄÖÜ0-9])")
 # Markup and list markers trimmed from the ends of a sentence (the quote stays a slice).
 _LEAD = re.compile(r"^[\s|#>*\-•·+–—]+|^\d{1,2}[.)]\s+(?=\D)")
 _TRAIL = re.compile(r"[\s|*#]+$")
-_ABBREV = re.compile(r"(?:\b\w{1,2}|\d+|\b(?:bzw|ggf|inkl|zzgl|evtl|vgl|usw|ca|Nr|Dr|Mr|Mrs|Ms|St|vs|etc|Mio|Mrd|Tsd|Abs|Jan|Feb|Aug|Sept?|Okt|Oct|Nov|Dez|Dec|approx|Inc|Corp|Ltd|No|z\.\s?B|u\.\s?a|d\.\s?h))\.$", re.IGNORECASE)
+_ABBREV = re.compile(r"(?:\b\w{1,2}|\d+|\b(?:bzw|ggf|inkl|zzgl|evtl|vgl|usw|ca|Nr|Dr|Mr|Mrs|Ms|St|vs|etc|Mio|Mrd|Tsd|Abs"
+                     r"|Jan|Feb|Aug|Sept?|Okt|Oct|Nov|Dez|Dec|approx|Inc|Corp|Ltd|No|z\.\s?B|u\.\s?a|d\.\s?h))\.$", re.IGNORECASE)
 
 NUMBER = re.compile(r"\d[\d.,' ]*\d|\d")
 
@@ -146,7 +147,8 @@ _ASKS: dict[str, re.Pattern[str]] = {
                        r"発売日|期日|締め?切", re.IGNORECASE),
     "money": re.compile(r"\bhow much\b|\bprice\b|\bcosts?\b|\bamount\b|\bcap\b|\bbudget\b|\bfees?\b|\brate\b|\bsalary\b|"
                         r"\brevenue\b|\bebit\b|\binvest|\bwithhold|\bwie hoch\b|\bwie viel\b(?!e)|\bbetrag|\bkosten|\bpreis|"
-                        r"\bobergrenze|\bpauschale|\bumsatz|\bgehalt|\bbudget|いくら|金額|価格|費用|投資額|予算|上限|手当|円", re.IGNORECASE),
+                        r"\bobergrenze|\bpauschale|\bumsatz|\bgehalt|\bbudget|"
+                        r"いくら|金額|価格|費用|投資額|予算|上限|手当|円", re.IGNORECASE),
     "duration": re.compile(r"\bhow long\b|\bperiod\b|\bduration\b|\bhow many (?:days|weeks|months|years|hours)\b|"
                            r"\bwie lange\b|\bdauer\b|\bzeitraum\b|\bwie viele (?:tage|wochen|monate|jahre|stunden)\b|"
                            r"期間|何日間|何か月|何ヶ月|何年間|何時間|何週間", re.IGNORECASE),

@@ -10,9 +10,9 @@ the run notes which documents held them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,10 +42,12 @@ SAME_DOC_PENALTY = 0.15
 SCREEN_CONTEXT = 2000
 # Questions that ask for a figure or a date: sentences with numbers are likelier answers.
 _FACT_WORDS = ("how much", "how many", "how long", "how high", "when", "what date", "which date", "rate", "amount",
-               "wie hoch", "wie viel", "wie lange", "wann", "bis wann", "betrag", "いつ", "いくら", "何日", "何円", "何台", "何%", "期限", "上限",
+               "wie hoch", "wie viel", "wie lange", "wann", "bis wann", "betrag",
+               "いつ", "いくら", "何日", "何円", "何台", "何%", "期限", "上限",
                "period", "deadline", "limit", "cap", "price", "cost", "date", "address", "frist", "höhe", "preis", "kosten",
                "datum", "dauer", "pauschale", "adresse", "期間", "価格", "発売日", "金額", "住所", "何")
-_HEADER_LINE = re.compile(r"^(?:From|To|Cc|Bcc|Subject|Date|Message-ID|Content-[\w-]+|MIME-Version|Reply-To|Von|An|Betreff|Datum|件名|差出人|宛先)\s*:", re.IGNORECASE)
+_HEADER_LINE = re.compile(r"^(?:From|To|Cc|Bcc|Subject|Date|Message-ID|Content-[\w-]+|MIME-Version|Reply-To"
+                          r"|Von|An|Betreff|Datum|件名|差出人|宛先)\s*:", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -292,5 +294,6 @@ class Reader:
             chosen.append(pick)
         out = []
         for _, (p, s, *_rest), score in chosen:
-            out.append(Evidence(subquestion, p.doc_id, p.title, p.uri, p.lang, s.start, s.end, s.text, round(score, 4), p.heading, p.chunk_id))
+            out.append(Evidence(subquestion, p.doc_id, p.title, p.uri, p.lang, s.start, s.end, s.text, round(score, 4),
+                                p.heading, p.chunk_id))
         return out

@@ -13,12 +13,15 @@ from typing import Any
 _CITE = re.compile(r"\[(\d+)\]")
 
 _CSS = """
-body{font:16px/1.55 system-ui,-apple-system,"Segoe UI","Hiragino Sans","Noto Sans JP",sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#1d2330}
+body{font:16px/1.55 system-ui,-apple-system,"Segoe UI","Hiragino Sans","Noto Sans JP",sans-serif;
+  max-width:52rem;margin:2rem auto;padding:0 1rem;color:#1d2330}
 h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:1.8rem;border-bottom:1px solid #dde2ea}
 blockquote{margin:.6rem 0;padding:.4rem .8rem;border-left:4px solid #e0a400;background:#fff8e6}
 .meta{color:#5b6475;font-size:.9rem}
 a.cite{position:relative;text-decoration:none;color:#0b57d0;font-size:.85em;vertical-align:super}
-a.cite .q{display:none;position:absolute;left:0;top:1.4em;z-index:9;width:24rem;max-width:80vw;padding:.5rem .7rem;background:#fff;border:1px solid #c5ccd8;border-radius:6px;box-shadow:0 4px 14px rgba(0,0,0,.15);color:#1d2330;font-size:.85rem;line-height:1.4;vertical-align:baseline;white-space:normal}
+a.cite .q{display:none;position:absolute;left:0;top:1.4em;z-index:9;width:24rem;max-width:80vw;padding:.5rem .7rem;
+  background:#fff;border:1px solid #c5ccd8;border-radius:6px;box-shadow:0 4px 14px rgba(0,0,0,.15);color:#1d2330;
+  font-size:.85rem;line-height:1.4;vertical-align:baseline;white-space:normal}
 a.cite:hover .q,a.cite:focus .q{display:block}
 ol.sources li{margin:.5rem 0}ol.sources li:target{background:#eef4ff}
 ol.sources q{display:block;margin-top:.2rem;color:#3b4454}

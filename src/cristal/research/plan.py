@@ -19,10 +19,11 @@ MAX_SUBQUESTIONS = 5
 _QUESTION_SPLIT = re.compile(r"(?<=[?？])\s*|;\s*|；")
 _CONJUNCTION = re.compile(r"\s*(?:,\s*)?\b(?:and also|and|as well as|und|sowie|außerdem)\b\s+|、?(?:および|また|そして)、?", re.IGNORECASE)
 _WORD = re.compile(r"[^\W_]+(?:[-'’][^\W_]+)*")
-_JA_PARTICLES = re.compile(r"[はがをにでとのへもやかね]|について|による|ですか|ますか|でしょうか|ください|とは|どの|どれ|何|いつ|いくら|ような")
+_JA_PARTICLES = re.compile(r"[はがをにでとのへもやかね]|について|による|ですか|ますか|でしょうか|ください"
+                           r"|とは|どの|どれ|何|いつ|いくら|ような")
 _QUESTION_WORDS = {
     "what", "which", "how", "when", "who", "where", "why", "much", "many", "long", "does", "did", "is", "are",
-    "was", "wie", "was", "wann", "wer", "wo", "welche", "welcher", "welches", "hoch", "viel", "viele", "lange",
+    "was", "wie", "wann", "wer", "wo", "welche", "welcher", "welches", "hoch", "viel", "viele", "lange",
     "gilt", "gibt", "maximum", "please", "tell", "me",
 }
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
@@ -46,6 +46,11 @@ from cristal.research.notes import Notes, Passage
 from cristal.research.plan import PlanModel, clean_llm_plan, extractive_plan
 from cristal.research.store import CheckpointStore, new_run_id
 from cristal.research.write import Citations, extractive_report, flagged_documents, llm_report, verify_draft
+
+if TYPE_CHECKING:  # numpy and the gateway are imported when a run embeds or asks the model
+    import numpy as np
+
+    from cristal.models.gateway import Gateway
 
 LANGS = ("en", "de", "ja")
 MODES = ("auto", "extractive", "llm")
@@ -132,7 +137,7 @@ class _Run:
         self.settings, self.budget, self.store = settings, budget, store
         self.progress = progress or (lambda kind, message: None)
         self.searcher = searcher or Searcher(db)
-        self.gateway = gateway
+        self.gateway: Gateway | None = gateway
         self._own_gateway = False
         self.started = time.monotonic()
         self.seconds_before = notes.seconds
@@ -142,7 +147,7 @@ class _Run:
 
     # -- budgets and checkpoints
 
-    def _embed(self, texts: list[str]):  # type: ignore[no-untyped-def]
+    def _embed(self, texts: list[str]) -> np.ndarray:
         return self.searcher.embedder.encode(texts)
 
     def elapsed(self) -> float:
@@ -164,7 +169,7 @@ class _Run:
 
     # -- the model
 
-    def model(self):  # type: ignore[no-untyped-def]
+    def model(self) -> Gateway:
         if self.gateway is None:
             from cristal.models.gateway import Gateway
 

@@ -27,9 +27,9 @@ def new_run_id() -> str:
 
 
 def check_id(run_id: str | None) -> str:
-    if not CHECKPOINT_ID.match(run_id or ""):
+    if run_id is None or not CHECKPOINT_ID.match(run_id):
         raise InvalidInput(f"not a research run id: {run_id!r} (12 hexadecimal characters)")
-    return run_id  # type: ignore[return-value]
+    return run_id
 
 
 class CheckpointStore:

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cristal.research.conflicts import Disagreement
 from cristal.knowledge.injection import check
 from cristal.knowledge.language import detect_language
+from cristal.research.conflicts import Disagreement
 from cristal.research.extract import Sentence, best_sentence, lexical_score, numbers, sentences, token_set, verify_quote
 from cristal.research.gather import DocumentText, chunk_span
 from cristal.research.notes import Evidence, Notes, Passage
@@ -38,15 +38,18 @@ TEXTS: dict[str, dict[str, str]] = {
         "quotes_lang": "Quotes are given in the language of their source.",
     },
     "de": {
-        "extractive_note": "Extraktiver Bericht (ohne Sprachmodell): Jede Aussage ist wörtlich aus Dokumenten zitiert, die Sie lesen dürfen.",
+        "extractive_note": "Extraktiver Bericht (ohne Sprachmodell): "
+                           "Jede Aussage ist wörtlich aus Dokumenten zitiert, die Sie lesen dürfen.",
         "llm_note": "Von einem Sprachmodell aus Dokumenten verfasst, die Sie lesen dürfen; jeder Satz nennt seine Quelle.",
         "summary": "Zusammenfassung", "findings": "Ergebnisse", "disagreements": "Widersprüche zwischen Quellen", "sources": "Quellen",
-        "disagree": "Die Quellen widersprechen sich: {a} in „{ta}“ [{na}] gegenüber {b} in „{tb}“ [{nb}]. Bitte prüfen, welche Quelle neuer bzw. maßgeblich ist.",
+        "disagree": "Die Quellen widersprechen sich: {a} in „{ta}“ [{na}] gegenüber {b} in „{tb}“ [{nb}]. "
+                    "Bitte prüfen, welche Quelle neuer bzw. maßgeblich ist.",
         "disagree_short": "Hinweis: Die Quellen widersprechen sich ({a} [{na}] gegenüber {b} [{nb}]).",
         "partial": "Unvollständiger Bericht: {reason}",
         "nothing": "Keine Passage in den Dokumenten, die Sie lesen dürfen, beantwortet dies.",
         "no_results": "Keine Dokumente, die Sie lesen dürfen, passen zu dieser Frage.",
-        "flagged": "Dokument {doc} enthält Text, der sich an eine KI richtet (mögliche Prompt-Injection); er wurde ignoriert: weder zitiert noch befolgt.",
+        "flagged": "Dokument {doc} enthält Text, der sich an eine KI richtet (mögliche Prompt-Injection); "
+                   "er wurde ignoriert: weder zitiert noch befolgt.",
         "refused": "Das Modell verlangte Aktionen, die nicht verfügbar sind ({names}); nichts davon wurde ausgeführt.",
         "dropped": "{n} Satz/Sätze des Modellentwurfs wurden entfernt, weil ihre Belege nicht hielten.",
         "quotes_lang": "Zitate stehen in der Sprache ihrer Quelle.",
@@ -55,12 +58,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "extractive_note": "抽出型レポート（言語モデル不使用）：すべての記述は、あなたが閲覧できる文書からの原文どおりの引用です。",
         "llm_note": "あなたが閲覧できる文書をもとに言語モデルが作成しました。各文に出典を示しています。",
         "summary": "要約", "findings": "調査結果", "disagreements": "情報源間の食い違い", "sources": "出典",
-        "disagree": "情報源の記載が食い違っています：「{ta}」では{a} [{na}]、「{tb}」では{b} [{nb}]。どちらが新しいか、正式なものかを確認してください。",
+        "disagree": "情報源の記載が食い違っています：「{ta}」では{a} [{na}]、「{tb}」では{b} [{nb}]。"
+                    "どちらが新しいか、正式なものかを確認してください。",
         "disagree_short": "注意：情報源の記載が食い違っています（{a} [{na}] と {b} [{nb}]）。",
         "partial": "不完全なレポート：{reason}",
         "nothing": "閲覧可能な文書に、これに答える箇所は見つかりませんでした。",
         "no_results": "閲覧可能な文書の中に、この質問に該当するものはありません。",
-        "flagged": "文書{doc}にAI宛ての文（プロンプトインジェクションの可能性）が含まれていました。無視しました（引用も実行もしていません）。",
+        "flagged": "文書{doc}にAI宛ての文（プロンプトインジェクションの可能性）が含まれていました。"
+                   "無視しました（引用も実行もしていません）。",
         "refused": "モデルが利用できない操作（{names}）を要求しましたが、何も実行していません。",
         "dropped": "出典が確認できなかったため、モデルの下書きから{n}文を削除しました。",
         "quotes_lang": "引用は出典の言語のまま記載しています。",
@@ -194,7 +199,8 @@ def extractive_report(
             break
     for d in disagreements[:2]:
         a, b = d.facts[0], d.facts[1]
-        summary.append(t["disagree_short"].format(a=a.surface, na=cites.cite_evidence(a.evidence), b=b.surface, nb=cites.cite_evidence(b.evidence)))
+        summary.append(t["disagree_short"].format(a=a.surface, na=cites.cite_evidence(a.evidence),
+                                                  b=b.surface, nb=cites.cite_evidence(b.evidence)))
     lines += [f"## {t['summary']}", "", " ".join(summary), ""]
     if disagreements:
         lines += [f"## {t['disagreements']}", "", *_disagreement_lines(disagreements, cites, t), ""]

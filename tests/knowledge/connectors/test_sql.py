@@ -94,7 +94,7 @@ def test_bad_database_urls_are_refused_at_add(two_orgs: Database, uri: str) -> N
     assert "pw" not in str(info.value)
 
 
-def test_postgres_source_is_read_only_and_indexed(two_orgs: Database, postgres_server) -> None:  # type: ignore[no-untyped-def]
+def test_postgres_source_is_read_only_and_indexed(two_orgs: Database, postgres_server) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     url = postgres_server.new_database()
     import psycopg
 

@@ -22,13 +22,13 @@ def test_extension_is_case_insensitive(parse) -> None:
 
 @pytest.mark.parametrize("name", ["archive.zip", "picture.png", "README", "sheet.xlsx"])
 def test_unsupported_extension(name: str) -> None:
-    with pytest.raises(ParseError, match="^unsupported file type"):
+    with pytest.raises(ParseError, match=r"^unsupported file type"):
         parse_bytes(b"data", name)
 
 
 @pytest.mark.parametrize("ext", sorted(SUPPORTED_EXTENSIONS))
 def test_empty_file(ext: str) -> None:
-    with pytest.raises(ParseError, match="^empty file$"):
+    with pytest.raises(ParseError, match=r"^empty file$"):
         parse_bytes(b"", "empty" + ext)
 
 
@@ -42,13 +42,13 @@ def test_parse_file(tmp_path: Path) -> None:
     path.write_text("# Notes\n\nSome text.\n", encoding="utf-8")
     doc = parse_file(path)
     assert doc.title == "Notes"
-    with pytest.raises(ParseError, match="^file too large"):
+    with pytest.raises(ParseError, match=r"^file too large"):
         parse_file(path, max_bytes=5)
-    with pytest.raises(ParseError, match="^cannot read file"):
+    with pytest.raises(ParseError, match=r"^cannot read file"):
         parse_file(tmp_path / "missing.txt")
     empty = tmp_path / "empty.pdf"
     empty.write_bytes(b"")
-    with pytest.raises(ParseError, match="^empty file$"):
+    with pytest.raises(ParseError, match=r"^empty file$"):
         parse_file(empty)
 
 

@@ -31,8 +31,8 @@ def _handbook() -> bytes:
     d.add_paragraph("Zweiter Schritt", style="List Number")
     d.add_paragraph("Pünktlichkeit ist eine Tugend.", style="Quote")
     table = d.add_table(rows=3, cols=2)
-    for row, cells in zip(table.rows, [("Tag", "Stunden"), ("Montag", "8"), ("Freitag", "6")]):
-        for cell, value in zip(row.cells, cells):
+    for row, cells in zip(table.rows, [("Tag", "Stunden"), ("Montag", "8"), ("Freitag", "6")], strict=True):
+        for cell, value in zip(row.cells, cells, strict=True):
             cell.text = value
     d.add_heading("Urlaub", level=1)
     d.add_paragraph("")  # empty paragraphs are skipped
@@ -72,7 +72,7 @@ def test_title_from_core_properties_and_merged_cells(parse) -> None:
     d.add_paragraph("Revenue grew in all regions during the quarter.")
     table = d.add_table(rows=2, cols=3)
     table.cell(0, 0).merge(table.cell(0, 2)).text = "Summary"
-    for cell, value in zip(table.rows[1].cells, ("EMEA", "APAC", "US")):
+    for cell, value in zip(table.rows[1].cells, ("EMEA", "APAC", "US"), strict=True):
         cell.text = value
     doc = parse(_save(d), "q3.docx")
     assert doc.title == "Quarterly Report"
@@ -100,7 +100,7 @@ def test_zip_without_word_document_is_refused() -> None:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
         archive.writestr("hello.txt", "hi")
-    with pytest.raises(ParseError, match="no word/document.xml"):
+    with pytest.raises(ParseError, match=r"no word/document\.xml"):
         parse_bytes(out.getvalue(), "other.docx")
 
 

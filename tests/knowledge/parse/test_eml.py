@@ -40,7 +40,8 @@ def test_html_only_mail_uses_the_html_parser(parse) -> None:
     msg = EmailMessage()
     msg["Subject"] = "Newsletter"
     msg["From"] = "news@acme.example"
-    msg.set_content("<html><head><style>p{}</style></head><body><h1>News</h1><p>The new office opens in May.</p></body></html>", subtype="html")
+    msg.set_content("<html><head><style>p{}</style></head><body><h1>News</h1><p>The new office opens in May.</p></body></html>",
+                    subtype="html")
     doc = parse(msg.as_bytes(), "news.eml")
     assert [(b.kind, b.text) for b in doc.blocks][1:] == [("heading", "News"), ("paragraph", "The new office opens in May.")]
     assert doc.blocks[2].heading_path == ("News",)

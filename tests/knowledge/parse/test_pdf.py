@@ -10,7 +10,6 @@ from pypdf import PdfWriter
 
 from cristal.knowledge.parse import ParseError, parse_bytes
 
-
 INTRO = (
     "Employees may claim the costs of business trips that were approved in advance by their manager. "
     "Travel should be booked through the company portal, and the cheapest reasonable option is expected "
@@ -79,14 +78,14 @@ def test_encrypted_pdf_is_refused() -> None:
     writer.encrypt("secret")
     out = io.BytesIO()
     writer.write(out)
-    with pytest.raises(ParseError, match="^encrypted PDF"):
+    with pytest.raises(ParseError, match=r"^encrypted PDF"):
         parse_bytes(out.getvalue(), "secret.pdf")
 
 
 @pytest.mark.parametrize("cut", [0.3, 0.5, 0.9])
 def test_truncated_pdf_is_refused(cut: float) -> None:
     data = _two_page_pdf()
-    with pytest.raises(ParseError, match="corrupt PDF|no extractable text"):
+    with pytest.raises(ParseError, match=r"corrupt PDF|no extractable text"):
         parse_bytes(data[: int(len(data) * cut)], "truncated.pdf")
 
 

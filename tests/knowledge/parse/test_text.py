@@ -6,12 +6,14 @@ import pytest
 
 from cristal.knowledge.parse import ParseError, parse_bytes
 
-GERMAN = "Reisekosten\n\nDie Erstattung der Reisekosten für Mitarbeiter erfolgt über das Portal. Bitte beachten Sie die Frist von dreißig Tagen.\n"
+GERMAN = ("Reisekosten\n\nDie Erstattung der Reisekosten für Mitarbeiter erfolgt über das Portal. "
+          "Bitte beachten Sie die Frist von dreißig Tagen.\n")
 JAPANESE = "出張旅費規程\n\n出張の旅費は、所定の申請書により精算する。領収書は三十日以内に提出してください。\n"
 
 
 def test_paragraphs_title_and_language(parse) -> None:
-    doc = parse(b"Travel policy\n\nEmployees may claim travel costs.\nReceipts are required.\n\n\n  \nThe policy is reviewed every year.\n", "policy.txt")
+    doc = parse(b"Travel policy\n\nEmployees may claim travel costs.\nReceipts are required.\n\n\n  \n"
+                b"The policy is reviewed every year.\n", "policy.txt")
     assert doc.title == "Travel policy"
     assert doc.language == "en"
     assert [b.kind for b in doc.blocks] == ["paragraph", "paragraph", "paragraph"]
@@ -88,6 +90,9 @@ def test_empty_whitespace_only_file_is_refused() -> None:
 
 
 def test_first_line_of_a_header_block_is_the_title(parse) -> None:
-    doc = parse("経費精算マニュアル（経理部内向け）\n青空ホールディングス株式会社　経理部\n\n1．目的\nこのマニュアルは経費の手順を定めるものです。\n".encode(), "keihi.txt")
+    text = ("経費精算マニュアル（経理部内向け）\n青空ホールディングス株式会社　経理部\n\n"
+            "1．目的\nこのマニュアルは経費の手順を定めるものです。\n")
+
+    doc = parse(text.encode(), "keihi.txt")
     assert doc.title == "経費精算マニュアル（経理部内向け）"
     assert doc.language == "ja"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from cristal.errors import InvalidInput
 from cristal.knowledge.connectors.api import ApiConnector
-from cristal.knowledge.connectors.base import Connector, Item, ScanProblem
+from cristal.knowledge.connectors.base import Connector, ConnectorClass, Item, ScanProblem
 from cristal.knowledge.connectors.files import FilesConnector
 from cristal.knowledge.connectors.imap import ImapConnector
 from cristal.knowledge.connectors.s3 import S3Connector
@@ -18,8 +18,8 @@ from cristal.knowledge.connectors.settings import check_settings
 from cristal.knowledge.connectors.sql import SqlConnector
 from cristal.knowledge.connectors.web import WebConnector
 
-CONNECTORS: dict[str, type] = {"files": FilesConnector, "sql": SqlConnector, "web": WebConnector, "s3": S3Connector,
-                               "imap": ImapConnector, "api": ApiConnector}
+CONNECTORS: dict[str, ConnectorClass] = {"files": FilesConnector, "sql": SqlConnector, "web": WebConnector, "s3": S3Connector,
+                                         "imap": ImapConnector, "api": ApiConnector}
 
 
 def checked_settings(kind: str, raw: dict | None) -> dict | None:

@@ -65,6 +65,16 @@ class Connector(Protocol):
         """Every document of the source, or a problem per thing that failed."""
 
 
+class ConnectorClass(Protocol):
+    """What ``CONNECTORS`` maps a kind to: a connector class, built from a source's URI, rules and options."""
+
+    def __call__(self, uri: str, acl: tuple[str, ...] | None, options: dict | None = None) -> Connector: ...
+
+    def validate(self, uri: str) -> str:
+        """The URI as stored, or ``InvalidInput`` saying what is wrong with it."""
+        ...
+
+
 class RemembersPrevious(Protocol):
     """A connector that wants what it stored last time (``Item.meta``), by external id, before ``scan``."""
 

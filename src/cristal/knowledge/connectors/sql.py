@@ -39,7 +39,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlglot
-from sqlalchemy import MetaData, Table, create_engine, event, inspect, select, text
+from sqlalchemy import Inspector, MetaData, Table, create_engine, event, inspect, select, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
@@ -97,7 +97,7 @@ _REFUSED_FUNCTIONS = frozenset({
 _DIALECTS = {"postgresql": "postgres", "sqlite": "sqlite"}
 
 
-def _kind_of(node: exp.Expression) -> str:
+def _kind_of(node: exp.Expr) -> str:
     if isinstance(node, exp.Into):
         return "SELECT ... INTO (it creates a table)"
     if isinstance(node, exp.Lock):
@@ -233,6 +233,7 @@ def _prepare_postgres(conn: Connection, timeout: float | None) -> None:
 
 def _sqlite_deadline(conn: Connection, timeout: float | None) -> None:
     raw = conn.connection.driver_connection
+    assert raw is not None  # a connection checked out of the pool has its DBAPI connection
     if timeout is None:
         raw.set_progress_handler(None, 0)
         return
@@ -357,7 +358,7 @@ class SqlConnector:
         finally:
             engine.dispose()
 
-    def _table(self, engine: Engine, inspector, name: str, kind: str) -> Iterator[Item]:  # type: ignore[no-untyped-def]
+    def _table(self, engine: Engine, inspector: Inspector, name: str, kind: str) -> Iterator[Item]:
         columns = inspector.get_columns(name)
         pk = [] if kind == "view" else inspector.get_pk_constraint(name).get("constrained_columns", [])
         table = Table(name, MetaData(), autoload_with=engine)

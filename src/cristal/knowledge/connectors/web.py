@@ -151,6 +151,13 @@ class WebConnector:
         return read
 
 
+class _Robots(RobotFileParser):
+    """The standard parser, declaring the two flags its own ``read()`` sets (its type stubs leave them out)."""
+
+    disallow_all: bool
+    allow_all: bool
+
+
 class _Crawl:
     """One crawl: robots rules per host, a breadth-first frontier, one item or problem per page."""
 
@@ -207,15 +214,17 @@ class _Crawl:
         return rules is not None and rules.can_fetch(self.s.user_agent, url)
 
     def read_robots(self, origin: str) -> RobotFileParser | None:
-        rules = RobotFileParser(origin + "/robots.txt")
+        rules = _Robots(origin + "/robots.txt")
         try:
             got = self.fetcher.get(origin + "/robots.txt", max_bytes=512 * 1024)
         except FetchRefused as exc:
-            return self.robots_unreadable(origin, str(exc))
+            self.robots_unreadable(origin, str(exc))
+            return None
         if got.status in (401, 403):
             rules.disallow_all = True
         elif got.status >= 500:
-            return self.robots_unreadable(origin, f"HTTP {got.status}")
+            self.robots_unreadable(origin, f"HTTP {got.status}")
+            return None
         elif got.status == 200:
             rules.parse(got.body.decode("utf-8", "replace").splitlines())
             for sitemap in rules.site_maps() or []:
@@ -228,7 +237,6 @@ class _Crawl:
         # Like a server error on the pages themselves: nothing of this host is crawled or deleted this time.
         self.c.scope.unseen_prefixes.append(origin + "/")
         self.problems.append(ScanProblem(origin + "/robots.txt", f"robots.txt unreadable ({reason}); host not crawled"))
-        return None
 
     def sitemap(self, url: str, depth: int = 0) -> Iterator[ScanProblem]:
         """Queue a sitemap's pages (a sitemap index's sitemaps too, two levels deep at most)."""
@@ -329,10 +337,11 @@ class _Crawl:
         robots_meta = ""
         if suffix == ".html":
             soup = BeautifulSoup(got.body, "html.parser")
-            robots_meta = " ".join(m.get("content", "") for m in soup.find_all("meta", attrs={"name": "robots"})).lower()
+            # content and href are single-valued attributes: str() only tells the type checker so
+            robots_meta = " ".join(str(m.get("content", "")) for m in soup.find_all("meta", attrs={"name": "robots"})).lower()
             base = soup.find("base", href=True)
-            base_url = urljoin(got.url, base["href"]) if base else got.url
-            links = [urljoin(base_url, a["href"]) for a in soup.find_all("a", href=True)][:MAX_LINKS_PER_PAGE]
+            base_url = urljoin(got.url, str(base["href"])) if base else got.url
+            links = [urljoin(base_url, str(a["href"])) for a in soup.find_all("a", href=True)][:MAX_LINKS_PER_PAGE]
             links = list(dict.fromkeys(normalize_url(u) for u in links if urlsplit(u).scheme in ("http", "https")))
             if principals is None and self.s.acl_meta:
                 tag = soup.find("meta", attrs={"name": self.s.acl_meta})

@@ -25,7 +25,7 @@ _LANGUAGE_SAMPLE = 20_000
 
 # C0 controls other than tab and newline are extraction artefacts (PDF text
 # layers, Word field codes); they would only confuse chunking and display.
-_CONTROLS = {c: None for c in range(32) if c not in (9, 10)}
+_CONTROLS: dict[int, str | None] = {c: None for c in range(32) if c not in (9, 10)}
 _CONTROLS[0x7F] = None
 _CONTROLS[0x0D] = "\n"  # a lone CR that reached us is still a line break
 _BLANK_LINES = re.compile(r"\n[ \t\u3000]*\n\s*")

@@ -113,10 +113,10 @@ def _decode(data: bytes, declared: str | None) -> str:
     except UnicodeDecodeError:
         pass
 
-    codec = _codec_for(declared)
-    if codec is not None and codec not in ("utf-8", "utf-8-sig"):
+    named = _codec_for(declared)
+    if named is not None and named not in ("utf-8", "utf-8-sig"):
         try:
-            return data.decode(codec, errors=_errors(codec))
+            return data.decode(named, errors=_errors(named))
         except UnicodeDecodeError:
             pass  # a wrong declaration is common; fall through to guessing
 

@@ -20,7 +20,9 @@ class ParseError(Exception):
 
 
 def _default(setting: str) -> int:
-    return Settings.model_fields[setting].default
+    default = Settings.model_fields[setting].default
+    assert isinstance(default, int), setting
+    return default
 
 
 class DocumentTooLarge(ParseError):

@@ -13,7 +13,7 @@ import io
 import re
 import zipfile
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from cristal.knowledge.parse.builder import DocumentBuilder, collapse_spaces, list_item
 from cristal.knowledge.parse.document import (
@@ -25,6 +25,10 @@ from cristal.knowledge.parse.document import (
     ParseError,
     human_size,
 )
+
+if TYPE_CHECKING:  # python-docx is imported in parse(), when a Word file comes
+    from docx.document import Document as DocxDocument
+    from docx.table import Table
 
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _TEXT_TAG = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}t"
@@ -192,9 +196,9 @@ def _list_depth(num_pr: object | None, style: str) -> int:
     return int(match.group(1)) - 1 if match else 0
 
 
-def _table_rows(table: object) -> list[list[str]]:
+def _table_rows(table: Table) -> list[list[str]]:
     rows: list[list[str]] = []
-    for row in table.rows:  # type: ignore[attr-defined]
+    for row in table.rows:
         cells: list[str] = []
         previous = None
         for cell in row.cells:
@@ -207,10 +211,10 @@ def _table_rows(table: object) -> list[list[str]]:
     return rows
 
 
-def _core_properties(document: object) -> dict[str, str]:
+def _core_properties(document: DocxDocument) -> dict[str, str]:
     metadata: dict[str, str] = {}
     try:
-        props = document.core_properties  # type: ignore[attr-defined]
+        props = document.core_properties
         for name in ("title", "author", "subject", "keywords"):
             value = getattr(props, name, None)
             if isinstance(value, str) and value.strip():

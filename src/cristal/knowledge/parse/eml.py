@@ -27,7 +27,7 @@ def parse(data: bytes, filename: str, limits: DocumentLimits = DEFAULT_LIMITS) -
     if b"\x00" in data[:8192]:
         raise ParseError("binary content in a text file (NUL bytes)")
     message = email.message_from_bytes(data, policy=email.policy.default)
-    if not isinstance(message, EmailMessage) or not message.keys():
+    if not message.keys():  # with policy.default the parser always builds an EmailMessage
         raise ParseError("not an e-mail message (no headers)")
     if message.defects and not any(message.get(name) for name, _ in _HEADERS):
         raise ParseError("not an e-mail message (no From/To/Subject/Date header)")
@@ -47,7 +47,8 @@ def parse(data: bytes, filename: str, limits: DocumentLimits = DEFAULT_LIMITS) -
     builder.add("header", "\n".join(header_lines))
     body = message.get_body(preferencelist=("plain", "html"))
     if body is not None:
-        raw = body.get_payload(decode=True) or b""
+        payload = body.get_payload(decode=True)  # the bytes of a leaf part (None if it has none)
+        raw = payload if isinstance(payload, bytes) else b""
         if raw.strip():
             text = decode_text(raw, body.get_content_charset())
             if body.get_content_subtype() == "html":

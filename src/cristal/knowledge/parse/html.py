@@ -77,7 +77,7 @@ def _skipped(tag: Tag) -> bool:
         "hidden" in attrs
         or attrs.get("aria-hidden") == "true"
         or attrs.get("role") in _SKIP_ROLES
-        or "display:none" in attrs.get("style", "").replace(" ", "")
+        or "display:none" in str(attrs.get("style", "")).replace(" ", "")  # a single-valued attribute: a str
     )
 
 
@@ -175,7 +175,7 @@ def _text(node: Tag) -> str:
 def _list_text(list_tag: Tag, depth: int) -> str:
     ordered = list_tag.name == "ol"
     try:
-        number = int(list_tag.get("start", 1))
+        number = int(str(list_tag.get("start", "1")))
     except (TypeError, ValueError):
         number = 1
     items: list[str] = []

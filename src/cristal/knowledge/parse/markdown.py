@@ -16,7 +16,7 @@ from markdown_it.token import Token
 
 from cristal.knowledge.parse.builder import DocumentBuilder, list_item, render_table
 from cristal.knowledge.parse.decoding import decode_text
-from cristal.knowledge.parse.document import DEFAULT_LIMITS, DocumentLimits, ParsedDocument
+from cristal.knowledge.parse.document import DEFAULT_LIMITS, BlockKind, DocumentLimits, ParsedDocument
 from cristal.knowledge.parse.html import html_fragment_text
 
 _FRONT_MATTER = re.compile(r"\A(?:---|\+\+\+)[ \t]*\n.*?\n(?:---|\+\+\+|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
@@ -59,7 +59,7 @@ def _close_index(tokens: Sequence[Token], i: int) -> int:
     return len(tokens) - 1
 
 
-def _block(tokens: Sequence[Token]) -> tuple[str | None, str]:
+def _block(tokens: Sequence[Token]) -> tuple[BlockKind | None, str]:
     """(kind, text) of one top-level block given as its tokens, open to close."""
     token = tokens[0]
     if token.type == "paragraph_open":

@@ -21,7 +21,7 @@ from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError
 
 from cristal.knowledge.parse.builder import DocumentBuilder, collapse_spaces, is_bullet_line, unwrap_lines
-from cristal.knowledge.parse.document import DEFAULT_LIMITS, DocumentLimits, ParsedDocument, ParseError
+from cristal.knowledge.parse.document import DEFAULT_LIMITS, BlockKind, DocumentLimits, ParsedDocument, ParseError
 
 _SENTENCE_END = re.compile("[.!?:;\u3002\uff01\uff1f\u300d\u300f)\"\u201d]$")
 _PAGE_NUMBER = re.compile(r"^(?:-\s*)?(?:page\s+|seite\s+)?\d{1,4}(?:\s*(?:/|of|von)\s*\d{1,4})?(?:\s*-)?$", re.I)
@@ -104,7 +104,7 @@ def _info(reader: PdfReader, metadata: dict[str, str]) -> str | None:
     return None if not title or _UNHELPFUL_TITLES.match(title) else title
 
 
-def _page_blocks(raw: str) -> list[tuple[str, str]]:
+def _page_blocks(raw: str) -> list[tuple[BlockKind, str]]:
     """(kind, text) for one page's extracted text."""
     lines = [line.strip() for line in raw.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
     # Running page numbers sit on the first or last line of a page.
@@ -137,7 +137,7 @@ def _page_blocks(raw: str) -> list[tuple[str, str]]:
             current, bullet = [], False
     _close(groups, bullet, current)
 
-    blocks: list[tuple[str, str]] = []
+    blocks: list[tuple[BlockKind, str]] = []
     for is_bullet, group in groups:
         text = unwrap_lines(group)
         if is_bullet and blocks and blocks[-1][0] == "list":
