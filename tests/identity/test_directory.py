@@ -11,7 +11,7 @@ from cristal.db import Database
 from cristal.db.schema import ApiKey
 from cristal.errors import AccessDenied, AlreadyExists, InvalidInput, NotFound
 from cristal.identity import apikeys, orgs, users
-from cristal.identity.directory import resolve_principal
+from cristal.identity.directory import member, resolve_principal
 from cristal.identity.principal import Principal
 
 BACKENDS = ("sqlite", "postgres")
@@ -70,6 +70,16 @@ def test_same_email_in_two_orgs_is_two_people(two_orgs: Database) -> None:
     a = as_user(two_orgs, "acme", "shared@group.example")
     g = as_user(two_orgs, "globex", "shared@group.example")
     assert a.org_id != g.org_id and a.role == "member" and g.role == "admin"
+
+
+def test_member_is_the_organization_and_the_employee_in_it(two_orgs: Database) -> None:
+    with two_orgs.session() as s:
+        org, principal = member(s, "acme", "fin@acme.example")
+        assert (org.slug, principal.org_id, principal.email) == ("acme", org.id, "fin@acme.example")
+        with pytest.raises(NotFound, match="unknown user"):
+            member(s, "globex", "fin@acme.example")
+        with pytest.raises(NotFound, match="unknown organization"):
+            member(s, "nope", "fin@acme.example")
 
 
 def test_group_changes_take_effect_on_the_next_lookup(two_orgs: Database) -> None:

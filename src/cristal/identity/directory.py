@@ -51,6 +51,12 @@ def resolve_principal(session: Session, org_slug: str, email: str) -> Principal:
     return principal_for(org, user_by_email(session, org, email))
 
 
+def member(session: Session, org_slug: str, email: str) -> tuple[Organization, Principal]:
+    """The organization and the employee acting in it (``NotFound`` for either)."""
+    principal = resolve_principal(session, org_slug, email)
+    return org_by_slug(session, org_slug), principal
+
+
 def in_org(
     org: Organization, kind: str, id: str = "", *, acl: tuple[str, ...] | None = None, owner_user_id: int | None = None
 ) -> Resource:

@@ -51,10 +51,10 @@ from cristal.db import Database
 from cristal.db.schema import Organization, utcnow
 from cristal.errors import AlreadyExists, InvalidInput, NotFound
 from cristal.identity.authorize import authorize, require
-from cristal.identity.directory import in_org, resolve_principal
+from cristal.identity.directory import in_org, member, resolve_principal
 from cristal.identity.principal import Principal
 from cristal.workflows.schema import WorkflowDeployment, WorkflowRun
-from cristal.workflows.service import NewRun, enqueue, member, new_run_id, payload_for, record_run
+from cristal.workflows.service import NewRun, enqueue, new_run_id, payload_for, record_run
 from cristal.workflows.spec import Compiled, parse_inputs
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
