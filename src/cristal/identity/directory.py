@@ -7,9 +7,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from cristal.db.schema import Organization, User
 from cristal.errors import NotFound
-from cristal.identity.names import check_email
 from cristal.identity.principal import Principal
 from cristal.identity.resource import Resource
+from cristal.identity.validation import check_email
 
 
 def org_by_slug(session: Session, slug: str) -> Organization:

@@ -11,9 +11,9 @@ from cristal.db.schema import Organization, User
 from cristal.errors import AlreadyExists, InvalidInput
 from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, org_by_slug
-from cristal.identity.names import check_slug
 from cristal.identity.principal import Principal
 from cristal.identity.resource import Resource
+from cristal.identity.validation import check_slug
 
 ORG_KEY_ENV_PREFIX = "CRISTAL_ORG_KEY_"
 
