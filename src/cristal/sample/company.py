@@ -70,7 +70,6 @@ GROUP = (
 class LoadReport:
     orgs_created: list[str] = field(default_factory=list)
     users_created: list[str] = field(default_factory=list)
-    already_present: int = 0
 
 
 def load_company(session: Session, operator: Principal) -> LoadReport:
@@ -84,7 +83,6 @@ def load_company(session: Session, operator: Principal) -> LoadReport:
         for person in company.employees:
             exists = session.scalar(select(User.id).where(User.org_id == org_id, User.email == person.email))
             if exists is not None:
-                report.already_present += 1
                 continue
             users.add_user(session, operator, company.slug, person.email, groups=person.groups, role=person.role)
             report.users_created.append(f"{person.email} ({company.slug})")

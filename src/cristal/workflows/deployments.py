@@ -203,14 +203,6 @@ def list_deployments(db: Database, org_slug: str, email: str) -> list[dict[str, 
         return [describe(d, org.slug) for d in deps]
 
 
-def get_deployment(db: Database, org_slug: str, name: str, email: str) -> dict[str, Any]:
-    with db.session() as s:
-        org, principal = member(s, org_slug, email)
-        dep = _deployment(s, org, name)
-        require(s, principal, "workflow.deployments", in_org(org, "workflow-deployments"))
-        return describe(dep, org.slug)
-
-
 # ---------------------------------------------------------------------------
 # Starting
 
