@@ -60,7 +60,7 @@ from cristal.sample.knowledge import connect_sources  # noqa: E402
 
 DATA = Path(os.environ.get("CRISTAL_BENCH_DATA", "/work/shared/data"))
 QUESTIONS = ROOT / "src" / "cristal" / "sample" / "documents" / "questions.jsonl"
-OPERATOR = Principal.operator("bench")
+OPERATOR = Principal.installation("bench")
 
 
 def norm(text: str) -> str:

@@ -59,7 +59,7 @@ from cristal.workflows.spec import Compiled, parse_inputs
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 MAX_KEY = 200
-SCHEDULER = Principal.operator("workflow-scheduler")
+SCHEDULER = Principal.installation("workflow-scheduler")
 ORPHAN_AFTER = timedelta(seconds=15)
 ORPHAN_AFTER_UNDEPLOYED = timedelta(minutes=5)  # see requeue_orphans
 

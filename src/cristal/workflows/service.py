@@ -96,7 +96,7 @@ def _run_or_404(s: Any, run_id: str) -> WorkflowRun:
 
 
 def _reader(s: Any, run: WorkflowRun, email: str | None, action: str, org_slug: str | None) -> Principal | None:
-    """The acting employee, authorized for ``action`` on the run; ``None`` for the installation operator.
+    """The acting employee, authorized for ``action`` on the run; ``None`` for the installation principal.
 
     An e-mail alone names a person only within one organization: callers that
     know the employee's organization (the HTTP API, from the key) pass it, and
