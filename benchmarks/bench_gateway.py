@@ -55,7 +55,7 @@ def main() -> None:
     ) as server:
         db = Database(f"sqlite:///{Path(tmp) / 'bench.db'}")
         db.upgrade()
-        operator = Principal.operator("bench")
+        operator = Principal.installation("bench")
         with db.session() as s:
             orgs.create_org(s, operator, "acme")
             orgs.configure_llm(s, operator, "acme", monthly_budget_usd=1000)  # exercise the budget query too

@@ -71,7 +71,7 @@ from cristal.knowledge.search import Searcher  # noqa: E402
 from cristal.knowledge.sync import sync_source  # noqa: E402
 from cristal.knowledge.tokenize import tokens  # noqa: E402
 
-OPERATOR = Principal.operator("bench")
+OPERATOR = Principal.installation("bench")
 ORG = "bench"
 MEMBER = "member@bench.example"
 ADMIN = "admin@bench.example"

@@ -56,7 +56,7 @@ from cristal.testing.scripted_model import ScriptedModel, tool_call  # noqa: E40
 from tests.operator.scripts import act, login_steps, new_claim_steps  # noqa: E402
 from tests.operator.site import PASSWORD, USER, Site, SiteServer  # noqa: E402
 
-OPERATOR = Principal.operator("bench")
+INSTALLATION = Principal.installation("bench")
 BROWSER_USE_VERSION = "0.13.14"
 WEBAPP_PAGES = ("/expenses/", "/expenses/new", "/customers/")
 WEBAPP_USER = "lukas.weber@aozora-de.example"
@@ -275,8 +275,8 @@ def main() -> None:
         db = Database(f"sqlite:///{tmp / 'c.db'}")
         db.upgrade()
         with db.session() as s:
-            orgs.create_org(s, OPERATOR, "acme")
-            users.add_user(s, OPERATOR, "acme", USER)
+            orgs.create_org(s, INSTALLATION, "acme")
+            users.add_user(s, INSTALLATION, "acme", USER)
         with db.session() as s:
             principal = resolve_principal(s, "acme", USER)
         report = {

@@ -60,7 +60,7 @@ from cristal.sample.knowledge import connect_sources  # noqa: E402
 
 DATA = Path(os.environ.get("CRISTAL_BENCH_DATA", "/work/shared/data"))
 QUESTIONS = ROOT / "src" / "cristal" / "sample" / "documents" / "questions.jsonl"
-OPERATOR = Principal.operator("bench")
+INSTALLATION = Principal.installation("bench")
 
 
 def norm(text: str) -> str:
@@ -99,21 +99,21 @@ def setup(workdir: Path, quick: bool) -> tuple[Database, list[dict]]:
     db = Database(f"sqlite:///{workdir / 'bench.db'}")
     db.upgrade()
     with db.session() as s:
-        load_company(s, OPERATOR)
-        connect_sources(s, OPERATOR, workdir)
-        orgs.create_org(s, OPERATOR, "bench", "Benchmark")
-        users.add_user(s, OPERATOR, "bench", "reader@bench.example")
+        load_company(s, INSTALLATION)
+        connect_sources(s, INSTALLATION, workdir)
+        orgs.create_org(s, INSTALLATION, "bench", "Benchmark")
+        users.add_user(s, INSTALLATION, "bench", "reader@bench.example")
     t = time.perf_counter()
     for org in ("aozora-de", "aozora-jp", "aozora-us"):
-        sync_source(db, OPERATOR, org, "documents")
+        sync_source(db, INSTALLATION, org, "documents")
     files, ext_questions = external_sets(quick)
     root = workdir / "ext"
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text, encoding="utf-8")
     with db.session() as s:
-        sources.add_source(s, OPERATOR, "bench", "paragraphs", "files", str(root), acl="org")
-    sync_source(db, OPERATOR, "bench", "paragraphs")
+        sources.add_source(s, INSTALLATION, "bench", "paragraphs", "files", str(root), acl="org")
+    sync_source(db, INSTALLATION, "bench", "paragraphs")
     print(f"indexed in {time.perf_counter() - t:.1f}s ({len(files)} benchmark paragraphs)", file=sys.stderr)
     sample = [json.loads(line) for line in QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
     items = [{"set": "sample", "org": q["org"], "as": q["as"], "question": q["question"], "answers": [q["answer"]],

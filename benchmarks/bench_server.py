@@ -81,7 +81,7 @@ def build(root: Path, docs: int) -> tuple[str, str]:
     url = f"sqlite:///{root / 'cristal.db'}"
     db = Database(url)
     db.upgrade()
-    operator = Principal.operator("bench")
+    operator = Principal.installation("bench")
     folder = root / "docs"
     folder.mkdir()
     (folder / ".cristal-acl").write_text("org\n")

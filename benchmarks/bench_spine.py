@@ -41,7 +41,7 @@ def rate(n: int, seconds: float) -> str:
 
 def setup(db: Database):  # type: ignore[no-untyped-def]
     db.upgrade()
-    op = Principal.operator("bench")
+    op = Principal.installation("bench")
     with db.session() as s:
         orgs.create_org(s, op, "acme")
         users.add_user(s, op, "acme", "fin@acme.example", groups=["finance"])

@@ -70,7 +70,7 @@ CRISTAL = textwrap.dedent("""
     from cristal.workflows.spec import load_workflow
     url, folder, n, runs = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     db = Database(url); db.upgrade()
-    op = Principal.operator("bench")
+    op = Principal.installation("bench")
     with db.session() as s:
         orgs.create_org(s, op, "bench", "Bench"); users.add_user(s, op, "bench", "b@bench.example")
     step = '  - id: s{i}\\n    python: {{call: "cristal.sample.checks:double", args: {{x: {i}}}}}\\n'
@@ -152,7 +152,7 @@ def _setup(url: str, folder: Path):  # type: ignore[no-untyped-def]
     sys.path.insert(0, str(folder))
     db = Database(url)
     db.upgrade()
-    op = Principal.operator("bench")
+    op = Principal.installation("bench")
     with db.session() as s:
         orgs.create_org(s, op, "bench", "Bench")
         users.add_user(s, op, "bench", "b@bench.example")

@@ -21,7 +21,7 @@ from cristal.identity import orgs, users
 from cristal.identity.principal import Principal
 from cristal.testing.postgres import TemporaryPostgres
 
-OPERATOR = Principal.operator("test-operator")
+INSTALLATION = Principal.installation("test-operator")
 
 
 @pytest.fixture(autouse=True)
@@ -68,10 +68,10 @@ def two_orgs(db: Database) -> Database:
     """Two organizations, each with an admin and members in different groups."""
     with db.session() as s:
         for slug in ("acme", "globex"):
-            orgs.create_org(s, OPERATOR, slug, slug.title())
-            users.add_user(s, OPERATOR, slug, f"admin@{slug}.example", role="admin")
-            users.add_user(s, OPERATOR, slug, f"fin@{slug}.example", groups=["finance"])
-            users.add_user(s, OPERATOR, slug, f"eng@{slug}.example", groups=["engineering"])
+            orgs.create_org(s, INSTALLATION, slug, slug.title())
+            users.add_user(s, INSTALLATION, slug, f"admin@{slug}.example", role="admin")
+            users.add_user(s, INSTALLATION, slug, f"fin@{slug}.example", groups=["finance"])
+            users.add_user(s, INSTALLATION, slug, f"eng@{slug}.example", groups=["engineering"])
     return db
 
 

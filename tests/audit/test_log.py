@@ -59,5 +59,5 @@ def test_operator_changes_are_audited(two_orgs: Database) -> None:
     with two_orgs.session() as s:
         records = query_audit(s, "acme", action="user.manage")
     assert len(records) == 3
-    assert {r.actor for r in records} == {Principal.operator("test-operator").label}
+    assert {r.actor for r in records} == {Principal.installation("test-operator").label}
     assert {r.details["op"] for r in records} == {"add"}

@@ -10,7 +10,7 @@ from cristal.db import Database
 from cristal.identity import orgs, users
 from cristal.identity.principal import Principal
 
-OPERATOR = Principal.operator("test-operator")
+INSTALLATION = Principal.installation("test-operator")
 
 BACKENDS = ("sqlite",)  # test_cli_postgres.py runs the main cases on PostgreSQL
 
@@ -26,11 +26,11 @@ def company(cli, db_url):  # type: ignore[no-untyped-def]  # pytest fixtures are
     db = Database(db_url)
     db.upgrade()
     with db.session() as s:
-        orgs.create_org(s, OPERATOR, "acme", "ACME Corp")
-        orgs.create_org(s, OPERATOR, "globex")
+        orgs.create_org(s, INSTALLATION, "acme", "ACME Corp")
+        orgs.create_org(s, INSTALLATION, "globex")
         for org in ("acme", "globex"):
-            users.add_user(s, OPERATOR, org, f"boss@{org}.example", role="admin")
-            users.add_user(s, OPERATOR, org, f"fin@{org}.example", groups=["finance", "audit"])
+            users.add_user(s, INSTALLATION, org, f"boss@{org}.example", role="admin")
+            users.add_user(s, INSTALLATION, org, f"fin@{org}.example", groups=["finance", "audit"])
     db.dispose()
     return cli
 

@@ -27,7 +27,7 @@ from cristal.workflows.spec import load_workflow_text
 from tests.cli.conftest import Invoke
 from tests.conftest import CliResult
 
-OPERATOR = Principal.operator("test-operator")
+INSTALLATION = Principal.installation("test-operator")
 NAME = "quarterly [/report]"
 MESSAGE = "Send the quarterly numbers to the board? [/b]"
 FLOW = f"""
@@ -49,10 +49,10 @@ def acme(db_url: str) -> Iterator[Database]:
     db = Database(db_url)
     db.upgrade()
     with db.session() as s:
-        orgs.create_org(s, OPERATOR, "acme", "ACME [/b] Corp")
-        users.add_user(s, OPERATOR, "acme", "boss@acme.example", role="admin")
-        users.add_user(s, OPERATOR, "acme", "eng@acme.example", groups=["engineering"])
-        users.add_user(s, OPERATOR, "acme", "fin@acme.example", groups=["finance"])
+        orgs.create_org(s, INSTALLATION, "acme", "ACME [/b] Corp")
+        users.add_user(s, INSTALLATION, "acme", "boss@acme.example", role="admin")
+        users.add_user(s, INSTALLATION, "acme", "eng@acme.example", groups=["engineering"])
+        users.add_user(s, INSTALLATION, "acme", "fin@acme.example", groups=["finance"])
     yield db
     db.dispose()
 
@@ -102,8 +102,8 @@ def test_a_document_title_is_shown_as_written(cli_in_process: Invoke, acme: Data
     folder.mkdir()
     (folder / "plan.md").write_text("# Budget [/i] plan [bold]\n\nThe travel budget is 4000 EUR [/] per team.\n", encoding="utf-8")
     with acme.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "shared", "files", str(folder), acl="org")
-    sync_source(acme, OPERATOR, "acme", "shared", embed=False)
+        sources.add_source(s, INSTALLATION, "acme", "shared", "files", str(folder), acl="org")
+    sync_source(acme, INSTALLATION, "acme", "shared", embed=False)
     shown = _ok(cli_in_process("search", "travel budget", "--org", "acme", "--as", "eng@acme.example", "--mode", "keyword"))
     assert "Budget [/i] plan [bold]" in shown and "4000 EUR [/] per team" in shown
     assert str(folder) in _ok(cli_in_process("source", "list", "--org", "acme"))

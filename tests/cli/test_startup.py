@@ -20,7 +20,7 @@ from cristal.identity.principal import Principal
 from cristal.knowledge import sources
 from cristal.knowledge.sync import sync_source
 
-OPERATOR = Principal.operator("test-operator")
+INSTALLATION = Principal.installation("test-operator")
 # The model client, the browser, vectors, the durable engine and the web server: none is needed to list commands.
 # SQLAlchemy neither: it is most of what is left of the start-up time once the others are gone.
 HEAVY = ("openai", "playwright", "numpy", "dbos", "fastapi", "sqlalchemy")
@@ -56,10 +56,10 @@ def indexed(db_url: str, tmp_path: Path) -> dict[str, str]:
     db = Database(db_url)
     db.upgrade()
     with db.session() as s:
-        orgs.create_org(s, OPERATOR, "acme")
-        users.add_user(s, OPERATOR, "acme", "eng@acme.example")
-        sources.add_source(s, OPERATOR, "acme", "wiki", "files", str(folder), acl="org")
-    sync_source(db, OPERATOR, "acme", "wiki", embed=False)
+        orgs.create_org(s, INSTALLATION, "acme")
+        users.add_user(s, INSTALLATION, "acme", "eng@acme.example")
+        sources.add_source(s, INSTALLATION, "acme", "wiki", "files", str(folder), acl="org")
+    sync_source(db, INSTALLATION, "acme", "wiki", embed=False)
     db.dispose()
     return {"CRISTAL_DATABASE_URL": db_url}
 

@@ -31,7 +31,7 @@ from cristal.knowledge.sync import SyncReport, sync_source
 from .test_sync_kill import make_tree
 
 BACKENDS = ("sqlite", "postgres")
-OPERATOR = Principal.operator("test-operator")
+INSTALLATION = Principal.installation("test-operator")
 BUSY = "source 'notes' of 'acme' is being synced by another process; try again when it has finished"
 
 
@@ -69,8 +69,8 @@ def stop_outside_a_write(proc: subprocess.Popen, db: Database) -> None:
 def test_a_second_sync_during_a_first_one_is_refused_and_the_first_completes(db: Database, tmp_path: Path) -> None:
     tree = make_tree(tmp_path / "tree", 30)
     with db.session() as s:
-        orgs.create_org(s, OPERATOR, "acme")
-        sources.add_source(s, OPERATOR, "acme", "notes", "files", str(tree))
+        orgs.create_org(s, INSTALLATION, "acme")
+        sources.add_source(s, INSTALLATION, "acme", "notes", "files", str(tree))
     first_is_indexing, second_done = threading.Event(), threading.Event()
     outcome: dict[str, object] = {}
 
@@ -81,7 +81,7 @@ def test_a_second_sync_during_a_first_one_is_refused_and_the_first_completes(db:
 
     def first() -> None:
         try:
-            outcome["first"] = sync_source(db, OPERATOR, "acme", "notes", embed=False, progress=pause_after_the_first_document)
+            outcome["first"] = sync_source(db, INSTALLATION, "acme", "notes", embed=False, progress=pause_after_the_first_document)
         except Exception as exc:  # noqa: BLE001 - the test reports whatever the first sync raised
             outcome["first"] = exc
 
@@ -90,21 +90,21 @@ def test_a_second_sync_during_a_first_one_is_refused_and_the_first_completes(db:
     assert first_is_indexing.wait(60)
     try:
         with pytest.raises(Busy, match="is being synced by another process"):
-            sync_source(db, OPERATOR, "acme", "notes", embed=False)
+            sync_source(db, INSTALLATION, "acme", "notes", embed=False)
     finally:
         second_done.set()
         worker.join(120)
     report = outcome["first"]
     assert isinstance(report, SyncReport), report
     assert report.added == 30 and documents(db) == 30
-    assert sync_source(db, OPERATOR, "acme", "notes", embed=False).unchanged == 30  # the lock was released
+    assert sync_source(db, INSTALLATION, "acme", "notes", embed=False).unchanged == 30  # the lock was released
 
 
 def test_two_sync_processes_at_once(cli, db: Database, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # the cli fixture is an untyped function with an env attribute
     tree = make_tree(tmp_path / "tree", 300)
     with db.session() as s:
-        orgs.create_org(s, OPERATOR, "acme")
-        sources.add_source(s, OPERATOR, "acme", "notes", "files", str(tree))
+        orgs.create_org(s, INSTALLATION, "acme")
+        sources.add_source(s, INSTALLATION, "acme", "notes", "files", str(tree))
     first = subprocess.Popen(
         [sys.executable, "-m", "cristal", "sync", "notes", "--org", "acme", "--keyword-only", "--json"],
         env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

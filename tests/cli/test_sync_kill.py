@@ -18,7 +18,7 @@ from cristal.knowledge import sources
 from cristal.knowledge.schema import Chunk, Document, DocumentAccess, Embedding
 from cristal.knowledge.sync import sync_source
 
-OPERATOR = Principal.operator("test-operator")
+INSTALLATION = Principal.installation("test-operator")
 TOPICS = ["travel", "hotel", "invoice", "warranty", "Garantie", "Reisekosten", "出張", "精算", "security", "onboarding"]
 
 
@@ -86,9 +86,9 @@ def test_sigkill_mid_sync_then_resync_equals_one_clean_sync(cli, tmp_path: Path)
     clean = Database(f"sqlite:///{tmp_path / 'clean.db'}")
     clean.upgrade()
     with clean.session() as s:
-        orgs.create_org(s, OPERATOR, "acme")
-        sources.add_source(s, OPERATOR, "acme", "notes", "files", str(tree))
-    sync_source(clean, OPERATOR, "acme", "notes")
+        orgs.create_org(s, INSTALLATION, "acme")
+        sources.add_source(s, INSTALLATION, "acme", "notes", "files", str(tree))
+    sync_source(clean, INSTALLATION, "acme", "notes")
     assert index_state(db) == index_state(clean)
     assert index_state(db)[-1] == ("chunks without embedding", 0)
     with db.engine.begin() as conn:  # the FTS5 indexes agree with the chunks they index

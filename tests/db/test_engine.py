@@ -19,7 +19,7 @@ from cristal.identity import orgs
 from cristal.identity.principal import Principal
 
 BACKENDS = ("sqlite", "postgres")
-OPERATOR = Principal.operator("t")
+INSTALLATION = Principal.installation("t")
 
 
 def test_upgrade_is_idempotent_and_matches_the_models(db: Database) -> None:
@@ -40,7 +40,7 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
 
 def test_audit_records_cannot_be_changed_or_deleted(db: Database) -> None:
     with db.session() as s:
-        orgs.create_org(s, OPERATOR, "acme")
+        orgs.create_org(s, INSTALLATION, "acme")
     for statement in ("UPDATE audit_records SET decision = 'deny'", "DELETE FROM audit_records"):
         with pytest.raises(DBAPIError, match="append-only"):
             with db.engine.begin() as conn:
@@ -53,10 +53,10 @@ def test_deleting_an_org_removes_its_people(db: Database) -> None:
     from cristal.identity import users
 
     with db.session() as s:
-        orgs.create_org(s, OPERATOR, "acme")
-        users.add_user(s, OPERATOR, "acme", "a@acme.example", groups=["g"])
+        orgs.create_org(s, INSTALLATION, "acme")
+        users.add_user(s, INSTALLATION, "acme", "a@acme.example", groups=["g"])
     with db.session() as s:
-        orgs.delete_org(s, OPERATOR, "acme")
+        orgs.delete_org(s, INSTALLATION, "acme")
     with db.engine.connect() as conn:
         for table in ("users", "groups", "group_members"):
             assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 0
@@ -67,12 +67,12 @@ def test_failed_work_leaves_no_partial_writes(db: Database) -> None:
     from cristal.identity import users
 
     with db.session() as s:
-        orgs.create_org(s, OPERATOR, "acme")
-        users.add_user(s, OPERATOR, "acme", "a@acme.example")
+        orgs.create_org(s, INSTALLATION, "acme")
+        users.add_user(s, INSTALLATION, "acme", "a@acme.example")
     with pytest.raises(AlreadyExists):
         with db.session() as s:
-            users.add_user(s, OPERATOR, "acme", "b@acme.example", groups=["new-group"])
-            users.add_user(s, OPERATOR, "acme", "a@acme.example")
+            users.add_user(s, INSTALLATION, "acme", "b@acme.example", groups=["new-group"])
+            users.add_user(s, INSTALLATION, "acme", "a@acme.example")
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM users")).scalar() == 1
         assert conn.execute(text("SELECT count(*) FROM groups")).scalar() == 0

@@ -15,11 +15,11 @@ def user(role: str = "member", groups: tuple[str, ...] = (), org: int = ACME, ui
     return Principal("user", email, org_id=org, org_slug=f"org{org}", user_id=uid, role=role, groups=frozenset(groups))
 
 
-OPERATOR = Principal.operator("ops")
+INSTALLATION = Principal.installation("ops")
 
 
 def test_unknown_action_is_denied_for_everyone() -> None:
-    for who in (OPERATOR, user("admin"), user()):
+    for who in (INSTALLATION, user("admin"), user()):
         assert not decide(who, "launch.missiles", Resource("x", ACME))
 
 
@@ -32,13 +32,13 @@ def test_no_action_crosses_organizations(action: str) -> None:
 
 
 def test_operator_manages_but_never_reads_company_data() -> None:
-    assert decide(OPERATOR, "org.create", Resource("org", None, "acme"))
-    assert decide(OPERATOR, "user.manage", Resource("user", ACME, "x"))
-    assert decide(OPERATOR, "audit.read", Resource("audit", ACME))
+    assert decide(INSTALLATION, "org.create", Resource("org", None, "acme"))
+    assert decide(INSTALLATION, "user.manage", Resource("user", ACME, "x"))
+    assert decide(INSTALLATION, "audit.read", Resource("audit", ACME))
     doc = Resource("document", ACME, "d1", acl=("org",))
-    assert not decide(OPERATOR, "document.read", doc)
-    assert not decide(OPERATOR, "knowledge.search", Resource("knowledge", ACME))
-    assert not decide(OPERATOR, "llm.call", Resource("llm", ACME))
+    assert not decide(INSTALLATION, "document.read", doc)
+    assert not decide(INSTALLATION, "knowledge.search", Resource("knowledge", ACME))
+    assert not decide(INSTALLATION, "llm.call", Resource("llm", ACME))
 
 
 def test_only_the_operator_creates_organizations() -> None:
@@ -67,7 +67,7 @@ def test_only_the_owner_mints_their_key_not_an_admin_nor_the_operator() -> None:
     refused = decide(user("admin", uid=12), "apikey.create", key)
     assert not refused and "not an admin" in refused.reason
     assert not decide(user(uid=11), "apikey.create", key)
-    assert not decide(OPERATOR, "apikey.create", key)
+    assert not decide(INSTALLATION, "apikey.create", key)
     assert not decide(user(uid=10), "apikey.create", Resource("apikey", ACME, "k", owner_user_id=None))
     # Listing and revoking stay open to an admin: neither lets anyone act as the owner.
     assert decide(user("admin", uid=12), "apikey.list", key) and decide(user("admin", uid=12), "apikey.revoke", key)
@@ -98,4 +98,4 @@ def test_admins_read_documents_nobody_was_granted() -> None:
 def test_acl_matchers() -> None:
     p = user(groups=("a", "b"))
     assert p.acl_matchers() == {"org", "user:u@acme.example", "group:a", "group:b"}
-    assert OPERATOR.acl_matchers() == frozenset()
+    assert INSTALLATION.acl_matchers() == frozenset()

@@ -11,11 +11,11 @@ from cristal.db import Database
 from cristal.db.schema import ApiKey
 from cristal.errors import AccessDenied, AlreadyExists, InvalidInput, NotFound
 from cristal.identity import apikeys, orgs, users
-from cristal.identity.directory import resolve_principal
+from cristal.identity.directory import member, resolve_principal
 from cristal.identity.principal import Principal
 
 BACKENDS = ("sqlite", "postgres")
-OPERATOR = Principal.operator("test-operator")
+INSTALLATION = Principal.installation("test-operator")
 
 
 def as_user(db: Database, org: str, email: str) -> Principal:
@@ -26,60 +26,70 @@ def as_user(db: Database, org: str, email: str) -> Principal:
 def test_users_and_groups(two_orgs: Database) -> None:
     db = two_orgs
     with db.session() as s:
-        listed = users.list_users(s, OPERATOR, "acme")
+        listed = users.list_users(s, INSTALLATION, "acme")
         assert [u.email for u in listed] == ["admin@acme.example", "eng@acme.example", "fin@acme.example"]
-        groups = {g.name: g.members for g in users.list_groups(s, OPERATOR, "acme")}
+        groups = {g.name: g.members for g in users.list_groups(s, INSTALLATION, "acme")}
         assert groups == {"engineering": ("eng@acme.example",), "finance": ("fin@acme.example",)}
 
 
 def test_emails_are_normalised_and_validated(two_orgs: Database) -> None:
     with two_orgs.session() as s:
-        info = users.add_user(s, OPERATOR, "acme", "New.Person@ACME.example")
+        info = users.add_user(s, INSTALLATION, "acme", "New.Person@ACME.example")
     assert info.email == "new.person@acme.example"
     for bad in ("", "no-at-sign", "a@", "a b@c.d"):
         with pytest.raises(InvalidInput):
             with two_orgs.session() as s:
-                users.add_user(s, OPERATOR, "acme", bad)
+                users.add_user(s, INSTALLATION, "acme", bad)
 
 
 def test_duplicates_and_unknowns(two_orgs: Database) -> None:
     db = two_orgs
     with pytest.raises(AlreadyExists):
         with db.session() as s:
-            orgs.create_org(s, OPERATOR, "acme")
+            orgs.create_org(s, INSTALLATION, "acme")
     with pytest.raises(AlreadyExists):
         with db.session() as s:
-            users.add_user(s, OPERATOR, "acme", "fin@acme.example")
+            users.add_user(s, INSTALLATION, "acme", "fin@acme.example")
     with pytest.raises(NotFound, match="unknown organization"):
         with db.session() as s:
-            users.add_user(s, OPERATOR, "nope", "x@y.example")
+            users.add_user(s, INSTALLATION, "nope", "x@y.example")
     with pytest.raises(NotFound, match="unknown user"):
         as_user(db, "acme", "ghost@acme.example")
     with pytest.raises(InvalidInput):
         with db.session() as s:
-            users.add_user(s, OPERATOR, "acme", "x@acme.example", role="owner")
+            users.add_user(s, INSTALLATION, "acme", "x@acme.example", role="owner")
     with pytest.raises(InvalidInput):
         with db.session() as s:
-            orgs.create_org(s, OPERATOR, "Not A Slug")
+            orgs.create_org(s, INSTALLATION, "Not A Slug")
 
 
 def test_same_email_in_two_orgs_is_two_people(two_orgs: Database) -> None:
     with two_orgs.session() as s:
-        users.add_user(s, OPERATOR, "acme", "shared@group.example", groups=["finance"])
-        users.add_user(s, OPERATOR, "globex", "shared@group.example", role="admin")
+        users.add_user(s, INSTALLATION, "acme", "shared@group.example", groups=["finance"])
+        users.add_user(s, INSTALLATION, "globex", "shared@group.example", role="admin")
     a = as_user(two_orgs, "acme", "shared@group.example")
     g = as_user(two_orgs, "globex", "shared@group.example")
     assert a.org_id != g.org_id and a.role == "member" and g.role == "admin"
+
+
+def test_member_is_the_organization_and_the_employee_in_it(two_orgs: Database) -> None:
+    with two_orgs.session() as s:
+        org, principal = member(s, "acme", "fin@acme.example")
+        assert (org.slug, principal.org_id, principal.email) == ("acme", org.id, "fin@acme.example")
+        with pytest.raises(NotFound, match="unknown user"):
+            member(s, "globex", "fin@acme.example")
+        with pytest.raises(NotFound, match="unknown organization"):
+            member(s, "nope", "fin@acme.example")
 
 
 def test_group_changes_take_effect_on_the_next_lookup(two_orgs: Database) -> None:
     db = two_orgs
     assert as_user(db, "acme", "eng@acme.example").groups == {"engineering"}
     with db.session() as s:
-        users.join_group(s, OPERATOR, "acme", "eng@acme.example", "finance")
+        users.join_group(s, INSTALLATION, "acme", "eng@acme.example", "finance")
     assert as_user(db, "acme", "eng@acme.example").groups == {"engineering", "finance"}
     with db.session() as s:
-        users.leave_group(s, OPERATOR, "acme", "eng@acme.example", "engineering")
+        users.leave_group(s, INSTALLATION, "acme", "eng@acme.example", "engineering")
     assert as_user(db, "acme", "eng@acme.example").groups == {"finance"}
 
 
@@ -117,11 +127,11 @@ def test_admin_of_one_org_cannot_touch_another(two_orgs: Database, call: str) ->
             CROSSING_CALLS[call](s, intruder)
     with two_orgs.session() as s:
         # Nothing changed in globex...
-        listed = users.list_users(s, OPERATOR, "globex")
+        listed = users.list_users(s, INSTALLATION, "globex")
         assert {u.email: u.role for u in listed} == {
             "admin@globex.example": "admin", "eng@globex.example": "member", "fin@globex.example": "member"
         }
-        assert {g.name: g.members for g in users.list_groups(s, OPERATOR, "globex")}["finance"] == ("fin@globex.example",)
+        assert {g.name: g.members for g in users.list_groups(s, INSTALLATION, "globex")}["finance"] == ("fin@globex.example",)
         # ...and the refusal is on record, committed despite the rollback.
         denials = [r for r in query_audit(s, "globex", decision="deny") if r.actor == intruder.label]
         if call != "create_org":
@@ -186,21 +196,21 @@ def test_forged_api_keys_are_refused(two_orgs: Database) -> None:
 def test_the_operator_cannot_mint_keys_to_act_as_someone(two_orgs: Database) -> None:
     with pytest.raises(AccessDenied, match="operator"):
         with two_orgs.session() as s:
-            apikeys.create_api_key(s, OPERATOR, "acme", "fin@acme.example")
+            apikeys.create_api_key(s, INSTALLATION, "acme", "fin@acme.example")
 
 
 def test_a_user_sees_only_their_own_org_in_listings(two_orgs: Database) -> None:
     with two_orgs.session() as s:
-        assert [o.slug for o in orgs.list_orgs(s, OPERATOR)] == ["acme", "globex"]
+        assert [o.slug for o in orgs.list_orgs(s, INSTALLATION)] == ["acme", "globex"]
         assert [o.slug for o in orgs.list_orgs(s, as_user(two_orgs, "acme", "fin@acme.example"))] == ["acme"]
 
 
 def test_configure_llm_validates(two_orgs: Database) -> None:
     with two_orgs.session() as s:
-        info = orgs.configure_llm(s, OPERATOR, "acme", base_url="http://127.0.0.1:9/v1", model="m", monthly_budget_usd=5)
+        info = orgs.configure_llm(s, INSTALLATION, "acme", base_url="http://127.0.0.1:9/v1", model="m", monthly_budget_usd=5)
         assert (info.llm_base_url, info.llm_model, info.llm_monthly_budget_usd) == ("http://127.0.0.1:9/v1", "m", 5)
     for kwargs in ({"base_url": "ftp://x"}, {"monthly_budget_usd": -1}, {"api_key_env": "NOT VALID"},
                    {"api_key_env": "CRISTAL_DATABASE_URL"}, {"api_key_env": "CRISTAL_ORG_KEY_A B"}):
         with pytest.raises(InvalidInput):
             with two_orgs.session() as s:
-                orgs.configure_llm(s, OPERATOR, "acme", **kwargs)
+                orgs.configure_llm(s, INSTALLATION, "acme", **kwargs)

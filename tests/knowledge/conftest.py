@@ -12,7 +12,7 @@ from cristal.identity.principal import Principal
 from cristal.knowledge import sources
 from cristal.knowledge.sync import sync_source
 
-OPERATOR = Principal.operator("test-operator")
+INSTALLATION = Principal.installation("test-operator")
 
 FILES = {
     "public/.cristal-acl": "org\n",
@@ -51,9 +51,9 @@ def indexed(two_orgs: Database, company_docs: Path) -> Database:
     other = write_tree(company_docs.parent / "globex-docs",
                        {"plan.md": "# Globex plan\n\nGlobex will open an office in Osaka. Hotels in Munich cost 150 EUR.\n"})
     with db.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "wiki", "files", str(company_docs))
-        sources.add_source(s, OPERATOR, "globex", "wiki", "files", str(other), acl="org")
-        users.add_user(s, OPERATOR, "acme", "hr@acme.example", groups=["hr"])
-    sync_source(db, OPERATOR, "acme", "wiki")
-    sync_source(db, OPERATOR, "globex", "wiki")
+        sources.add_source(s, INSTALLATION, "acme", "wiki", "files", str(company_docs))
+        sources.add_source(s, INSTALLATION, "globex", "wiki", "files", str(other), acl="org")
+        users.add_user(s, INSTALLATION, "acme", "hr@acme.example", groups=["hr"])
+    sync_source(db, INSTALLATION, "acme", "wiki")
+    sync_source(db, INSTALLATION, "globex", "wiki")
     return db

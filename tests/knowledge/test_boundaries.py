@@ -14,7 +14,7 @@ from cristal.knowledge import sources
 from cristal.knowledge.search import Searcher
 from cristal.knowledge.sync import sync_source
 
-from .conftest import OPERATOR
+from .conftest import INSTALLATION
 
 BACKENDS = ("sqlite", "postgres")
 
@@ -43,7 +43,7 @@ def test_admin_of_another_org_is_refused_and_audited(indexed: Database, company_
     with pytest.raises(AccessDenied):
         CALLS[call](indexed, intruder, company_docs)
     with indexed.session() as s:
-        assert [i.name for i in sources.list_sources(s, OPERATOR, "globex")] == ["wiki"]
+        assert [i.name for i in sources.list_sources(s, INSTALLATION, "globex")] == ["wiki"]
         assert any(r.actor == intruder.label for r in query_audit(s, "globex", decision="deny"))
 
 

@@ -27,7 +27,7 @@ from cristal.knowledge.parse import DocumentLimits, DocumentTooLarge, parse_byte
 from cristal.knowledge.schema import Chunk, Document
 from cristal.knowledge.sync import sync_source
 
-from .conftest import OPERATOR
+from .conftest import INSTALLATION
 
 # The peak memory of a child process, measured by a parent of its own (so no other test's children count).
 PEAK_OF_CHILD = (
@@ -78,8 +78,8 @@ def test_a_docx_that_inflates_hugely_is_skipped_without_spending_the_memory(
     cli, db: Database, bomb_tree: Path  # type: ignore[no-untyped-def]  # the cli fixture is an untyped function with an env attribute
 ) -> None:
     with db.session() as s:
-        orgs.create_org(s, OPERATOR, "acme")
-        sources.add_source(s, OPERATOR, "acme", "share", "files", str(bomb_tree), acl="org")
+        orgs.create_org(s, INSTALLATION, "acme")
+        sources.add_source(s, INSTALLATION, "acme", "share", "files", str(bomb_tree), acl="org")
 
     def sync(extra_env: dict[str, str]) -> tuple[int, int, str]:
         proc = subprocess.run(
@@ -118,9 +118,9 @@ def test_limits_come_from_settings_for_every_format(two_orgs: Database, tmp_path
     bomb_docx(tree / "small-bomb.docx", 100 * 1024)  # ~55,000 characters
     (tree / "fine.md").write_text("# Fine\n\nWithin every limit.\n")
     with two_orgs.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "docs", "files", str(tree), acl="org")
+        sources.add_source(s, INSTALLATION, "acme", "docs", "files", str(tree), acl="org")
     settings = load_settings(knowledge_max_document_chars=5_000, knowledge_max_document_chunks=50)
-    report = sync_source(two_orgs, OPERATOR, "acme", "docs", embed=False, settings=settings)
+    report = sync_source(two_orgs, INSTALLATION, "acme", "docs", embed=False, settings=settings)
     reasons = {p["id"]: p["reason"] for p in report.skipped}
     assert reasons == {
         "long.md": "text over the limit of 5,000 characters per document (CRISTAL_KNOWLEDGE_MAX_DOCUMENT_CHARS)",
@@ -132,7 +132,7 @@ def test_limits_come_from_settings_for_every_format(two_orgs: Database, tmp_path
         assert s.scalars(select(Document.external_id)).all() == ["fine.md"]
         assert s.scalar(select(func.count()).select_from(Chunk)) == 1
     # Raised limits index them on the next sync.
-    report = sync_source(two_orgs, OPERATOR, "acme", "docs", embed=False,
+    report = sync_source(two_orgs, INSTALLATION, "acme", "docs", embed=False,
                          settings=load_settings(knowledge_max_document_chunks=100))
     assert report.skipped == [] and report.added == 3
 

@@ -28,7 +28,7 @@ from cristal.knowledge.search import Searcher
 from cristal.knowledge.sync import sync_source
 from cristal.workflows.schema import WorkflowStepSlot
 
-from .conftest import OPERATOR, write_tree
+from .conftest import INSTALLATION, write_tree
 
 BACKENDS = ("sqlite", "postgres")
 MODES = ("hybrid", "keyword", "dense")
@@ -61,19 +61,19 @@ def test_a_long_lived_search_context_never_shows_a_removed_or_other_orgs_documen
     db: Database, cli, tmp_path: Path  # type: ignore[no-untyped-def]  # the cli fixture is an untyped function with an env attribute
 ) -> None:
     with db.session() as s:
-        orgs.create_org(s, OPERATOR, "acme")
-        users.add_user(s, OPERATOR, "acme", "boss@acme.example", groups=["payroll"])
+        orgs.create_org(s, INSTALLATION, "acme")
+        users.add_user(s, INSTALLATION, "acme", "boss@acme.example", groups=["payroll"])
         acme_tree = write_tree(tmp_path / "acme", {"welcome.md": "# Welcome\n\nWelcome to Acme.\n"})
-        sources.add_source(s, OPERATOR, "acme", "hr", "files", str(acme_tree), acl="org")
-        orgs.create_org(s, OPERATOR, "old")
-        users.add_user(s, OPERATOR, "old", "member@old.example")
-        sources.add_source(s, OPERATOR, "old", "wiki", "files", str(write_tree(tmp_path / "old", {
+        sources.add_source(s, INSTALLATION, "acme", "hr", "files", str(acme_tree), acl="org")
+        orgs.create_org(s, INSTALLATION, "old")
+        users.add_user(s, INSTALLATION, "old", "member@old.example")
+        sources.add_source(s, INSTALLATION, "old", "wiki", "files", str(write_tree(tmp_path / "old", {
             "salary.md": "# Salary questions\n\nQuestions about the salary and the payroll go to HR.\n",
             "pay/.cristal-acl": "group:payroll\n",
             "pay/bands.md": "# Payroll bands\n\nThe payroll salary bands of Old are 40 to 90 thousand.\n",
         })), acl="org")
-    sync_source(db, OPERATOR, "acme", "hr")
-    sync_source(db, OPERATOR, "old", "wiki")
+    sync_source(db, INSTALLATION, "acme", "hr")
+    sync_source(db, INSTALLATION, "old", "wiki")
     with db.session() as s:  # what else an organization owns
         old_id = s.scalar(select(Organization.id).where(Organization.slug == "old"))
         s.add(LLMUsage(org_id=old_id, actor="user:member@old.example@old", kind="chat", model="m", status="ok"))
@@ -87,7 +87,7 @@ def test_a_long_lived_search_context_never_shows_a_removed_or_other_orgs_documen
     # Meanwhile another organization indexes its payroll (on the old code, into the freed chunk ids).
     write_tree(tmp_path / "acme", {"pay/.cristal-acl": "group:payroll\n",
                                    "pay/ceo.md": "# CEO pay\n\nThe CEO salary on the payroll is 900,000 EUR per year.\n"})
-    sync_source(db, OPERATOR, "acme", "hr")
+    sync_source(db, INSTALLATION, "acme", "hr")
     assert cli("org", "create", "new").code == 0
     assert cli("user", "add", "intern@new.example", "--org", "new").code == 0
 
@@ -105,8 +105,8 @@ def test_a_long_lived_search_context_never_shows_a_removed_or_other_orgs_documen
     # The new organization's own documents are found, and only they.
     write_tree(tmp_path / "new", {"handbook.md": "# Handbook\n\nSalary and payroll questions go to the new HR desk.\n"})
     with db.session() as s:
-        sources.add_source(s, OPERATOR, "new", "wiki", "files", str(tmp_path / "new"), acl="org")
-    sync_source(db, OPERATOR, "new", "wiki")
+        sources.add_source(s, INSTALLATION, "new", "wiki", "files", str(tmp_path / "new"), acl="org")
+    sync_source(db, INSTALLATION, "new", "wiki")
     for mode in MODES:
         assert [h.title for h in searcher.search(intern, QUERY, mode=mode)] == ["Handbook"], mode
     boss = who(db, "acme", "boss@acme.example")
@@ -117,10 +117,10 @@ def test_a_new_organization_with_a_removed_ones_slug_does_not_see_its_audit_trai
     Searcher(indexed).search(who(indexed, "acme", "hr@acme.example"), "salary bands engineers")
     with indexed.session() as s:
         assert any(r.action == "document.read" for r in query_audit(s, "acme"))
-        orgs.delete_org(s, OPERATOR, "acme")
+        orgs.delete_org(s, INSTALLATION, "acme")
     with indexed.session() as s:
-        orgs.create_org(s, OPERATOR, "acme")
-        users.add_user(s, OPERATOR, "acme", "admin@acme.example", role="admin")
+        orgs.create_org(s, INSTALLATION, "acme")
+        users.add_user(s, INSTALLATION, "acme", "admin@acme.example", role="admin")
     with indexed.session() as s:
         seen = query_audit(s, "acme")
         new_id = s.scalar(select(Organization.id).where(Organization.slug == "acme"))
@@ -155,11 +155,11 @@ def test_upgrading_an_existing_database_keeps_its_data_and_drops_the_leftovers(
     db.upgrade("0006")
     tree = write_tree(tmp_path / "docs", {"a.md": "# Hotels\n\nHotels in Munich cost 150 EUR.\n"})
     with db.session() as s:
-        orgs.create_org(s, OPERATOR, "acme")
-        orgs.create_org(s, OPERATOR, "gone")
+        orgs.create_org(s, INSTALLATION, "acme")
+        orgs.create_org(s, INSTALLATION, "gone")
         if not removed_last:
-            orgs.create_org(s, OPERATOR, "zeta")
-        users.add_user(s, OPERATOR, "acme", "a@acme.example")
+            orgs.create_org(s, INSTALLATION, "zeta")
+        users.add_user(s, INSTALLATION, "acme", "a@acme.example")
     with db.engine.begin() as conn:  # what the old schema let an org removal leave behind
         gone = conn.execute(text("SELECT id FROM organizations WHERE slug = 'gone'")).scalar()
         conn.execute(text("INSERT INTO index_state (org_id, generation) VALUES (:g, 7)"), {"g": gone})
@@ -171,13 +171,13 @@ def test_upgrading_an_existing_database_keeps_its_data_and_drops_the_leftovers(
     with db.session() as s:
         assert s.scalars(select(Organization.slug).order_by(Organization.id)).all() == ["acme"] + ([] if removed_last else ["zeta"])
         assert s.scalar(select(func.count()).select_from(IndexState).where(IndexState.org_id == gone)) == 0
-        assert [i.name for i in sources.list_sources(s, OPERATOR, "acme")] == ["wiki"]
-    sync_source(db, OPERATOR, "acme", "wiki")
+        assert [i.name for i in sources.list_sources(s, INSTALLATION, "acme")] == ["wiki"]
+    sync_source(db, INSTALLATION, "acme", "wiki")
     searcher = Searcher(db)
     assert [h.title for h in searcher.search(who(db, "acme", "a@acme.example"), "hotel Munich")] == []  # admins only
     with db.session() as s:
-        users.add_user(s, OPERATOR, "acme", "boss@acme.example", role="admin")
-        orgs.create_org(s, OPERATOR, "next")
+        users.add_user(s, INSTALLATION, "acme", "boss@acme.example", role="admin")
+        orgs.create_org(s, INSTALLATION, "next")
     assert org_id(db, "next") > gone
     assert [h.title for h in searcher.search(who(db, "acme", "boss@acme.example"), "hotel Munich")] == ["Hotels"]
     if db.is_sqlite:
@@ -187,7 +187,7 @@ def test_upgrading_an_existing_database_keeps_its_data_and_drops_the_leftovers(
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     acme = org_id(db, "acme")
     with db.session() as s:
-        orgs.delete_org(s, OPERATOR, "acme")
+        orgs.delete_org(s, INSTALLATION, "acme")
     assert rows_naming(db, acme) == {}
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Chunk)) == 0

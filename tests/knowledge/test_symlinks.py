@@ -25,7 +25,7 @@ from cristal.knowledge.schema import Document
 from cristal.knowledge.search import Searcher
 from cristal.knowledge.sync import sync_source
 
-from .conftest import OPERATOR
+from .conftest import INSTALLATION
 
 MODES = ("hybrid", "keyword", "dense")
 
@@ -48,14 +48,14 @@ def texts(db: Database) -> str:
 @pytest.fixture
 def nobody(indexed: Database) -> Principal:
     with indexed.session() as s:
-        users.add_user(s, OPERATOR, "acme", "nobody@acme.example")
+        users.add_user(s, INSTALLATION, "acme", "nobody@acme.example")
     return who(indexed, "acme", "nobody@acme.example")
 
 
 def test_a_link_in_a_public_folder_to_an_hr_file_is_not_followed(indexed: Database, company_docs: Path, nobody: Principal) -> None:
     (company_docs / "public" / "salaries.md").symlink_to(company_docs / "hr" / "salaries.md")
     (company_docs / "public" / "bands.md").symlink_to("../hr/salaries.md")  # relative, inside the tree
-    report = sync_source(indexed, OPERATOR, "acme", "wiki")
+    report = sync_source(indexed, INSTALLATION, "acme", "wiki")
     searcher = Searcher(indexed)
     for mode in MODES:
         assert "Salary bands" not in [h.title for h in searcher.search(nobody, "salary bands engineers", mode=mode)], mode
@@ -73,7 +73,7 @@ def test_system_files_linked_into_the_tree_are_not_indexed(indexed: Database, co
     (company_docs / "public" / "secret.md").symlink_to(outside / "secret.md")
     if Path("/etc/passwd").is_file():
         (company_docs / "public" / "passwd.md").symlink_to("/etc/passwd")
-    report = sync_source(indexed, OPERATOR, "acme", "wiki")
+    report = sync_source(indexed, INSTALLATION, "acme", "wiki")
     assert "4711-outside" not in texts(indexed) and "root:" not in texts(indexed)
     assert not {"public/secret.md", "public/passwd.md"} & external_ids(indexed)
     assert {p["id"]: p["reason"] for p in report.skipped}["public/secret.md"] == NOT_FOLLOWED
@@ -81,12 +81,12 @@ def test_system_files_linked_into_the_tree_are_not_indexed(indexed: Database, co
 
 def test_a_file_swapped_for_a_link_loses_what_was_indexed_from_it(indexed: Database, company_docs: Path, tmp_path: Path) -> None:
     (company_docs / "public" / "notes.md").write_text("# Notes\n\nPublic notes about the canteen.\n")
-    sync_source(indexed, OPERATOR, "acme", "wiki")
+    sync_source(indexed, INSTALLATION, "acme", "wiki")
     assert "public/notes.md" in external_ids(indexed)
     (tmp_path / "elsewhere.md").write_text("# Elsewhere\n\nNot part of the source.\n")
     (company_docs / "public" / "notes.md").unlink()
     (company_docs / "public" / "notes.md").symlink_to(tmp_path / "elsewhere.md")
-    report = sync_source(indexed, OPERATOR, "acme", "wiki")
+    report = sync_source(indexed, INSTALLATION, "acme", "wiki")
     assert {"id": "public/notes.md", "reason": NOT_FOLLOWED} in report.skipped
     assert "public/notes.md" not in external_ids(indexed) and report.deleted == 1
 
@@ -99,7 +99,7 @@ def test_links_to_folders_and_link_loops_are_reported_and_not_entered(indexed: D
     (public / "up").symlink_to("..", target_is_directory=True)  # a loop through the root
     (public / "ping.md").symlink_to("pong.md")  # two links pointing at each other
     (public / "pong.md").symlink_to("ping.md")
-    report = sync_source(indexed, OPERATOR, "acme", "wiki")
+    report = sync_source(indexed, INSTALLATION, "acme", "wiki")
     reasons = {p["id"]: p["reason"] for p in report.skipped}
     for link in ("hr-inside", "etc", "up", "ping.md", "pong.md"):
         assert reasons[f"public/{link}"] == NOT_FOLLOWED, link
@@ -111,7 +111,7 @@ def test_a_linked_access_file_is_not_read_and_grants_nothing(
 ) -> None:
     (tmp_path / "rules").write_text("org\nsecret-line-in-the-target\n")
     (company_docs / "board" / ".cristal-acl").symlink_to(tmp_path / "rules")
-    report = sync_source(indexed, OPERATOR, "acme", "wiki")
+    report = sync_source(indexed, INSTALLATION, "acme", "wiki")
     assert "secret-line-in-the-target" not in str(report.skipped)
     assert any("access file is a symbolic link" in p["reason"] for p in report.skipped)
     for mode in MODES:

@@ -19,7 +19,7 @@ from cristal.knowledge.schema import Chunk, Document
 from cristal.knowledge.search import Searcher
 from cristal.knowledge.sync import sync_source
 
-from .conftest import OPERATOR
+from .conftest import INSTALLATION
 
 BACKENDS = ("sqlite", "postgres")  # the embedded index and the PostgreSQL path
 
@@ -104,16 +104,16 @@ def test_group_and_rule_changes_apply_without_reindexing(indexed: Database, comp
     searcher = Searcher(indexed)
     assert "Q3 results" not in titles(searcher.search(who(indexed, "acme", "eng@acme.example"), "revenue Q3"))
     with indexed.session() as s:
-        users.join_group(s, OPERATOR, "acme", "eng@acme.example", "finance")
+        users.join_group(s, INSTALLATION, "acme", "eng@acme.example", "finance")
     assert "Q3 results" in titles(searcher.search(who(indexed, "acme", "eng@acme.example"), "revenue Q3"))
     with indexed.session() as s:
-        users.leave_group(s, OPERATOR, "acme", "fin@acme.example", "finance")
+        users.leave_group(s, INSTALLATION, "acme", "fin@acme.example", "finance")
     assert "Q3 results" not in titles(searcher.search(who(indexed, "acme", "fin@acme.example"), "revenue Q3"))
 
     with indexed.session() as s:
         chunks_before = s.scalar(select(func.max(Chunk.id)))
     (company_docs / "finance" / ".cristal-acl").write_text("group:engineering\n")
-    report = sync_source(indexed, OPERATOR, "acme", "wiki")
+    report = sync_source(indexed, INSTALLATION, "acme", "wiki")
     assert report.access_changed == 2 and report.updated == 0 and report.added == 0
     with indexed.session() as s:
         assert s.scalar(select(func.max(Chunk.id))) == chunks_before  # nothing re-chunked
@@ -123,13 +123,13 @@ def test_group_and_rule_changes_apply_without_reindexing(indexed: Database, comp
 
 
 def test_incremental_sync(indexed: Database, company_docs: Path) -> None:
-    again = sync_source(indexed, OPERATOR, "acme", "wiki")
+    again = sync_source(indexed, INSTALLATION, "acme", "wiki")
     assert (again.added, again.updated, again.deleted, again.embedded) == (0, 0, 0, 0)
     assert again.unchanged == 8
     (company_docs / "public" / "travel.md").write_text("# Travel policy\n\nHotels in Munich may cost up to 180 EUR per night.\n")
     (company_docs / "public" / "reise.txt").unlink()
     (company_docs / "public" / "new.md").write_text("# Parking\n\nParking at HQ is free for visitors.\n")
-    report = sync_source(indexed, OPERATOR, "acme", "wiki")
+    report = sync_source(indexed, INSTALLATION, "acme", "wiki")
     assert (report.added, report.updated, report.deleted) == (1, 1, 1)
     fin = who(indexed, "acme", "fin@acme.example")
     hits = Searcher(indexed).search(fin, "hotel Munich per night", mode="keyword")
@@ -142,7 +142,7 @@ def test_interrupted_sync_converges_to_the_same_index(two_orgs: Database, compan
     from cristal.knowledge import sources
 
     with two_orgs.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "wiki", "files", str(company_docs))
+        sources.add_source(s, INSTALLATION, "acme", "wiki", "files", str(company_docs))
 
     class Killed(Exception):
         pass
@@ -152,17 +152,17 @@ def test_interrupted_sync_converges_to_the_same_index(two_orgs: Database, compan
             raise Killed
 
     with pytest.raises(Killed):
-        sync_source(two_orgs, OPERATOR, "acme", "wiki", progress=die_after_three)
-    sync_source(two_orgs, OPERATOR, "acme", "wiki")
+        sync_source(two_orgs, INSTALLATION, "acme", "wiki", progress=die_after_three)
+    sync_source(two_orgs, INSTALLATION, "acme", "wiki")
 
     fresh = Database(f"sqlite:///{tmp_path / 'fresh.db'}")
     fresh.upgrade()
     with fresh.session() as s:
         from cristal.identity import orgs
 
-        orgs.create_org(s, OPERATOR, "acme")
-        sources.add_source(s, OPERATOR, "acme", "wiki", "files", str(company_docs))
-    sync_source(fresh, OPERATOR, "acme", "wiki")
+        orgs.create_org(s, INSTALLATION, "acme")
+        sources.add_source(s, INSTALLATION, "acme", "wiki", "files", str(company_docs))
+    sync_source(fresh, INSTALLATION, "acme", "wiki")
 
     def state(db: Database) -> list[tuple]:
         with db.session() as s:
@@ -182,7 +182,7 @@ def test_bad_files_are_reported_and_the_rest_is_indexed(indexed: Database, compa
     (company_docs / "public" / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
     (company_docs / "public" / "loop").symlink_to(company_docs / "public", target_is_directory=True)
     (company_docs / "public" / "later.md").write_text("# Later\n\nA new document after the bad ones.\n")
-    report = sync_source(indexed, OPERATOR, "acme", "wiki")
+    report = sync_source(indexed, INSTALLATION, "acme", "wiki")
     reasons = {p["id"]: p["reason"] for p in report.skipped}
     assert set(reasons) == {"public/empty.md", "public/binary.txt", "public/broken.pdf", "public/loop"}
     assert reasons["public/loop"] == "symbolic link, not followed"
@@ -194,7 +194,7 @@ def test_huge_files_are_skipped_unread_and_old_versions_kept(indexed: Database, 
         fh.truncate(60 * 1024 * 1024)  # sparse: 60 MB without writing them
     with open(company_docs / "finance" / "q3.md", "ab") as fh:
         fh.truncate(55 * 1024 * 1024)
-    report = sync_source(indexed, OPERATOR, "acme", "wiki")
+    report = sync_source(indexed, INSTALLATION, "acme", "wiki")
     reasons = {p["id"]: p["reason"] for p in report.skipped}
     assert reasons["public/huge.txt"].startswith("file too large: 63 MB > 52 MB")
     assert "finance/q3.md" in reasons and report.deleted == 0
@@ -203,7 +203,7 @@ def test_huge_files_are_skipped_unread_and_old_versions_kept(indexed: Database, 
 
 def test_a_corrupted_update_keeps_the_previous_version(indexed: Database, company_docs: Path) -> None:
     (company_docs / "finance" / "q3.md").write_bytes(b"\x00\x01\x02binary garbage" * 50)
-    report = sync_source(indexed, OPERATOR, "acme", "wiki")
+    report = sync_source(indexed, INSTALLATION, "acme", "wiki")
     assert [p["id"] for p in report.skipped] == ["finance/q3.md"] and report.deleted == 0
     assert "Q3 results" in titles(Searcher(indexed).search(who(indexed, "acme", "fin@acme.example"), "revenue Q3"))
 
@@ -225,7 +225,7 @@ def test_unreadable_folder_keeps_its_documents(indexed: Database, company_docs: 
             yield folder, dirs, names
 
     monkeypatch.setattr(files_connector.os, "walk", walk_with_unreadable_hr)
-    report = sync_source(indexed, OPERATOR, "acme", "wiki")
+    report = sync_source(indexed, INSTALLATION, "acme", "wiki")
     assert report.deleted == 0 and report.kept_unseen == 1
     assert {"id": "hr", "reason": "unreadable folder (Permission denied)"} in report.skipped
 
@@ -237,7 +237,7 @@ def test_search_input_and_permissions(indexed: Database) -> None:
         with pytest.raises(InvalidInput):
             searcher.search(fin, bad)
     with pytest.raises(AccessDenied):
-        searcher.search(Principal.operator("ops"), "anything")
+        searcher.search(Principal.installation("ops"), "anything")
     with pytest.raises(AccessDenied):
         sync_source(indexed, fin, "acme", "wiki")  # members cannot run syncs
 
@@ -246,12 +246,12 @@ def test_keyword_only_sync_then_embed_later(two_orgs: Database, company_docs: Pa
     from cristal.knowledge import sources
 
     with two_orgs.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "wiki", "files", str(company_docs), acl="org")
-    first = sync_source(two_orgs, OPERATOR, "acme", "wiki", embed=False)
+        sources.add_source(s, INSTALLATION, "acme", "wiki", "files", str(company_docs), acl="org")
+    first = sync_source(two_orgs, INSTALLATION, "acme", "wiki", embed=False)
     assert first.embedded == 0
     fin = who(two_orgs, "acme", "fin@acme.example")
     assert Searcher(two_orgs).search(fin, "hotel Munich", mode="keyword")
     assert Searcher(two_orgs).search(fin, "hotel Munich", mode="dense") == []
-    second = sync_source(two_orgs, OPERATOR, "acme", "wiki")
+    second = sync_source(two_orgs, INSTALLATION, "acme", "wiki")
     assert second.embedded > 0 and second.unchanged == 8
     assert Searcher(two_orgs).search(fin, "hotel Munich", mode="dense")

@@ -21,7 +21,7 @@ from cristal.identity.directory import resolve_principal
 from cristal.identity.principal import Principal
 from cristal.models import Gateway
 
-OPERATOR = Principal.operator("test-operator")
+INSTALLATION = Principal.installation("test-operator")
 
 
 @pytest.fixture(scope="session")
@@ -54,11 +54,11 @@ class People:
 def people(db: Database) -> People:
     with db.session() as s:
         for slug in ("acme", "globex"):
-            orgs.create_org(s, OPERATOR, slug)
-        users.add_user(s, OPERATOR, "acme", "alice@acme.example", groups=["finance"])
-        users.add_user(s, OPERATOR, "acme", "boss@acme.example", role="admin")
-        users.add_user(s, OPERATOR, "globex", "carol@globex.example")
-        users.add_user(s, OPERATOR, "globex", "admin@globex.example", role="admin")
+            orgs.create_org(s, INSTALLATION, slug)
+        users.add_user(s, INSTALLATION, "acme", "alice@acme.example", groups=["finance"])
+        users.add_user(s, INSTALLATION, "acme", "boss@acme.example", role="admin")
+        users.add_user(s, INSTALLATION, "globex", "carol@globex.example")
+        users.add_user(s, INSTALLATION, "globex", "admin@globex.example", role="admin")
     with db.session() as s:
         return People(
             alice=resolve_principal(s, "acme", "alice@acme.example"),

@@ -10,14 +10,14 @@ from cristal.identity.principal import Principal
 from cristal.models import PriceTable
 from cristal.testing import ScriptedModel, text
 
-OPERATOR = Principal.operator("test-operator")
+INSTALLATION = Principal.installation("test-operator")
 
 USER = [{"role": "user", "content": "hi"}]
 
 
 def configure(db, slug: str, **changes) -> None:
     with db.session() as s:
-        orgs.configure_llm(s, OPERATOR, slug, **changes)
+        orgs.configure_llm(s, INSTALLATION, slug, **changes)
 
 
 def test_an_organization_can_use_its_own_endpoint_key_and_model(gateway, people, db, monkeypatch, usage_rows) -> None:

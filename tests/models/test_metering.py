@@ -16,14 +16,14 @@ from cristal.models import PriceTable, usage_summary
 from cristal.models.metering import month_start
 from cristal.testing import ScriptedModel, http_status, text
 
-OPERATOR = Principal.operator("test-operator")
+INSTALLATION = Principal.installation("test-operator")
 
 USER = [{"role": "user", "content": "one two three four"}]
 
 
 def set_budget(db, slug: str, usd: float) -> None:
     with db.session() as s:
-        orgs.configure_llm(s, OPERATOR, slug, monthly_budget_usd=usd)
+        orgs.configure_llm(s, INSTALLATION, slug, monthly_budget_usd=usd)
 
 
 def test_cost_comes_from_the_price_table(gateway, people, usage_rows) -> None:
@@ -116,7 +116,7 @@ def test_usage_summary_per_model_and_user(gateway, people, db) -> None:
 
 def test_usage_summary_is_for_admins_of_the_organization(people, db) -> None:
     with db.session() as s:
-        assert usage_summary(s, OPERATOR, "acme").total.calls == 0  # the operator manages the installation
+        assert usage_summary(s, INSTALLATION, "acme").total.calls == 0  # the operator manages the installation
         assert usage_summary(s, people.boss, "acme").org == "acme"
     with db.session() as s, pytest.raises(AccessDenied, match="requires the admin role"):
         usage_summary(s, people.alice, "acme")
@@ -149,6 +149,6 @@ def test_calls_are_audited_and_metered_in_the_callers_organization(gateway, peop
 
 def test_the_operator_cannot_call_models(gateway, people, usage_rows) -> None:
     with ScriptedModel([text("never")]) as server:
-        with pytest.raises(AccessDenied, match="operator cannot read company data"):
-            gateway(server.base_url).chat(OPERATOR, USER)
+        with pytest.raises(AccessDenied, match="installation principal cannot read company data"):
+            gateway(server.base_url).chat(INSTALLATION, USER)
     assert server.requests == [] and usage_rows() == []

@@ -21,7 +21,7 @@ from cristal.operator import chromium
 from cristal.sample.webapps import WebApps, serve_webapps
 from tests.operator.site import USER, SiteServer
 
-OPERATOR = Principal.operator("test-operator")
+INSTALLATION = Principal.installation("test-operator")
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,8 @@ def _org_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = Database(f"sqlite:///{path}")
     db.upgrade()
     with db.session() as s:
-        orgs.create_org(s, OPERATOR, "acme", "Acme")
-        users.add_user(s, OPERATOR, "acme", USER, groups=["finance"])
+        orgs.create_org(s, INSTALLATION, "acme", "Acme")
+        users.add_user(s, INSTALLATION, "acme", USER, groups=["finance"])
     db.dispose()
     return path
 
@@ -95,6 +95,6 @@ def employee(db: Database, email: str) -> Principal:
         except CristalError:
             pass
     with db.session() as s:
-        users.add_user(s, OPERATOR, "acme", email)
+        users.add_user(s, INSTALLATION, "acme", email)
     with db.session() as s:
         return resolve_principal(s, "acme", email)

@@ -18,7 +18,7 @@ from cristal.models import Gateway
 from cristal.operator import AllowList, RunConfig, run_operator
 from cristal.operator.policy import domains_policy
 from cristal.testing.scripted_model import ScriptedModel, tool_call
-from tests.operator.conftest import OPERATOR, model_settings
+from tests.operator.conftest import INSTALLATION, model_settings
 from tests.operator.site import USER, Site, SiteServer
 
 ADMIN = "admin@acme.example"
@@ -27,7 +27,7 @@ ADMIN = "admin@acme.example"
 @pytest.fixture
 def admin(db: Database) -> str:
     with db.session() as s:
-        users.add_user(s, OPERATOR, "acme", ADMIN, role="admin")
+        users.add_user(s, INSTALLATION, "acme", ADMIN, role="admin")
     return ADMIN
 
 
@@ -72,8 +72,8 @@ def test_only_admins_change_the_list_and_every_change_is_audited(db: Database, a
 
 def test_runs_stay_inside_their_organizations_list(db: Database, alice, admin: str, browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with db.session() as s:  # a second organization with no list of its own
-        orgs.create_org(s, OPERATOR, "globex", "Globex")
-        users.add_user(s, OPERATOR, "globex", "gina@globex.example")
+        orgs.create_org(s, INSTALLATION, "globex", "Globex")
+        users.add_user(s, INSTALLATION, "globex", "gina@globex.example")
     with db.session() as s:
         gina = resolve_principal(s, "globex", "gina@globex.example")
     domains_policy(db, "acme", admin, set_domains=["intranet.example"])

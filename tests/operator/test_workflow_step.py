@@ -24,7 +24,7 @@ from cristal.sample.webapps.tasks import TASKS_BY_ID
 from cristal.testing.scripted_model import ScriptedModel, tool_call
 from cristal.workflows.spec import OperateSpec, load_workflow
 from cristal.workflows.steps import Meta, StepError
-from tests.operator.conftest import OPERATOR, model_env, model_settings
+from tests.operator.conftest import INSTALLATION, model_env, model_settings
 from tests.operator.scripts import act, login_steps
 from tests.operator.site import PASSWORD, USER, SiteServer
 
@@ -138,7 +138,7 @@ def _spec(site: SiteServer, **fields: Any) -> dict[str, Any]:
 def test_a_step_cannot_read_another_organizations_secret_variable(db, alice, site: SiteServer, tmp_path: Path,  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     with db.session() as s:
-        orgs.create_org(s, OPERATOR, "acme-eu", "Acme EU")
+        orgs.create_org(s, INSTALLATION, "acme-eu", "Acme EU")
     # acme-eu's variable also starts with acme's prefix (CRISTAL_SECRET_ACME_): the longer prefix owns it.
     monkeypatch.setenv("CRISTAL_SECRET_ACME_EU_PASSWORD", PASSWORD)
     monkeypatch.setenv("CRISTAL_SECRET_ACME_PASSWORD", PASSWORD)
@@ -183,7 +183,7 @@ def test_a_refused_run_creates_no_record(db, browser, site: SiteServer, tmp_path
     record.write_text("mine", encoding="utf-8")
     with ScriptedModel([tool_call("done", {"result": "x"})]) as model, Gateway(model_settings(model.base_url), db) as gateway:
         for path in (record, tmp_path / "new" / "run.json"):
-            result = run_operator(db, OPERATOR, RunConfig(task="x", start_url=site.url("/login"), record=path),
+            result = run_operator(db, INSTALLATION, RunConfig(task="x", start_url=site.url("/login"), record=path),
                                   gateway=gateway, browser=browser)
             assert result.status == "failed" and result.record is None
     assert record.read_text() == "mine" and not (tmp_path / "new").exists()  # operator.run was refused first

@@ -12,7 +12,7 @@ from cristal.identity.principal import Principal
 from cristal.knowledge import sources
 from cristal.knowledge.sync import sync_source
 
-OPERATOR = Principal.operator("test-operator")
+INSTALLATION = Principal.installation("test-operator")
 
 FILES = {
     "public/.cristal-acl": "org\n",
@@ -85,14 +85,14 @@ def build(path: Path | str, docs_root: Path) -> None:
     db.upgrade()
     with db.session() as s:
         for slug in ("acme", "locked", "empty"):
-            orgs.create_org(s, OPERATOR, slug, slug.title())
-            users.add_user(s, OPERATOR, slug, f"admin@{slug}.example", role="admin")
-            users.add_user(s, OPERATOR, slug, f"fin@{slug}.example", groups=["finance"])
-            users.add_user(s, OPERATOR, slug, f"eng@{slug}.example", groups=["engineering"])
-        sources.add_source(s, OPERATOR, "acme", "wiki", "files", str(write_tree(docs_root / "acme", FILES)))
-        sources.add_source(s, OPERATOR, "locked", "wiki", "files", str(write_tree(docs_root / "locked", LOCKED)))
-    sync_source(db, OPERATOR, "acme", "wiki")
-    sync_source(db, OPERATOR, "locked", "wiki")
+            orgs.create_org(s, INSTALLATION, slug, slug.title())
+            users.add_user(s, INSTALLATION, slug, f"admin@{slug}.example", role="admin")
+            users.add_user(s, INSTALLATION, slug, f"fin@{slug}.example", groups=["finance"])
+            users.add_user(s, INSTALLATION, slug, f"eng@{slug}.example", groups=["engineering"])
+        sources.add_source(s, INSTALLATION, "acme", "wiki", "files", str(write_tree(docs_root / "acme", FILES)))
+        sources.add_source(s, INSTALLATION, "locked", "wiki", "files", str(write_tree(docs_root / "locked", LOCKED)))
+    sync_source(db, INSTALLATION, "acme", "wiki")
+    sync_source(db, INSTALLATION, "locked", "wiki")
     db.dispose()
 
 

@@ -111,7 +111,7 @@ def test_operator_cannot_research(rdb, settings, store) -> None:  # type: ignore
     from cristal.identity.principal import Principal
 
     with pytest.raises(AccessDenied):
-        run_research(rdb, Principal.operator("ops"), "What is the hotel cap?", settings=settings, store=store)
+        run_research(rdb, Principal.installation("ops"), "What is the hotel cap?", settings=settings, store=store)
 
 
 def test_budget_exhausted_mid_run_keeps_what_was_gathered_and_resumes(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
@@ -154,14 +154,14 @@ def test_demo_research_over_the_sample_company(tmp_path) -> None:  # type: ignor
     from cristal.research.demo import demo_research
     from cristal.sample.company import load_company
     from cristal.sample.knowledge import connect_sources
-    from tests.research.company import OPERATOR
+    from tests.research.company import INSTALLATION
 
     db = Database(f"sqlite:///{tmp_path / 'demo.db'}")
     db.upgrade()
     with db.session() as s:
-        load_company(s, OPERATOR)
-        connect_sources(s, OPERATOR, tmp_path)
-    sync_source(db, OPERATOR, "aozora-de", "documents")
+        load_company(s, INSTALLATION)
+        connect_sources(s, INSTALLATION, tmp_path)
+    sync_source(db, INSTALLATION, "aozora-de", "documents")
     summary = demo_research(db, tmp_path)
     db.dispose()
     assert summary["status"] == "complete" and summary["mode"] == "extractive" and summary["citations"] >= 2

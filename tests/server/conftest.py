@@ -34,7 +34,7 @@ from cristal.knowledge.sync import sync_source
 from cristal.server import Limits, create_app
 from tests.conftest import CliResult
 
-OPERATOR = Principal.operator("test-operator")
+INSTALLATION = Principal.installation("test-operator")
 Cli = Callable[..., CliResult]  # the `cli` fixture of tests/conftest.py: runs `python -m cristal ARGS`
 REPO = Path(__file__).resolve().parents[2]
 ORGS = ("acme", "globex")
@@ -66,18 +66,18 @@ def person(role: str, org: str) -> str:
 def build_company(db: Database, db_url: str, root: Path) -> Company:
     with db.session() as s:
         for org in ORGS:
-            orgs.create_org(s, OPERATOR, org, org.title())
-            users.add_user(s, OPERATOR, org, person("admin", org), role="admin", groups=["management"])
-            users.add_user(s, OPERATOR, org, person("fin", org), groups=["finance"])
-            users.add_user(s, OPERATOR, org, person("eng", org), groups=["engineering"])
+            orgs.create_org(s, INSTALLATION, org, org.title())
+            users.add_user(s, INSTALLATION, org, person("admin", org), role="admin", groups=["management"])
+            users.add_user(s, INSTALLATION, org, person("fin", org), groups=["finance"])
+            users.add_user(s, INSTALLATION, org, person("eng", org), groups=["engineering"])
             folder = root / "docs" / org
             for rel, text in DOCS.items():
                 path = folder / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text.format(org=org, iban=IBAN[org]), encoding="utf-8")
-            sources.add_source(s, OPERATOR, org, "wiki", "files", str(folder))
+            sources.add_source(s, INSTALLATION, org, "wiki", "files", str(folder))
     for org in ORGS:
-        sync_source(db, OPERATOR, org, "wiki", embed=False)  # keyword search is enough here, and fast
+        sync_source(db, INSTALLATION, org, "wiki", embed=False)  # keyword search is enough here, and fast
     company = Company(db, db_url, root / "home")
     with db.session() as s:
         for org in ORGS:

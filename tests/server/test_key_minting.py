@@ -2,7 +2,7 @@
 
 The rule now: only the employee themself mints a key for themself (the CLI
 with ``--as`` their own address). An admin may list and revoke a member's
-keys, never mint one; the installation operator (the CLI without ``--as``)
+keys, never mint one; the installation principal (the CLI without ``--as``)
 may not either.
 """
 
@@ -49,7 +49,7 @@ def test_an_admin_cannot_mint_a_members_key_to_decide_their_approval(client: Cal
         assert "only the user themself may do this, not an admin" in minted.stderr
         assert minted.stdout == "" and "Traceback" not in minted.stderr
         assert keys_of(company, fin) == before
-        # The installation operator (no --as) may not mint one either.
+        # The installation principal (no --as) may not mint one either.
         assert cli("apikey", "create", fin, "--org", "acme").code == 5
         assert keys_of(company, fin) == before
 

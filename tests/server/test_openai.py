@@ -13,7 +13,7 @@ from cristal.config import Settings
 from cristal.db.schema import AuditRecord, LLMUsage
 from cristal.identity import orgs
 from cristal.testing.scripted_model import ScriptedModel, count_tokens, http_status, prompt_tokens, text, tool_call
-from tests.server.conftest import OPERATOR, Company, LiveServer, error_of, person
+from tests.server.conftest import INSTALLATION, Company, LiveServer, error_of, person
 
 PROVIDER_KEY = "sk-provider-secret-never-shown"
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello to the team"}]
@@ -133,7 +133,7 @@ def test_refusals_are_openai_errors(live: LiveServer, company: Company, model: S
 
 def test_over_budget_is_429_and_other_orgs_are_unaffected(live: LiveServer, company: Company, model: ScriptedModel) -> None:
     with company.db.session() as s:
-        orgs.configure_llm(s, OPERATOR, "acme", monthly_budget_usd=0)
+        orgs.configure_llm(s, INSTALLATION, "acme", monthly_budget_usd=0)
     with pytest.raises(openai.RateLimitError, match="budget"):
         oai(live, company, person("eng", "acme")).chat.completions.create(model="scripted", messages=MESSAGES)
     with pytest.raises(openai.RateLimitError, match="budget"):
@@ -148,7 +148,7 @@ def test_over_budget_is_429_and_other_orgs_are_unaffected(live: LiveServer, comp
 
 def test_no_model_configured_is_a_clear_error(live: LiveServer, company: Company) -> None:
     with company.db.session() as s:
-        orgs.configure_llm(s, OPERATOR, "acme", base_url="http://127.0.0.1:9/v1", model="other",
+        orgs.configure_llm(s, INSTALLATION, "acme", base_url="http://127.0.0.1:9/v1", model="other",
                            api_key_env="CRISTAL_ORG_KEY_ACME")
     r = httpx.post(live.url + "/v1/chat/completions", json={"model": "other", "messages": MESSAGES},
                    headers={"Authorization": f"Bearer {company.key(person('eng', 'acme'))}"})

@@ -62,7 +62,7 @@ def test_fifteen_bad_keys_are_recorded_up_to_the_limit_then_summarized(server: L
     summary = records(company, None, "apikey.authenticate")[0]
     assert summary.details["suppressed"] == 5 and summary.reason.startswith("5 more suppressed")
     assert summary.actor == "anonymous:127.0.0.1" and "per source address" in summary.reason
-    # The installation operator reads them with `cristal audit` (no --org); an employee may not.
+    # The installation principal reads them with `cristal audit` (no --org); an employee may not.
     shown = cli("audit", "--json", "--action", "apikey.authenticate")
     assert shown.code == 0, shown.stderr
     assert len(json.loads(shown.stdout)["records"]) == 11

@@ -11,7 +11,7 @@ from cristal.audit.log import query_audit
 from cristal.identity import users
 from cristal.identity.apikeys import create_api_key
 from cristal.identity.directory import resolve_principal
-from tests.server.conftest import OPERATOR, Company, LiveServer, Worker, error_of, person, wait_for
+from tests.server.conftest import INSTALLATION, Company, LiveServer, Worker, error_of, person, wait_for
 
 BACKENDS = ("sqlite", "postgres")
 
@@ -98,7 +98,7 @@ def test_other_organizations_get_404_even_with_the_same_email(client, company: C
     run_id = start(client(person("fin", "acme")))
     # A namesake: the same address in globex is a different person with a key of globex.
     with company.db.session() as s:
-        users.add_user(s, OPERATOR, "globex", "fin@acme.example", role="admin", groups=["finance"])
+        users.add_user(s, INSTALLATION, "globex", "fin@acme.example", role="admin", groups=["finance"])
         me = resolve_principal(s, "globex", "fin@acme.example")
         namesake_key = create_api_key(s, me, "globex", "fin@acme.example")[1]
     namesake = httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {namesake_key}"})

@@ -19,7 +19,7 @@ from cristal.workflows.demo import run_demo_workflow
 home = Path(sys.argv[1]); db = Database(sys.argv[2]); db.upgrade()
 from cristal.knowledge.sync import sync_source
 with db.session() as s:
-    op = Principal.operator("demo"); load_company(s, op); sources = connect_sources(s, op, home)
+    op = Principal.installation("demo"); load_company(s, op); sources = connect_sources(s, op, home)
 for org, name in sources:
     if org == "aozora-de":
         sync_source(db, op, org, name)

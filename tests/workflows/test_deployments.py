@@ -17,7 +17,7 @@ from cristal.identity import users
 from cristal.workflows import deployments as D
 from cristal.workflows.schema import WorkflowDeployment, WorkflowRun
 from cristal.workflows.spec import load_workflow_text
-from tests.conftest import OPERATOR
+from tests.conftest import INSTALLATION
 from tests.workflows.conftest import queued_in_dbos as _queued
 
 BACKENDS = ("sqlite", "postgres")
@@ -168,7 +168,7 @@ def test_a_stale_claim_starts_nothing(dep_db: Database) -> None:
 def test_a_removed_deployers_schedule_stops_with_an_audited_deny(dep_db: Database) -> None:
     doc = D.deploy(dep_db, _compiled(), "acme", "fin@acme.example", schedule="*/5 * * * *", inputs={"who": "x"})
     with dep_db.session() as s:
-        users.remove_user(s, OPERATOR, "acme", "fin@acme.example")
+        users.remove_user(s, INSTALLATION, "acme", "fin@acme.example")
     first = datetime.fromisoformat(doc["next_fire_at"])
     assert D.fire_due(dep_db, first) == []
     assert D.fire_due(dep_db, first + timedelta(hours=1)) == []

@@ -15,7 +15,7 @@ from cristal.workflows.steps import Meta, StepError, run_sql
 from tests.knowledge.connectors.test_sql_readonly import ATTACK, erp, pg_invoice_ids, pg_url  # noqa: F401  (fixtures)
 from tests.workflows.conftest import wf_cli, write  # noqa: F401  (fixture)
 
-from ..conftest import OPERATOR
+from ..conftest import INSTALLATION
 
 
 def _step(db: Database, query: str) -> object:
@@ -28,7 +28,7 @@ def _step(db: Database, query: str) -> object:
 @pytest.mark.postgres
 def test_the_exact_attack_on_a_postgres_source_deletes_nothing(two_orgs: Database, pg_url: str) -> None:  # noqa: F811
     with two_orgs.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "erp", "sql", pg_url, acl="group:finance")
+        sources.add_source(s, INSTALLATION, "acme", "erp", "sql", pg_url, acl="group:finance")
     for attack in (ATTACK, "BEGIN; DELETE FROM invoices WHERE id = 1; COMMIT", "COMMIT; DELETE FROM invoices WHERE id = 1",
                    "SELECT 1; DELETE FROM invoices WHERE id = 1",
                    "WITH d AS (DELETE FROM invoices WHERE id = 1 RETURNING *) SELECT * FROM d"):
@@ -52,7 +52,7 @@ def test_the_attack_through_cristal_workflow_run(wf_cli, pg_url: str, tmp_path: 
 
 def test_vacuum_into_and_attach_through_a_sqlite_step_write_no_file(two_orgs: Database, erp: Path, tmp_path: Path) -> None:  # noqa: F811
     with two_orgs.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "erp", "sql", f"sqlite:///{erp}", acl="group:finance")
+        sources.add_source(s, INSTALLATION, "acme", "erp", "sql", f"sqlite:///{erp}", acl="group:finance")
     loot = tmp_path / "loot"
     loot.mkdir()
     for attack in (f"VACUUM INTO '{loot / 'erp-copy.db'}'", f"ATTACH DATABASE '{loot / 'new.db'}' AS x",

@@ -1,6 +1,6 @@
 """Managing the installation: ``cristal org ...``, ``user ...``, ``group ...``, ``apikey ...``.
 
-Without ``--as`` these act as the installation operator (whoever can run the
+Without ``--as`` these act as the installation principal (whoever can run the
 CLI on the server); with ``--as EMAIL`` they act as that employee, who must be
 an admin of the organization for admin changes.
 """
@@ -22,7 +22,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(group_app, name="group")
 app.add_typer(key_app, name="apikey")
 
-AS = typer.Option(None, "--as", help="Act as this employee instead of the installation operator.")
+AS = typer.Option(None, "--as", help="Act as this employee instead of the installation principal.")
 ORG = typer.Option(..., "--org", help="Organization slug.")
 
 

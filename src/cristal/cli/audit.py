@@ -26,7 +26,7 @@ def audit_command(
     from cristal.identity.resource import Resource
 
     with unit_of_work() as s:
-        if org is None:  # records of no organization: only the installation operator reads them
+        if org is None:  # records of no organization: only the installation principal reads them
             require(s, acting(s, None, as_email), "audit.read", Resource("audit", None))
         else:
             require(s, acting(s, org, as_email), "audit.read", in_org(org_by_slug(s, org), "audit"))

@@ -36,7 +36,7 @@ ISOLATION_CHECKS = (
 )
 
 
-def _sync_all(db: Database, operator: Principal, quiet: bool) -> list[dict]:
+def _sync_all(db: Database, installation: Principal, quiet: bool) -> list[dict]:
     from cristal.knowledge.sources import list_sources
     from cristal.knowledge.sync import sync_source
     from cristal.sample.company import GROUP
@@ -45,14 +45,14 @@ def _sync_all(db: Database, operator: Principal, quiet: bool) -> list[dict]:
     with progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), quiet=quiet) as bar:
         for company in GROUP:
             with db.session() as s:
-                names = [i.name for i in list_sources(s, operator, company.slug)]
+                names = [i.name for i in list_sources(s, installation, company.slug)]
             for name in names:
                 task = bar.add_task(markup("{}/{}", company.slug, name), total=None)
 
                 def on_progress(phase: str, done: int, total: int, task: TaskID = task, label: str = f"{company.slug}/{name}") -> None:
                     bar.update(task, description=markup("{}: {}", label, phase), completed=done, total=total or None)
 
-                report = sync_source(db, operator, company.slug, name, progress=on_progress)
+                report = sync_source(db, installation, company.slug, name, progress=on_progress)
                 reports.append({"org": company.slug, **report.as_dict()})
     return reports
 
@@ -103,15 +103,15 @@ def demo_command(json_out: bool = typer.Option(False, "--json", help="Print a JS
     cfg = settings()
     db = open_database(cfg)
     home = Path(cfg.home)
-    operator = Principal.operator()
+    installation = Principal.installation()
     summary: dict = {"workspace": workspace}
     try:
         with db.session() as s:
-            report = load_company(s, operator)
-            summary["sources_added"] = [f"{o}/{n}" for o, n in connect_sources(s, operator, home)]
+            report = load_company(s, installation)
+            summary["sources_added"] = [f"{o}/{n}" for o, n in connect_sources(s, installation, home)]
         summary["organizations_created"] = report.orgs_created
         summary["users_created"] = report.users_created
-        summary["sync"] = _sync_all(db, operator, quiet=json_out)
+        summary["sync"] = _sync_all(db, installation, quiet=json_out)
         summary["access_checks"] = _isolation(db)
         summary["searches"] = _searches(db)
         summary["research"] = demo_research(db, home)

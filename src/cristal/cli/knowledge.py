@@ -28,7 +28,7 @@ app = typer.Typer()
 source_app = typer.Typer(help="Connected systems: folders and databases.", no_args_is_help=True)
 app.add_typer(source_app, name="source")
 
-AS = typer.Option(None, "--as", help="Act as this employee instead of the installation operator.")
+AS = typer.Option(None, "--as", help="Act as this employee instead of the installation principal.")
 ORG = typer.Option(..., "--org", help="Organization slug.")
 
 

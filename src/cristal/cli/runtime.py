@@ -79,7 +79,7 @@ def unit_of_work() -> Iterator[Session]:
 
 
 def acting(session: Session, org: str | None, as_email: str | None) -> Principal:
-    """``--as EMAIL`` in ``--org``, or the installation operator when ``--as`` is absent."""
+    """``--as EMAIL`` in ``--org``, or the installation principal when ``--as`` is absent."""
     from cristal.errors import InvalidInput
     from cristal.identity.directory import resolve_principal
     from cristal.identity.principal import Principal
@@ -88,7 +88,7 @@ def acting(session: Session, org: str | None, as_email: str | None) -> Principal
         if not org:
             raise InvalidInput("--as needs --org")
         return resolve_principal(session, org, as_email)
-    return Principal.operator()
+    return Principal.installation()
 
 
 def initialise() -> dict[str, str]:

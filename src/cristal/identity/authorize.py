@@ -7,9 +7,9 @@ these; nothing else compares roles, organizations or ACLs.
 Policy, in order:
 
 1. Unknown actions are refused (default deny).
-2. The installation operator may do operator and admin actions, never data reads.
+2. The installation principal may do installation and admin actions, never data reads.
 3. A user never acts outside their own organization.
-4. Self actions need the owner themself: not an admin, not the operator.
+4. Self actions need the owner themself: not an admin, not the installation.
 5. Admin actions need the ``admin`` role; owner actions need the owner or an admin.
 6. Data reads need a matching access rule; with no rules, only admins read.
 """
@@ -28,8 +28,8 @@ from cristal.identity.resource import Resource
 
 
 class Rule(Enum):
-    OPERATOR = "operator"  # installation-wide changes
-    ADMIN = "admin"  # organization admin (or the operator)
+    INSTALLATION = "installation"  # installation-wide changes
+    ADMIN = "admin"  # organization admin (or the installation principal)
     MEMBER = "member"  # anyone in the organization
     OWNER = "owner"  # the resource's owner, or an organization admin
     SELF = "self"  # the resource's owner only: what would let someone else act as them (minting their API key)
@@ -39,8 +39,8 @@ class Rule(Enum):
 # Every action the platform knows. Later layers add theirs here, so the whole
 # policy can be read in one screen.
 POLICY: dict[str, Rule] = {
-    "org.create": Rule.OPERATOR,
-    "org.delete": Rule.OPERATOR,
+    "org.create": Rule.INSTALLATION,
+    "org.delete": Rule.INSTALLATION,
     "org.update": Rule.ADMIN,
     "org.read": Rule.MEMBER,
     "user.manage": Rule.ADMIN,
@@ -81,8 +81,8 @@ POLICY: dict[str, Rule] = {
     "operator.policy": Rule.ADMIN,  # the organization's allow-list of web domains (read and change)
 }
 
-# Actions the operator may take: managing the installation, not reading data.
-_OPERATOR_OK = {Rule.OPERATOR, Rule.ADMIN}
+# Actions the installation principal may take: managing the installation, not reading data.
+_INSTALLATION_OK = {Rule.INSTALLATION, Rule.ADMIN}
 _DATA_RULES = {Rule.ACL}
 
 
@@ -100,12 +100,12 @@ def decide(principal: Principal, action: str, resource: Resource) -> Decision:
     rule = POLICY.get(action)
     if rule is None:
         return Decision(False, f"unknown action {action!r}")
-    if principal.is_operator:
-        if rule in _OPERATOR_OK:
-            return Decision(True, "installation operator")
-        return Decision(False, "the operator cannot read company data or act as a user; use --as EMAIL")
-    if rule is Rule.OPERATOR:
-        return Decision(False, "only the installation operator may do this")
+    if principal.is_installation:
+        if rule in _INSTALLATION_OK:
+            return Decision(True, "installation principal")
+        return Decision(False, "the installation principal cannot read company data or act as a user; use --as EMAIL")
+    if rule is Rule.INSTALLATION:
+        return Decision(False, "only the installation principal may do this")
     if principal.org_id is None or resource.org_id != principal.org_id:
         return Decision(False, "resource belongs to another organization")
     if rule is Rule.MEMBER:

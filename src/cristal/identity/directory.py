@@ -7,9 +7,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from cristal.db.schema import Organization, User
 from cristal.errors import NotFound
-from cristal.identity.names import check_email
 from cristal.identity.principal import Principal
 from cristal.identity.resource import Resource
+from cristal.identity.validation import check_email
 
 
 def org_by_slug(session: Session, slug: str) -> Organization:
@@ -49,6 +49,12 @@ def resolve_principal(session: Session, org_slug: str, email: str) -> Principal:
     """
     org = org_by_slug(session, org_slug)
     return principal_for(org, user_by_email(session, org, email))
+
+
+def member(session: Session, org_slug: str, email: str) -> tuple[Organization, Principal]:
+    """The organization and the employee acting in it (``NotFound`` for either)."""
+    principal = resolve_principal(session, org_slug, email)
+    return org_by_slug(session, org_slug), principal
 
 
 def in_org(

@@ -11,9 +11,9 @@ from cristal.db.schema import Organization, User
 from cristal.errors import AlreadyExists, InvalidInput
 from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, org_by_slug
-from cristal.identity.names import check_slug
 from cristal.identity.principal import Principal
 from cristal.identity.resource import Resource
+from cristal.identity.validation import check_slug
 
 ORG_KEY_ENV_PREFIX = "CRISTAL_ORG_KEY_"
 
@@ -48,9 +48,9 @@ def create_org(session: Session, actor: Principal, slug: str, name: str | None =
 
 
 def list_orgs(session: Session, actor: Principal) -> list[OrgInfo]:
-    """All organizations for the operator; a user sees only their own."""
+    """All organizations for the installation principal; a user sees only their own."""
     stmt = select(Organization).order_by(Organization.slug)
-    if not actor.is_operator:
+    if not actor.is_installation:
         stmt = stmt.where(Organization.id == actor.org_id)
     return [_info(session, org) for org in session.scalars(stmt)]
 

@@ -12,8 +12,8 @@ from cristal.db.schema import Group, Organization, User
 from cristal.errors import AlreadyExists, NotFound
 from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, org_by_slug, user_by_email
-from cristal.identity.names import check_email, check_group, check_role
 from cristal.identity.principal import Principal
+from cristal.identity.validation import check_email, check_group, check_role
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cristal.errors import InvalidInput
-from cristal.identity.names import check_email, check_group
+from cristal.identity.validation import check_email, check_group
 
 ACL_FILE = ".cristal-acl"
 

@@ -7,7 +7,7 @@ original everywhere (chunks, keyword index, embeddings, citations), so the
 personal data never enters the index.
 
 Person names become ``[NAME]`` in English and German text when the offline
-name model is installed (see :mod:`cristal.knowledge.names`); it runs after the
+name model is installed (see :mod:`cristal.knowledge.person_names`); it runs after the
 patterns, once per document over all its blocks. It is never used for Japanese
 documents: no offline name model for Japanese is good enough yet. When names
 are not looked for, the document's metadata says so under ``names``.
@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 
-from cristal.knowledge import names as _names
+from cristal.knowledge import person_names
 from cristal.knowledge.parse.document import Block, ParsedDocument
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
@@ -68,7 +68,7 @@ def names_skipped(language: str) -> str | None:
     """Why person names are not looked for in text of ``language``, or ``None`` when they are."""
     if language == "ja":
         return "not detected (no name model for Japanese)"
-    if not _names.available():
+    if not person_names.available():
         return "not detected (model not installed)"
     return None
 
@@ -76,7 +76,7 @@ def names_skipped(language: str) -> str | None:
 def _redact_names(texts: list[str], language: str) -> tuple[list[str], list[int]]:
     """``texts`` (already pattern-redacted) with person names replaced by ``[NAME]`` in one model
     pass, and how many names each had."""
-    model = _names.name_model() if names_skipped(language) is None else None
+    model = person_names.name_model() if names_skipped(language) is None else None
     if model is None:
         return texts, [0] * len(texts)
     out: list[str] = []

@@ -190,7 +190,7 @@ class Searcher:
             raise InvalidInput("--limit must be between 1 and 100")
         request_id = request_id or uuid.uuid4().hex[:16]
         with self.db.session() as s:
-            if principal.org_slug is None:  # the operator: refused (and audited) by the policy
+            if principal.org_slug is None:  # the installation principal: refused (and audited) by the policy
                 require(s, principal, "knowledge.search", Resource("knowledge", None, "search"), request_id=request_id)
             org = org_by_slug(s, principal.org_slug or "")
             require(s, principal, "knowledge.search", in_org(org, "knowledge", "search"),

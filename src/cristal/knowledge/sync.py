@@ -37,6 +37,7 @@ from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, org_by_slug
 from cristal.identity.principal import Principal
 from cristal.knowledge.connectors import CONNECTORS, Item, ScanProblem
+from cristal.knowledge.connectors.base import RemembersPrevious
 from cristal.knowledge.embed import Embedder, default_embedder, to_blob
 from cristal.knowledge.index import bump_generation, delete_documents, embedding_input, set_access, write_document
 from cristal.knowledge.parse import DocumentLimits, ParseError, parse_bytes
@@ -134,7 +135,7 @@ def _sync_locked(
             for row in s.execute(select(Document.external_id, Document.id, Document.content_hash, Document.acl)
                                  .where(Document.source_id == source_id))
         }
-        if hasattr(connector, "remember"):  # connectors with conditional requests or known message ids
+        if isinstance(connector, RemembersPrevious):  # connectors with conditional requests or known message ids
             connector.remember({ext: dict(meta or {}) for ext, meta in s.execute(
                 select(Document.external_id, Document.meta).where(Document.source_id == source_id))})
 

@@ -131,8 +131,8 @@ def start(db: Database, settings: Settings, principal: Principal, question: str 
 
     budget = budget or Budget()
     check_budget(budget)
-    if principal.is_operator:
-        raise AccessDenied("research runs as an employee: pass --as EMAIL (the operator cannot read company data)")
+    if principal.is_installation:
+        raise AccessDenied("research runs as an employee: pass --as EMAIL (the installation principal cannot read company data)")
     question, _answer_lang = check_question(question, lang)
     chosen = resolve_mode(settings, db, principal, mode)
     ensure_searchable(db, principal)

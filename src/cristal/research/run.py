@@ -419,8 +419,8 @@ def run_research(
     """
     budget = budget or Budget()
     store = store or default_store(db)
-    if principal.is_operator:
-        raise AccessDenied("research runs as an employee: pass --as EMAIL (the operator cannot read company data)")
+    if principal.is_installation:
+        raise AccessDenied("research runs as an employee: pass --as EMAIL (the installation principal cannot read company data)")
     if resume:
         notes, finished = store.load(resume)
         if notes.principal != principal.label:

@@ -70,22 +70,20 @@ GROUP = (
 class LoadReport:
     orgs_created: list[str] = field(default_factory=list)
     users_created: list[str] = field(default_factory=list)
-    already_present: int = 0
 
 
-def load_company(session: Session, operator: Principal) -> LoadReport:
+def load_company(session: Session, installation: Principal) -> LoadReport:
     """Create the sample organizations and employees that are not there yet."""
     report = LoadReport()
     for company in GROUP:
         if session.scalar(select(Organization.id).where(Organization.slug == company.slug)) is None:
-            orgs.create_org(session, operator, company.slug, company.name)
+            orgs.create_org(session, installation, company.slug, company.name)
             report.orgs_created.append(company.slug)
         org_id = session.scalar(select(Organization.id).where(Organization.slug == company.slug))
         for person in company.employees:
             exists = session.scalar(select(User.id).where(User.org_id == org_id, User.email == person.email))
             if exists is not None:
-                report.already_present += 1
                 continue
-            users.add_user(session, operator, company.slug, person.email, groups=person.groups, role=person.role)
+            users.add_user(session, installation, company.slug, person.email, groups=person.groups, role=person.role)
             report.users_created.append(f"{person.email} ({company.slug})")
     return report

@@ -55,7 +55,7 @@ def build_erp(home: Path, org_slug: str) -> Path:
     return path
 
 
-def connect_sources(session: Session, operator: Principal, home: Path) -> list[tuple[str, str]]:
+def connect_sources(session: Session, installation: Principal, home: Path) -> list[tuple[str, str]]:
     """Add the ``documents`` and ``erp`` sources each organization lacks; returns what was added."""
     docs = copy_documents(home)
     added = []
@@ -63,10 +63,10 @@ def connect_sources(session: Session, operator: Principal, home: Path) -> list[t
         org = org_by_slug(session, company.slug)
         have = set(session.scalars(select(Source.name).where(Source.org_id == org.id)))
         if "documents" not in have:
-            sources.add_source(session, operator, company.slug, "documents", "files", str(docs / company.slug))
+            sources.add_source(session, installation, company.slug, "documents", "files", str(docs / company.slug))
             added.append((company.slug, "documents"))
         if "erp" not in have:
             erp = build_erp(home, company.slug)
-            sources.add_source(session, operator, company.slug, "erp", "sql", f"sqlite:///{erp}", acl=ERP_ACL)
+            sources.add_source(session, installation, company.slug, "erp", "sql", f"sqlite:///{erp}", acl=ERP_ACL)
             added.append((company.slug, "erp"))
     return added

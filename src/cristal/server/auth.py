@@ -32,7 +32,7 @@ class Caller:
 
     @property
     def email(self) -> str:
-        assert self.principal.email is not None  # API keys belong to users, never to the operator
+        assert self.principal.email is not None  # API keys belong to users, never to the installation
         return self.principal.email
 
     @property

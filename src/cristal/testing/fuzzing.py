@@ -47,21 +47,21 @@ def fuzz_workspace(root: Path) -> tuple[str, str]:
     url = f"sqlite:///{root / 'cristal.db'}"
     db = Database(url)
     db.upgrade()
-    operator = Principal.operator("fuzz")
+    installation = Principal.installation("fuzz")
     with db.session() as s:
         for org in ("acme", "globex"):
-            orgs.create_org(s, operator, org)
-            users.add_user(s, operator, org, f"admin@{org}.example", role="admin")
-            users.add_user(s, operator, org, f"member@{org}.example", groups=["finance"])
+            orgs.create_org(s, installation, org)
+            users.add_user(s, installation, org, f"admin@{org}.example", role="admin")
+            users.add_user(s, installation, org, f"member@{org}.example", groups=["finance"])
             folder = root / "docs" / org
             (folder / "finance").mkdir(parents=True)
             (folder / ".cristal-acl").write_text("org\n")
             (folder / "travel.md").write_text(f"# Travel\n\nThe hotel cap for {org} in Munich is 150 EUR.\n")
             (folder / "finance" / ".cristal-acl").write_text("group:finance\n")
             (folder / "finance" / "bank.md").write_text(f"# Payments\n\n{org} pays its suppliers within 30 days.\n")
-            sources.add_source(s, operator, org, "wiki", "files", str(folder))
+            sources.add_source(s, installation, org, "wiki", "files", str(folder))
     for org in ("acme", "globex"):
-        sync_source(db, operator, org, "wiki", embed=False)
+        sync_source(db, installation, org, "wiki", embed=False)
     with db.session() as s:
         member = resolve_principal(s, "acme", MEMBER)
         key = create_api_key(s, member, "acme", MEMBER, name="fuzz")[1]

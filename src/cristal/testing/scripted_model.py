@@ -614,7 +614,3 @@ class ScriptedModel:
     @property
     def embedding_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.endswith("/embeddings")]
-
-    def clear_requests(self) -> None:
-        with self._lock:
-            self._requests.clear()

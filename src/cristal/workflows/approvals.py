@@ -27,7 +27,7 @@ from cristal.identity.principal import Principal
 from cristal.identity.resource import Resource
 from cristal.workflows.schema import WorkflowApproval
 
-ENGINE = Principal.operator("workflow-engine")
+ENGINE = Principal.installation("workflow-engine")
 
 
 def approval_id_for(run_id: str, step_id: str) -> str:

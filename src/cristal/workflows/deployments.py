@@ -51,15 +51,15 @@ from cristal.db import Database
 from cristal.db.schema import Organization, utcnow
 from cristal.errors import AlreadyExists, InvalidInput, NotFound
 from cristal.identity.authorize import authorize, require
-from cristal.identity.directory import in_org, resolve_principal
+from cristal.identity.directory import in_org, member, resolve_principal
 from cristal.identity.principal import Principal
 from cristal.workflows.schema import WorkflowDeployment, WorkflowRun
-from cristal.workflows.service import NewRun, enqueue, member, new_run_id, payload_for, record_run
+from cristal.workflows.service import NewRun, enqueue, new_run_id, payload_for, record_run
 from cristal.workflows.spec import Compiled, parse_inputs
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 MAX_KEY = 200
-SCHEDULER = Principal.operator("workflow-scheduler")
+SCHEDULER = Principal.installation("workflow-scheduler")
 ORPHAN_AFTER = timedelta(seconds=15)
 ORPHAN_AFTER_UNDEPLOYED = timedelta(minutes=5)  # see requeue_orphans
 
@@ -201,14 +201,6 @@ def list_deployments(db: Database, org_slug: str, email: str) -> list[dict[str, 
         require(s, principal, "workflow.deployments", in_org(org, "workflow-deployments"))
         deps = s.scalars(select(WorkflowDeployment).where(WorkflowDeployment.org_id == org.id).order_by(WorkflowDeployment.name))
         return [describe(d, org.slug) for d in deps]
-
-
-def get_deployment(db: Database, org_slug: str, name: str, email: str) -> dict[str, Any]:
-    with db.session() as s:
-        org, principal = member(s, org_slug, email)
-        dep = _deployment(s, org, name)
-        require(s, principal, "workflow.deployments", in_org(org, "workflow-deployments"))
-        return describe(dep, org.slug)
 
 
 # ---------------------------------------------------------------------------

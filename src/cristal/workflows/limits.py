@@ -35,9 +35,8 @@ from cristal.db import Database
 from cristal.db.schema import utcnow
 from cristal.errors import InvalidInput
 from cristal.identity.authorize import require
-from cristal.identity.directory import in_org
+from cristal.identity.directory import in_org, member
 from cristal.workflows.schema import WorkflowExecutor, WorkflowLimit, WorkflowStepSlot
-from cristal.workflows.service import member
 
 LIMITED_KINDS = ("llm", "http", "sql", "python", "research", "operate")
 CACHE_SECONDS = 2.0

@@ -14,17 +14,11 @@ from cristal.db import Database
 from cristal.db.schema import Organization, utcnow
 from cristal.errors import InvalidInput, NotFound
 from cristal.identity.authorize import require
-from cristal.identity.directory import in_org, org_by_slug, resolve_principal
+from cristal.identity.directory import in_org, member, resolve_principal
 from cristal.identity.principal import Principal
 from cristal.workflows.schema import WorkflowApproval, WorkflowRun, WorkflowStep
 from cristal.workflows.spec import Compiled, load_workflow, parse_inputs
 from cristal.workflows.store import TERMINAL
-
-
-def member(s: Any, org_slug: str, email: str) -> tuple[Organization, Principal]:
-    """The organization and the employee acting in it (``NotFound`` for either)."""
-    principal = resolve_principal(s, org_slug, email)
-    return org_by_slug(s, org_slug), principal
 
 
 def new_run_id() -> str:
@@ -102,7 +96,7 @@ def _run_or_404(s: Any, run_id: str) -> WorkflowRun:
 
 
 def _reader(s: Any, run: WorkflowRun, email: str | None, action: str, org_slug: str | None) -> Principal | None:
-    """The acting employee, authorized for ``action`` on the run; ``None`` for the installation operator.
+    """The acting employee, authorized for ``action`` on the run; ``None`` for the installation principal.
 
     An e-mail alone names a person only within one organization: callers that
     know the employee's organization (the HTTP API, from the key) pass it, and

@@ -18,7 +18,7 @@ from cristal.knowledge.connectors.settings import read_config_file
 from cristal.knowledge.schema import Document
 from cristal.knowledge.sync import SyncReport, sync_source
 
-from ..conftest import OPERATOR
+from ..conftest import INSTALLATION
 from .conftest import found
 from .site import Site
 
@@ -51,11 +51,11 @@ def serve_cursor(site: Site, tickets: list[dict], per_page: int = 2) -> None:
 
 def add(db: Database, site: Site, config: dict, acl: str | None = None) -> None:
     with db.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "tickets", "api", site.url + "/", acl=acl, config=config)
+        sources.add_source(s, INSTALLATION, "acme", "tickets", "api", site.url + "/", acl=acl, config=config)
 
 
 def sync(db: Database) -> SyncReport:
-    return sync_source(db, OPERATOR, "acme", "tickets", embed=False)
+    return sync_source(db, INSTALLATION, "acme", "tickets", embed=False)
 
 
 def keys(db: Database) -> set[str]:
@@ -68,7 +68,7 @@ CURSOR = {**MAPPING, "pagination": {"style": "cursor", "param": "cursor", "curso
 
 def test_records_fields_and_access_from_the_api(two_orgs: Database, site: Site) -> None:
     with two_orgs.session() as s:
-        users.add_user(s, OPERATOR, "acme", "hr@acme.example", groups=["hr"])
+        users.add_user(s, INSTALLATION, "acme", "hr@acme.example", groups=["hr"])
     serve_cursor(site, TICKETS)
     add(two_orgs, site, CURSOR, acl="org")
     report = sync(two_orgs)
@@ -184,19 +184,19 @@ def test_mapping_file_errors_name_the_line(two_orgs: Database, site: Site, tmp_p
     mapping = tmp_path / "tickets.yaml"
     mapping.write_text("endpoint: /api/tickets\nid: id\ntext: body\npagination:\n  style: cursor\n  param: cursor\n", encoding="utf-8")
     with pytest.raises(InvalidInput) as exc, two_orgs.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "tickets", "api", site.url, config=read_config_file(mapping))
+        sources.add_source(s, INSTALLATION, "acme", "tickets", "api", site.url, config=read_config_file(mapping))
     assert str(exc.value) == (f"{mapping}:4: api source settings: pagination: "
                               "style cursor needs cursor (where the next cursor is in the answer)")
     mapping.write_text("endpoint: /api/tickets\nid: id\ntext: [body, 'not a path!']\n", encoding="utf-8")
     with pytest.raises(InvalidInput) as exc, two_orgs.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "tickets", "api", site.url, config=read_config_file(mapping))
+        sources.add_source(s, INSTALLATION, "acme", "tickets", "api", site.url, config=read_config_file(mapping))
     assert str(exc.value) == (f"{mapping}:3: api source settings: text: "
                               "'not a path!' is not a field path (names joined by dots, like data.items)")
     mapping.write_text("base: &b {endpoint: /x}\nother: *b\n", encoding="utf-8")
     with pytest.raises(InvalidInput, match=r"tickets.yaml:2: YAML aliases are not allowed"):
         read_config_file(mapping)
     with pytest.raises(InvalidInput, match="api source settings: id: Field required"), two_orgs.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "tickets", "api", site.url, config={"endpoint": "/x", "text": "body"})
+        sources.add_source(s, INSTALLATION, "acme", "tickets", "api", site.url, config={"endpoint": "/x", "text": "body"})
 
 
 def test_retry_after_forms() -> None:

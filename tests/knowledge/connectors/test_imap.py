@@ -20,7 +20,7 @@ from cristal.knowledge.schema import Document
 from cristal.knowledge.sync import SyncReport, sync_source
 from cristal.testing.dovecot import TemporaryDovecot
 
-from ..conftest import OPERATOR
+from ..conftest import INSTALLATION
 from .conftest import found
 
 BACKENDS = ("sqlite", "postgres")
@@ -65,11 +65,11 @@ def add(db: Database, server: TemporaryDovecot, **config: object) -> None:
     settings = {"password_env": "ALICE_PASSWORD", "starttls": False,
                 "principals": {"alice": "user:eng@acme.example", "$hr": "group:hr"}, **config}
     with db.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "mail", "imap", f"imap://alice@127.0.0.1:{server.port}", config=settings)
+        sources.add_source(s, INSTALLATION, "acme", "mail", "imap", f"imap://alice@127.0.0.1:{server.port}", config=settings)
 
 
 def sync(db: Database) -> SyncReport:
-    return sync_source(db, OPERATOR, "acme", "mail", embed=False)
+    return sync_source(db, INSTALLATION, "acme", "mail", embed=False)
 
 
 def ids(db: Database) -> set[str]:
@@ -89,7 +89,7 @@ def body_fetches(server: TemporaryDovecot) -> int:
 
 def test_folders_attachments_and_access_from_the_mailbox(two_orgs: Database, mail: TemporaryDovecot) -> None:
     with two_orgs.session() as s:
-        users.add_user(s, OPERATOR, "acme", "hr@acme.example", groups=["hr"])
+        users.add_user(s, INSTALLATION, "acme", "hr@acme.example", groups=["hr"])
     conn = login(mail)
     conn.create("Projects")
     conn.create("Trash")
@@ -145,7 +145,7 @@ def test_a_shared_folder_seen_by_another_login(two_orgs: Database, mail: Tempora
     conn.logout()
     monkeypatch.setenv("BOB_PASSWORD", PASSWORDS["bob"])
     with two_orgs.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "mail", "imap", f"imap://bob@127.0.0.1:{mail.port}", config={
+        sources.add_source(s, INSTALLATION, "acme", "mail", "imap", f"imap://bob@127.0.0.1:{mail.port}", config={
             "password_env": "BOB_PASSWORD", "starttls": False, "principals": {"alice": "user:fin@acme.example"}})
     report = sync(two_orgs)
     assert ids(two_orgs) == {"shared/alice/Projects/V/1"}
@@ -214,5 +214,5 @@ def test_a_recreated_folder_is_reindexed(two_orgs: Database, mail: TemporaryDove
 ])
 def test_bad_input_is_refused(two_orgs: Database, uri: str, config: dict, message: str) -> None:
     with pytest.raises(InvalidInput) as exc, two_orgs.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "mail", "imap", uri, config=config)
+        sources.add_source(s, INSTALLATION, "acme", "mail", "imap", uri, config=config)
     assert str(exc.value).startswith(message)

@@ -18,7 +18,7 @@ from cristal.knowledge import sources
 from cristal.knowledge.schema import Document, Source
 from cristal.knowledge.sync import SyncReport, sync_source
 
-from ..conftest import OPERATOR
+from ..conftest import INSTALLATION
 from .conftest import found
 
 BACKENDS = ("sqlite", "postgres")
@@ -51,11 +51,11 @@ def put(client: Any, bucket: str, key: str, text: str, tags: str | None = None, 
 
 def add(db: Database, uri: str, config: dict, acl: str | None = None) -> None:
     with db.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "bucket", "s3", uri, acl=acl, config=config)
+        sources.add_source(s, INSTALLATION, "acme", "bucket", "s3", uri, acl=acl, config=config)
 
 
 def sync(db: Database) -> SyncReport:
-    return sync_source(db, OPERATOR, "acme", "bucket", embed=False)
+    return sync_source(db, INSTALLATION, "acme", "bucket", embed=False)
 
 
 def keys(db: Database) -> set[str]:
@@ -66,7 +66,7 @@ def keys(db: Database) -> set[str]:
 def test_prefixes_tags_and_etags(two_orgs: Database, bucket: tuple[Any, str], s3_endpoint: str) -> None:
     client, name = bucket
     with two_orgs.session() as s:
-        users.add_user(s, OPERATOR, "acme", "hr@acme.example", groups=["hr"])
+        users.add_user(s, INSTALLATION, "acme", "hr@acme.example", groups=["hr"])
     put(client, name, "policies/travel.md", "# Travel\n\nHotels in Munich may cost up to 150 EUR per night.")
     put(client, name, "policies/meals.txt", "The per diem for meals is 28 EUR.", tags="access=everyone")
     put(client, name, "hr/bands.md", "# Salary bands\n\nSenior salary bands are reviewed yearly.", tags="access=hr-staff")
@@ -161,5 +161,5 @@ def test_oversized_objects_are_reported(two_orgs: Database, bucket: tuple[Any, s
 ])
 def test_bad_input_is_refused(two_orgs: Database, uri: str, config: dict, message: str) -> None:
     with pytest.raises(InvalidInput) as exc, two_orgs.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "bucket", "s3", uri, config=config)
+        sources.add_source(s, INSTALLATION, "acme", "bucket", "s3", uri, config=config)
     assert str(exc.value).startswith(message)

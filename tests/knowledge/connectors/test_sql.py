@@ -18,7 +18,7 @@ from cristal.knowledge.connectors.sql import SqlConnector, readonly_engine
 from cristal.knowledge.search import Searcher
 from cristal.knowledge.sync import sync_source
 
-from ..conftest import OPERATOR
+from ..conftest import INSTALLATION
 
 
 @pytest.fixture
@@ -66,8 +66,8 @@ def test_max_rows(erp: Path) -> None:
 
 def test_sync_and_search_records(two_orgs: Database, erp: Path) -> None:
     with two_orgs.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "erp", "sql", f"sqlite:///{erp}", acl="group:finance")
-    report = sync_source(two_orgs, OPERATOR, "acme", "erp")
+        sources.add_source(s, INSTALLATION, "acme", "erp", "sql", f"sqlite:///{erp}", acl="group:finance")
+    report = sync_source(two_orgs, INSTALLATION, "acme", "erp")
     assert report.added == 8 and not report.skipped
     with two_orgs.session() as s:
         fin = resolve_principal(s, "acme", "fin@acme.example")
@@ -78,11 +78,11 @@ def test_sync_and_search_records(two_orgs: Database, erp: Path) -> None:
 
 def test_database_gone_mid_sync_keeps_the_index(two_orgs: Database, erp: Path) -> None:
     with two_orgs.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "erp", "sql", f"sqlite:///{erp}", acl="org")
-    sync_source(two_orgs, OPERATOR, "acme", "erp")
+        sources.add_source(s, INSTALLATION, "acme", "erp", "sql", f"sqlite:///{erp}", acl="org")
+    sync_source(two_orgs, INSTALLATION, "acme", "erp")
     erp.unlink()
     erp.write_bytes(b"this is no longer a database")
-    report = sync_source(two_orgs, OPERATOR, "acme", "erp")
+    report = sync_source(two_orgs, INSTALLATION, "acme", "erp")
     assert report.deleted == 0 and report.skipped and report.kept_unseen == 8
 
 
@@ -90,7 +90,7 @@ def test_database_gone_mid_sync_keeps_the_index(two_orgs: Database, erp: Path) -
 def test_bad_database_urls_are_refused_at_add(two_orgs: Database, uri: str) -> None:
     with pytest.raises(InvalidInput) as info:
         with two_orgs.session() as s:
-            sources.add_source(s, OPERATOR, "acme", "erp", "sql", uri)
+            sources.add_source(s, INSTALLATION, "acme", "erp", "sql", uri)
     assert "pw" not in str(info.value)
 
 
@@ -108,8 +108,8 @@ def test_postgres_source_is_read_only_and_indexed(two_orgs: Database, postgres_s
             conn.execute(text("delete from suppliers"))
     engine.dispose()
     with two_orgs.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "suppliers", "sql", url, acl="group:finance")
-    assert sync_source(two_orgs, OPERATOR, "acme", "suppliers").added == 2
+        sources.add_source(s, INSTALLATION, "acme", "suppliers", "sql", url, acl="group:finance")
+    assert sync_source(two_orgs, INSTALLATION, "acme", "suppliers").added == 2
     with two_orgs.session() as s:
         fin = resolve_principal(s, "acme", "fin@acme.example")
     assert Searcher(two_orgs).search(fin, "Rheinfilter", mode="keyword")[0].title == "suppliers 1"

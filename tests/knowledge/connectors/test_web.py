@@ -13,7 +13,7 @@ from cristal.knowledge import sources
 from cristal.knowledge.schema import Document, Source
 from cristal.knowledge.sync import SyncReport, sync_source
 
-from ..conftest import OPERATOR
+from ..conftest import INSTALLATION
 from .conftest import found
 from .site import Page, Site
 
@@ -22,11 +22,11 @@ BACKENDS = ("sqlite", "postgres")
 
 def add(db: Database, site: Site, config: dict | None = None, acl: str | None = "org", name: str = "intranet") -> None:
     with db.session() as s:
-        sources.add_source(s, OPERATOR, "acme", name, "web", site.url + "/", acl=acl, config=config)
+        sources.add_source(s, INSTALLATION, "acme", name, "web", site.url + "/", acl=acl, config=config)
 
 
 def sync(db: Database, name: str = "intranet") -> SyncReport:
-    return sync_source(db, OPERATOR, "acme", name, embed=False)
+    return sync_source(db, INSTALLATION, "acme", name, embed=False)
 
 
 def indexed(db: Database) -> set[str]:
@@ -118,7 +118,7 @@ def test_auth_headers_come_from_the_environment_and_are_never_stored(
 
 def test_access_rules_come_from_the_site_through_the_mapping(two_orgs: Database, site: Site) -> None:
     with two_orgs.session() as s:
-        users.add_user(s, OPERATOR, "acme", "hr@acme.example", groups=["hr"])
+        users.add_user(s, INSTALLATION, "acme", "hr@acme.example", groups=["hr"])
     site.html("/", "Home", "Welcome.", ("/hr/bands", "/legal/contract", "/news"))
     site.html("/hr/bands", "Salary bands", "Salary bands for senior engineers.", headers={"X-Access-Groups": "hr-staff"})
     site.html("/legal/contract", "Contract", "Nimbus acquisition contract.", headers={"X-Access-Groups": "legal-team"})
@@ -225,10 +225,10 @@ def test_robots_and_meta_robots(two_orgs: Database, site: Site) -> None:
 ])
 def test_bad_settings_are_refused_with_the_field(two_orgs: Database, site: Site, config: dict, message: str) -> None:
     with pytest.raises(InvalidInput) as exc, two_orgs.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "intranet", "web", site.url, config=config)
+        sources.add_source(s, INSTALLATION, "acme", "intranet", "web", site.url, config=config)
     assert str(exc.value) == message
 
 
 def test_bad_uri_is_refused(two_orgs: Database) -> None:
     with pytest.raises(InvalidInput, match="invalid web source: 'intranet' is not an http"), two_orgs.session() as s:
-        sources.add_source(s, OPERATOR, "acme", "intranet", "web", "intranet")
+        sources.add_source(s, INSTALLATION, "acme", "intranet", "web", "intranet")

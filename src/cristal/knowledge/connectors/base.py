@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from cristal.knowledge.parse.document import ParsedDocument
 
@@ -75,6 +75,7 @@ class ConnectorClass(Protocol):
         ...
 
 
+@runtime_checkable
 class RemembersPrevious(Protocol):
     """A connector that wants what it stored last time (``Item.meta``), by external id, before ``scan``."""
 

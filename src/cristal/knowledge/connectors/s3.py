@@ -70,10 +70,6 @@ def parse_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-class _ListingFailed(Exception):
-    pass
-
-
 class S3Connector:
     kind = "s3"
     settings_model = S3Settings

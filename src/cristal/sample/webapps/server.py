@@ -29,13 +29,11 @@ POST   /customers/ID/edit             save the address (422 with errors if inval
 from __future__ import annotations
 
 import logging
-import math
 import re
 import secrets
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from email import policy as email_policy
@@ -49,6 +47,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from cristal.sample.webapps.forms import validate_address, validate_claim
+from cristal.sample.webapps.pages import PAGE_SIZE, Request, Response, Session, paginate, redirect
 from cristal.sample.webapps.store import (
     CATEGORIES,
     COUNTRIES,
@@ -63,65 +62,8 @@ from cristal.sample.webapps.workspace import MAX_UPLOAD, WorkspacePages
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 10
 COOKIE = "aozora_session"
 MAX_BODY = 64 * 1024
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, str]
-    form: dict[str, str]
-    cookies: dict[str, str]
-    form_lists: dict[str, list[str]] = field(default_factory=dict)  # every value of each field (a <select multiple>)
-    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # field -> (file name, content) of a multipart form
-
-
-@dataclass
-class Response:
-    status: int
-    body: str = ""
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    content_type: str = "text/html; charset=utf-8"
-
-
-@dataclass
-class Session:
-    org: str
-    email: str
-    name: str
-    flash: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of a listing; ``links`` are (number, url) for the pagination control."""
-
-    number: int
-    pages: int
-    total: int
-    prev_url: str | None
-    next_url: str | None
-    links: list[tuple[int, str]]
-
-    @property
-    def offset(self) -> int:
-        return (self.number - 1) * PAGE_SIZE
-
-
-def paginate(total: int, requested: str, base: str, params: dict[str, str]) -> Page:
-    """Clamp the requested page into range and build the page links, keeping the other query parameters."""
-    pages = max(1, math.ceil(total / PAGE_SIZE))
-    number = int(requested) if requested.isdigit() else 1
-    number = min(max(number, 1), pages)
-
-    def url(n: int) -> str:
-        return base + "?" + urlencode({**{k: v for k, v in params.items() if v}, "page": n})
-
-    return Page(number, pages, total, url(number - 1) if number > 1 else None,
-                url(number + 1) if number < pages else None, [(n, url(n)) for n in range(1, pages + 1)])
 
 
 def money(cents: int, currency: str) -> str:
@@ -433,10 +375,6 @@ class Apps(WorkspacePages):
 def _event(conn: sqlite3.Connection, session: Session, action: str, target: int) -> None:
     conn.execute("INSERT INTO events (at, org, actor, action, target) VALUES (?, ?, ?, ?, ?)",
                  (now_iso(), session.org, session.email, action, target))
-
-
-def redirect(location: str, headers: list[tuple[str, str]] | None = None) -> Response:
-    return Response(303, "", [("Location", location), *(headers or [])])
 
 
 def _qs(query: dict[str, str]) -> str:

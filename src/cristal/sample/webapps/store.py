@@ -453,10 +453,6 @@ class AppState:
         rows = self._query("SELECT * FROM customers WHERE org = ? AND id = ?", org, customer_id)
         return Customer.from_row(rows[0]) if rows else None
 
-    def customer_named(self, org: str, name: str) -> Customer | None:
-        rows = self._query("SELECT * FROM customers WHERE org = ? AND name = ?", org, name)
-        return Customer.from_row(rows[0]) if rows else None
-
     def org_of(self, email: str) -> str | None:
         rows = self._query("SELECT org FROM employees WHERE email = ? ORDER BY id", email)
         return rows[0]["org"] if rows else None
@@ -468,11 +464,6 @@ class AppState:
     def messages(self, org: str, recipient: str) -> list[Message]:
         rows = self._query("SELECT * FROM messages WHERE org = ? AND recipient = ? ORDER BY id", org, recipient)
         return [Message.from_row(r) for r in rows]
-
-    def travel_requests(self, org: str, email: str | None = None) -> list[TravelRequest]:
-        rows = self._query("SELECT * FROM travel_requests WHERE org = ? AND (? IS NULL OR employee_email = ?) ORDER BY id",
-                           org, email, email)
-        return [TravelRequest.from_row(r) for r in rows]
 
     def files(self) -> list[StoredFile]:
         return list(_files(self._query).values())

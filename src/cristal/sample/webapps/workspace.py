@@ -28,6 +28,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cristal.sample.webapps.pages import Request, Response, Session, paginate, redirect
 from cristal.sample.webapps.store import (
     COST_CENTRES,
     INBOX_OWNER,
@@ -35,9 +36,6 @@ from cristal.sample.webapps.store import (
     PLACES,
     connect,
 )
-
-if TYPE_CHECKING:  # the pages are methods of server.Apps
-    from cristal.sample.webapps.server import Request, Response, Session
 
 MAX_UPLOAD = 1024 * 1024
 _FILE_NAME = re.compile(r"^[^/\\\x00-\x1f]{1,120}$")
@@ -80,7 +78,6 @@ class WorkspacePages:
             conn.close()
 
     def inbox_list(self, request: Request, session: Session) -> Response:
-        from cristal.sample.webapps.server import paginate
 
         folder = request.query.get("folder", "inbox")
         if folder not in MESSAGE_FOLDERS:
@@ -163,7 +160,6 @@ class WorkspacePages:
                            month=f"{today.year:04d}-{today.month:02d}")
 
     def travel_create(self, request: Request, session: Session) -> Response:
-        from cristal.sample.webapps.server import redirect
 
         form = request.form
         centres = sorted(set(request.form_lists.get("cost_centres", [])))
@@ -233,7 +229,6 @@ class WorkspacePages:
                            paths={i: path(i) for i in folders}, files_of=files_of)
 
     def files_upload(self, request: Request, session: Session, folder_id: int) -> Response:
-        from cristal.sample.webapps.server import redirect
 
         folders, _ = self._folders(session)
         if folder_id not in folders:
@@ -292,7 +287,6 @@ def _highlight(text: str, q: str) -> list[tuple[str, bool]]:
 
 
 def _json(status: int, doc: dict[str, Any]) -> Response:
-    from cristal.sample.webapps.server import Response
 
     return Response(status, json.dumps(doc), content_type="application/json")
 
