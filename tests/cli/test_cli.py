@@ -21,17 +21,14 @@ def no_traceback(result) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def company(cli, db_url):  # type: ignore[no-untyped-def]
+def company(cli, db: Database):  # type: ignore[no-untyped-def]
     """Two organizations, set up through the Python API (fast); the tests then use the CLI."""
-    db = Database(db_url)
-    db.upgrade()
     with db.session() as s:
         orgs.create_org(s, OPERATOR, "acme", "ACME Corp")
         orgs.create_org(s, OPERATOR, "globex")
         for org in ("acme", "globex"):
             users.add_user(s, OPERATOR, org, f"boss@{org}.example", role="admin")
             users.add_user(s, OPERATOR, org, f"fin@{org}.example", groups=["finance", "audit"])
-    db.dispose()
     return cli
 
 

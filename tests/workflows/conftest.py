@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import invoke_in_process
+
 REPO = Path(__file__).resolve().parents[2]
 # The modules these tests' python steps call: installations allow none by default.
 PYTHON_MODULES = "tests.workflows,cristal.sample.checks"
@@ -81,8 +83,12 @@ def counting_server():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def wf_cli(cli, tmp_path):  # type: ignore[no-untyped-def]
-    """The ``cli`` fixture with test functions allowed, a fast approval poll, and two organizations."""
+def wf_cli(cli, db, monkeypatch):  # type: ignore[no-untyped-def]
+    """The ``cli`` fixture with test functions allowed, a fast approval poll, and two organizations.
+
+    The workspace is set up with the same commands run in this process (on the migrated ``db``),
+    which proves what nine new interpreters would; the tests then drive real processes.
+    """
     # PYTHONPATH: this tree's code (not the installed one) and the repository for ``tests.workflows``.
     extra = {"CRISTAL_WORKFLOW_PYTHON_MODULES": PYTHON_MODULES,
              "PYTHONPATH": os.pathsep.join((str(REPO / "src"), str(REPO))),
@@ -93,12 +99,16 @@ def wf_cli(cli, tmp_path):  # type: ignore[no-untyped-def]
         return cli(*args, **kwargs)
 
     run.env = cli.env  # type: ignore[attr-defined]
-    assert run("init").code == 0
-    for slug in ("acme", "globex"):
-        assert run("org", "create", slug).code == 0
-        assert run("user", "add", f"admin@{slug}.example", "--org", slug, "--role", "admin", "--group", "management").code == 0
-        assert run("user", "add", f"fin@{slug}.example", "--org", slug, "--group", "finance").code == 0
-        assert run("user", "add", f"eng@{slug}.example", "--org", slug, "--group", "engineering").code == 0
+    with monkeypatch.context() as env:
+        env.setenv("CRISTAL_DATABASE_URL", cli.env["CRISTAL_DATABASE_URL"])
+        assert invoke_in_process("init").code == 0
+        for slug in ("acme", "globex"):
+            assert invoke_in_process("org", "create", slug).code == 0
+            for email, options in ((f"admin@{slug}.example", ("--role", "admin", "--group", "management")),
+                                   (f"fin@{slug}.example", ("--group", "finance")),
+                                   (f"eng@{slug}.example", ("--group", "engineering"))):
+                added = invoke_in_process("user", "add", email, "--org", slug, *options)
+                assert added.code == 0, added.stderr
     return run
 
 
