@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import invoke_in_process
-
 REPO = Path(__file__).resolve().parents[2]
 # The modules these tests' python steps call: installations allow none by default.
 PYTHON_MODULES = "tests.workflows,cristal.sample.checks"
@@ -83,7 +81,7 @@ def counting_server():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def wf_cli(cli, db, monkeypatch):  # type: ignore[no-untyped-def]
+def wf_cli(cli, db, cli_in_process):  # type: ignore[no-untyped-def]
     """The ``cli`` fixture with test functions allowed, a fast approval poll, and two organizations.
 
     The workspace is set up with the same commands run in this process (on the migrated ``db``),
@@ -99,16 +97,14 @@ def wf_cli(cli, db, monkeypatch):  # type: ignore[no-untyped-def]
         return cli(*args, **kwargs)
 
     run.env = cli.env  # type: ignore[attr-defined]
-    with monkeypatch.context() as env:
-        env.setenv("CRISTAL_DATABASE_URL", cli.env["CRISTAL_DATABASE_URL"])
-        assert invoke_in_process("init").code == 0
-        for slug in ("acme", "globex"):
-            assert invoke_in_process("org", "create", slug).code == 0
-            for email, options in ((f"admin@{slug}.example", ("--role", "admin", "--group", "management")),
-                                   (f"fin@{slug}.example", ("--group", "finance")),
-                                   (f"eng@{slug}.example", ("--group", "engineering"))):
-                added = invoke_in_process("user", "add", email, "--org", slug, *options)
-                assert added.code == 0, added.stderr
+    assert cli_in_process("init").code == 0
+    for slug in ("acme", "globex"):
+        assert cli_in_process("org", "create", slug).code == 0
+        for email, options in ((f"admin@{slug}.example", ("--role", "admin", "--group", "management")),
+                               (f"fin@{slug}.example", ("--group", "finance")),
+                               (f"eng@{slug}.example", ("--group", "engineering"))):
+            added = cli_in_process("user", "add", email, "--org", slug, *options)
+            assert added.code == 0, added.stderr
     return run
 
 
