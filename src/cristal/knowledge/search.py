@@ -34,6 +34,7 @@ from cristal.knowledge.schema import Chunk, Document, DocumentAccess
 from cristal.knowledge.tokenize import tokens
 
 if TYPE_CHECKING:
+    from cristal.db.schema import Organization
     from cristal.knowledge.dense import DenseIndex
     from cristal.knowledge.embed import Embedder
 
@@ -186,25 +187,34 @@ class Searcher:
             org = org_by_slug(s, principal.org_slug or "")
             require(s, principal, "knowledge.search", in_org(org, "knowledge", "search"),
                     request_id=request_id, details={"query": query[:300], "mode": mode})
-            matchers = None if principal.is_admin else sorted(principal.acl_matchers())
-            depth = max(limit * 4, 40)
-            lang = detect_language(query)
-            query_tokens = tokens(query, lang if lang != "und" else "en")
-            rankings: dict[str, list[tuple[int, float]]] = {}
-            if mode in ("hybrid", "keyword"):
-                rankings["keyword"] = keyword_search(s, org.id, query_tokens, matchers, depth)
-                rankings["compound"] = compound_search(s, org.id, query, matchers, depth)
-            if mode in ("hybrid", "dense"):
-                vector = self.embedder.encode([query])[0]
-                rankings["dense"] = self.dense.search(s, org.id, self.embedder.name, vector, matchers, depth)
-            readable = readable_chunks(org.id, matchers)
-            fused = rrf(rankings, WEIGHTS_BY_LANG.get(lang, WEIGHTS), foreign=_foreign(s, rankings, lang, readable))
-            hits = self._hits(s, fused, set(query_tokens), readable, limit)
+            # The decision's audit record is written at commit, not flushed by the next read: on SQLite the
+            # first write takes the database's one write lock, and holding it for the whole search made
+            # parallel searches (research's sub-questions, other requests) wait past the busy timeout.
+            with s.no_autoflush:
+                hits = self._ranked(s, principal, org, query, limit, mode)
             write_audit(
                 s, principal=principal, action="document.read", resource=in_org(org, "documents", "search-results"),
                 decision="allow", reason="search results", request_id=request_id,
                 details={"docs": sorted({h.doc_id for h in hits})},
             )
+        return hits
+
+    def _ranked(self, s: Session, principal: Principal, org: Organization, query: str, limit: int, mode: Mode) -> list[Hit]:
+        """The hits of one search, read with ``principal``'s access filter."""
+        matchers = None if principal.is_admin else sorted(principal.acl_matchers())
+        depth = max(limit * 4, 40)
+        lang = detect_language(query)
+        query_tokens = tokens(query, lang if lang != "und" else "en")
+        rankings: dict[str, list[tuple[int, float]]] = {}
+        if mode in ("hybrid", "keyword"):
+            rankings["keyword"] = keyword_search(s, org.id, query_tokens, matchers, depth)
+            rankings["compound"] = compound_search(s, org.id, query, matchers, depth)
+        if mode in ("hybrid", "dense"):
+            vector = self.embedder.encode([query])[0]
+            rankings["dense"] = self.dense.search(s, org.id, self.embedder.name, vector, matchers, depth)
+        readable = readable_chunks(org.id, matchers)
+        fused = rrf(rankings, WEIGHTS_BY_LANG.get(lang, WEIGHTS), foreign=_foreign(s, rankings, lang, readable))
+        hits = self._hits(s, fused, set(query_tokens), readable, limit)
         return hits
 
     @staticmethod
