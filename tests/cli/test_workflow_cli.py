@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import invoke_in_process
 from tests.workflows.conftest import wf_cli, write  # noqa: F401  (fixture)
 
 pytest_plugins: list[str] = []
@@ -32,11 +33,13 @@ def _json(result):  # type: ignore[no-untyped-def]
 
 
 def _wait_status(cli, run_id: str, email: str, want: set[str], limit: float = 90) -> dict:  # type: ignore[no-untyped-def]
+    """Poll ``workflow status`` in this process (wf_cli pointed it at the workspace) until the run
+    reaches ``want``, then return what a real ``cristal workflow status --json`` process prints."""
     deadline = time.monotonic() + limit
     while True:
-        doc = _json(cli("workflow", "status", run_id, "--as", email, "--json"))
+        doc = _json(invoke_in_process("workflow", "status", run_id, "--as", email, "--json"))
         if doc["status"] in want:
-            return doc
+            return _json(cli("workflow", "status", run_id, "--as", email, "--json"))
         if time.monotonic() > deadline:
             raise AssertionError(f"run stayed {doc['status']}: {doc}")
         time.sleep(0.2)
@@ -325,12 +328,12 @@ def test_deploy_start_schedule_and_undeploy(wf_cli, worker, tmp_path: Path) -> N
     assert set_["limits"] == [{"kind": "llm", "max_concurrent": 4, "rate": "600/60s"}]
     assert _json(wf_cli("workflow", "limits", "--org", "globex", "--as", "eng@globex.example", "--json"))["limits"] == []
 
-    def cron_runs() -> list[str]:
-        runs = _json(wf_cli("workflow", "list", *acme, "--as", "fin@acme.example", "--json"))["runs"]
+    def cron_runs(cli=wf_cli) -> list[str]:  # type: ignore[no-untyped-def]
+        runs = _json(cli("workflow", "list", *acme, "--as", "fin@acme.example", "--json"))["runs"]
         return [r["run_id"] for r in runs if r["run_id"].startswith("sched_") and r["status"] == "succeeded"]
 
     deadline = time.monotonic() + 90
-    while len(cron_runs()) < 2:
+    while len(cron_runs(invoke_in_process)) < 2:  # polled in this process; the lists below are real processes
         assert time.monotonic() < deadline, "the schedule did not fire twice"
         time.sleep(0.5)
     _json(wf_cli("workflow", "undeploy", "ticker", *acme, "--as", "admin@acme.example", "--json"))
