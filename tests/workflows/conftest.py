@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import invoke_in_process
 
 REPO = Path(__file__).resolve().parents[2]
 # The modules these tests' python steps call: installations allow none by default.
@@ -106,6 +109,25 @@ def wf_cli(cli, db, cli_in_process):  # type: ignore[no-untyped-def]
             added = cli_in_process("user", "add", email, "--org", slug, *options)
             assert added.code == 0, added.stderr
     return run
+
+
+def wait_status(cli, run_id: str, email: str, want: set[str], limit: float = 90) -> dict[str, Any]:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+    """Poll ``workflow status`` in this process (``wf_cli`` pointed it at the workspace) until the
+    run reaches ``want``, then return what a real ``cristal workflow status --json`` process prints:
+    a process per poll would prove nothing more and cost a second each."""
+    deadline = time.monotonic() + limit
+    while True:
+        polled = invoke_in_process("workflow", "status", run_id, "--as", email, "--json")
+        assert polled.code == 0, polled.stderr
+        status = json.loads(polled.stdout)["status"]
+        if status in want:
+            final = cli("workflow", "status", run_id, "--as", email, "--json")
+            assert final.code == 0, final.stderr
+            doc: dict[str, Any] = json.loads(final.stdout)
+            return doc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} stayed {status}")
+        time.sleep(0.2)
 
 
 def write(path: Path, text: str) -> Path:
