@@ -315,7 +315,7 @@ def test_deploy_start_schedule_and_undeploy(wf_cli, worker, tmp_path: Path) -> N
     assert set_["limits"] == [{"kind": "llm", "max_concurrent": 4, "rate": "600/60s"}]
     assert _json(wf_cli("workflow", "limits", "--org", "globex", "--as", "eng@globex.example", "--json"))["limits"] == []
 
-    def cron_runs(cli=wf_cli) -> list[str]:  # type: ignore[no-untyped-def]
+    def cron_runs(cli=wf_cli) -> list[str]:  # type: ignore[no-untyped-def]  # a fixture or invoke_in_process
         runs = _json(cli("workflow", "list", *acme, "--as", "fin@acme.example", "--json"))["runs"]
         return [r["run_id"] for r in runs if r["run_id"].startswith("sched_") and r["status"] == "succeeded"]
 
