@@ -1,4 +1,9 @@
-"""The command line end to end, as a user runs it: exit codes, one-line errors, JSON."""
+"""The command line end to end, as a user runs it: exit codes, one-line errors, JSON.
+
+The tables of refusals run the command line in this process (``company_in_process``): the exit
+codes and one-line errors come from ``cristal.cli.app.run``, which is what the process runs too;
+the other tests start real processes.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import pytest
 from cristal.db import Database
 from cristal.identity import orgs, users
 from cristal.identity.principal import Principal
+from tests.conftest import Invoke
 
 INSTALLATION = Principal.installation("test-operator")
 
@@ -21,18 +27,27 @@ def no_traceback(result) -> None:  # type: ignore[no-untyped-def]  # an untyped 
 
 
 @pytest.fixture
-def company(cli, db_url):  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+def company_db(db: Database) -> Database:
     """Two organizations, set up through the Python API (fast); the tests then use the CLI."""
-    db = Database(db_url)
-    db.upgrade()
     with db.session() as s:
         orgs.create_org(s, INSTALLATION, "acme", "ACME Corp")
         orgs.create_org(s, INSTALLATION, "globex")
         for org in ("acme", "globex"):
             users.add_user(s, INSTALLATION, org, f"boss@{org}.example", role="admin")
             users.add_user(s, INSTALLATION, org, f"fin@{org}.example", groups=["finance", "audit"])
-    db.dispose()
+    return db
+
+
+@pytest.fixture
+def company(cli, company_db: Database):  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+    """The company, driven by real ``python -m cristal`` processes."""
     return cli
+
+
+@pytest.fixture
+def company_in_process(cli_in_process: Invoke, company_db: Database) -> Invoke:
+    """The company, driven by the command line run in this process."""
+    return cli_in_process
 
 
 def test_setup_through_the_cli(cli) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
@@ -87,8 +102,8 @@ def test_people_management(company) -> None:  # type: ignore[no-untyped-def]  # 
         (("org", "remove", "acme"), 2, "--yes"),
     ],
 )
-def test_bad_input_is_one_line_and_nonzero(company, args, code, message) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
-    result = company(*args)
+def test_bad_input_is_one_line_and_nonzero(company_in_process: Invoke, args, code, message) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+    result = company_in_process(*args)
     assert result.code == code, result.stderr
     assert message in result.stderr
     no_traceback(result)
@@ -109,8 +124,8 @@ def test_bad_input_is_one_line_and_nonzero(company, args, code, message) -> None
         ("apikey", "list", "fin@globex.example", "--org", "globex"),
     ],
 )
-def test_cli_cannot_cross_organizations(company, args) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
-    cli = company
+def test_cli_cannot_cross_organizations(company_in_process: Invoke, args) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+    cli = company_in_process
     # --org names the organization acted on; the intruder is acme's admin.
     result = cli(*args, "--as", "boss@acme.example")
     assert result.code != 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from .test_cli import (  # noqa: F401  (pytest collects the imported tests and fixture here)
     company,
+    company_db,
+    company_in_process,
     test_api_key_is_shown_once,
     test_audit_shows_admin_changes,
     test_cli_cannot_cross_organizations,

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from cristal.db import Database
+
 from ..conftest import CliResult
 from ..knowledge.connectors.site import Site
 
@@ -15,9 +17,10 @@ Cli = Callable[..., CliResult]
 
 
 @pytest.fixture
-def workspace(cli: Cli) -> Cli:
-    assert cli("init").code == 0
-    assert cli("org", "create", "acme").code == 0
+def workspace(cli: Cli, db: Database, cli_in_process: Cli) -> Cli:
+    """A workspace with organization acme, set up in this process; the tests use real processes."""
+    assert cli_in_process("init").code == 0
+    assert cli_in_process("org", "create", "acme").code == 0
     return cli
 
 

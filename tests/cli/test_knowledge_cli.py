@@ -11,15 +11,16 @@ from ..knowledge.conftest import write_tree
 
 
 @pytest.fixture
-def wiki(cli, tmp_path: Path):  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+def wiki(cli, db, cli_in_process, tmp_path: Path):  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+    """An indexed wiki, set up with the same commands run in this process; the tests use real processes."""
     docs = write_tree(tmp_path / "wiki")
-    assert cli("init").code == 0
-    assert cli("org", "create", "acme").code == 0
-    assert cli("user", "add", "fin@acme.example", "--org", "acme", "--group", "finance").code == 0
-    assert cli("user", "add", "eng@acme.example", "--org", "acme", "--group", "engineering").code == 0
-    added = cli("source", "add", "wiki", "--org", "acme", "--kind", "files", "--uri", str(docs), "--json")
+    assert cli_in_process("init").code == 0
+    assert cli_in_process("org", "create", "acme").code == 0
+    assert cli_in_process("user", "add", "fin@acme.example", "--org", "acme", "--group", "finance").code == 0
+    assert cli_in_process("user", "add", "eng@acme.example", "--org", "acme", "--group", "engineering").code == 0
+    added = cli_in_process("source", "add", "wiki", "--org", "acme", "--kind", "files", "--uri", str(docs), "--json")
     assert added.code == 0, added.stderr
-    synced = cli("sync", "--org", "acme", "--json")
+    synced = cli_in_process("sync", "--org", "acme", "--json")
     assert synced.code == 0, synced.stderr
     report = json.loads(synced.stdout)["sources"][0]
     assert report["added"] == 8 and report["embedded"] > 0

@@ -9,7 +9,6 @@ was found: a member puts the text there, an admin or approver runs the command.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,7 @@ from cristal.workflows import service
 from cristal.workflows.approvals import approval_id_for
 from cristal.workflows.schema import WorkflowApproval
 from cristal.workflows.spec import load_workflow_text
-from tests.cli.conftest import Invoke
-from tests.conftest import CliResult
+from tests.conftest import CliResult, Invoke
 
 INSTALLATION = Principal.installation("test-operator")
 NAME = "quarterly [/report]"
@@ -45,16 +43,13 @@ def _ok(result: CliResult) -> str:
 
 
 @pytest.fixture
-def acme(db_url: str) -> Iterator[Database]:
-    db = Database(db_url)
-    db.upgrade()
+def acme(db: Database) -> Database:
     with db.session() as s:
         orgs.create_org(s, INSTALLATION, "acme", "ACME [/b] Corp")
         users.add_user(s, INSTALLATION, "acme", "boss@acme.example", role="admin")
         users.add_user(s, INSTALLATION, "acme", "eng@acme.example", groups=["engineering"])
         users.add_user(s, INSTALLATION, "acme", "fin@acme.example", groups=["finance"])
-    yield db
-    db.dispose()
+    return db
 
 
 @pytest.fixture

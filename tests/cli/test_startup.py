@@ -48,19 +48,16 @@ def test_a_group_help_imports_no_heavy_dependency() -> None:
 
 
 @pytest.fixture
-def indexed(db_url: str, tmp_path: Path) -> dict[str, str]:
+def indexed(db: Database, db_url: str, tmp_path: Path) -> dict[str, str]:
     """An organization whose folder is indexed for keyword search; the environment that points the CLI at it."""
     folder = tmp_path / "wiki"
     folder.mkdir()
     (folder / "travel.md").write_text("# Travel\n\nThe hotel limit in Munich is 180 EUR a night.\n", encoding="utf-8")
-    db = Database(db_url)
-    db.upgrade()
     with db.session() as s:
         orgs.create_org(s, INSTALLATION, "acme")
         users.add_user(s, INSTALLATION, "acme", "eng@acme.example")
         sources.add_source(s, INSTALLATION, "acme", "wiki", "files", str(folder), acl="org")
     sync_source(db, INSTALLATION, "acme", "wiki", embed=False)
-    db.dispose()
     return {"CRISTAL_DATABASE_URL": db_url}
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.workflows.conftest import wf_cli, write  # noqa: F401  (fixture)
+from tests.conftest import invoke_in_process
+from tests.workflows.conftest import wait_status, wf_cli, write  # noqa: F401  (fixture)
 
 pytest_plugins: list[str] = []
 
@@ -29,17 +30,6 @@ def worker(wf_cli):  # type: ignore[no-untyped-def]  # pytest fixtures are untyp
 def _json(result):  # type: ignore[no-untyped-def]  # an untyped test helper; mypy checks src/ only
     assert result.code == 0, result.stderr
     return json.loads(result.stdout)
-
-
-def _wait_status(cli, run_id: str, email: str, want: set[str], limit: float = 90) -> dict:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
-    deadline = time.monotonic() + limit
-    while True:
-        doc = _json(cli("workflow", "status", run_id, "--as", email, "--json"))
-        if doc["status"] in want:
-            return doc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"run stayed {doc['status']}: {doc}")
-        time.sleep(0.2)
 
 
 APPROVAL = """
@@ -77,7 +67,7 @@ def test_only_named_approvers_decide_and_the_decision_is_audited(wf_cli, worker,
     assert _json(wf_cli("workflow", "status", run_id, "--as", "eng@acme.example", "--json"))["status"] == "waiting"
     r = wf_cli("approvals", "approve", approval_id, "--as", "fin@acme.example", "--comment", "ok")
     assert r.code == 0, r.stderr
-    doc = _wait_status(wf_cli, run_id, "eng@acme.example", {"succeeded", "failed"})
+    doc = wait_status(wf_cli, run_id, "eng@acme.example", {"succeeded", "failed"})
     assert doc["status"] == "succeeded", doc
     assert doc["steps"][1]["output"]["decision"] == "approved" and doc["steps"][1]["output"]["by"] == "fin@acme.example"
     assert doc["steps"][2]["output"] == 480
@@ -96,7 +86,7 @@ def test_only_named_approvers_decide_and_the_decision_is_audited(wf_cli, worker,
 def test_a_rejection_stops_the_run(wf_cli, worker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped  # noqa: F811
     run_id, approval_id = _start_approval(wf_cli, tmp_path)
     assert wf_cli("approvals", "reject", approval_id, "--as", "fin@acme.example").code == 0
-    doc = _wait_status(wf_cli, run_id, "eng@acme.example", {"rejected", "succeeded", "failed"})
+    doc = wait_status(wf_cli, run_id, "eng@acme.example", {"rejected", "succeeded", "failed"})
     assert doc["status"] == "rejected" and doc["steps"][2]["status"] == "pending"
 
 
@@ -108,7 +98,7 @@ def test_approval_timeout_takes_the_declared_path(wf_cli, worker, tmp_path: Path
     r = wf_cli("workflow", "run", str(flow), "--org", "acme", "--as", "eng@acme.example", "--json")
     run_id = json.loads(r.stdout)["run_id"] if r.stdout else None
     assert run_id, r.stderr
-    doc = _wait_status(wf_cli, run_id, "eng@acme.example", {"succeeded", "rejected", "failed"})
+    doc = wait_status(wf_cli, run_id, "eng@acme.example", {"succeeded", "rejected", "failed"})
     assert doc["status"] == run_status, doc
     assert doc["steps"][1]["approval"]["status"] == "timed_out"
     if decision:
@@ -307,7 +297,7 @@ def test_deploy_start_schedule_and_undeploy(wf_cli, worker, tmp_path: Path) -> N
     again = _json(wf_cli("workflow", "start", "manual", *acme, "--as", "eng@acme.example", "--input", "who=hand",
                          "--idempotency-key", "k1", "--json"))
     assert first["run_id"] == again["run_id"] and first["owner"] == "eng@acme.example"
-    assert _wait_status(wf_cli, first["run_id"], "eng@acme.example", {"succeeded", "failed"})["status"] == "succeeded"
+    assert wait_status(wf_cli, first["run_id"], "eng@acme.example", {"succeeded", "failed"})["status"] == "succeeded"
 
     # Another company's people neither see nor start acme's deployments; unknown names are one-line errors.
     _one_line_error(wf_cli("workflow", "start", "manual", *acme, "--as", "fin@globex.example", "--input", "who=x"), 3, "unknown user")
@@ -327,12 +317,12 @@ def test_deploy_start_schedule_and_undeploy(wf_cli, worker, tmp_path: Path) -> N
     assert set_["limits"] == [{"kind": "llm", "max_concurrent": 4, "rate": "600/60s"}]
     assert _json(wf_cli("workflow", "limits", "--org", "globex", "--as", "eng@globex.example", "--json"))["limits"] == []
 
-    def cron_runs() -> list[str]:
-        runs = _json(wf_cli("workflow", "list", *acme, "--as", "fin@acme.example", "--json"))["runs"]
+    def cron_runs(cli=wf_cli) -> list[str]:  # type: ignore[no-untyped-def]  # a fixture or invoke_in_process
+        runs = _json(cli("workflow", "list", *acme, "--as", "fin@acme.example", "--json"))["runs"]
         return [r["run_id"] for r in runs if r["run_id"].startswith("sched_") and r["status"] == "succeeded"]
 
     deadline = time.monotonic() + 90
-    while len(cron_runs()) < 2:
+    while len(cron_runs(invoke_in_process)) < 2:  # polled in this process; the lists below are real processes
         assert time.monotonic() < deadline, "the schedule did not fire twice"
         time.sleep(0.5)
     _json(wf_cli("workflow", "undeploy", "ticker", *acme, "--as", "admin@acme.example", "--json"))

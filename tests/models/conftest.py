@@ -24,19 +24,9 @@ from cristal.models import Gateway
 INSTALLATION = Principal.installation("test-operator")
 
 
-@pytest.fixture(scope="session")
-def _migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One migrated SQLite file; each test gets a copy, which is much faster than migrating again."""
-    path = tmp_path_factory.mktemp("template") / "c.db"
-    template = Database(f"sqlite:///{path}")
-    template.upgrade()
-    template.dispose()  # closing the last connection checkpoints the WAL into the file
-    return path
-
-
 @pytest.fixture
-def db(tmp_path: Path, _migrated_template: Path) -> Iterator[Database]:
-    shutil.copyfile(_migrated_template, tmp_path / "c.db")
+def db(tmp_path: Path, migrated_sqlite: Path) -> Iterator[Database]:
+    shutil.copyfile(migrated_sqlite, tmp_path / "c.db")
     database = Database(f"sqlite:///{tmp_path / 'c.db'}")
     yield database
     database.dispose()

@@ -31,11 +31,11 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="session")
-def _org_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _org_template(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> Path:
     """A migrated database with organization ``acme`` and its member alice; copied per test."""
     path = tmp_path_factory.mktemp("operator-template") / "c.db"
+    shutil.copyfile(migrated_sqlite, path)
     db = Database(f"sqlite:///{path}")
-    db.upgrade()
     with db.session() as s:
         orgs.create_org(s, INSTALLATION, "acme", "Acme")
         users.add_user(s, INSTALLATION, "acme", USER, groups=["finance"])

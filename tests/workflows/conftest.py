@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import invoke_in_process
 
 REPO = Path(__file__).resolve().parents[2]
 # The modules these tests' python steps call: installations allow none by default.
@@ -81,8 +84,12 @@ def counting_server():  # type: ignore[no-untyped-def]  # an untyped test helper
 
 
 @pytest.fixture
-def wf_cli(cli, tmp_path):  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
-    """The ``cli`` fixture with test functions allowed, a fast approval poll, and two organizations."""
+def wf_cli(cli, db, cli_in_process):  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+    """The ``cli`` fixture with test functions allowed, a fast approval poll, and two organizations.
+
+    The workspace is set up with the same commands run in this process (on the migrated ``db``),
+    which proves what nine new interpreters would; the tests then drive real processes.
+    """
     # PYTHONPATH: this tree's code (not the installed one) and the repository for ``tests.workflows``.
     extra = {"CRISTAL_WORKFLOW_PYTHON_MODULES": PYTHON_MODULES,
              "PYTHONPATH": os.pathsep.join((str(REPO / "src"), str(REPO))),
@@ -93,13 +100,34 @@ def wf_cli(cli, tmp_path):  # type: ignore[no-untyped-def]  # pytest fixtures ar
         return cli(*args, **kwargs)
 
     run.env = cli.env  # type: ignore[attr-defined]  # an attribute hung on the fixture's function
-    assert run("init").code == 0
+    assert cli_in_process("init").code == 0
     for slug in ("acme", "globex"):
-        assert run("org", "create", slug).code == 0
-        assert run("user", "add", f"admin@{slug}.example", "--org", slug, "--role", "admin", "--group", "management").code == 0
-        assert run("user", "add", f"fin@{slug}.example", "--org", slug, "--group", "finance").code == 0
-        assert run("user", "add", f"eng@{slug}.example", "--org", slug, "--group", "engineering").code == 0
+        assert cli_in_process("org", "create", slug).code == 0
+        for email, options in ((f"admin@{slug}.example", ("--role", "admin", "--group", "management")),
+                               (f"fin@{slug}.example", ("--group", "finance")),
+                               (f"eng@{slug}.example", ("--group", "engineering"))):
+            added = cli_in_process("user", "add", email, "--org", slug, *options)
+            assert added.code == 0, added.stderr
     return run
+
+
+def wait_status(cli, run_id: str, email: str, want: set[str], limit: float = 90) -> dict[str, Any]:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+    """Poll ``workflow status`` in this process (``wf_cli`` pointed it at the workspace) until the
+    run reaches ``want``, then return what a real ``cristal workflow status --json`` process prints:
+    a process per poll would prove nothing more and cost a second each."""
+    deadline = time.monotonic() + limit
+    while True:
+        polled = invoke_in_process("workflow", "status", run_id, "--as", email, "--json")
+        assert polled.code == 0, polled.stderr
+        status = json.loads(polled.stdout)["status"]
+        if status in want:
+            final = cli("workflow", "status", run_id, "--as", email, "--json")
+            assert final.code == 0, final.stderr
+            doc: dict[str, Any] = json.loads(final.stdout)
+            return doc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} stayed {status}")
+        time.sleep(0.2)
 
 
 def write(path: Path, text: str) -> Path:

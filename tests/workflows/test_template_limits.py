@@ -10,7 +10,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ import pytest
 from cristal.errors import InvalidInput
 from cristal.workflows.spec import load_workflow_text
 from cristal.workflows.templates import TemplateFailure, render
-from tests.workflows.conftest import wf_cli, write  # noqa: F401  (fixture)
+from tests.workflows.conftest import wait_status, wf_cli, write  # noqa: F401  (fixture)
 
 CONTEXT = {"inputs": {"rows": list(range(100_000)), "text": "x" * 1000}, "steps": {}, "run": {"id": "r"}}
 
@@ -103,23 +102,6 @@ steps:
 """
 
 
-def _status(cli, run_id: str, email: str) -> dict:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
-    r = cli("workflow", "status", run_id, "--as", email, "--json")
-    assert r.code == 0, r.stderr
-    return json.loads(r.stdout)
-
-
-def _until_done(cli, run_id: str, email: str) -> dict:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
-    # A hang guard, not a measurement: on the old code the hostile run never finished.
-    deadline = time.monotonic() + 120
-    while True:
-        doc = _status(cli, run_id, email)
-        if doc["status"] in ("succeeded", "failed"):
-            return doc
-        assert time.monotonic() < deadline, f"run stayed {doc['status']}"
-        time.sleep(0.2)
-
-
 def test_a_hostile_template_fails_its_run_and_the_other_organizations_run_completes(wf_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped  # noqa: F811
     hostile, trivial = write(tmp_path / "hostile.yaml", HOSTILE), write(tmp_path / "trivial.yaml", TRIVIAL)
     r = wf_cli("workflow", "run", str(hostile), "--org", "acme", "--as", "eng@acme.example", "--queue", "--json")
@@ -131,9 +113,10 @@ def test_a_hostile_template_fails_its_run_and_the_other_organizations_run_comple
     worker = subprocess.Popen([sys.executable, "-m", "cristal", "worker"], env=wf_cli.env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        done = _until_done(wf_cli, good, "eng@globex.example")
+        # A hang guard, not a measurement: on the old code the hostile run never finished.
+        done = wait_status(wf_cli, good, "eng@globex.example", {"succeeded", "failed"}, limit=120)
         assert done["status"] == "succeeded" and done["steps"][0]["output"] == 42
-        failed = _until_done(wf_cli, bad, "eng@acme.example")
+        failed = wait_status(wf_cli, bad, "eng@acme.example", {"succeeded", "failed"}, limit=120)
     finally:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0

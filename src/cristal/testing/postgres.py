@@ -69,12 +69,14 @@ class TemporaryPostgres:
     def admin_url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
-    def new_database(self, name: str | None = None) -> str:
+    def new_database(self, name: str | None = None, template: str | None = None) -> str:
+        """A new database (a copy of database ``template`` if given, which nobody may be connected to)."""
         import psycopg
 
         name = name or "t_" + uuid.uuid4().hex[:12]
+        copy = f' TEMPLATE "{template}"' if template else ""
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"{copy}')
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
     def __enter__(self) -> TemporaryPostgres:
