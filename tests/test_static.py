@@ -39,7 +39,6 @@ _REASONS_PENDING = frozenset({
     "src/cristal/knowledge/tokenize.py",
     "src/cristal/research/run.py",
     "src/cristal/research/store.py",
-    "src/cristal/workflows/approvals.py",
     "src/cristal/workflows/engine.py",
     "src/cristal/workflows/spec.py",
     "src/cristal/workflows/steps.py",

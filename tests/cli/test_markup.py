@@ -21,7 +21,7 @@ from cristal.identity.principal import Principal
 from cristal.knowledge import sources
 from cristal.knowledge.sync import sync_source
 from cristal.workflows import service
-from cristal.workflows.approvals import approval_id_for
+from cristal.durable.approvals import approval_id_for
 from cristal.workflows.schema import WorkflowApproval
 from cristal.workflows.spec import load_workflow_text
 from tests.cli.conftest import Invoke

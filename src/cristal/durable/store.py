@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, Result, select, update
 from sqlalchemy.exc import IntegrityError
 
 from cristal.db import Database
 from cristal.db.schema import utcnow
-from cristal.workflows.schema import WorkflowRun, WorkflowStep
+from cristal.durable.schema import WorkflowRun, WorkflowStep
 
 TERMINAL = ("succeeded", "failed", "rejected", "cancelled")
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE run through a session changed (a compare-and-set's outcome)."""
+    return int(cast("CursorResult[Any]", result).rowcount)
 
 
 def set_run_status(db: Database, run_id: str, status: str, *, error: str | None = None, result: Any = None) -> None:
