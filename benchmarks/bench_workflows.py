@@ -200,7 +200,7 @@ def bench_approvals(url: str, folder: Path, n: int) -> dict[str, float]:
 
     from sqlalchemy import func, select
 
-    from cristal.workflows import approvals
+    from cristal.durable import approvals
     from cristal.workflows.deployments import deploy, start_deployed
     from cristal.workflows.schema import WorkflowApproval
     from cristal.workflows.spec import load_workflow_text

@@ -211,7 +211,7 @@ def cancel_run(db: Database, run_id: str, email: str, *, org_slug: str | None = 
         _reader(s, run, email, "workflow.cancel", org_slug)
         if run.status in TERMINAL:
             raise InvalidInput(f"run {run_id} is already {run.status}")
-        ids = [run_id] + list(s.scalars(select(WorkflowRun.id).where(WorkflowRun.id.like(run_id + ".%"))))
+        ids = [run_id, *s.scalars(select(WorkflowRun.id).where(WorkflowRun.id.like(run_id + ".%")))]
     client = new_client(db)
     try:
         for rid in ids:
