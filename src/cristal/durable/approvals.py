@@ -26,8 +26,8 @@ from cristal.audit.log import write_audit
 from cristal.db import Database
 from cristal.db.schema import Organization, utcnow
 from cristal.durable.schema import WorkflowApproval
-from cristal.durable.store import rows_changed
-from cristal.errors import AccessDenied, CristalError, InvalidInput, NotFound
+from cristal.durable.store import rows_changed, run_owner
+from cristal.errors import AccessDenied, InvalidInput, NotFound
 from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, org_by_slug, resolve_principal
 from cristal.identity.principal import Principal
@@ -76,21 +76,6 @@ def _info(row: WorkflowApproval, principal: Principal | None = None) -> Approval
 
 # ---------------------------------------------------------------------------
 # Engine side (called inside DBOS steps)
-
-
-class OwnerGone(CristalError):
-    """The run's organization or owner no longer exists (the step that needed them fails)."""
-
-
-def run_owner(s: Any, org_id: int, email: str) -> tuple[Organization, Principal]:
-    """A run's owner as of now: current groups and role (a removed user fails the step)."""
-    org = s.get(Organization, org_id)
-    if org is None:
-        raise OwnerGone("the run's organization no longer exists")
-    try:
-        return org, resolve_principal(s, org.slug, email)
-    except NotFound as exc:
-        raise OwnerGone(f"the run's owner is gone: {exc}") from None
 
 
 def request(db: Database, run_id: str, step_id: str, org_id: int, owner_email: str, workflow: str,

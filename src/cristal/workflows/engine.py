@@ -118,7 +118,7 @@ class Interpreter:
         from cristal.identity.directory import in_org
 
         with self.db.session() as s:
-            org, principal = approvals.run_owner(s, self.org_id, self.owner_email)
+            org, principal = store.run_owner(s, self.org_id, self.owner_email)
             require(s, principal, "workflow.run", in_org(org, "workflow", self.definition["name"]), request_id=self.run_id)
 
     def _remember(self, step: dict[str, Any], output: Any, status: str) -> None:
