@@ -89,7 +89,7 @@ class Database:
         # Things built once per database and used for its life (the durable runtime's client and
         # caches): they belong to this object, not to a module, so two databases never share one.
         self._attached: dict[str, Any] = {}
-        self._attached_guard = threading.Lock()
+        self._attached_guard = threading.RLock()  # a build may attach what it needs (a client, its migration)
 
     def check(self) -> None:
         """Connect once, turning driver errors into a one-line message."""
