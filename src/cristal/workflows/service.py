@@ -80,7 +80,7 @@ def start(db: Database, settings: Settings, run: NewRun) -> Any:
     return launch(db, settings).start(cristal_run, run.run_id, run.payload)
 
 
-def run_here(db: Database, settings: Settings, run: NewRun, *, watch: Callable[[Any], T] = wait_quietly,  # type: ignore[assignment]
+def run_here(db: Database, settings: Settings, run: NewRun, *, watch: Callable[[Any], T] = wait_quietly,  # type: ignore[assignment]  # T is None then
              extras: dict[str, Any] | None = None) -> T:
     """Run ``run`` in this process, wait for it with ``watch(handle)``, then stop the runtime
     (:func:`cristal.durable.runtime.run_here` with the workflow interpreter)."""
