@@ -71,7 +71,7 @@ from cristal.knowledge.search import Searcher  # noqa: E402
 from cristal.knowledge.sync import sync_source  # noqa: E402
 from cristal.knowledge.tokenize import tokens  # noqa: E402
 
-OPERATOR = Principal.installation("bench")
+INSTALLATION = Principal.installation("bench")
 ORG = "bench"
 MEMBER = "member@bench.example"
 ADMIN = "admin@bench.example"
@@ -89,9 +89,9 @@ def new_database(path: Path) -> Database:
     db = Database(f"sqlite:///{path}")
     db.upgrade()
     with db.session() as s:
-        orgs.create_org(s, OPERATOR, ORG, "Bench")
-        users.add_user(s, OPERATOR, ORG, MEMBER)
-        users.add_user(s, OPERATOR, ORG, ADMIN, role="admin")
+        orgs.create_org(s, INSTALLATION, ORG, "Bench")
+        users.add_user(s, INSTALLATION, ORG, MEMBER)
+        users.add_user(s, INSTALLATION, ORG, ADMIN, role="admin")
     return db
 
 
@@ -240,9 +240,9 @@ def build(corpus: Corpus, work: Path) -> Built:
     size = write_folder(folder, corpus)
     db = new_database(work / f"{corpus.name}.db")
     with db.session() as s:
-        sources.add_source(s, OPERATOR, ORG, "corpus", "files", str(folder))
+        sources.add_source(s, INSTALLATION, ORG, "corpus", "files", str(folder))
     t = time.perf_counter()
-    report = sync_source(db, OPERATOR, ORG, "corpus", embed=True)
+    report = sync_source(db, INSTALLATION, ORG, "corpus", embed=True)
     seconds = time.perf_counter() - t
     assert not report.skipped, report.skipped
     return Built(corpus, db, folder, size, seconds, report.as_dict(), paragraph_of(db))
@@ -283,9 +283,9 @@ def ingestion(ja: Built, work: Path) -> list[tuple[str, str, str, str, str]]:
 
     db = new_database(work / "ingest-noembed.db")
     with db.session() as s:
-        sources.add_source(s, OPERATOR, ORG, "corpus", "files", str(ja.folder))
+        sources.add_source(s, INSTALLATION, ORG, "corpus", "files", str(ja.folder))
     t = time.perf_counter()
-    r = sync_source(db, OPERATOR, ORG, "corpus", embed=False)
+    r = sync_source(db, INSTALLATION, ORG, "corpus", embed=False)
     sec = time.perf_counter() - t
     rows.append(("first sync, keyword only (embed=False)", f"{r.added} added, {r.chunks_written} chunks", sec, n / sec, mb / sec))
     db.dispose()
@@ -295,7 +295,7 @@ def ingestion(ja: Built, work: Path) -> list[tuple[str, str, str, str, str]]:
                  n / ja.sync_seconds, mb / ja.sync_seconds))
 
     t = time.perf_counter()
-    r = sync_source(ja.db, OPERATOR, ORG, "corpus", embed=True)
+    r = sync_source(ja.db, INSTALLATION, ORG, "corpus", embed=True)
     sec = time.perf_counter() - t
     rows.append(("second sync, nothing touched", f"{r.unchanged} unchanged, {r.embedded} embedded, {r.embeddings_reused} reused",
                  sec, n / sec, mb / sec))
@@ -304,7 +304,7 @@ def ingestion(ja: Built, work: Path) -> list[tuple[str, str, str, str, str]]:
     for path in edited:
         path.write_text(path.read_text(encoding="utf-8") + "\n（改訂）\n", encoding="utf-8")
     t = time.perf_counter()
-    r = sync_source(ja.db, OPERATOR, ORG, "corpus", embed=True)
+    r = sync_source(ja.db, INSTALLATION, ORG, "corpus", embed=True)
     sec = time.perf_counter() - t
     rows.append((f"sync after editing {len(edited)} files (5%)",
                  f"{r.updated} updated, {r.unchanged} unchanged, {r.embedded} embedded, {r.embeddings_reused} reused",
@@ -346,7 +346,7 @@ def synthetic_db(path: Path, folder: Path, pool: list[PoolChunk], n_chunks: int,
     db = new_database(path)
     folder.mkdir(parents=True, exist_ok=True)
     with db.session() as s:
-        sources.add_source(s, OPERATOR, ORG, "synthetic", "files", str(folder))
+        sources.add_source(s, INSTALLATION, ORG, "synthetic", "files", str(folder))
         org_id, source_id = s.execute(select(Source.org_id, Source.id)).one()
     started = time.perf_counter()
     batch = 2000

@@ -42,7 +42,7 @@ RAW = textwrap.dedent("""
     mode, url, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     config = {"name": "bench", "system_database_url": url, "log_level": "CRITICAL"}
     if mode == "wal":
-        from cristal.workflows.engine import _wal_pragmas
+        from cristal.durable.runtime import wal_pragmas as _wal_pragmas
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _wal_pragmas)
         config["system_database_engine"] = engine
@@ -66,7 +66,7 @@ CRISTAL = textwrap.dedent("""
     from cristal.identity import orgs, users
     from cristal.identity.principal import Principal
     from cristal.workflows import service
-    from cristal.workflows.engine import shutdown
+    from cristal.durable.runtime import shutdown
     from cristal.workflows.spec import load_workflow
     url, folder, n, runs = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     db = Database(url); db.upgrade()
@@ -200,7 +200,7 @@ def bench_approvals(url: str, folder: Path, n: int) -> dict[str, float]:
 
     from sqlalchemy import func, select
 
-    from cristal.workflows import approvals
+    from cristal.durable import approvals
     from cristal.workflows.deployments import deploy, start_deployed
     from cristal.workflows.schema import WorkflowApproval
     from cristal.workflows.spec import load_workflow_text

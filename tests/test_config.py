@@ -61,3 +61,34 @@ def test_config_file_that_is_not_utf8(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_bytes(b"llm_model = '\xff\xfe'")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_settings()
+
+
+def test_runtime_settings_come_from_the_file_or_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "config.toml").write_text(
+        'worker_poll_seconds = 0.5\ndbos_log_level = "warning"\nchromium = "/opt/chromium/chrome"\ndebug = true\n'
+    )
+    monkeypatch.setenv("CRISTAL_WORKFLOW_APPROVAL_POLL_SECONDS", "5")
+    monkeypatch.setenv("CRISTAL_OPERATOR_APPROVAL_POLL_SECONDS", "0.1")
+    cfg = load_settings()
+    assert (cfg.worker_poll_seconds, cfg.workflow_approval_poll_seconds, cfg.operator_approval_poll_seconds) == (0.5, 5.0, 0.1)
+    assert cfg.dbos_log_level == "WARNING" and cfg.chromium == "/opt/chromium/chrome" and cfg.debug is True
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("CRISTAL_DBOS_LOG_LEVEL", "LOUD"), ("CRISTAL_WORKER_POLL_SECONDS", "0"), ("CRISTAL_DEBUG", "maybe")],
+)
+def test_bad_runtime_setting_is_one_line(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=variable.removeprefix("CRISTAL_").lower()) as info:
+        load_settings()
+    assert "\n" not in str(info.value)
+
+
+def test_a_secret_named_by_a_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cristal.config import secret_from_env
+
+    monkeypatch.setenv("CRISTAL_ORG_KEY_ACME", "sk-acme")
+    monkeypatch.setenv("CRISTAL_ORG_KEY_EMPTY", "")
+    assert secret_from_env("CRISTAL_ORG_KEY_ACME") == "sk-acme"
+    assert secret_from_env("CRISTAL_ORG_KEY_EMPTY") is None and secret_from_env("CRISTAL_ORG_KEY_UNSET") is None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -90,6 +90,25 @@ class Settings(BaseSettings):
     # ``CRISTAL_WORKFLOW_PYTHON_MODULES=pkg.a,pkg.b`` or ``workflow_python_modules = ["pkg.a"]``.
     workflow_python_modules: Annotated[tuple[str, ...], NoDecode] = ()
 
+    # The durable runtime (``cristal.durable``). A worker claims at most ``--concurrency`` runs per
+    # poll of the queue, so the poll interval bounds its throughput for short runs.
+    worker_poll_seconds: float = Field(default=0.2, gt=0)
+    # A decision wakes a waiting run at once; these only bound the delay when that message is lost
+    # (workflow approvals) or how often a waiting Operator step, browser open, re-reads its approval.
+    workflow_approval_poll_seconds: float = Field(default=60.0, gt=0)
+    operator_approval_poll_seconds: float = Field(default=0.5, gt=0)
+    # DBOS's own logging; CRITICAL keeps the CLI's output to one line per error.
+    dbos_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "CRITICAL"
+    # The Chromium binary the Operator drives; unset: /usr/bin/chromium, else chromium on the PATH.
+    chromium: str | None = None
+    # Internal errors show their traceback instead of one line.
+    debug: bool = False
+
+    @field_validator("dbos_log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
     @field_validator("workflow_python_modules", mode="before")
     @classmethod
     def _module_list(cls, value: Any) -> Any:
@@ -132,6 +151,17 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'cristal.db'}"
+
+
+def secret_from_env(variable: str) -> str | None:
+    """The value of ``variable``, an environment variable that a setting names as holding a secret.
+
+    Secrets (an organization's model key, ``CRISTAL_SECRET_<ORG>_<NAME>`` for
+    ``operate`` steps, a source's credentials) are never stored in the database
+    or in ``config.toml``: only the variable's name is, and this is the one
+    place that reads such a variable. Unset or empty: ``None``.
+    """
+    return os.environ.get(variable) or None
 
 
 def load_settings(**overrides: Any) -> Settings:

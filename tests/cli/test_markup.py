@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from cristal.db import Database
+from cristal.durable.approvals import approval_id_for
 from cristal.identity import orgs, users
 from cristal.identity.directory import org_by_slug
 from cristal.identity.principal import Principal
 from cristal.knowledge import sources
 from cristal.knowledge.sync import sync_source
 from cristal.workflows import service
-from cristal.workflows.approvals import approval_id_for
 from cristal.workflows.schema import WorkflowApproval
 from cristal.workflows.spec import load_workflow_text
 from tests.conftest import CliResult, Invoke

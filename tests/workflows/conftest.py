@@ -27,7 +27,7 @@ def python_modules(isolated_settings: None, monkeypatch: pytest.MonkeyPatch) -> 
 
 def queued_in_dbos(db: Any, run_id: str) -> bool:
     """Whether DBOS knows the run (queued or further): a run only in Cristal's table is not."""
-    from cristal.workflows.engine import dbos_client
+    from cristal.durable.runtime import new_client as dbos_client
 
     client = dbos_client(db)
     try:

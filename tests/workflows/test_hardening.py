@@ -17,9 +17,10 @@ from cristal.audit.log import query_audit
 from cristal.config import Settings, load_settings
 from cristal.db import Database
 from cristal.db.schema import Organization, utcnow
+from cristal.durable import limits
 from cristal.errors import InvalidInput
 from cristal.workflows import deployments as D
-from cristal.workflows import limits, service
+from cristal.workflows import service
 from cristal.workflows.schema import WorkflowDeployment, WorkflowLimit, WorkflowRun
 from cristal.workflows.spec import load_workflow_text
 from cristal.workflows.steps import Meta, StepError, run_http

@@ -12,9 +12,9 @@ import pytest
 
 from cristal.config import Settings, load_settings
 from cristal.db import Database
+from cristal.durable.runtime import shutdown
 from cristal.errors import InvalidInput
 from cristal.workflows import service
-from cristal.workflows.engine import shutdown
 from cristal.workflows.spec import load_workflow, load_workflow_text
 from tests.workflows.conftest import write
 

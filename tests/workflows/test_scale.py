@@ -16,8 +16,8 @@ from sqlalchemy import select, update
 
 from cristal.db import Database
 from cristal.db.schema import utcnow
+from cristal.durable.limits import set_limits
 from cristal.workflows.deployments import start_deployed
-from cristal.workflows.limits import set_limits
 from cristal.workflows.schema import WorkflowExecutor, WorkflowRun
 from tests.workflows.conftest import write
 from tests.workflows.test_kill import _rows, _wait_for
@@ -55,7 +55,7 @@ def _deploy(wf_cli, path: Path, name: str) -> None:  # type: ignore[no-untyped-d
 
 
 def _executors_of(db: Database) -> set[str]:
-    from cristal.workflows.engine import dbos_client
+    from cristal.durable.runtime import new_client as dbos_client
 
     client = dbos_client(db)
     try:

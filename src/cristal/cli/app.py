@@ -9,7 +9,6 @@ loads only what it uses.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 
@@ -42,6 +41,17 @@ def _usage_error(exc: Exception) -> tuple[str, int] | None:
     return None
 
 
+def _debug() -> bool:
+    """The ``debug`` setting (``CRISTAL_DEBUG``); off when the settings themselves cannot be read."""
+    from cristal.config import load_settings
+    from cristal.errors import ConfigError
+
+    try:
+        return load_settings().debug
+    except ConfigError:
+        return False
+
+
 def run(args: Sequence[str] | None = None) -> int:
     """Run the command line on ``args`` (default: ``sys.argv[1:]``) and return its exit status.
 
@@ -63,7 +73,7 @@ def run(args: Sequence[str] | None = None) -> int:
         if type(exc).__name__ == "Abort":
             typer.echo("error: aborted", err=True)
             return 130
-        if os.environ.get("CRISTAL_DEBUG"):
+        if _debug():
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         typer.echo(f"error: internal error ({type(exc).__name__}: {first}); set CRISTAL_DEBUG=1 for details", err=True)

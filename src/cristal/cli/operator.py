@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -31,6 +30,14 @@ def _progress(quiet: bool):  # type: ignore[no-untyped-def]
     return progress
 
 
+def _secret_env(items: list[str]) -> dict[str, str]:
+    """The environment variables that bare ``--secret NAME`` items read (through ``secret_from_env``)."""
+    from cristal.config import secret_from_env
+
+    names = {item.strip() for item in items if "=" not in item}
+    return {name: value for name in names if (value := secret_from_env(name)) is not None}
+
+
 @app.command("operate")
 def operate_command(
     task: str = typer.Argument(..., help="What to do, in plain words."),
@@ -51,15 +58,15 @@ def operate_command(
     model: Optional[str] = typer.Option(None, "--model", help="Chat model (default: the configured one)."),
 ) -> None:
     """Do a task in web applications through a real (headless) browser, as the employee: a durable workflow run."""
+    from cristal.durable.durations import parse_duration
     from cristal.operator import RunConfig, Secrets
     from cristal.operator.policy import load_org_domains
     from cristal.operator.run import check_model, validate
-    from cristal.operator.workflow import STEP_ID, Local, operate_workflow, register, release
+    from cristal.operator.workflow import LOCAL, STEP_ID, Local, operate_workflow
     from cristal.workflows import service
-    from cristal.workflows.engine import shutdown
-    from cristal.workflows.spec import approver_rules, parse_duration
+    from cristal.workflows.spec import approver_rules
 
-    secrets = Secrets.parse(secret, os.environ)
+    secrets = Secrets.parse(secret, _secret_env(secret))
     try:
         approvers = approver_rules(approver)
         timeout = parse_duration(approval_timeout)
@@ -79,19 +86,11 @@ def operate_command(
         compiled, inputs = operate_workflow(config, approvers=approvers, approval_timeout=timeout,
                                             secret_names=secrets.names)
         run = service.create_run(db, compiled, org, as_email, inputs)
-        local = register(run.run_id, Local(secrets=secrets.mapping(),
-                                           progress=_progress(quiet_progress(json_out))))
+        local = Local(secrets=secrets.mapping(), progress=_progress(quiet_progress(json_out)))
         if not quiet_progress(json_out):
             note("run [bold]{}[/] (see `cristal workflow status {}`)", run.run_id, run.run_id)
-        try:
-            handle = service.start(db, cfg, run)
-            try:
-                handle.get_result()
-            except Exception:  # noqa: BLE001 - the step's own result (or the run's error) says what happened
-                pass
-        finally:
-            shutdown()
-            release(run.run_id)
+        # The step's own result (or the run's error) says what happened, not the run's return value.
+        service.run_here(db, cfg, run, extras={LOCAL: local})
         error = None
         if not local.results:
             error = service.run_status(db, run.run_id, as_email).get("error") or "the run ended without a result"
@@ -128,7 +127,7 @@ def replay_command(
     as_email = as_email or trajectory.get("as")
     if not org or not as_email:
         raise InvalidInput("the recording names no employee: pass --org SLUG --as EMAIL")
-    secrets = Secrets.parse(secret, os.environ)
+    secrets = Secrets.parse(secret, _secret_env(secret))
     db = open_database(settings())
     try:
         with db.session() as s:

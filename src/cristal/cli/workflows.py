@@ -92,7 +92,6 @@ def workflow_run(
 ) -> None:
     """Validate a workflow file and run it as an employee."""
     from cristal.workflows import service
-    from cristal.workflows.engine import shutdown
     from cristal.workflows.spec import load_workflow, parse_cli_inputs
 
     given = parse_cli_inputs(inputs)
@@ -110,17 +109,20 @@ def workflow_run(
                 show("queued run [bold]{}[/]; `cristal worker` runs it; see `cristal workflow status {}`", run.run_id, run.run_id)
             return
         note("run [bold]{}[/] of {} as {}", run.run_id, compiled.name, as_email)
-        try:
-            service.start(db, cfg, run)
-            doc = _watch(db, run.run_id, as_email, json_out)
-        finally:
-            shutdown()
-        _finish(doc, json_out)
+        _run_here(db, cfg, run, as_email, json_out)
     finally:
         db.dispose()
-    sys.stdout.flush()
-    sys.stderr.flush()
+
+
+def _run_here(db, cfg, run, as_email: str, json_out: bool) -> None:  # type: ignore[no-untyped-def]
+    """Run ``run`` in this process, watching its steps, until it ends or waits for an approval."""
+    from cristal.workflows import service
+
+    doc = service.run_here(db, cfg, run, watch=lambda _handle: _watch(db, run.run_id, as_email, json_out))
+    _finish(doc, json_out)
     if doc["status"] == "waiting":
+        sys.stdout.flush()
+        sys.stderr.flush()
         os._exit(0)  # the run's thread waits in DBOS.recv; the worker resumes it, nothing here to wait for
 
 
@@ -193,7 +195,6 @@ def workflow_retry(run_id: str, as_email: str = typer.Option(..., "--as"),
                    json_out: bool = JSON) -> None:
     """Run a failed run again from its failed step (earlier steps' outputs are reused, not repeated)."""
     from cristal.workflows import service
-    from cristal.workflows.engine import shutdown
 
     cfg = settings()
     db = open_database(cfg)
@@ -204,15 +205,7 @@ def workflow_retry(run_id: str, as_email: str = typer.Option(..., "--as"),
             doc = service.run_status(db, run.run_id, as_email)
         else:
             note("run [bold]{}[/] retries {}", run.run_id, run_id)
-            try:
-                service.start(db, cfg, run)
-                doc = _watch(db, run.run_id, as_email, json_out)
-            finally:
-                shutdown()
-            _finish(doc, json_out)
-            if doc["status"] == "waiting":
-                sys.stdout.flush()
-                os._exit(0)
+            _run_here(db, cfg, run, as_email, json_out)
             return
     finally:
         db.dispose()
@@ -322,7 +315,7 @@ def workflow_limits(
     json_out: bool = JSON,
 ) -> None:
     """Show, or with --kind set, an organization's limits on step kinds (so a thousand runs do not hammer one endpoint)."""
-    from cristal.workflows.limits import list_limits, set_limits
+    from cristal.durable.limits import list_limits, set_limits
 
     if kind is None and (concurrency is not None or rate is not None or clear):
         raise InvalidInput("give --kind with --concurrency, --rate or --clear")
@@ -346,7 +339,7 @@ def workflow_limits(
 def approvals_list(org: str = typer.Option(..., "--org"), as_email: str = typer.Option(..., "--as"),
                    all_: bool = typer.Option(False, "--all", help="Include decided approvals."), json_out: bool = JSON) -> None:
     """Approvals waiting for you."""
-    from cristal.workflows.approvals import list_approvals
+    from cristal.durable.approvals import list_approvals
 
     with database() as db:
         items = list_approvals(db, org, as_email, include_decided=all_)
@@ -364,7 +357,7 @@ def approvals_list(org: str = typer.Option(..., "--org"), as_email: str = typer.
 
 
 def _decide(approval_id: str, as_email: str, decision: str, comment: Optional[str], json_out: bool) -> None:
-    from cristal.workflows.approvals import decide
+    from cristal.durable.approvals import decide
 
     with database() as db:
         info = decide(db, approval_id, as_email, decision, comment=comment)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from filelock import FileLock, Timeout
 from sqlalchemy import create_engine, event, inspect, text
@@ -23,6 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from cristal.errors import Busy, DatabaseError
+
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -83,6 +86,10 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Things built once per database and used for its life (the durable runtime's client and
+        # caches): they belong to this object, not to a module, so two databases never share one.
+        self._attached: dict[str, Any] = {}
+        self._attached_guard = threading.RLock()  # a build may attach what it needs (a client, its migration)
 
     def check(self) -> None:
         """Connect once, turning driver errors into a one-line message."""
@@ -192,5 +199,21 @@ class Database:
         finally:
             lock.release()
 
+    def attached(self, key: str, build: Callable[[], T]) -> T:
+        """The object stored under ``key`` for this database, built by ``build()`` the first time."""
+        with self._attached_guard:
+            if key not in self._attached:
+                self._attached[key] = build()
+            return cast(T, self._attached[key])
+
     def dispose(self) -> None:
+        with self._attached_guard:
+            attached, self._attached = list(self._attached.values()), {}
+        for value in attached:
+            close = getattr(value, "destroy", None) or getattr(value, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 - disposing must not fail on what an attachment does
+                    pass
         self.engine.dispose()

@@ -10,11 +10,10 @@ server of theirs and collect the key.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Literal
 
-from cristal.config import Settings
+from cristal.config import Settings, secret_from_env
 from cristal.db.schema import Organization
 from cristal.errors import LLMError
 
@@ -65,7 +64,7 @@ def resolve_endpoint(settings: Settings, org: Organization | None) -> Endpoint:
     key_env = org.llm_api_key_env if org is not None else None
     own_url = org.llm_base_url if org is not None else None
     if key_env:
-        api_key = os.environ.get(key_env) or None
+        api_key = secret_from_env(key_env)
     elif own_url and own_url.rstrip("/") != (settings.llm_base_url or "").rstrip("/"):
         api_key = None
     else:

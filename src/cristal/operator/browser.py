@@ -34,6 +34,7 @@ from playwright.sync_api import Browser, BrowserContext, Locator, Page, Playwrig
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from cristal.config import Settings, load_settings
 from cristal.errors import CristalError
 from cristal.operator.distil_js import (
     COVER_JS,
@@ -72,11 +73,12 @@ class StopRun(Exception):
     """The browser can no longer be used for this run (crash, a page that never loads)."""
 
 
-def chromium_path() -> str:
-    path = os.environ.get("CRISTAL_CHROMIUM") or DEFAULT_CHROMIUM
+def chromium_path(configured: str | None = None) -> str:
+    """The binary: ``configured`` (the ``chromium`` setting, ``CRISTAL_CHROMIUM``) or the default, else the PATH's."""
+    path = configured or DEFAULT_CHROMIUM
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         found = shutil.which("chromium") or shutil.which("chromium-browser")
-        if found and not os.environ.get("CRISTAL_CHROMIUM"):
+        if found and not configured:
             return found
         raise BrowserUnavailable(
             f"Chromium not found at {path}: install it (Debian: apt-get install chromium) or set CRISTAL_CHROMIUM to its path"
@@ -84,19 +86,23 @@ def chromium_path() -> str:
     return path
 
 
-def launch(playwright: Playwright) -> Browser:
+def launch(playwright: Playwright, settings: Settings | None = None) -> Browser:
+    binary = chromium_path((settings or load_settings()).chromium)
     try:
-        return playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=LAUNCH_ARGS)
+        return playwright.chromium.launch(executable_path=binary, headless=True, args=LAUNCH_ARGS)
     except PlaywrightError as exc:
         raise BrowserUnavailable(f"Chromium did not start: {_first_line(exc)}") from None
 
 
 @contextmanager
-def chromium() -> Iterator[Browser]:
-    """A headless Chromium for as long as the ``with`` lasts (one per process is plenty: runs use contexts)."""
+def chromium(settings: Settings | None = None) -> Iterator[Browser]:
+    """A headless Chromium for as long as the ``with`` lasts (one per process is plenty: runs use contexts).
+
+    ``settings`` name the binary; without them this process's settings are loaded.
+    """
     pw = sync_playwright().start()
     try:
-        browser = launch(pw)
+        browser = launch(pw, settings)
         try:
             yield browser
         finally:

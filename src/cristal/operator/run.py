@@ -528,7 +528,7 @@ def run_operator(db: Database, principal: Principal, config: RunConfig, *, setti
     try:
         if browser is not None:
             return OperatorRun(db, principal, config, gateway=gateway, browser=browser, progress=progress).run()
-        with chromium() as own:
+        with chromium(settings) as own:
             return OperatorRun(db, principal, config, gateway=gateway, browser=own, progress=progress).run()
     finally:
         if own_gateway:

@@ -13,8 +13,8 @@ fails as interrupted; the trajectory recorded so far is kept.
 
 ``cristal operate`` is a one-step workflow run in the foreground. What cannot
 be stored with the run (secret values given on the command line, the progress
-printer, the full result for ``--json``) is handed to the step through
-``register`` in this process.
+printer, the full result for ``--json``) is handed to the step as the run's
+extra ``LOCAL`` (:func:`cristal.durable.runtime.run_here`) in this process.
 
 Workflow files come from any employee (the REST API takes their text), so a
 step may read only its organization's secret variables
@@ -28,9 +28,7 @@ only code can set it.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,16 +37,18 @@ from typing import Any
 import yaml
 from sqlalchemy import select, update
 
-from cristal.db.schema import AuditRecord, Organization, utcnow
-from cristal.config import Settings
+from cristal.config import Settings, secret_from_env
 from cristal.db import Database
+from cristal.db.schema import AuditRecord, Organization, utcnow
+from cristal.durable import approvals
+from cristal.durable.runtime import extra
+from cristal.durable.schema import WorkflowApproval, WorkflowRun, WorkflowStep
 from cristal.errors import CristalError, InvalidInput
 from cristal.identity.principal import Principal
 from cristal.operator.browser import Timing
 from cristal.operator.record import mark_interrupted
 from cristal.operator.run import ApprovalDecision, Progress, RunConfig, RunResult, run_operator
 from cristal.operator.safety import Secrets
-from cristal.workflows.schema import WorkflowApproval, WorkflowRun, WorkflowStep
 from cristal.workflows.spec import RECORD_NAME, SECRET_ENV_PREFIX, Compiled, load_workflow_text
 from cristal.workflows.steps import Meta, StepError
 
@@ -57,10 +57,7 @@ WORKFLOW_NAME = "operate"
 # Spec key for `cristal operate --record FILE`: set by code after validation (workflow text cannot: unknown field).
 LOCAL_RECORD = "local_record"
 _VAR_REST = re.compile(r"^[A-Za-z0-9_]+$")
-
-
-def approval_poll_seconds() -> float:
-    return float(os.environ.get("CRISTAL_OPERATOR_APPROVAL_POLL_SECONDS", "0.5"))
+LOCAL = "operator.local"  # the run extra a foreground `cristal operate` hands its step
 
 
 # ---------------------------------------------------------------------------
@@ -77,24 +74,9 @@ class Local:
     results: list[RunResult] = field(default_factory=list)
 
 
-_LOCAL: dict[str, Local] = {}
-_LOCK = threading.Lock()
-
-
-def register(run_id: str, local: Local) -> Local:
-    with _LOCK:
-        _LOCAL[run_id] = local
-    return local
-
-
-def release(run_id: str) -> Local | None:
-    with _LOCK:
-        return _LOCAL.pop(run_id, None)
-
-
 def _local(run_id: str) -> Local | None:
-    with _LOCK:
-        return _LOCAL.get(run_id)
+    local: Local | None = extra(run_id, LOCAL)
+    return local
 
 
 # ---------------------------------------------------------------------------
@@ -143,7 +125,8 @@ def operate(db: Database, settings: Settings, meta: Meta, principal: Principal, 
     progress = local.progress if local is not None else None
     if not config.allow_irreversible:
         approvers = list(spec.get("approvers") or []) or [f"user:{meta.owner_email.lower()}"]
-        config.approve = _Approvals(db, meta, approvers, float(spec["approval_timeout"]), config.task, progress)
+        config.approve = _Approvals(db, meta, approvers, float(spec["approval_timeout"]), config.task, progress,
+                                    settings.operator_approval_poll_seconds)
     try:
         result = run_operator(db, principal, config, settings=settings, progress=progress)
     except CristalError as exc:  # bad input found at run time (templated values), no model configured ...
@@ -235,8 +218,9 @@ def _secrets(db: Database, spec_secrets: list[str] | dict[str, str], local: Loca
         problem = check_secret_variable(db, org_slug, env)
         if problem is not None:  # before any browser starts: nothing is typed
             raise StepError(f"secret {name}: {problem}")
-        if env in os.environ:
-            values[name] = os.environ[env]
+        value = secret_from_env(env)
+        if value is not None:
+            values[name] = value
         else:
             raise StepError(f"secret {name}: set the environment variable {env} for the process that runs this workflow")
     try:
@@ -248,8 +232,10 @@ def _secrets(db: Database, spec_secrets: list[str] | dict[str, str], local: Loca
 class _Approvals:
     """Asks the step's approvers about one action and waits (browser open) for their decision."""
 
-    def __init__(self, db: Database, meta: Meta, approvers: list[str], timeout: float, task: str, progress: Progress | None) -> None:
+    def __init__(self, db: Database, meta: Meta, approvers: list[str], timeout: float, task: str, progress: Progress | None,
+                 poll_seconds: float) -> None:
         self.db = db
+        self.poll_seconds = poll_seconds
         self.meta = meta
         self.approvers = approvers
         self.timeout = timeout
@@ -257,15 +243,13 @@ class _Approvals:
         self.progress = progress or (lambda kind, message: None)
 
     def __call__(self, pending: dict[str, Any]) -> ApprovalDecision:
-        from cristal.workflows import approvals
-
         meta = self.meta
         with self.db.session() as s:
             workflow = s.scalar(select(WorkflowRun.name).where(WorkflowRun.id == meta.run_id)) or WORKFLOW_NAME
         message = (f"The Operator asks to {pending['description']} on {pending['url']} ({pending['reason']}). "
                    f"Task: {self.task[:500]}")
         spec = {"approvers": self.approvers, "message": message, "on_timeout": "fail"}
-        approval_id = approvals.request(meta.run_id, approval_step_id(meta, int(pending["step"])), meta.org_id,
+        approval_id = approvals.request(self.db, meta.run_id, approval_step_id(meta, int(pending["step"])), meta.org_id,
                                         meta.owner_email, workflow, spec, self.timeout)
         self._step_status("running", "waiting")
         who = next((a.removeprefix("user:") for a in self.approvers if a.startswith("user:")), "EMAIL")
@@ -273,12 +257,7 @@ class _Approvals:
                                   f"  approve: cristal approvals approve {approval_id} --as {who}\n"
                                   f"  reject:  cristal approvals reject {approval_id} --as {who}")
         try:
-            while True:
-                state = approvals.check(approval_id)
-                if state["status"] != "pending":
-                    break
-                remaining = state.get("remaining")
-                time.sleep(max(0.01, min(approval_poll_seconds(), remaining if remaining is not None else 1e9)))
+            state = approvals.await_decision(lambda: approvals.check(self.db, approval_id), time.sleep, self.poll_seconds)
         finally:
             self._step_status("waiting", "running")
         decision = {"approved": "approved", "rejected": "rejected", "cancelled": "cancelled"}.get(state["decision"], "timeout")
@@ -303,7 +282,7 @@ def operate_workflow(config: RunConfig, *, approvers: list[str], approval_timeou
 
     Free text (the task, URLs, the record path) travels as inputs, so braces in
     it are never read as templates; secrets are listed by name only (their
-    values reach the step through ``register``). The record path is the
+    values reach the step as the run's ``LOCAL`` extra). The record path is the
     employee's own file, so it goes in ``LOCAL_RECORD``, set after validation.
     """
     step: dict[str, Any] = {

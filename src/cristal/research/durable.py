@@ -4,7 +4,8 @@ The question becomes a workflow run (name ``research``, one ``research``
 step whose spec pins the notes' checkpoint id -- set by code after validation,
 since workflow text may not name a checkpoint), listed by ``cristal workflow
 status``/``list`` like any other run. The step runs in this process and
-reports progress to the caller through :func:`listening`; the notes are
+reports progress to the caller through the run's extras
+(:func:`cristal.durable.runtime.run_here`, read by :func:`progress_for`); the notes are
 checkpointed in the database after every phase. If the process dies, the run
 is PENDING in DBOS: ``cristal worker`` takes it over, or ``cristal research
 --resume RUN_ID`` does it here; either way the step runs again, finds the
@@ -17,9 +18,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +33,7 @@ from cristal.research.store import CHECKPOINT_ID, CheckpointStore, new_run_id
 
 WORKFLOW = "research"
 STEP = "research"
-
-_listeners: dict[str, Progress] = {}
-_lock = threading.Lock()
+PROGRESS = "research.progress"  # the run extra a foreground `cristal research` hands its step
 
 
 class ResearchRunFailed(CristalError):
@@ -90,24 +86,12 @@ def check_budget(budget: Budget) -> None:
         raise InvalidInput(f"--max-seconds: at most {RESEARCH_MAX_SECONDS:g} seconds per research run")
 
 
-@contextmanager
-def listening(run_id: str, progress: Progress | None) -> Iterator[None]:
-    """Deliver the progress of workflow run ``run_id`` (its research step runs in this process) to ``progress``."""
-    if progress is None:
-        yield
-        return
-    with _lock:
-        _listeners[run_id] = progress
-    try:
-        yield
-    finally:
-        with _lock:
-            _listeners.pop(run_id, None)
-
-
 def progress_for(run_id: str) -> Progress | None:
-    with _lock:
-        return _listeners.get(run_id)
+    """Where the research step of run ``run_id`` reports progress (a foreground caller in this process)."""
+    from cristal.durable.runtime import extra
+
+    progress: Progress | None = extra(run_id, PROGRESS)
+    return progress
 
 
 def definition_text(mode: str, lang: str | None, budget: Budget) -> str:
@@ -200,14 +184,8 @@ def resume(db: Database, settings: Settings, principal: Principal, ref: str, *, 
 def _execute(db: Database, settings: Settings, run: Any, checkpoint: str, principal: Principal,
              progress: Progress | None) -> dict[str, Any]:
     from cristal.workflows import service
-    from cristal.workflows.engine import shutdown
 
-    with listening(run.run_id, progress):
-        try:
-            handle = service.start(db, settings, run)
-            _wait(handle)
-        finally:
-            shutdown()
+    service.run_here(db, settings, run, watch=_wait, extras={PROGRESS: progress})
     return _outcome(db, run.run_id, checkpoint, principal)
 
 
@@ -229,27 +207,14 @@ def _wait(handle: Any) -> None:
 def _take_over(db: Database, settings: Settings, run_id: str, checkpoint: str, principal: Principal,
                progress: Progress | None) -> dict[str, Any]:
     """Run here a PENDING run whose process died (what ``cristal worker`` would do)."""
-    from dbos import DBOS
+    import cristal.workflows.engine  # noqa: F401 - registers the DBOS workflow the run resumes in
+    from cristal.durable.runtime import run_here
 
-    from cristal.workflows.engine import dead_executors, launch, shutdown
+    def announce() -> None:
+        if progress is not None:
+            progress("run", f"taking over run {run_id} from a process that stopped")
 
-    with listening(run_id, progress):
-        launch(db, settings, kind="runner")
-        try:
-            status = DBOS.get_workflow_status(run_id)
-            if status is not None and status.status == "PENDING":
-                if status.executor_id not in dead_executors(db):
-                    raise InvalidInput(f"run {run_id} is still running in another process; "
-                                       f"see `cristal workflow status {run_id}`")
-                if progress is not None:
-                    progress("run", f"taking over run {run_id} from a process that stopped")
-                for handle in DBOS._recover_pending_workflows([status.executor_id]):
-                    if handle.get_workflow_id() == run_id:
-                        _wait(handle)
-            elif status is not None and status.status == "ENQUEUED":
-                raise InvalidInput(f"run {run_id} is queued for `cristal worker`; see `cristal workflow status {run_id}`")
-        finally:
-            shutdown()
+    run_here(db, settings, run_id, watch=_wait, extras={PROGRESS: progress}, on_take_over=announce)
     return _outcome(db, run_id, checkpoint, principal)
 
 

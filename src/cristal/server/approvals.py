@@ -22,14 +22,14 @@ class DecisionBody(BaseModel):
 @router.get("/approvals")
 def list_approvals(request: Request, all: bool = Query(False, description="Include decided approvals"),  # `all`: the query parameter's name
                    caller: Caller = Depends(current_caller)) -> dict[str, Any]:
-    from cristal.workflows.approvals import list_approvals as pending
+    from cristal.durable.approvals import list_approvals as pending
 
     items = pending(state_of(request).db, caller.org_slug, caller.email, include_decided=all)
     return {"approvals": [i.as_dict() for i in items]}
 
 
 def _decide(request: Request, caller: Caller, approval_id: str, decision: str, body: DecisionBody | None) -> dict[str, Any]:
-    from cristal.workflows.approvals import decide
+    from cristal.durable.approvals import decide
     db = state_of(request).db
     return decide(db, approval_id, caller.email, decision, comment=body.comment if body else None,
                   org_slug=caller.org_slug).as_dict()

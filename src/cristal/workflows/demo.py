@@ -53,24 +53,23 @@ def run_demo_workflow(db: Database, home: Path, *, threshold: float = 200) -> di
     the approval id and the command that approves it; ``cristal worker`` then finishes the run.
     """
     from cristal.workflows import service
-    from cristal.workflows.engine import shutdown
     from cristal.workflows.spec import load_workflow
 
     enable_sample_checks(home)
     settings = demo_settings(home)
     run = service.create_run(db, load_workflow(SAMPLE, settings=settings), ORG, AS, {"threshold": threshold})
-    try:
-        service.start(db, settings, run)
+
+    def until_approval(_handle: object) -> dict:
         deadline = time.monotonic() + 120
         while True:
             doc = service.run_status(db, run.run_id, AS)
             if doc["status"] in ("waiting", "succeeded", "failed", "rejected", "cancelled"):
-                break
+                return doc
             if time.monotonic() > deadline:
                 raise CristalError(f"demo workflow {run.run_id} did not reach its approval")
             time.sleep(0.05)
-    finally:
-        shutdown()
+
+    doc = service.run_here(db, settings, run, watch=until_approval)
     if doc["status"] == "failed":
         raise CristalError(f"demo workflow {run.run_id} failed: {doc['error']}")
     steps = {step["id"]: step for step in doc["steps"]}

@@ -371,7 +371,7 @@ def requeue_orphans(db: Database, now: datetime | None = None, *, limit: int = 1
     foreground ``cristal workflow run``/``research``/``operate`` that first launches DBOS, so
     they get a longer grace. Child runs (``parent_run_id``) belong to their parent's workflow.
     """
-    from cristal.workflows.engine import shared_client
+    from cristal.durable.runtime import client
     from cristal.workflows.service import retry_seed
 
     now = now or utcnow()
@@ -396,7 +396,7 @@ def requeue_orphans(db: Database, now: datetime | None = None, *, limit: int = 1
         if not rows:
             break
         cursor = (rows[-1].created_at, rows[-1].id)
-        known = {w.workflow_id for w in shared_client(db).list_workflows(workflow_ids=[i for i, _ in found],
+        known = {w.workflow_id for w in client(db).list_workflows(workflow_ids=[i for i, _ in found],
                                                                           load_input=False, load_output=False)}
         for run_id, run in found:
             if run_id not in known:

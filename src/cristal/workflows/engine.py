@@ -1,68 +1,47 @@
-"""The durable engine: workflow files interpreted inside one DBOS Transact workflow.
+"""The workflow interpreter: a workflow file's steps, run inside one DBOS workflow of the durable runtime.
 
-How DBOS is used
-----------------
+How DBOS is used (the runtime itself -- launch, executors, recovery, the run
+store, approvals, limits -- is :mod:`cristal.durable`)
+----------------------------------------------------------------------------
 * One DBOS workflow function, ``cristal_run``, interprets a compiled
   definition (carried in the run's input, so an edited file never changes a
   run under way). The DBOS workflow id *is* the Cristal run id.
-* Every step action (sql, http, python, llm), every approval request/check,
-  and the owner's authorization at the start of a run is a DBOS step
-  (``DBOS.run_step``): its result (or error) is checkpointed, so after a crash
-  the run is replayed and completed steps return their checkpoint instead of
-  running again. A step interrupted mid-way runs again with the *same*
-  idempotency key ``run_id:step_id[:item_index]``.
+* Every step action (sql, http, python, llm, ...), every approval
+  request/check, and the owner's authorization at the start of a run is a DBOS
+  step (``DBOS.run_step``): its result (or error) is checkpointed, so after a
+  crash the run is replayed and completed steps return their checkpoint
+  instead of running again. A step interrupted mid-way runs again with the
+  *same* idempotency key ``run_id:step_id[:item_index]``.
 * ``for_each`` fans out: with ``concurrency: N`` step ids are drawn in order
   with ``DBOS.reserve_step`` (deterministic) and run on N threads.
 * ``workflow`` steps are DBOS child workflows with id ``run_id.step_id[.i]``.
-* Approvals wait in ``DBOS.recv`` (durable, with a timeout), woken by
-  ``DBOSClient.send`` from ``cristal approvals approve``; the approval row in
-  ``workflow_approvals`` is the truth, re-checked after every wake-up.
-* Storage: DBOS's system tables live in PostgreSQL schema ``dbos`` of the same
-  database, or on SQLite in a sibling file ``<name>-dbos.db`` opened through
-  an engine in WAL mode (DBOS's own SQLite engine uses a rollback journal).
-* Each process gets its own DBOS executor id and a heartbeat row in
-  ``workflow_executors``; ``cristal worker`` recovers PENDING runs of executors
-  that are gone (dead pid on this host, or, on any host, no heartbeat for
-  ``STALE_AFTER_SECONDS``). DBOS's recovery re-enqueues such a run and its
-  dequeue admits one runner, so several workers recovering the same dead
-  executor at once still resume each run once.
+* Approvals wait in ``DBOS.recv`` (durable, with a timeout), woken by the
+  message a decision sends; the approval row is the truth, re-checked after
+  every wake-up (:func:`cristal.durable.approvals.await_decision`).
 * Step actions of a kind an organization has limited take a slot first
-  (``limits``), so the limit holds across all workers.
+  (:mod:`cristal.durable.limits`), so the limit holds across all workers.
 """
 
 from __future__ import annotations
 
 import contextvars
 import json
-import os
-import socket
-import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, select, update
-from sqlalchemy.engine import Engine, make_url
+from dbos import DBOS, SetWorkflowID
 
-from cristal.config import Settings
 from cristal.db import Database
-from cristal.db.schema import utcnow
+from cristal.durable import approvals, limits, store
+from cristal.durable.runtime import RUN_WORKFLOW, Runtime, current
+from cristal.durable.schema import WorkflowRun
 from cristal.errors import CristalError, InvalidInput
-from cristal.workflows import limits, store, templates
-from cristal.workflows.schema import WorkflowExecutor, WorkflowRun
+from cristal.workflows import templates
 from cristal.workflows.steps import Meta, StepError, check_size, perform
 
-from dbos import DBOS, DBOSClient, DBOSConfig, SetWorkflowID
-
-APP_NAME = "cristal"
-APP_VERSION = "cristal-workflows-1"
-RUN_QUEUE = "cristal-runs"
-WORKFLOW_NAME = "cristal_run"
-HEARTBEAT_SECONDS = 2.0
-STALE_AFTER_SECONDS = 30.0
+WORKFLOW_NAME = RUN_WORKFLOW
 
 
 class WorkflowFailed(CristalError):
@@ -75,257 +54,28 @@ class _Stop(Exception):
 
 
 # ---------------------------------------------------------------------------
-# Process state: one DBOS instance per process
-
-
-class _State:
-    db: Database | None = None
-    settings: Settings | None = None
-    executor_id: str | None = None
-    kind: str | None = None
-    stop = threading.Event()
-    heartbeat: threading.Thread | None = None
-
-
-STATE = _State()
-
-
-def queue_poll_seconds() -> float:
-    return float(os.environ.get("CRISTAL_WORKER_POLL_SECONDS", "0.2"))
-
-
-def approval_poll_seconds() -> float:
-    return float(os.environ.get("CRISTAL_WORKFLOW_APPROVAL_POLL_SECONDS", "60"))
-
-
-def _sqlite_dbos_path(db: Database) -> Path:
-    database = make_url(db.url).database
-    if not database or database == ":memory:":
-        raise InvalidInput("workflows need a database file or PostgreSQL, not an in-memory SQLite database")
-    path = Path(database).expanduser()
-    return path.with_name(f"{path.stem}-dbos{path.suffix or '.db'}")
-
-
-def _wal_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-    dbapi_connection.isolation_level = "IMMEDIATE"  # as DBOS's own engine: writers serialize up front
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def system_database(db: Database) -> tuple[str, Engine | None]:
-    """DBOS's system database: URL and (for SQLite) a WAL engine."""
-    if db.is_sqlite:
-        path = _sqlite_dbos_path(db)
-        url = f"sqlite:///{path}"
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=20, max_overflow=20)
-        event.listen(engine, "connect", _wal_pragmas)
-        return url, engine
-    return make_url(db.url).render_as_string(hide_password=False), None
-
-
-_MIGRATED: set[str] = set()
-
-
-def migrate_system_database(db: Database) -> None:
-    """Create or upgrade DBOS's system tables (idempotent), so a client can enqueue before any worker ran."""
-    url, engine = system_database(db)
-    if url in _MIGRATED:
-        return
-    if engine is not None:
-        with engine.connect() as conn:  # sets WAL on the file before DBOS touches it
-            conn.exec_driver_sql("select 1")
-        engine.dispose()
-    DBOS.migrate(url, schema="dbos")
-    _MIGRATED.add(url)
-
-
-def dbos_client(db: Database) -> DBOSClient:
-    migrate_system_database(db)
-    url, engine = system_database(db)
-    if engine is not None:
-        return DBOSClient(system_database_url=url, system_database_engine=engine, application_name=APP_NAME)
-    return DBOSClient(system_database_url=url, application_name=APP_NAME)
-
-
-_SHARED: dict[str, DBOSClient] = {}
-_SHARED_LOCK = threading.Lock()
-
-
-def shared_client(db: Database) -> DBOSClient:
-    """One DBOS client per database for the life of the process: an HTTP server enqueues on every
-    call, and a new client (a connection pool, a migration check) costs more than the enqueue."""
-    with _SHARED_LOCK:
-        client = _SHARED.get(db.url)
-        if client is None:
-            client = _SHARED[db.url] = dbos_client(db)
-        return client
-
-
-def launch(db: Database, settings: Settings, *, kind: str = "runner", worker_concurrency: int = 16) -> str:
-    """Start DBOS in this process (once); ``kind="worker"`` also dequeues queued runs."""
-    if STATE.executor_id is not None:
-        return STATE.executor_id
-    STATE.db, STATE.settings, STATE.kind = db, settings, kind
-    executor_id = f"{kind}-{socket.gethostname()[:60]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    url, engine = system_database(db)
-    config: DBOSConfig = {
-        "name": APP_NAME,
-        "system_database_url": url,
-        "application_version": APP_VERSION,
-        "executor_id": executor_id,
-        "log_level": os.environ.get("CRISTAL_DBOS_LOG_LEVEL", "CRITICAL"),
-        "run_admin_server": False,
-        "notification_listener_polling_interval_sec": 0.1,
-    }  # type: ignore[typeddict-unknown-key]
-    if engine is not None:
-        config["system_database_engine"] = engine
-    else:
-        config["dbos_system_schema"] = "dbos"
-    with db.session() as s:
-        s.add(WorkflowExecutor(id=executor_id, kind=kind, host=socket.gethostname()[:255], pid=os.getpid()))
-    try:
-        DBOS(config=config)
-    except TypeError:
-        config.pop("run_admin_server", None)  # type: ignore[misc]
-        DBOS(config=config)
-    DBOS.listen_queues([RUN_QUEUE] if kind == "worker" else [])
-    DBOS.launch()
-    # A worker claims at most ``worker_concurrency`` runs per poll of the queue, so the poll interval
-    # bounds throughput (16 runs per 1 s poll is 16 runs/s); DBOS's 1 s default is too slow for short runs.
-    DBOS.register_queue(RUN_QUEUE, worker_concurrency=worker_concurrency, polling_interval_sec=queue_poll_seconds(),
-                        on_conflict="always_update")
-    STATE.executor_id = executor_id
-    STATE.stop.clear()
-    STATE.heartbeat = threading.Thread(target=_heartbeat, name="cristal-heartbeat", daemon=True)
-    STATE.heartbeat.start()
-    return executor_id
-
-
-def _heartbeat() -> None:
-    while not STATE.stop.wait(HEARTBEAT_SECONDS):
-        try:
-            with STATE.db.session() as s:  # type: ignore[union-attr]
-                s.execute(update(WorkflowExecutor).where(WorkflowExecutor.id == STATE.executor_id).values(last_seen=utcnow()))
-        except Exception:  # noqa: BLE001 - a missed beat is retried
-            pass
-
-
-def shutdown() -> None:
-    """Stop DBOS; runs in flight stay PENDING and a worker takes them over."""
-    if STATE.executor_id is None:
-        return
-    STATE.stop.set()
-    try:
-        DBOS.destroy(workflow_completion_timeout_sec=0)
-        _detach_waiting_threads()
-    finally:
-        try:
-            with STATE.db.session() as s:  # type: ignore[union-attr]
-                s.execute(delete(WorkflowExecutor).where(WorkflowExecutor.id == STATE.executor_id))
-        except Exception:  # noqa: BLE001
-            pass
-        STATE.executor_id = None
-
-
-def _detach_waiting_threads() -> None:
-    """Let the process exit although a run's thread still waits (e.g. in an approval's ``DBOS.recv``).
-
-    DBOS runs workflows on a ``ThreadPoolExecutor`` whose threads the interpreter joins at exit; a
-    thread waiting for an approval would hold the exit for up to the poll interval. Such a run is
-    PENDING in DBOS and this executor's heartbeat row is gone, so a worker resumes it: the thread is
-    dropped from the exit join (it is a daemon thread and ends with the process).
-    """
-    from concurrent.futures import thread as futures_thread
-
-    queues = getattr(futures_thread, "_threads_queues", None)
-    if queues is None:
-        return
-    shutdown_locks = getattr(threading, "_shutdown_locks", None)
-    for worker in list(queues):
-        if worker.name.startswith("dbos-executor") and worker.is_alive():
-            queues.pop(worker, None)
-            lock = getattr(worker, "_tstate_lock", None)
-            if shutdown_locks is not None and lock is not None:
-                with threading._shutdown_locks_lock:  # type: ignore[attr-defined]
-                    shutdown_locks.discard(lock)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def dead_executors(db: Database) -> set[str]:
-    """Executors with PENDING runs that are no longer alive."""
-    pending = DBOS.list_workflows(status=["PENDING"], name=WORKFLOW_NAME, load_input=False, load_output=False)
-    owners = {w.executor_id for w in pending if w.executor_id}
-    host = socket.gethostname()[:255]
-    alive: set[str] = set()
-    stale_before = utcnow() - timedelta(seconds=STALE_AFTER_SECONDS)
-    with db.session() as s:
-        for ex in s.scalars(select(WorkflowExecutor)):
-            if ex.host == host:
-                ok = _pid_alive(ex.pid) and ex.last_seen >= stale_before - timedelta(seconds=STALE_AFTER_SECONDS)
-            else:
-                ok = ex.last_seen >= stale_before
-            if ok:
-                alive.add(ex.id)
-            else:
-                s.delete(ex)
-    return owners - alive - {STATE.executor_id}
-
-
-def recover_dead(db: Database) -> list[str]:
-    """Take over the PENDING runs of executors that died; returns their ids."""
-    dead = sorted(dead_executors(db))
-    if dead:
-        DBOS._recover_pending_workflows(dead)
-    return dead
-
-
-# ---------------------------------------------------------------------------
 # The DBOS workflow
-
-
-def _authorize_run(org_id: int, owner_email: str, name: str, run_id: str) -> None:
-    from cristal.identity.authorize import require
-    from cristal.identity.directory import in_org
-    from cristal.workflows.steps import owner
-
-    with STATE.db.session() as s:  # type: ignore[union-attr]
-        org, principal = owner(s, org_id, owner_email)
-        require(s, principal, "workflow.run", in_org(org, "workflow", name), request_id=run_id)
 
 
 @DBOS.workflow(name=WORKFLOW_NAME, max_recovery_attempts=50)
 def cristal_run(payload: dict[str, Any]) -> dict[str, Any]:
     run_id = DBOS.workflow_id
     assert run_id is not None
-    return Interpreter(run_id, payload).execute()
+    return Interpreter(current(), run_id, payload).execute()
 
 
 class Interpreter:
-    def __init__(self, run_id: str, payload: dict[str, Any]) -> None:
+    """One run of a workflow definition, executed on ``runtime`` (the DBOS runtime of this process)."""
+
+    def __init__(self, runtime: Runtime, run_id: str, payload: dict[str, Any]) -> None:
+        self.runtime = runtime
         self.run_id = run_id
         self.definition = payload["definition"]
         self.org_id = int(payload["org_id"])
         self.owner_email = payload["owner_email"]
         self.seed: dict[str, Any] = payload.get("seed") or {}
-        self.db: Database = STATE.db  # type: ignore[assignment]
-        self.settings: Settings = STATE.settings  # type: ignore[assignment]
+        self.db: Database = runtime.db
+        self.settings = runtime.settings
         self.context: dict[str, Any] = {
             "inputs": payload["inputs"],
             "steps": {},
@@ -337,8 +87,7 @@ class Interpreter:
     def execute(self) -> dict[str, Any]:
         store.set_run_status(self.db, self.run_id, "running")
         try:
-            DBOS.run_step({"name": "authorize-run"}, _authorize_run, self.org_id, self.owner_email,
-                          self.definition["name"], self.run_id)
+            DBOS.run_step({"name": "authorize-run"}, self._authorize_run)
             for position, step in enumerate(self.definition["steps"]):
                 if step["id"] in self.seed:
                     seeded = self.seed[step["id"]]
@@ -363,6 +112,14 @@ class Interpreter:
             raise WorkflowFailed(str(exc)) from None
         store.set_run_status(self.db, self.run_id, "succeeded", result=result)
         return result
+
+    def _authorize_run(self) -> None:
+        from cristal.identity.authorize import require
+        from cristal.identity.directory import in_org
+
+        with self.db.session() as s:
+            org, principal = store.run_owner(s, self.org_id, self.owner_email)
+            require(s, principal, "workflow.run", in_org(org, "workflow", self.definition["name"]), request_id=self.run_id)
 
     def _remember(self, step: dict[str, Any], output: Any, status: str) -> None:
         entry = {"output": output, "status": status}
@@ -413,7 +170,7 @@ class Interpreter:
             return self._child(position, step, spec, item)
         meta = Meta(self.run_id, step["id"], item, self.org_id, self.owner_email, step.get("timeout"))
         try:
-            result = DBOS.run_step({"name": meta.key.removeprefix(self.run_id + ":")}, _action, kind, meta, spec, step.get("retry"))
+            result = DBOS.run_step({"name": meta.key.removeprefix(self.run_id + ":")}, self._action, kind, meta, spec, step.get("retry"))
         except StepError as exc:
             raise self._fail(step, position, f"{exc.message}", -1 if item is None else item) from None
         return result["output"]
@@ -455,9 +212,9 @@ class Interpreter:
         name = meta.key.removeprefix(self.run_id + ":")
         try:
             if reservation is None:
-                result = DBOS.run_step({"name": name}, _action, step["kind"], meta, spec, step.get("retry"))
+                result = DBOS.run_step({"name": name}, self._action, step["kind"], meta, spec, step.get("retry"))
             else:
-                result = reservation.run({"name": name}, _action, step["kind"], meta, spec, step.get("retry"))
+                result = reservation.run({"name": name}, self._action, step["kind"], meta, spec, step.get("retry"))
             output = check_size(f"{step['id']}[{index}]", result["output"])
         except StepError as exc:
             raise self._fail(step, position, f"item {index}: {exc.message}", index) from None
@@ -480,8 +237,8 @@ class Interpreter:
             payload = self._child_payload(spec)
         except InvalidInput as exc:
             raise StepError(str(exc)) from None
-        DBOS.run_step({"name": f"{step['id']}:register" + ("" if item is None else f":{item}")}, _register_child,
-                      child_id, self.run_id, payload)
+        DBOS.run_step({"name": f"{step['id']}:register" + ("" if item is None else f":{item}")}, self._register_child,
+                      child_id, payload)
         with SetWorkflowID(child_id):
             return DBOS.start_workflow(cristal_run, payload)
 
@@ -509,20 +266,14 @@ class Interpreter:
     # -- approvals
 
     def _approval(self, position: int, step: dict[str, Any], spec: dict[str, Any]) -> Any:
-        from cristal.workflows import approvals
-
         sid = step["id"]
-        approval_id = DBOS.run_step({"name": f"{sid}:request"}, approvals.request, self.run_id, sid, self.org_id,
+        approval_id = DBOS.run_step({"name": f"{sid}:request"}, approvals.request, self.db, self.run_id, sid, self.org_id,
                                     self.owner_email, self.definition["name"], spec, step.get("timeout"))
         store.step_waiting(self.db, self.run_id, sid, position)
-        while True:
-            state = DBOS.run_step({"name": f"{sid}:check"}, approvals.check, approval_id)
-            if state["status"] != "pending":
-                break
-            wait = approval_poll_seconds()
-            if state.get("remaining") is not None:
-                wait = max(0.01, min(wait, state["remaining"]))
-            DBOS.recv(topic=approval_id, timeout_seconds=wait)
+        state = approvals.await_decision(
+            lambda: DBOS.run_step({"name": f"{sid}:check"}, approvals.check, self.db, approval_id),
+            lambda seconds: DBOS.recv(topic=approval_id, timeout_seconds=seconds),
+            self.settings.workflow_approval_poll_seconds)
         store.step_resumed(self.db, self.run_id, sid)
         output = {k: state[k] for k in ("approval_id", "decision", "by", "at", "comment")}
         if state["decision"] == "failed":
@@ -535,38 +286,35 @@ class Interpreter:
             raise _Stop(f"approval {approval_id} rejected by {state['by']}")
         return output
 
+    def _register_child(self, child_id: str, payload: dict[str, Any]) -> None:
+        with self.db.session() as s:
+            if s.get(WorkflowRun, child_id) is not None:
+                return
+            parent = s.get(WorkflowRun, self.run_id)
+            s.add(WorkflowRun(id=child_id, org_id=payload["org_id"], owner_user_id=parent.owner_user_id if parent else None,
+                              owner_email=payload["owner_email"], name=payload["definition"]["name"],
+                              file=payload["definition"].get("file", ""), definition=payload["definition"],
+                              inputs=payload["inputs"], status="queued", parent_run_id=self.run_id))
 
-def _register_child(child_id: str, parent_id: str, payload: dict[str, Any]) -> None:
-    with STATE.db.session() as s:  # type: ignore[union-attr]
-        if s.get(WorkflowRun, child_id) is not None:
-            return
-        parent = s.get(WorkflowRun, parent_id)
-        s.add(WorkflowRun(id=child_id, org_id=payload["org_id"], owner_user_id=parent.owner_user_id if parent else None,
-                          owner_email=payload["owner_email"], name=payload["definition"]["name"],
-                          file=payload["definition"].get("file", ""), definition=payload["definition"],
-                          inputs=payload["inputs"], status="queued", parent_run_id=parent_id))
-
-
-def _action(kind: str, meta: Meta, spec: dict[str, Any], retry: dict[str, Any] | None) -> dict[str, Any]:
-    """One step action, retried per the step's ``retry`` (checkpointed by DBOS as a whole)."""
-    attempts = int((retry or {}).get("attempts", 1))
-    delay = float((retry or {}).get("backoff", 1.0))
-    factor = float((retry or {}).get("factor", 2.0))
-    db, settings = STATE.db, STATE.settings
-    for attempt in range(1, attempts + 1):
-        try:
-            # A slot per attempt (not per step): a retry's backoff sleep must not hold one.
-            with limits.slot(db, meta.org_id, kind, meta.key, STATE.executor_id):  # type: ignore[arg-type]
-                output = perform(db, settings, kind, meta, spec)  # type: ignore[arg-type]
-            return {"output": check_size(meta.step_id, output), "attempts": attempt}
-        except StepError as exc:
-            if not exc.retriable or attempt == attempts:
-                raise StepError(exc.message + (f" (after {attempt} attempts)" if attempt > 1 else "")) from None
-        except CristalError as exc:
-            raise StepError(exc.message) from None
-        time.sleep(delay)
-        delay *= factor
-    raise StepError("no attempt made")  # pragma: no cover
+    def _action(self, kind: str, meta: Meta, spec: dict[str, Any], retry: dict[str, Any] | None) -> dict[str, Any]:
+        """One step action, retried per the step's ``retry`` (checkpointed by DBOS as a whole)."""
+        attempts = int((retry or {}).get("attempts", 1))
+        delay = float((retry or {}).get("backoff", 1.0))
+        factor = float((retry or {}).get("factor", 2.0))
+        for attempt in range(1, attempts + 1):
+            try:
+                # A slot per attempt (not per step): a retry's backoff sleep must not hold one.
+                with limits.slot(self.db, meta.org_id, kind, meta.key, self.runtime.executor_id):
+                    output = perform(self.db, self.settings, kind, meta, spec)
+                return {"output": check_size(meta.step_id, output), "attempts": attempt}
+            except StepError as exc:
+                if not exc.retriable or attempt == attempts:
+                    raise StepError(exc.message + (f" (after {attempt} attempts)" if attempt > 1 else "")) from None
+            except CristalError as exc:
+                raise StepError(exc.message) from None
+            time.sleep(delay)
+            delay *= factor
+        raise StepError("no attempt made")  # pragma: no cover
 
 
 def payload_json(payload: dict[str, Any]) -> str:

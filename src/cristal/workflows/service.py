@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select, update
 
 from cristal.config import Settings
 from cristal.db import Database
 from cristal.db.schema import Organization, utcnow
+from cristal.durable.runtime import enqueue as durable_enqueue
+from cristal.durable.runtime import launch, new_client, wait_quietly
+from cristal.durable.runtime import run_here as durable_run_here
+from cristal.durable.schema import WorkflowApproval, WorkflowRun, WorkflowStep
+from cristal.durable.store import TERMINAL
 from cristal.errors import InvalidInput, NotFound
 from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, member, resolve_principal
 from cristal.identity.principal import Principal
-from cristal.workflows.schema import WorkflowApproval, WorkflowRun, WorkflowStep
 from cristal.workflows.spec import Compiled, load_workflow, parse_inputs
-from cristal.workflows.store import TERMINAL
+
+T = TypeVar("T")
 
 
 def new_run_id() -> str:
@@ -61,23 +67,26 @@ def payload_for(definition: dict[str, Any], inputs: dict[str, Any], org_id: int,
 
 
 def start(db: Database, settings: Settings, run: NewRun) -> Any:
-    """Run in this process (DBOS launched here); returns the DBOS handle."""
-    from dbos import DBOS, SetWorkflowID
+    """Start ``run`` in this process (launching the runtime once) and return its DBOS handle; the
+    runtime stays up for more runs until ``cristal.durable.runtime.shutdown()``."""
+    from cristal.workflows.engine import cristal_run
 
-    from cristal.workflows.engine import cristal_run, launch
+    return launch(db, settings).start(cristal_run, run.run_id, run.payload)
 
-    launch(db, settings, kind="runner")
-    with SetWorkflowID(run.run_id):
-        return DBOS.start_workflow(cristal_run, run.payload)
+
+def run_here(db: Database, settings: Settings, run: NewRun, *, watch: Callable[[Any], T] = wait_quietly,  # type: ignore[assignment]  # T is None then
+             extras: dict[str, Any] | None = None) -> T:
+    """Run ``run`` in this process, wait for it with ``watch(handle)``, then stop the runtime
+    (:func:`cristal.durable.runtime.run_here` with the workflow interpreter)."""
+    from cristal.workflows.engine import cristal_run
+
+    return durable_run_here(db, settings, run.run_id, workflow=cristal_run, payload=run.payload, watch=watch,
+                            extras=extras)  # type: ignore[return-value]  # a started run always has a handle
 
 
 def enqueue(db: Database, run: NewRun) -> None:
-    """Queue the run for ``cristal worker``."""
-    from cristal.workflows.engine import APP_VERSION, RUN_QUEUE, WORKFLOW_NAME, shared_client
-
-    # Enqueueing an id DBOS already has is a no-op, so a repeated call never starts a second run.
-    shared_client(db).enqueue({"queue_name": RUN_QUEUE, "workflow_name": WORKFLOW_NAME, "workflow_id": run.run_id,
-                               "app_version": APP_VERSION}, run.payload)
+    """Queue the run for ``cristal worker`` (a repeated call never starts a second run)."""
+    durable_enqueue(db, run.run_id, run.payload)
 
 
 def start_file(db: Database, path: str | Path, org_slug: str, email: str, inputs: dict[str, Any]) -> NewRun:
@@ -191,15 +200,13 @@ def list_runs(db: Database, org_slug: str, email: str, *, limit: int = 50) -> li
 
 
 def cancel_run(db: Database, run_id: str, email: str, *, org_slug: str | None = None) -> dict[str, Any]:
-    from cristal.workflows.engine import dbos_client
-
     with db.session() as s:
         run = _run_or_404(s, run_id)
         _reader(s, run, email, "workflow.cancel", org_slug)
         if run.status in TERMINAL:
             raise InvalidInput(f"run {run_id} is already {run.status}")
-        ids = [run_id] + list(s.scalars(select(WorkflowRun.id).where(WorkflowRun.id.like(run_id + ".%"))))
-    client = dbos_client(db)
+        ids = [run_id, *s.scalars(select(WorkflowRun.id).where(WorkflowRun.id.like(run_id + ".%")))]
+    client = new_client(db)
     try:
         for rid in ids:
             try:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cristal import yamlfile
 from cristal.config import Settings, load_settings
+from cristal.durable.durations import parse_duration
 from cristal.errors import InvalidInput
 from cristal.workflows import templates
 
@@ -31,25 +32,7 @@ NOT_YET: tuple[str, ...] = ()
 COMMON = ("id", "when", "for_each", "concurrency", "retry", "timeout", "name")
 STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 CALL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 MAX_FILE_BYTES = 1024 * 1024
-
-
-def parse_duration(value: Any) -> float:
-    """``"30s"``, ``"5m"``, ``"2h"``, ``"3d"``, ``"1w"``, ``"250ms"`` or a number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"invalid duration {value!r}")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(f"invalid duration {value!r}: use a number with s, m, h, d or w (e.g. 30s, 3d)")
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds <= 0:
-        raise ValueError(f"invalid duration {value!r}: must be positive")
-    return seconds
 
 
 # ---------------------------------------------------------------------------

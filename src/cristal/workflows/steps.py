@@ -25,15 +25,12 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Callable
 
-from sqlalchemy.orm import Session
-
 from cristal.config import Settings
 from cristal.db import Database
-from cristal.db.schema import Organization
+from cristal.durable.store import run_owner as owner  # the run's owner as of now (a removed user fails the step)
 from cristal.errors import AccessDenied, CristalError, NotFound
 from cristal.identity.authorize import require
-from cristal.identity.directory import in_org, resolve_principal
-from cristal.identity.principal import Principal
+from cristal.identity.directory import in_org
 from cristal.identity.resource import Resource
 
 MAX_OUTPUT_BYTES = 1024 * 1024
@@ -90,17 +87,6 @@ def python_refusal(settings: Settings, module: str) -> str | None:
     listed = f"this installation allows {allowed}" if allowed else "this installation allows none"
     return (f"python module {module!r} is not allowed in workflows ({listed}; "
             "an administrator lists modules in CRISTAL_WORKFLOW_PYTHON_MODULES)")
-
-
-def owner(session: Session, org_id: int, email: str) -> tuple[Organization, Principal]:
-    """The run's owner as of now: current groups and role (a removed user fails the step)."""
-    org = session.get(Organization, org_id)
-    if org is None:
-        raise StepError("the run's organization no longer exists")
-    try:
-        return org, resolve_principal(session, org.slug, email)
-    except NotFound as exc:
-        raise StepError(f"the run's owner is gone: {exc}") from None
 
 
 def jsonable(value: Any) -> Any:

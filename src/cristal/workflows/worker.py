@@ -17,21 +17,22 @@ SCAN_SECONDS = 1.0
 def run_worker(db: Database, settings: Settings, *, concurrency: int = 16, note: Callable[[str], None] = lambda _m: None,
                stop: threading.Event | None = None) -> None:
     """Until SIGTERM/SIGINT (or ``stop``): dequeue runs and recover the runs of executors that are gone."""
+    import cristal.workflows.engine  # noqa: F401 - registers the DBOS workflow runs execute, before DBOS launches
+    from cristal.durable.limits import sweep
+    from cristal.durable.runtime import launch, shutdown
     from cristal.workflows.deployments import fire_due, requeue_orphans
-    from cristal.workflows.engine import launch, recover_dead, shutdown
-    from cristal.workflows.limits import sweep
 
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    executor = launch(db, settings, kind="worker", worker_concurrency=concurrency)
-    note(f"worker {executor} started")
+    runtime = launch(db, settings, kind="worker", worker_concurrency=concurrency)
+    note(f"worker {runtime.executor_id} started")
     scans = 0
     try:
         while not stop.is_set():
             try:
-                dead = recover_dead(db)
+                dead = runtime.recover_dead()
                 if dead:
                     note(f"took over the runs of {len(dead)} stopped process(es)")
             except Exception as exc:  # noqa: BLE001 - keep serving; the next scan retries

@@ -16,7 +16,6 @@ nothing about.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cristal.config import secret_from_env
 from cristal.errors import InvalidInput
 from cristal.knowledge.access import parse_rule
 from cristal.knowledge.connectors.base import ScanProblem, ScanScope
@@ -136,7 +136,7 @@ def check_settings(kind: str, model: type[SourceSettings], raw: dict | None) -> 
 
 def from_env(variable: str, what: str) -> str:
     """A credential from the environment; ``MissingCredential`` when it is not set."""
-    value = os.environ.get(variable)
+    value = secret_from_env(variable)
     if not value:
         raise MissingCredential(f"environment variable {variable} ({what}) is not set")
     return value

@@ -1,6 +1,6 @@
 """Per-organization rate and concurrency limits on step kinds, enforced across every worker.
 
-An admin sets, for one organization and one step kind (``llm``, ``http``, ``sql``, ``python``,
+An admin sets, for one organization and one action kind (``llm``, ``http``, ``sql``, ``python``,
 ``research``, ``operate``), a maximum number of actions in flight and/or a maximum number started
 per period (``cristal workflow limits``). Each step action of that kind first takes a *slot*:
 
@@ -33,10 +33,13 @@ from sqlalchemy import delete, func, select, update
 
 from cristal.db import Database
 from cristal.db.schema import utcnow
+from cristal.durable.durations import parse_duration
+from cristal.durable.runtime import STALE_AFTER_SECONDS
+from cristal.durable.schema import WorkflowExecutor, WorkflowLimit, WorkflowStepSlot
+from cristal.durable.store import rows_changed
 from cristal.errors import InvalidInput
 from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, member
-from cristal.workflows.schema import WorkflowExecutor, WorkflowLimit, WorkflowStepSlot
 
 LIMITED_KINDS = ("llm", "http", "sql", "python", "research", "operate")
 CACHE_SECONDS = 2.0
@@ -45,14 +48,19 @@ KEEP_RELEASED = timedelta(minutes=5)
 MIN_PERIOD = 0.001  # a rate window shorter than a millisecond counts nothing: no limit at all
 MAX_PERIOD = 366 * 86400.0
 
-_cache: dict[tuple[str, int, str], tuple[float, bool]] = {}
-_cache_lock = threading.Lock()
+
+
+class _LimitCache:
+    """Whether (organization, kind) has a limit, as read at most ``CACHE_SECONDS`` ago; one per database."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[int, str], tuple[float, bool]] = {}
+        self.lock = threading.Lock()
+
 
 
 def parse_rate(text: str) -> tuple[int, float]:
     """``"10/s"``, ``"600/m"``, ``"5/10s"``, ``"2"`` (per second) → (limit, period seconds)."""
-    from cristal.workflows.spec import parse_duration
-
     raw = str(text).strip()
     count, _, per = raw.partition("/")
     try:
@@ -111,16 +119,17 @@ def list_limits(db: Database, org_slug: str, email: str) -> list[dict[str, Any]]
 
 def _limited(db: Database, org_id: int, kind: str) -> bool:
     """Whether a limit exists (cached briefly: a step of an unlimited kind costs no query)."""
-    key = (db.url, org_id, kind)
+    cache = db.attached("durable.limits", _LimitCache)
+    key = (org_id, kind)
     now = time.monotonic()
-    with _cache_lock:
-        hit = _cache.get(key)
+    with cache.lock:
+        hit = cache.seen.get(key)
     if hit is not None and now - hit[0] < CACHE_SECONDS:
         return hit[1]
     with db.session() as s:
         found = s.get(WorkflowLimit, (org_id, kind)) is not None
-    with _cache_lock:
-        _cache[key] = (now, found)
+    with cache.lock:
+        cache.seen[key] = (now, found)
     return found
 
 
@@ -132,19 +141,17 @@ def _try_take(db: Database, org_id: int, kind: str, executor_id: str, step_key: 
         # the counts below cannot change until this transaction ends.
         touched = s.execute(update(WorkflowLimit).where(WorkflowLimit.org_id == org_id, WorkflowLimit.kind == kind)
                             .values(updated_at=WorkflowLimit.updated_at).execution_options(synchronize_session=False))
-        if touched.rowcount == 0:
+        limit = s.get(WorkflowLimit, (org_id, kind)) if rows_changed(touched) else None
+        if limit is None:
             return -1, 0.0  # the limit was removed meanwhile
-        limit = s.get(WorkflowLimit, (org_id, kind))
         mine = (WorkflowStepSlot.org_id == org_id, WorkflowStepSlot.kind == kind)
         if limit.max_concurrent:
-            from cristal.workflows.engine import STALE_AFTER_SECONDS
-
             fresh = now - timedelta(seconds=STALE_AFTER_SECONDS)
             live = select(WorkflowExecutor.id).where(WorkflowExecutor.last_seen >= fresh)
             in_flight = s.scalar(select(func.count()).select_from(WorkflowStepSlot)
                                  .where(*mine, WorkflowStepSlot.released_at.is_(None),
                                         WorkflowStepSlot.executor_id.in_(live)))
-            if in_flight >= limit.max_concurrent:
+            if (in_flight or 0) >= limit.max_concurrent:
                 return None, -1.0
         if limit.rate_limit and limit.rate_period:
             window = now - timedelta(seconds=limit.rate_period)

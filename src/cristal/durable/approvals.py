@@ -6,11 +6,16 @@ run re-reads the row after every wake-up and on a periodic timeout, so a lost
 message only delays the run. Only the approvers the step names
 (``group:NAME``, ``user:EMAIL``) may decide — an organization admin who is not
 named may not — and groups are read at the moment of the decision.
+
+A run waits for a decision in :func:`await_decision`, the one polling loop: a
+workflow's ``approval`` step sleeps in ``DBOS.recv`` (woken by the decision's
+message), an Operator step with its browser open sleeps plainly.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,12 +25,13 @@ from sqlalchemy import select, update
 from cristal.audit.log import write_audit
 from cristal.db import Database
 from cristal.db.schema import Organization, utcnow
+from cristal.durable.schema import WorkflowApproval
+from cristal.durable.store import rows_changed, run_owner
 from cristal.errors import AccessDenied, InvalidInput, NotFound
 from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, org_by_slug, resolve_principal
 from cristal.identity.principal import Principal
 from cristal.identity.resource import Resource
-from cristal.workflows.schema import WorkflowApproval
 
 ENGINE = Principal.installation("workflow-engine")
 
@@ -72,17 +78,14 @@ def _info(row: WorkflowApproval, principal: Principal | None = None) -> Approval
 # Engine side (called inside DBOS steps)
 
 
-def request(run_id: str, step_id: str, org_id: int, owner_email: str, workflow: str, spec: dict[str, Any],
-            timeout: float | None) -> str:
-    from cristal.workflows.engine import STATE
-    from cristal.workflows.steps import owner
-
-    db: Database = STATE.db  # type: ignore[assignment]
+def request(db: Database, run_id: str, step_id: str, org_id: int, owner_email: str, workflow: str,
+            spec: dict[str, Any], timeout: float | None) -> str:
+    """Record the approval a run's step asks for (idempotent: a replay finds the same row)."""
     approval_id = approval_id_for(run_id, step_id)
     with db.session() as s:
         if s.get(WorkflowApproval, approval_id) is not None:
             return approval_id
-        org, principal = owner(s, org_id, owner_email)
+        org, principal = run_owner(s, org_id, owner_email)
         now = utcnow()
         s.add(WorkflowApproval(
             id=approval_id, run_id=run_id, step_id=step_id, org_id=org_id, owner_email=owner_email, workflow_name=workflow,
@@ -95,19 +98,17 @@ def request(run_id: str, step_id: str, org_id: int, owner_email: str, workflow: 
     return approval_id
 
 
-def check(approval_id: str) -> dict[str, Any]:
+def check(db: Database, approval_id: str) -> dict[str, Any]:
     """The approval's state; a pending one past its deadline takes its ``on_timeout`` path here."""
-    from cristal.workflows.engine import STATE
-
-    db: Database = STATE.db  # type: ignore[assignment]
     with db.session() as s:
         row = s.get(WorkflowApproval, approval_id)
         if row is None:
             return {"status": "cancelled", "decision": "cancelled", "approval_id": approval_id, "by": None, "at": None, "comment": None}
         now = utcnow()
         if row.status == "pending" and row.deadline is not None and now >= row.deadline:
-            changed = s.execute(update(WorkflowApproval).where(WorkflowApproval.id == approval_id, WorkflowApproval.status == "pending")
-                                .values(status="timed_out", decided_by="timeout", decided_at=now)).rowcount
+            changed = rows_changed(s.execute(update(WorkflowApproval).where(WorkflowApproval.id == approval_id,
+                                                                            WorkflowApproval.status == "pending")
+                                             .values(status="timed_out", decided_by="timeout", decided_at=now)))
             if changed:
                 org = s.get(Organization, row.org_id)
                 write_audit(s, principal=ENGINE, action="approval.timeout",
@@ -123,6 +124,18 @@ def check(approval_id: str) -> dict[str, Any]:
             "status": row.status, "decision": decision, "approval_id": approval_id, "by": row.decided_by,
             "at": row.decided_at.isoformat() if row.decided_at else None, "comment": row.comment, "remaining": remaining,
         }
+
+
+def await_decision(check_now: Callable[[], dict[str, Any]], sleep: Callable[[float], object],
+                   poll_seconds: float) -> dict[str, Any]:
+    """Re-check an approval until it is no longer pending; between checks ``sleep`` at most
+    ``poll_seconds``, and never past the approval's deadline."""
+    while True:
+        state = check_now()
+        if state["status"] != "pending":
+            return state
+        remaining = state.get("remaining")
+        sleep(poll_seconds if remaining is None else max(0.01, min(poll_seconds, remaining)))
 
 
 # ---------------------------------------------------------------------------
@@ -157,13 +170,14 @@ def decide(db: Database, approval_id: str, email: str, decision: str, *, comment
         if row is None:
             raise NotFound(f"unknown approval {approval_id!r}")
         org = s.get(Organization, row.org_id)
-        if org_slug is not None and org is not None and org.slug != org_slug:
+        if org is None or (org_slug is not None and org.slug != org_slug):
             raise NotFound(f"unknown approval {approval_id!r}")
         try:
-            principal = resolve_principal(s, org.slug, email)  # type: ignore[union-attr]
+            principal = resolve_principal(s, org.slug, email)
         except NotFound:
             raise NotFound(f"unknown approval {approval_id!r}") from None  # no hint that it exists in another organization
-        resource = Resource(kind="approval", org_id=row.org_id, id=approval_id, acl=tuple(row.approvers), org_slug=org.slug)  # type: ignore[union-attr]
+        resource = Resource(kind="approval", org_id=row.org_id, id=approval_id, acl=tuple(row.approvers),
+                            org_slug=org.slug)
         details = {"decision": decision, "run_id": row.run_id, "step": row.step_id, "comment": comment}
         if not principal.acl_matchers().intersection(row.approvers):
             write_audit(s, principal=principal, action="approval.decide", resource=resource, decision="deny",
@@ -176,21 +190,25 @@ def decide(db: Database, approval_id: str, email: str, decision: str, *, comment
         require(s, principal, "approval.decide", resource, request_id=row.run_id, details=details)
         now = utcnow()
         status = "approved" if decision == "approve" else "rejected"
-        changed = s.execute(update(WorkflowApproval).where(WorkflowApproval.id == approval_id, WorkflowApproval.status == "pending")
-                            .values(status=status, decided_by=principal.name, decided_at=now, comment=comment)).rowcount
+        changed = rows_changed(s.execute(update(WorkflowApproval).where(WorkflowApproval.id == approval_id,
+                                                                        WorkflowApproval.status == "pending")
+                                         .values(status=status, decided_by=principal.name, decided_at=now, comment=comment)))
         if not changed:
             raise InvalidInput(f"approval {approval_id} was decided by someone else a moment ago")
         run_id = row.run_id
     wake(db, run_id, approval_id, status)
     with db.session() as s:
-        return _info(s.get(WorkflowApproval, approval_id), None)  # type: ignore[arg-type]
+        decided = s.get(WorkflowApproval, approval_id)
+        if decided is None:  # the run's organization was removed a moment ago
+            raise NotFound(f"unknown approval {approval_id!r}")
+        return _info(decided, None)
 
 
 def wake(db: Database, run_id: str, approval_id: str, status: str) -> None:
     """Tell the waiting run (best effort: the run also re-checks on its own)."""
-    from cristal.workflows.engine import shared_client
+    from cristal.durable.runtime import client
 
     try:
-        shared_client(db).send(run_id, {"status": status}, topic=approval_id)
+        client(db).send(run_id, {"status": status}, topic=approval_id)
     except Exception:  # noqa: BLE001 - the run's periodic check picks the decision up
         pass

@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, Result, select, update
 from sqlalchemy.exc import IntegrityError
 
 from cristal.db import Database
-from cristal.db.schema import utcnow
-from cristal.workflows.schema import WorkflowRun, WorkflowStep
+from cristal.db.schema import Organization, utcnow
+from cristal.durable.schema import WorkflowRun, WorkflowStep
+from cristal.errors import CristalError, NotFound
+from cristal.identity.directory import resolve_principal
+from cristal.identity.principal import Principal
 
 TERMINAL = ("succeeded", "failed", "rejected", "cancelled")
+
+
+class OwnerGone(CristalError):
+    """The run's organization or owner no longer exists (the step that needed them fails)."""
+
+
+def run_owner(s: Any, org_id: int, email: str) -> tuple[Organization, Principal]:
+    """A run's owner as of now: current groups and role (a removed user fails the step)."""
+    org = s.get(Organization, org_id)
+    if org is None:
+        raise OwnerGone("the run's organization no longer exists")
+    try:
+        return org, resolve_principal(s, org.slug, email)
+    except NotFound as exc:
+        raise OwnerGone(f"the run's owner is gone: {exc}") from None
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE run through a session changed (a compare-and-set's outcome)."""
+    return int(cast("CursorResult[Any]", result).rowcount)
 
 
 def set_run_status(db: Database, run_id: str, status: str, *, error: str | None = None, result: Any = None) -> None:
