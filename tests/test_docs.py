@@ -203,10 +203,10 @@ def env_names_in_source() -> set[str]:
 
 
 def action_kinds() -> dict[str, type]:
-    """Step kind -> the pydantic model of its spec (the fields a workflow file may give it)."""
-    from cristal.workflows.spec import KINDS, SPECS
+    """Action kind -> the pydantic model of its spec (the fields a workflow file may give it), from the registry."""
+    from cristal.actions import build_registry
 
-    return {kind: SPECS[kind] for kind in KINDS}
+    return {action.name: action.spec for action in build_registry()}
 
 
 @cache

@@ -53,7 +53,7 @@ def test_lookup_refuses_internal_answers_unless_allowed() -> None:
 
 
 def test_failed_lookup_is_retriable() -> None:
-    with pytest.raises(NetRefused, match="cannot resolve no-such-host.invalid") as caught:
+    with pytest.raises(NetRefused, match=r"cannot resolve no-such-host\.invalid") as caught:
         resolve_checked("no-such-host.invalid", 80, allow_internal=False)
     assert caught.value.retriable
 

@@ -18,11 +18,12 @@ from cristal.errors import InvalidInput
 from cristal.identity import orgs
 from cristal.models import Gateway
 from cristal.operator import RunConfig, run_operator
+from cristal.operator.action import OperateSpec
 from cristal.operator.workflow import approval_step_id, operate, operator_run_id
 from cristal.sample.webapps import AppState, serve_webapps
 from cristal.sample.webapps.tasks import TASKS_BY_ID
 from cristal.testing.scripted_model import ScriptedModel, tool_call
-from cristal.workflows.spec import OperateSpec, load_workflow
+from cristal.workflows.spec import load_workflow
 from cristal.workflows.steps import Meta, StepError
 from tests.operator.conftest import OPERATOR, model_env, model_settings
 from tests.operator.scripts import act, login_steps

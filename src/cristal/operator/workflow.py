@@ -39,18 +39,20 @@ from typing import Any
 import yaml
 from sqlalchemy import select, update
 
-from cristal.db.schema import AuditRecord, Organization, utcnow
+from cristal.actions import ActionError as StepError
+from cristal.actions.base import StepRef as Meta
 from cristal.config import Settings
 from cristal.db import Database
+from cristal.db.schema import AuditRecord, Organization, utcnow
 from cristal.errors import CristalError, InvalidInput
 from cristal.identity.principal import Principal
+from cristal.operator.action import RECORD_NAME, SECRET_ENV_PREFIX
 from cristal.operator.browser import Timing
 from cristal.operator.record import mark_interrupted
 from cristal.operator.run import ApprovalDecision, Progress, RunConfig, RunResult, run_operator
 from cristal.operator.safety import Secrets
 from cristal.workflows.schema import WorkflowApproval, WorkflowRun, WorkflowStep
-from cristal.workflows.spec import RECORD_NAME, SECRET_ENV_PREFIX, Compiled, load_workflow_text
-from cristal.workflows.steps import Meta, StepError
+from cristal.workflows.spec import Compiled, load_workflow_text
 
 STEP_ID = "operate"
 WORKFLOW_NAME = "operate"

@@ -82,7 +82,7 @@ def claim_checkpoint(store: CheckpointStore, org_id: int, principal_label: str, 
 
 def check_budget(budget: Budget) -> None:
     """The limits a workflow's research step has (see ``ResearchSpec``), as one-line errors about the options."""
-    from cristal.workflows.spec import RESEARCH_MAX_SECONDS, RESEARCH_MAX_TOKENS
+    from cristal.research.action import RESEARCH_MAX_SECONDS, RESEARCH_MAX_TOKENS
 
     if budget.max_tokens > RESEARCH_MAX_TOKENS:
         raise InvalidInput(f"--max-tokens: at most {RESEARCH_MAX_TOKENS} tokens per research run")

@@ -40,13 +40,16 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from dbos import DBOS, DBOSClient, DBOSConfig, SetWorkflowID
 from sqlalchemy import create_engine, delete, event, select, update
 from sqlalchemy.engine import Engine, make_url
 
+from cristal.actions import Registry, build_registry
 from cristal.config import Settings
 from cristal.db import Database
 from cristal.db.schema import utcnow
@@ -54,8 +57,6 @@ from cristal.errors import CristalError, InvalidInput
 from cristal.workflows import limits, store, templates
 from cristal.workflows.schema import WorkflowExecutor, WorkflowRun
 from cristal.workflows.steps import Meta, StepError, check_size, perform
-
-from dbos import DBOS, DBOSClient, DBOSConfig, SetWorkflowID
 
 APP_NAME = "cristal"
 APP_VERSION = "cristal-workflows-1"
@@ -326,6 +327,7 @@ class Interpreter:
         self.seed: dict[str, Any] = payload.get("seed") or {}
         self.db: Database = STATE.db  # type: ignore[assignment]
         self.settings: Settings = STATE.settings  # type: ignore[assignment]
+        self.actions = build_registry()
         self.context: dict[str, Any] = {
             "inputs": payload["inputs"],
             "steps": {},
@@ -413,7 +415,8 @@ class Interpreter:
             return self._child(position, step, spec, item)
         meta = Meta(self.run_id, step["id"], item, self.org_id, self.owner_email, step.get("timeout"))
         try:
-            result = DBOS.run_step({"name": meta.key.removeprefix(self.run_id + ":")}, _action, kind, meta, spec, step.get("retry"))
+            result = DBOS.run_step({"name": meta.key.removeprefix(self.run_id + ":")}, _action, self.actions, kind, meta, spec,
+                                  step.get("retry"))
         except StepError as exc:
             raise self._fail(step, position, f"{exc.message}", -1 if item is None else item) from None
         return result["output"]
@@ -455,9 +458,9 @@ class Interpreter:
         name = meta.key.removeprefix(self.run_id + ":")
         try:
             if reservation is None:
-                result = DBOS.run_step({"name": name}, _action, step["kind"], meta, spec, step.get("retry"))
+                result = DBOS.run_step({"name": name}, _action, self.actions, step["kind"], meta, spec, step.get("retry"))
             else:
-                result = reservation.run({"name": name}, _action, step["kind"], meta, spec, step.get("retry"))
+                result = reservation.run({"name": name}, _action, self.actions, step["kind"], meta, spec, step.get("retry"))
             output = check_size(f"{step['id']}[{index}]", result["output"])
         except StepError as exc:
             raise self._fail(step, position, f"item {index}: {exc.message}", index) from None
@@ -547,17 +550,19 @@ def _register_child(child_id: str, parent_id: str, payload: dict[str, Any]) -> N
                           inputs=payload["inputs"], status="queued", parent_run_id=parent_id))
 
 
-def _action(kind: str, meta: Meta, spec: dict[str, Any], retry: dict[str, Any] | None) -> dict[str, Any]:
+def _action(actions: Registry, kind: str, meta: Meta, spec: dict[str, Any], retry: dict[str, Any] | None) -> dict[str, Any]:
     """One step action, retried per the step's ``retry`` (checkpointed by DBOS as a whole)."""
     attempts = int((retry or {}).get("attempts", 1))
     delay = float((retry or {}).get("backoff", 1.0))
     factor = float((retry or {}).get("factor", 2.0))
     db, settings = STATE.db, STATE.settings
+    action = actions.get(kind)
+    limit = action.limit if action is not None else None
     for attempt in range(1, attempts + 1):
         try:
             # A slot per attempt (not per step): a retry's backoff sleep must not hold one.
-            with limits.slot(db, meta.org_id, kind, meta.key, STATE.executor_id):  # type: ignore[arg-type]
-                output = perform(db, settings, kind, meta, spec)  # type: ignore[arg-type]
+            with limits.slot(db, meta.org_id, limit, meta.key, STATE.executor_id) if limit else nullcontext():  # type: ignore[arg-type]
+                output = perform(actions, db, settings, kind, meta, spec)  # type: ignore[arg-type]
             return {"output": check_size(meta.step_id, output), "attempts": attempt}
         except StepError as exc:
             if not exc.retriable or attempt == attempts:
