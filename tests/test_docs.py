@@ -290,6 +290,18 @@ def test_step_kind_is_documented(kind: str) -> None:
     assert not missing, f"docs/workflows.md, section `{kind}`: fields not documented: {', '.join(missing)}"
 
 
+@pytest.mark.parametrize("kind", sorted(action_kinds()))
+def test_architecture_says_where_each_action_kind_lives(kind: str) -> None:
+    from cristal.actions import build_registry
+
+    module = build_registry()[kind].owner
+    path = "src/" + module.replace(".", "/") + ".py"
+    body = doc_sections("architecture.md")["Action kinds"].body
+    row = next((line for line in body.splitlines() if line.startswith(f"| `{kind}` |")), None)
+    assert row is not None, f"docs/architecture.md, section Action kinds: no table row for `{kind}`"
+    assert f"`{path}`" in row, f"docs/architecture.md, section Action kinds: `{kind}` lives in `{path}`, the row says {row!r}"
+
+
 def test_common_step_fields_are_documented() -> None:
     from cristal.workflows.spec import COMMON
 
