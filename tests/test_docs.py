@@ -153,7 +153,7 @@ def cli_commands() -> dict[str, tuple[list[str], list[str]]]:
     root = typer.main.get_command(cli.app)
     found: dict[str, tuple[list[str], list[str]]] = {}
 
-    def walk(command, path: str) -> None:  # type: ignore[no-untyped-def]
+    def walk(command, path: str) -> None:  # type: ignore[no-untyped-def]  # click commands and groups
         options, arguments = [], []
         for param in command.params:
             if getattr(param, "hidden", False):

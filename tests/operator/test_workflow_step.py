@@ -75,13 +75,14 @@ def test_action_approval_ids_are_unique_per_run_step_item_and_action() -> None:
     def meta(run: str, step: str, item: int | None) -> Meta:
         return Meta(run, step, item, 1, USER, None)
 
-    ids = {approval_step_id(meta(r, s, i), n) for r in ("run_a", "run_b") for s in ("x", "y" * 63) for i in (None, 0, 1) for n in (1, 2)}
-    keys = {(r, approval_step_id(meta(r, s, i), n)) for r in ("run_a", "run_b") for s in ("x", "y" * 63) for i in (None, 0, 1) for n in (1, 2)}
+    cases = [(r, s, i, n) for r in ("run_a", "run_b") for s in ("x", "y" * 63) for i in (None, 0, 1) for n in (1, 2)]
+    ids = {approval_step_id(meta(r, s, i), n) for r, s, i, n in cases}
+    keys = {(r, approval_step_id(meta(r, s, i), n)) for r, s, i, n in cases}
     assert len(keys) == 24 and len(ids) == 12 and all(len(i) <= 63 for i in ids)
     assert operator_run_id(meta("run_a", "x", None)) == operator_run_id(meta("run_a", "x", None)) != operator_run_id(meta("run_a", "x", 0))
 
 
-def test_a_workflow_submits_a_claim_after_two_approvals(ocli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_workflow_submits_a_claim_after_two_approvals(ocli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures, untyped
     task = TASKS_BY_ID["expenses-submit-draft"]
     assert ocli("user", "add", task.as_email, "--org", "acme").code == 0
     script = [act("fill", 'textbox "E-mail address"', text=task.as_email), act("click", 'button "Sign in"'),
@@ -135,7 +136,7 @@ def _spec(site: SiteServer, **fields: Any) -> dict[str, Any]:
     return spec
 
 
-def test_a_step_cannot_read_another_organizations_secret_variable(db, alice, site: SiteServer, tmp_path: Path,  # type: ignore[no-untyped-def]
+def test_a_step_cannot_read_another_organizations_secret_variable(db, alice, site: SiteServer, tmp_path: Path,  # type: ignore[no-untyped-def]  # pytest fixtures, untyped
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     with db.session() as s:
         orgs.create_org(s, OPERATOR, "acme-eu", "Acme EU")
@@ -160,7 +161,7 @@ def test_a_step_cannot_read_another_organizations_secret_variable(db, alice, sit
     assert json.loads(record.read_text())["status"] == "done" and PASSWORD not in record.read_text()
 
 
-def test_a_step_record_is_written_only_in_the_organizations_records_folder(db, alice, site: SiteServer,  # type: ignore[no-untyped-def]
+def test_a_step_record_is_written_only_in_the_organizations_records_folder(db, alice, site: SiteServer,  # type: ignore[no-untyped-def]  # pytest fixtures, untyped
                                                                            tmp_path: Path) -> None:
     home = tmp_path / "home"
     with ScriptedModel([tool_call("done", {"result": "seen"})]) as model:
@@ -177,7 +178,7 @@ def test_a_step_record_is_written_only_in_the_organizations_records_folder(db, a
     assert sorted(p.name for p in tmp_path.rglob("*.json")) == ["claim.json"]
 
 
-def test_a_refused_run_creates_no_record(db, browser, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_refused_run_creates_no_record(db, browser, site: SiteServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures, untyped
     record = tmp_path / "keep" / "existing.json"
     record.parent.mkdir()
     record.write_text("mine", encoding="utf-8")

@@ -19,18 +19,18 @@ Q = "What is the hotel cap in Munich?"
 SPEC: dict[str, Any] = {"question": Q, "mode": "extractive", "lang": None, "max_steps": 30, "max_tokens": 60_000, "max_seconds": 300.0}
 
 
-def _org_id(rdb, slug: str) -> int:  # type: ignore[no-untyped-def]
+def _org_id(rdb, slug: str) -> int:  # type: ignore[no-untyped-def]  # pytest fixtures, untyped
     with rdb.session() as s:
         return org_by_slug(s, slug).id
 
 
-def _squat(store, checkpoint: str, who) -> None:  # type: ignore[no-untyped-def]
+def _squat(store, checkpoint: str, who) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures, untyped
     """What another organization's employee can leave behind under an id: their own notes."""
     intruder = who("eng@empty.example", "empty")
     store.save(checkpoint, Notes("squatted", "en", "extractive", intruder.label, "empty"))
 
 
-def test_a_foreign_checkpoint_does_not_break_another_organizations_run(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]
+def test_a_foreign_checkpoint_does_not_break_another_organizations_run(rdb, who, settings, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures, untyped
     acme = _org_id(rdb, "acme")
     meta = Meta("run_0123456789abcdef", "report", None, acme, "eng@acme.example", None)
     # Every id the run could be expected to use is taken by organization "empty": the id the step used to derive
@@ -51,7 +51,7 @@ def test_a_foreign_checkpoint_does_not_break_another_organizations_run(rdb, who,
     assert again["research_id"] == out["research_id"] and again["report"] == out["report"]
 
 
-def test_checkpoint_ids_differ_between_organizations_and_cannot_be_overwritten(rdb, who, store) -> None:  # type: ignore[no-untyped-def]
+def test_checkpoint_ids_differ_between_organizations_and_cannot_be_overwritten(rdb, who, store) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures, untyped
     acme, empty = _org_id(rdb, "acme"), _org_id(rdb, "empty")
     key = "run_same:step"
     assert checkpoint_for(acme, key) != checkpoint_for(empty, key)
