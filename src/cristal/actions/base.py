@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.orm import Session
 
 from cristal.config import Settings
 from cristal.db import Database
@@ -129,6 +130,7 @@ def is_template(value: Any) -> bool:
 
 
 Run = Callable[[ActionContext, dict[str, Any]], Any]
+Authorize = Callable[[Session, ActionContext, dict[str, Any]], None]
 Check = Callable[[Any, Settings], tuple[str, str] | None]
 
 
@@ -144,6 +146,10 @@ class Action:
     * ``limit``: the kind of per-organization limit it takes a slot of (``cristal workflow limits``), or ``None``;
     * ``run``: does it (``None``: a caller carries it out itself, as the workflow engine does with
       approvals, which wait durably, and sub-workflows, which are child runs);
+    * ``authorize``: for an action whose permission follows from its spec alone, the check that
+      ``ctx.principal`` may run it (``require``, audited), which the caller runs in the session in
+      which it resolved the principal, before ``run`` (one transaction instead of two per call);
+      actions without it authorize inside ``run``;
     * ``check``: validation that needs the installation's settings, after the model's own:
       returns ``(field, message)`` of the first problem, or ``None``;
     * ``fans_out``: whether a workflow step may run it once per item (``for_each``);
@@ -155,6 +161,7 @@ class Action:
     effect: Effect
     description: str
     run: Run | None
+    authorize: Authorize | None = None
     retriable: bool = True
     limit: str | None = None
     check: Check | None = None

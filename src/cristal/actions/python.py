@@ -1,5 +1,7 @@
 """``python``: call a function of a module the installation allows, as the acting person.
 
+The call is authorized as ``workflow.python`` on the function (``authorize``, audited).
+
 Nothing is allowed by default: an installation lists its modules in
 ``workflow_python_modules`` (``CRISTAL_WORKFLOW_PYTHON_MODULES``). The list is
 checked when a workflow is validated (``check``) and again when the call runs,
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field, field_validator
+from sqlalchemy.orm import Session
 
 from cristal.actions.base import Action, ActionContext, ActionError, Spec, with_timeout
 from cristal.config import Settings
@@ -81,10 +84,12 @@ def _import(settings: Settings, call: str) -> Callable[..., Any]:
     return fn  # type: ignore[no-any-return]  # any callable the installation allowed
 
 
+def authorize(session: Session, ctx: ActionContext, spec: dict[str, Any]) -> None:
+    require(session, ctx.principal, "workflow.python", ctx.resource("function", spec["call"]), request_id=ctx.key,
+            details={"workflow_step": ctx.key})
+
+
 def run(ctx: ActionContext, spec: dict[str, Any]) -> Any:
-    with ctx.db.session() as s:
-        require(s, ctx.principal, "workflow.python", ctx.resource("function", spec["call"]), request_id=ctx.key,
-                details={"workflow_step": ctx.key})
     fn = _import(ctx.settings, spec["call"])
     kwargs = dict(spec.get("args") or {})
     params = inspect.signature(fn).parameters
@@ -103,7 +108,7 @@ def run(ctx: ActionContext, spec: dict[str, Any]) -> Any:
 
 
 ACTIONS = (Action(
-    name="python", spec=PythonSpec, effect="write", run=run, limit="python", check=check,
+    name="python", spec=PythonSpec, effect="write", run=run, authorize=authorize, limit="python", check=check,
     description="Call a Python function ('package.module:function') of a module this installation allows, "
                 "with keyword arguments; returns what it returns.",
 ),)

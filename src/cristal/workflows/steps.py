@@ -61,12 +61,11 @@ def owner(session: Session, org_id: int, email: str) -> tuple[Organization, Prin
         raise StepError(f"the run's owner is gone: {exc}") from None
 
 
-def context(db: Database, settings: Settings, meta: Meta) -> ActionContext:
+def context(session: Session, db: Database, settings: Settings, meta: Meta) -> ActionContext:
     """The context an action of this step receives: the owner as of now, the step's key and time limit."""
-    with db.session() as s:
-        org, principal = owner(s, meta.org_id, meta.owner_email)
-        return ActionContext(db=db, settings=settings, principal=principal, org_id=org.id, org=org.slug, run_id=meta.run_id,
-                             step_id=meta.step_id, idempotency_key=meta.key, item_index=meta.item_index, timeout=meta.timeout)
+    org, principal = owner(session, meta.org_id, meta.owner_email)
+    return ActionContext(db=db, settings=settings, principal=principal, org_id=org.id, org=org.slug, run_id=meta.run_id,
+                         step_id=meta.step_id, idempotency_key=meta.key, item_index=meta.item_index, timeout=meta.timeout)
 
 
 def perform(actions: Registry, db: Database, settings: Settings, kind: str, meta: Meta, spec: dict[str, Any]) -> Any:
@@ -74,4 +73,8 @@ def perform(actions: Registry, db: Database, settings: Settings, kind: str, meta
     action = actions.get(kind)
     if action is None or action.run is None:
         raise StepError(f"step kind {kind!r} cannot run here")
-    return action.run(context(db, settings, meta), spec)
+    with db.session() as s:  # the owner and, where the action declares it, its authorization: one transaction
+        ctx = context(s, db, settings, meta)
+        if action.authorize is not None:
+            action.authorize(s, ctx, spec)
+    return action.run(ctx, spec)
