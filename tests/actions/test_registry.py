@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -56,7 +57,7 @@ def test_a_module_without_actions_or_a_second_declaration_is_refused() -> None:
     assert len(build_registry(DEFAULT_ACTIONS)) == len(OWNERS)
 
 
-def test_workflows_accept_exactly_the_kinds_of_their_registry(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_workflows_accept_exactly_the_kinds_of_their_registry(tmp_path: Path) -> None:
     settings = Settings(home=str(tmp_path))
     text = "name: x\nsteps:\n  - id: a\n    http: {url: 'https://example.com/'}\n"
     assert load_workflow_text(text, settings=settings).steps[0]["kind"] == "http"
@@ -77,7 +78,7 @@ def test_actions_describe_themselves_as_tools() -> None:
     assert actions["llm"].tool()["parameters"]["required"] == ["prompt", "schema"]
 
 
-def test_the_context_carries_its_deadline(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_context_carries_its_deadline(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'c.db'}")
     who = Principal(kind="user", name="a@acme.example", org_id=1, org_slug="acme")
     ctx = ActionContext(db=db, settings=Settings(home=str(tmp_path)), principal=who, org_id=1, org="acme",
