@@ -203,10 +203,10 @@ def env_names_in_source() -> set[str]:
 
 
 def action_kinds() -> dict[str, type]:
-    """Step kind -> the pydantic model of its spec (the fields a workflow file may give it)."""
-    from cristal.workflows.spec import KINDS, SPECS
+    """Action kind -> the pydantic model of its spec (the fields a workflow file may give it), from the registry."""
+    from cristal.actions import build_registry
 
-    return {kind: SPECS[kind] for kind in KINDS}
+    return {action.name: action.spec for action in build_registry()}
 
 
 @cache
@@ -288,6 +288,18 @@ def test_step_kind_is_documented(kind: str) -> None:
     fields = [f.alias or name for name, f in model.model_fields.items()]
     missing = [f for f in fields if f"`{f}`" not in section.body]
     assert not missing, f"docs/workflows.md, section `{kind}`: fields not documented: {', '.join(missing)}"
+
+
+@pytest.mark.parametrize("kind", sorted(action_kinds()))
+def test_architecture_says_where_each_action_kind_lives(kind: str) -> None:
+    from cristal.actions import build_registry
+
+    module = build_registry()[kind].owner
+    path = "src/" + module.replace(".", "/") + ".py"
+    body = doc_sections("architecture.md")["Action kinds"].body
+    row = next((line for line in body.splitlines() if line.startswith(f"| `{kind}` |")), None)
+    assert row is not None, f"docs/architecture.md, section Action kinds: no table row for `{kind}`"
+    assert f"`{path}`" in row, f"docs/architecture.md, section Action kinds: `{kind}` lives in `{path}`, the row says {row!r}"
 
 
 def test_common_step_fields_are_documented() -> None:

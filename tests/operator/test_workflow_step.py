@@ -18,11 +18,12 @@ from cristal.errors import InvalidInput
 from cristal.identity import orgs
 from cristal.models import Gateway
 from cristal.operator import RunConfig, run_operator
+from cristal.operator.action import OperateSpec
 from cristal.operator.workflow import approval_step_id, operate, operator_run_id
 from cristal.sample.webapps import AppState, serve_webapps
 from cristal.sample.webapps.tasks import TASKS_BY_ID
 from cristal.testing.scripted_model import ScriptedModel, tool_call
-from cristal.workflows.spec import OperateSpec, load_workflow
+from cristal.workflows.spec import load_workflow
 from cristal.workflows.steps import Meta, StepError
 from tests.operator.conftest import INSTALLATION, model_env, model_settings
 from tests.operator.scripts import act, login_steps
@@ -74,9 +75,9 @@ def test_action_approval_ids_are_unique_per_run_step_item_and_action() -> None:
     def meta(run: str, step: str, item: int | None) -> Meta:
         return Meta(run, step, item, 1, USER, None)
 
-    ids = {approval_step_id(meta(r, s, i), n) for r in ("run_a", "run_b") for s in ("x", "y" * 63) for i in (None, 0, 1) for n in (1, 2)}
-    keys = {(r, approval_step_id(meta(r, s, i), n))
-            for r in ("run_a", "run_b") for s in ("x", "y" * 63) for i in (None, 0, 1) for n in (1, 2)}
+    cases = [(r, s, i, n) for r in ("run_a", "run_b") for s in ("x", "y" * 63) for i in (None, 0, 1) for n in (1, 2)]
+    ids = {approval_step_id(meta(r, s, i), n) for r, s, i, n in cases}
+    keys = {(r, approval_step_id(meta(r, s, i), n)) for r, s, i, n in cases}
     assert len(keys) == 24 and len(ids) == 12 and all(len(i) <= 63 for i in ids)
     assert operator_run_id(meta("run_a", "x", None)) == operator_run_id(meta("run_a", "x", None)) != operator_run_id(meta("run_a", "x", 0))
 

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
+from cristal.actions import build_registry
 from cristal.errors import AccessDenied
 from cristal.identity.directory import org_by_slug
 from cristal.research.durable import checkpoint_for, claim_checkpoint
 from cristal.research.notes import Notes
-from cristal.workflows.steps import Meta, run_research_step
+from cristal.workflows.steps import Meta, perform
 
 Q = "What is the hotel cap in Munich?"
 SPEC: dict[str, Any] = {"question": Q, "mode": "extractive", "lang": None, "max_steps": 30, "max_tokens": 60_000, "max_seconds": 300.0}
@@ -37,7 +38,7 @@ def test_a_foreign_checkpoint_does_not_break_another_organizations_run(rdb, who,
     squatted = {hashlib.sha256(meta.key.encode()).hexdigest()[:12], checkpoint_for(acme, meta.key), "00000000beef"}
     for checkpoint in squatted:
         _squat(store, checkpoint, who)
-    out = run_research_step(rdb, settings, meta, {**SPEC, "checkpoint": "00000000beef"})
+    out = perform(build_registry(), rdb, settings, "research", meta, {**SPEC, "checkpoint": "00000000beef"})
     assert out["status"] == "complete" and "180 EUR" in out["report"]
     assert out["research_id"] not in squatted
     assert store.owner(out["research_id"]) == (acme, "user:eng@acme.example@acme")
@@ -46,7 +47,7 @@ def test_a_foreign_checkpoint_does_not_break_another_organizations_run(rdb, who,
         assert notes.question == "squatted" and result is None
     # The same step run again (a crash, a worker taking over) finds the same notes: the choice is stable.
     assert claim_checkpoint(store, acme, "user:eng@acme.example@acme", meta.key) == out["research_id"]
-    again = run_research_step(rdb, settings, meta, SPEC)
+    again = perform(build_registry(), rdb, settings, "research", meta, SPEC)
     assert again["research_id"] == out["research_id"] and again["report"] == out["report"]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from cristal.actions import build_registry
 from cristal.audit.log import query_audit
 from cristal.config import Settings, load_settings
 from cristal.db import Database
@@ -23,7 +24,7 @@ from cristal.workflows import deployments as D
 from cristal.workflows import service
 from cristal.workflows.schema import WorkflowDeployment, WorkflowLimit, WorkflowRun
 from cristal.workflows.spec import load_workflow_text
-from cristal.workflows.steps import Meta, StepError, run_http
+from cristal.workflows.steps import Meta, StepError, perform
 from tests.workflows.conftest import queued_in_dbos as _queued
 
 BACKENDS = ("sqlite", "postgres")
@@ -108,7 +109,7 @@ def _call(db: Database, url: str, *, allow_private: bool = False) -> Any:
     meta = Meta(run_id="run_test", step_id="fetch", item_index=None, org_id=org_id, owner_email="fin@acme.example",
                 timeout=10)
     settings = Settings(workflow_http_allow_private=allow_private)
-    return run_http(db, settings, meta, {"url": url, "method": "GET"})
+    return perform(build_registry(), db, settings, "http", meta, {"url": url, "method": "GET"})
 
 
 def _set_org_domains(db: Database, domains: list[str] | None) -> None:

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from cristal.actions import build_registry
+from cristal.config import load_settings
 from cristal.db import Database
 from cristal.db.schema import Organization
 from cristal.knowledge import sources
-from cristal.workflows.steps import Meta, StepError, run_sql
+from cristal.workflows.steps import Meta, StepError, perform
 from tests.knowledge.connectors.test_sql_readonly import ATTACK, erp, pg_invoice_ids, pg_url  # noqa: F401  (fixtures)
 from tests.workflows.conftest import wf_cli, write  # noqa: F401  (fixture)
 
@@ -22,7 +24,7 @@ def _step(db: Database, query: str) -> object:
     with db.session() as s:
         org_id = s.scalar(select(Organization.id).where(Organization.slug == "acme"))
     meta = Meta(run_id="run_test", step_id="q", item_index=None, org_id=org_id, owner_email="fin@acme.example", timeout=30)
-    return run_sql(db, meta, {"source": "erp", "query": query, "params": {}, "max_rows": 100})
+    return perform(build_registry(), db, load_settings(), "sql", meta, {"source": "erp", "query": query, "params": {}, "max_rows": 100})
 
 
 @pytest.mark.postgres

@@ -19,7 +19,7 @@ class RunStopped(CristalError):
     exit_code = 1
 
 
-def _progress(quiet: bool):  # type: ignore[no-untyped-def]
+def _progress(quiet: bool):  # type: ignore[no-untyped-def]  # returns a Rich Progress or a null context
     def progress(kind: str, message: str) -> None:
         if kind in ("failed", "diverged", "step_limit", "time_limit", "needs_approval", "approval_timeout"):
             return  # the command's last line says it

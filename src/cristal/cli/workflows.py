@@ -56,7 +56,7 @@ def _finish(handle_doc: dict, json_out: bool) -> None:
         show("run [bold]{}[/] {}", handle_doc["run_id"], status)
 
 
-def _watch(db, run_id: str, email: str, json_out: bool) -> dict:  # type: ignore[no-untyped-def]
+def _watch(db, run_id: str, email: str, json_out: bool) -> dict:  # type: ignore[no-untyped-def]  # db and the result are untyped here
     from cristal.workflows.service import run_status
 
     with progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
@@ -114,7 +114,7 @@ def workflow_run(
         db.dispose()
 
 
-def _run_here(db, cfg, run, as_email: str, json_out: bool) -> None:  # type: ignore[no-untyped-def]
+def _run_here(db, cfg, run, as_email: str, json_out: bool) -> None:  # type: ignore[no-untyped-def]  # db, cfg and run are untyped here
     """Run ``run`` in this process, watching its steps, until it ends or waits for an approval."""
     from cristal.workflows import service
 

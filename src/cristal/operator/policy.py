@@ -2,7 +2,8 @@
 
 ``organizations.operator_allowed_domains`` holds a JSON list of domains
 (``NULL``: no organization-wide limit). Every run's own allow-list is
-intersected with it (``AllowList.org_domains``), so a run can narrow it but
+intersected with it (``AllowList.org_domains`` in ``cristal.net.policy``,
+which also reads the list), so a run can narrow it but
 never widen it. Only organization admins read or change it
 (``operator.policy``, audited); runs read it as part of their own checks.
 """
@@ -12,29 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from cristal.db import Database
-from cristal.db.schema import Organization
 from cristal.errors import InvalidInput
 from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, org_by_slug, resolve_principal
-from cristal.operator.safety import normalise_domain
+from cristal.net.policy import load_org_domains, normalise_domain, org_domains
 
-
-def org_domains(session: Session, org_id: int | None) -> tuple[str, ...] | None:
-    """The organization's list as stored (``None``: no limit)."""
-    if org_id is None:
-        return None
-    org = session.get(Organization, org_id)
-    if org is None or org.operator_allowed_domains is None:
-        return None
-    return tuple(str(d) for d in org.operator_allowed_domains)
-
-
-def load_org_domains(db: Database, org_id: int | None) -> tuple[str, ...] | None:
-    with db.session() as s:
-        return org_domains(s, org_id)
+__all__ = ["domains_policy", "load_org_domains", "org_domains"]
 
 
 def domains_policy(db: Database, org_slug: str, email: str, *, set_domains: Iterable[str] = (), clear: bool = False) -> dict[str, Any]:

@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from cristal.errors import InvalidInput
+
+# A record's file name inside the organization's records folder: no separators, no "..", no hidden files.
+RECORD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*\.json$")
 
 FORMAT = "cristal-operator-trajectory"
 VERSION = 1

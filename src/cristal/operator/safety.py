@@ -1,5 +1,7 @@
 """The rules a run cannot talk its way out of: the domain allow-list, secrets, irreversible actions.
 
+The allow-list itself lives in ``cristal.net.policy`` (shared with ``http`` workflow steps).
+
 All three come from the run's configuration only. Page text reaches the model
 as data; nothing the page says (or the model answers) can add a domain, reveal
 a secret or switch off the approval of an irreversible-looking action.
@@ -11,130 +13,19 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
 from cristal.errors import InvalidInput
+from cristal.net.policy import AllowList, normalise_domain
 
-# ----------------------------------------------------------------------
-# Domains
-
-# Schemes that never leave the browser.
-_LOCAL_SCHEMES = {"data", "blob", "about"}
-_NETWORK_SCHEMES = {"http", "https", "ws", "wss"}
-_DOMAIN = re.compile(r"^(?:\[[0-9a-f:.]+\]|[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?)(?::[0-9]{1,5})?$")
-
-
-def _host_port(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return parts.scheme.lower(), (parts.hostname or "").lower().rstrip("."), port
-
-
-def normalise_domain(entry: str) -> str:
-    """``example.com``, ``intranet.example:8443`` or a URL (only its host and port are kept)."""
-    raw = entry.strip().lower()
-    if "://" in raw:
-        _scheme, host, port = _host_port(raw)
-        raw = f"[{host}]" if ":" in host else host
-        if port is not None:
-            raw += f":{port}"
-    raw = raw.rstrip("/").removeprefix("*.")
-    if not raw or not _DOMAIN.match(raw):
-        raise InvalidInput(f"not a domain for --allow-domain: {entry!r} "
-                           "(use a host name such as intranet.example.com, optionally with :PORT)")
-    return raw
-
-
-@dataclass(frozen=True)
-class AllowList:
-    """Hosts a run may reach. ``example.com`` admits it and its subdomains on any port; ``host:port`` only that port.
-
-    ``org_domains`` is the organization's own list (``None``: no organization-wide
-    limit). A URL must pass both, so the effective list is the intersection of the two.
-    """
-
-    domains: tuple[str, ...]
-    org_domains: tuple[str, ...] | None = None
-
-    @classmethod
-    def build(cls, entries: Iterable[str], start_url: str, org_domains: Iterable[str] | None = None) -> AllowList:
-        domains = tuple(dict.fromkeys(normalise_domain(e) for e in entries))
-        if not domains:  # nothing given: only the start URL's own host and port
-            domains = (normalise_domain(start_url),)
-        return cls(domains, None if org_domains is None else tuple(org_domains))
-
-    def within(self, org_domains: Iterable[str] | None) -> AllowList:
-        """This list limited by an organization's list (``None`` leaves it as it is)."""
-        return AllowList(self.domains, None if org_domains is None else tuple(org_domains))
-
-    def allows(self, url: str) -> bool:
-        return _matches(self.domains, url) and (self.org_domains is None or _matches(self.org_domains, url))
-
-    def outside_org(self) -> list[str]:
-        """Entries of the run's list that the organization's list does not reach at all."""
-        if self.org_domains is None:
-            return []
-        return [d for d in self.domains if not any(_overlap(d, o) for o in self.org_domains)]
-
-    def describe(self) -> str:
-        text = ", ".join(self.domains)
-        if self.org_domains is not None:
-            text += f"; organization: {', '.join(self.org_domains) or 'none'}"
-        return text
-
-
-def _matches(entries: tuple[str, ...], url: str) -> bool:
-    scheme, host, port = _host_port(url)
-    if scheme in _LOCAL_SCHEMES:
-        return True
-    if scheme not in _NETWORK_SCHEMES or not host:
-        return False
-    default = 443 if scheme in ("https", "wss") else 80
-    bracketed = f"[{host}]" if ":" in host else host
-    for entry in entries:
-        name, entry_port = _split(entry)
-        if entry_port is not None and entry_port != (port or default):
-            continue
-        if bracketed == name or (not name.startswith("[") and not _is_ip(name) and bracketed.endswith("." + name)):
-            return True
-    return False
-
-
-def _split(entry: str) -> tuple[str, int | None]:
-    if _has_port(entry):
-        name, _, port = entry.rpartition(":")
-        return name, int(port)
-    return entry, None
-
-
-def _overlap(a: str, b: str) -> bool:
-    """Whether some URL is admitted by both entries (one name within the other, compatible ports)."""
-    (name_a, port_a), (name_b, port_b) = _split(a), _split(b)
-    if port_a is not None and port_b is not None and port_a != port_b:
-        return False
-    if name_a == name_b:
-        return True
-    if _is_ip(name_a) or _is_ip(name_b) or name_a.startswith("[") or name_b.startswith("["):
-        return False
-    return name_a.endswith("." + name_b) or name_b.endswith("." + name_a)
-
-
-def _has_port(entry: str) -> bool:
-    return bool(re.search(r":[0-9]{1,5}$", entry)) and not (entry.startswith("[") and entry.endswith("]"))
-
-
-def _is_ip(name: str) -> bool:
-    return bool(re.fullmatch(r"[0-9.]+", name))
-
+__all__ = ["AllowList", "Secrets", "irreversible_click", "irreversible_key", "irreversible_url", "normalise_domain"]
 
 # ----------------------------------------------------------------------
 # Secrets
 
+# Secret variables of the worker a workflow may read: CRISTAL_SECRET_<ORG>_<NAME> (see cristal.operator.workflow).
+SECRET_ENV_PREFIX = "CRISTAL_SECRET_"
 _SECRET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_]*)\s*\}\}")
 MIN_SECRET_LENGTH = 4

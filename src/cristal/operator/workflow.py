@@ -37,6 +37,8 @@ from typing import Any
 import yaml
 from sqlalchemy import select, update
 
+from cristal.actions import ActionError as StepError
+from cristal.actions.base import StepRef as Meta
 from cristal.config import Settings, secret_from_env
 from cristal.db import Database
 from cristal.db.schema import AuditRecord, Organization, utcnow
@@ -46,11 +48,10 @@ from cristal.durable.schema import WorkflowApproval, WorkflowRun, WorkflowStep
 from cristal.errors import CristalError, InvalidInput
 from cristal.identity.principal import Principal
 from cristal.operator.browser import Timing
-from cristal.operator.record import mark_interrupted
+from cristal.operator.record import RECORD_NAME, mark_interrupted
 from cristal.operator.run import ApprovalDecision, Progress, RunConfig, RunResult, run_operator
-from cristal.operator.safety import Secrets
-from cristal.workflows.spec import RECORD_NAME, SECRET_ENV_PREFIX, Compiled, load_workflow_text
-from cristal.workflows.steps import Meta, StepError
+from cristal.operator.safety import SECRET_ENV_PREFIX, Secrets
+from cristal.workflows.spec import Compiled, load_workflow_text
 
 STEP_ID = "operate"
 WORKFLOW_NAME = "operate"

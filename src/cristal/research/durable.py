@@ -78,7 +78,7 @@ def claim_checkpoint(store: CheckpointStore, org_id: int, principal_label: str, 
 
 def check_budget(budget: Budget) -> None:
     """The limits a workflow's research step has (see ``ResearchSpec``), as one-line errors about the options."""
-    from cristal.workflows.spec import RESEARCH_MAX_SECONDS, RESEARCH_MAX_TOKENS
+    from cristal.research.ceilings import RESEARCH_MAX_SECONDS, RESEARCH_MAX_TOKENS
 
     if budget.max_tokens > RESEARCH_MAX_TOKENS:
         raise InvalidInput(f"--max-tokens: at most {RESEARCH_MAX_TOKENS} tokens per research run")
@@ -135,8 +135,8 @@ def resume(db: Database, settings: Settings, principal: Principal, ref: str, *, 
     partial or failed is continued by a new run on the same notes; a complete
     run is returned as it is.
     """
+    from cristal.durable.schema import WorkflowRun
     from cristal.workflows import service
-    from cristal.workflows.schema import WorkflowRun
     from cristal.workflows.spec import Compiled
 
     store = CheckpointStore(db)

@@ -25,14 +25,15 @@ store, approvals, limits -- is :mod:`cristal.durable`)
 from __future__ import annotations
 
 import contextvars
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
+from cristal.actions import build_registry
 from cristal.db import Database
 from cristal.durable import approvals, limits, store
 from cristal.durable.runtime import RUN_WORKFLOW, Runtime, current
@@ -45,7 +46,7 @@ WORKFLOW_NAME = RUN_WORKFLOW
 
 
 class WorkflowFailed(CristalError):
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self):  # type: ignore[no-untyped-def]  # pickle protocol
         return (WorkflowFailed, (self.message,))
 
 
@@ -76,6 +77,7 @@ class Interpreter:
         self.seed: dict[str, Any] = payload.get("seed") or {}
         self.db: Database = runtime.db
         self.settings = runtime.settings
+        self.actions = build_registry()
         self.context: dict[str, Any] = {
             "inputs": payload["inputs"],
             "steps": {},
@@ -301,11 +303,13 @@ class Interpreter:
         attempts = int((retry or {}).get("attempts", 1))
         delay = float((retry or {}).get("backoff", 1.0))
         factor = float((retry or {}).get("factor", 2.0))
+        action = self.actions.get(kind)
+        limit = action.limit if action is not None else None
         for attempt in range(1, attempts + 1):
             try:
                 # A slot per attempt (not per step): a retry's backoff sleep must not hold one.
-                with limits.slot(self.db, meta.org_id, kind, meta.key, self.runtime.executor_id):
-                    output = perform(self.db, self.settings, kind, meta, spec)
+                with limits.slot(self.db, meta.org_id, limit, meta.key, self.runtime.executor_id) if limit else nullcontext():
+                    output = perform(self.actions, self.db, self.settings, kind, meta, spec)
                 return {"output": check_size(meta.step_id, output), "attempts": attempt}
             except StepError as exc:
                 if not exc.retriable or attempt == attempts:
@@ -316,6 +320,3 @@ class Interpreter:
             delay *= factor
         raise StepError("no attempt made")  # pragma: no cover
 
-
-def payload_json(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, ensure_ascii=False)

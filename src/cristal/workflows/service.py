@@ -22,7 +22,7 @@ from cristal.errors import InvalidInput, NotFound
 from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, member, resolve_principal
 from cristal.identity.principal import Principal
-from cristal.workflows.spec import Compiled, load_workflow, parse_inputs
+from cristal.workflows.spec import Compiled, parse_inputs
 
 T = TypeVar("T")
 
@@ -87,10 +87,6 @@ def run_here(db: Database, settings: Settings, run: NewRun, *, watch: Callable[[
 def enqueue(db: Database, run: NewRun) -> None:
     """Queue the run for ``cristal worker`` (a repeated call never starts a second run)."""
     durable_enqueue(db, run.run_id, run.payload)
-
-
-def start_file(db: Database, path: str | Path, org_slug: str, email: str, inputs: dict[str, Any]) -> NewRun:
-    return create_run(db, load_workflow(path), org_slug, email, inputs)
 
 
 # ---------------------------------------------------------------------------

@@ -6,10 +6,12 @@ a run carries with it, so a later edit of the file never changes a run already
 under way — or raises ``InvalidInput`` with ``FILE:LINE: step 'ID': problem``.
 
 Checked up front: YAML syntax and duplicate keys, unknown fields, step kinds
-(exactly one per step),
+(exactly one per step, from the action registry: ``cristal.actions``), each
+kind's spec against its action's pydantic model and settings-dependent checks
+(the python module allow-list), retries and fan-out the action allows,
 duplicate ids, template syntax, references to unknown or later steps and
 undeclared inputs, ``item`` outside ``for_each``, durations, sub-workflow
-files and cycles between them, approver rules and python call paths.
+files and cycles between them.
 """
 
 from __future__ import annotations
@@ -17,21 +19,24 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 
 from cristal import yamlfile
+from cristal.actions import Registry, Spec, build_registry
+from cristal.actions.fields import approver_rules
 from cristal.config import Settings, load_settings
 from cristal.durable.durations import parse_duration
 from cristal.errors import InvalidInput
 from cristal.workflows import templates
+from cristal.workflows.actions import SubWorkflowSpec
 
-KINDS = ("sql", "http", "python", "llm", "research", "operate", "approval", "workflow")
-NOT_YET: tuple[str, ...] = ()
+__all__ = ["COMMON", "Compiled", "Retry", "Step", "WorkflowFile", "approver_rules", "load_workflow", "load_workflow_text",
+           "parse_cli_inputs", "parse_duration", "parse_inputs"]
+
 COMMON = ("id", "when", "for_each", "concurrency", "retry", "timeout", "name")
 STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
-CALL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 MAX_FILE_BYTES = 1024 * 1024
 
 
@@ -39,11 +44,7 @@ MAX_FILE_BYTES = 1024 * 1024
 # Pydantic models of the format
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class Retry(_Strict):
+class Retry(Spec):
     attempts: int = Field(3, ge=1, le=100)
     backoff: float = 1.0
     factor: float = Field(2.0, ge=1.0, le=10.0)
@@ -54,206 +55,7 @@ class Retry(_Strict):
         return parse_duration(v)
 
 
-class SqlSpec(_Strict):
-    source: str
-    query: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    max_rows: int = Field(10_000, ge=1, le=1_000_000)
-
-    @field_validator("query")
-    @classmethod
-    def _no_templates(cls, v: str) -> str:
-        if templates.is_template(v):
-            raise ValueError("a query cannot contain templates (they would allow SQL injection): use :name placeholders and params")
-        return v
-
-
-class HttpSpec(_Strict):
-    url: str
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
-    headers: dict[str, str] = Field(default_factory=dict)
-    json_body: Any = Field(None, alias="json")
-    body: str | None = None
-    expect: list[int] | None = None
-
-    @field_validator("method", mode="before")
-    @classmethod
-    def _upper(cls, v: Any) -> Any:
-        return v.upper() if isinstance(v, str) else v
-
-
-class PythonSpec(_Strict):
-    call: str
-    args: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("call")
-    @classmethod
-    def _call(cls, v: str) -> str:
-        if not CALL.match(v):
-            raise ValueError(f"invalid call {v!r}: use 'package.module:function'")
-        return v
-
-
-class LlmSpec(_Strict):
-    prompt: str
-    system: str | None = None
-    output_schema: dict[str, Any] = Field(alias="schema")
-    model: str | None = None
-
-
-# The most one research step may spend (`cristal research` enforces the same limits on its options).
-RESEARCH_MAX_TOKENS = 1_000_000
-RESEARCH_MAX_SECONDS = 3600.0
-
-
-class ResearchSpec(_Strict):
-    question: str
-    mode: Literal["auto", "extractive", "llm"] = "auto"
-    lang: Literal["en", "de", "ja"] | None = None
-    max_steps: int = Field(30, ge=1, le=500)
-    max_tokens: int = Field(60_000, ge=1)
-    max_seconds: float = Field(300.0, gt=0)
-    # No ``checkpoint`` field: checkpoint ids are derived from (organization, run, step) by the step itself,
-    # and `cristal research` pins one only programmatically, after validation. Text from outside (the REST
-    # API takes workflow YAML from any employee) must not choose whose notes a step resumes.
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_checkpoint(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "checkpoint" in data:
-            raise ValueError("checkpoint: research checkpoints are chosen by Cristal (per organization, run and step), "
-                             "not by workflow files; remove it")
-        return data
-
-    @field_validator("max_tokens")
-    @classmethod
-    def _tokens_cap(cls, v: int) -> int:
-        # A step spends the organization's model budget on behalf of whoever submitted the file.
-        if v > RESEARCH_MAX_TOKENS:
-            raise ValueError(f"at most {RESEARCH_MAX_TOKENS} tokens per research step, not {v}")
-        return v
-
-    @field_validator("max_seconds")
-    @classmethod
-    def _seconds_cap(cls, v: float) -> float:
-        if v > RESEARCH_MAX_SECONDS:
-            raise ValueError(f"at most {RESEARCH_MAX_SECONDS:g} seconds per research step, not {v:g}")
-        return v
-
-
-def approver_rules(v: list[str]) -> list[str]:
-    """``group:NAME`` / ``user:EMAIL`` rules, normalised (e-mail addresses in lower case)."""
-    out = []
-    for rule in v:
-        rule = rule.strip()
-        kind, _, name = rule.partition(":")
-        if kind not in ("group", "user") or not name:
-            raise ValueError(f"invalid approver {rule!r}: use group:NAME or user:EMAIL")
-        out.append(f"{kind}:{name.lower() if kind == 'user' else name}")
-    return out
-
-
-# Secret variables of the worker a workflow may read: CRISTAL_SECRET_<ORG>_<NAME> (see cristal.operator.workflow).
-SECRET_ENV_PREFIX = "CRISTAL_SECRET_"
-SECRET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")  # the placeholder the model writes, {{NAME}}
-SECRET_VAR = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,199}$")
-# A record's file name inside the organization's records folder: no separators, no "..", no hidden files.
-RECORD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*\.json$")
-
-
-class OperateSpec(_Strict):
-    """An Operator task in a real browser (see ``cristal.operator.workflow``).
-
-    ``secrets`` names the organization's secrets, read from environment variables of the
-    executing process named ``CRISTAL_SECRET_<ORG>_<NAME>`` (``[PASSWORD]`` reads
-    ``CRISTAL_SECRET_ACME_PASSWORD`` in organization ``acme``; ``{PASSWORD: CRISTAL_SECRET_ACME_ERP}``
-    gives the model a different placeholder), so no secret value is ever stored with the run and
-    a workflow file can never name another variable of the worker (its LLM key, say). The
-    organization part is checked when the step runs. ``record`` is a plain file name ending in
-    ``.json`` (or ``true``): the record is written under ``$CRISTAL_HOME/records/<org>/``.
-    ``approvers`` decide irreversible-looking actions (default: the run's owner); an action
-    waits at most ``approval_timeout``.
-    """
-
-    task: str = Field(min_length=1)
-    start_url: str = Field(min_length=1)
-    allow_domains: list[str] = Field(default_factory=list)
-    secrets: list[str] | dict[str, str] = Field(default_factory=list)
-    max_steps: int = Field(30, ge=1, le=1000)
-    max_seconds: float = Field(300.0, gt=0, le=86_400)
-    model: str | None = None
-    approvers: list[str] = Field(default_factory=list)
-    approval_timeout: float = Field(3600.0, gt=0, le=30 * 86_400)
-    allow_irreversible: bool = False
-    record: bool | str | None = None
-    screenshots: bool = False
-    vision: bool = False
-
-    @field_validator("max_seconds", "approval_timeout", mode="before")
-    @classmethod
-    def _durations(cls, v: Any) -> float:
-        return parse_duration(v)
-
-    @field_validator("secrets")
-    @classmethod
-    def _secret_names(cls, v: list[str] | dict[str, str]) -> list[str] | dict[str, str]:
-        # Only the organization's own secret variables: the org part is checked at run time (see operator.workflow).
-        for name in v:
-            if not SECRET_NAME.match(name):
-                raise ValueError(f"invalid secret name {name!r}: use letters, digits and _ (for example PASSWORD)")
-        if isinstance(v, dict):
-            for name, env in v.items():
-                if not env.startswith(SECRET_ENV_PREFIX) or not SECRET_VAR.match(env):
-                    raise ValueError(f"secret {name}: {env!r} is not a secret variable; the organization's secrets are "
-                                     f"environment variables named {SECRET_ENV_PREFIX}<ORG>_<NAME>")
-        return v
-
-    @field_validator("record")
-    @classmethod
-    def _record_name(cls, v: bool | str | None) -> bool | str | None:
-        # A file name only: records of workflow steps live under $CRISTAL_HOME/records/<org>/ (templates are checked when rendered).
-        if isinstance(v, str) and not templates.is_template(v) and not RECORD_NAME.match(v):
-            raise ValueError(f"invalid record {v!r}: give a plain file name ending in .json (no folders), or true; "
-                             "records are kept in $CRISTAL_HOME/records/<org>/")
-        return v or None
-
-    @field_validator("approvers")
-    @classmethod
-    def _rules(cls, v: list[str]) -> list[str]:
-        return approver_rules(v)
-
-
-class ApprovalSpec(_Strict):
-    approvers: list[str] = Field(min_length=1)
-    message: str = ""
-    on_timeout: Literal["reject", "approve", "fail"] = "fail"
-    on_reject: Literal["stop", "continue"] = "stop"
-
-    @field_validator("approvers")
-    @classmethod
-    def _rules(cls, v: list[str]) -> list[str]:
-        return approver_rules(v)
-
-
-class SubWorkflowSpec(_Strict):
-    file: str
-    inputs: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("file")
-    @classmethod
-    def _literal(cls, v: str) -> str:
-        if templates.is_template(v):
-            raise ValueError("the sub-workflow file must be a literal path (it is checked before the run starts)")
-        return v
-
-
-SPECS: dict[str, type[BaseModel]] = {
-    "sql": SqlSpec, "http": HttpSpec, "python": PythonSpec, "llm": LlmSpec, "research": ResearchSpec,
-    "operate": OperateSpec, "approval": ApprovalSpec, "workflow": SubWorkflowSpec,
-}
-
-
-class Step(_Strict):
+class Step(Spec):
     id: str
     name: str | None = None
     when: Any = None
@@ -270,7 +72,7 @@ class Step(_Strict):
         return None if v is None else parse_duration(v)
 
 
-class WorkflowFile(_Strict):
+class WorkflowFile(Spec):
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
     inputs: dict[str, Any] = Field(default_factory=dict)
@@ -304,15 +106,17 @@ class Compiled:
 
     @property
     def name(self) -> str:
-        return self.definition["name"]
+        return str(self.definition["name"])
 
     @property
     def steps(self) -> list[dict[str, Any]]:
-        return self.definition["steps"]
+        steps: list[dict[str, Any]] = self.definition["steps"]
+        return steps
 
     @property
     def inputs(self) -> dict[str, Any]:
-        return self.definition["inputs"]
+        inputs: dict[str, Any] = self.definition["inputs"]
+        return inputs
 
 
 class _Checker:
@@ -339,25 +143,38 @@ class _Checker:
         return self.fail(prefix + loc, message, step)
 
 
-def load_workflow(path: str | Path, *, settings: Settings | None = None, _stack: tuple[Path, ...] = ()) -> Compiled:
-    """Read and validate a workflow file and its sub-workflows (against ``settings``: default, this process's)."""
+def load_workflow(path: str | Path, *, settings: Settings | None = None, actions: Registry | None = None,
+                  _stack: tuple[Path, ...] = ()) -> Compiled:
+    """Read and validate a workflow file and its sub-workflows.
+
+    Against ``settings`` and the action kinds of ``actions`` (defaults: this
+    process's settings, the default registry).
+    """
     path = Path(path).expanduser().resolve()
     if path in _stack:
         chain = " -> ".join(p.name for p in (*_stack, path))
         raise InvalidInput(f"{_stack[-1]}: cycle in sub-workflows: {chain}")
-    return _compile(path, read_yaml(path), _stack, allow_files=True, settings=settings or load_settings())
+    return _compile(path, read_yaml(path), _stack, allow_files=True, settings=settings or load_settings(),
+                    actions=actions or build_registry())
 
 
-def load_workflow_text(text: str | bytes, *, origin: str = "<workflow>", settings: Settings | None = None) -> Compiled:
+def load_workflow_text(text: str | bytes, *, origin: str = "<workflow>", settings: Settings | None = None,
+                       actions: Registry | None = None) -> Compiled:
     """Validate a workflow given as text (an API call, a stored definition).
 
     Sub-workflow steps name files on the server's disk, so they are refused
     here: text from outside must not make the server read files.
     """
-    return _compile(Path(origin), parse_yaml(text, origin), (), allow_files=False, settings=settings or load_settings())
+    return _compile(Path(origin), parse_yaml(text, origin), (), allow_files=False, settings=settings or load_settings(),
+                    actions=actions or build_registry())
 
 
-def _compile(path: Path, root: Any, _stack: tuple[Path, ...], *, allow_files: bool, settings: Settings) -> Compiled:
+def _article(kind: str) -> str:
+    return "an" if kind[:1] in "aeiou" else "a"
+
+
+def _compile(path: Path, root: Any, _stack: tuple[Path, ...], *, allow_files: bool, settings: Settings,
+             actions: Registry) -> Compiled:
     checker = _Checker(path, root)
     if not isinstance(root, dict):
         raise InvalidInput(f"{path}:1: a workflow file is a mapping with name, inputs and steps")
@@ -371,7 +188,7 @@ def _compile(path: Path, root: Any, _stack: tuple[Path, ...], *, allow_files: bo
 
     seen: dict[str, int] = {}
     steps: list[dict[str, Any]] = []
-    all_ids = {raw.get("id") for raw in root["steps"] if isinstance(raw, dict) and isinstance(raw.get("id"), str)}
+    all_ids = {str(raw["id"]) for raw in root["steps"] if isinstance(raw, dict) and isinstance(raw.get("id"), str)}
     for index, raw in enumerate(root["steps"]):
         loc = ("steps", index)
         if not isinstance(raw, dict):
@@ -384,17 +201,15 @@ def _compile(path: Path, root: Any, _stack: tuple[Path, ...], *, allow_files: bo
         if step_id in seen:
             raise checker.fail((*loc, "id"), f"duplicate step id (first used on line {seen[step_id]})", step_id)
         seen[step_id] = yamlfile.line_at(root, loc)
-        for kind in NOT_YET:
-            if kind in raw:
-                raise checker.fail((*loc, kind), f"step kind {kind!r} is not available yet in workflows", step_id)
-        kinds = [k for k in raw if k in KINDS]
+        kinds = [k for k in raw if k in actions]
         if not kinds:
             unknown = [k for k in raw if k not in COMMON]
             hint = f" (unknown kind {unknown[0]!r})" if unknown else ""
-            raise checker.fail(loc, f"no step kind{hint}: give exactly one of {', '.join(KINDS)}", step_id)
+            raise checker.fail(loc, f"no step kind{hint}: give exactly one of {', '.join(actions.names)}", step_id)
         if len(kinds) > 1:
             raise checker.fail((*loc, kinds[1]), f"two kinds in one step ({', '.join(kinds)}): give exactly one", step_id)
         kind = kinds[0]
+        action = actions[kind]
         extra = [k for k in raw if k not in COMMON and k != kind]
         if extra:
             raise checker.fail((*loc, extra[0]), f"unknown field {extra[0]!r}", step_id)
@@ -402,7 +217,7 @@ def _compile(path: Path, root: Any, _stack: tuple[Path, ...], *, allow_files: bo
         if not isinstance(body, dict):
             raise checker.fail((*loc, kind), f"{kind}: expected a mapping", step_id)
         try:
-            spec = SPECS[kind].model_validate(yamlfile.plain(body))
+            spec = action.spec.model_validate(yamlfile.plain(body))
         except ValidationError as exc:
             raise checker.pydantic(exc, (*loc, kind), step_id) from None
         common = {k: yamlfile.plain(raw[k]) for k in COMMON if k in raw and k != "id"}
@@ -412,37 +227,34 @@ def _compile(path: Path, root: Any, _stack: tuple[Path, ...], *, allow_files: bo
             raise checker.pydantic(exc, loc, step_id) from None
         if step.concurrency > 1 and step.for_each is None:
             raise checker.fail((*loc, "concurrency"), "concurrency needs for_each", step_id)
-        if kind == "approval" and step.for_each is not None:
-            raise checker.fail((*loc, "for_each"), "an approval step cannot fan out", step_id)
-        if kind == "approval" and step.retry is not None:
-            raise checker.fail((*loc, "retry"), "an approval step cannot be retried", step_id)
-        if kind == "operate" and step.retry is not None:  # a browser session cannot be resumed; a retry would redo actions
-            raise checker.fail((*loc, "retry"), "an operate step cannot be retried (it would repeat its actions)", step_id)
-        if kind == "python":
-            module = spec.call.partition(":")[0]  # type: ignore[attr-defined]
-            from cristal.workflows.steps import python_refusal
-
-            refusal = python_refusal(settings, module)
-            if refusal is not None:
-                raise checker.fail((*loc, kind, "call"), refusal, step_id)
+        if not action.fans_out and step.for_each is not None:
+            raise checker.fail((*loc, "for_each"), f"{_article(kind)} {kind} step cannot fan out", step_id)
+        if not action.retriable and step.retry is not None:
+            reason = f" ({action.no_retry_reason})" if action.no_retry_reason else ""
+            raise checker.fail((*loc, "retry"), f"{_article(kind)} {kind} step cannot be retried{reason}", step_id)
+        problem = action.check(spec, settings) if action.check is not None else None
+        if problem is not None:  # e.g. a python module the installation does not allow
+            field, message = problem
+            raise checker.fail((*loc, kind, field), message, step_id)
         earlier = [s["id"] for s in steps]
         _check_templates(checker, wf, raw, loc, step, earlier, all_ids - set(earlier) - {step_id}, steps)
         compiled = step.model_dump()
-        if kind == "workflow":
+        if kind == "workflow":  # the engine's own kind: the child file is compiled into the definition now
+            assert isinstance(spec, SubWorkflowSpec)
             if not allow_files:
                 raise checker.fail((*loc, kind), "sub-workflow steps need a workflow file on disk, not text", step_id)
-            child_path = (path.parent / spec.file).resolve()  # type: ignore[attr-defined]
+            child_path = (path.parent / spec.file).resolve()
             try:
-                child = load_workflow(child_path, settings=settings, _stack=(*_stack, path))
+                child = load_workflow(child_path, settings=settings, actions=actions, _stack=(*_stack, path))
             except InvalidInput as exc:
                 if "cycle in sub-workflows" in str(exc) or not child_path.exists():
                     raise checker.fail((*loc, kind, "file"), str(exc).split(": ", 1)[1] if child_path.exists() else
-                                       f"sub-workflow file {spec.file!r} not found", step_id) from None  # type: ignore[attr-defined]
+                                       f"sub-workflow file {spec.file!r} not found", step_id) from None
                 raise
-            for key in spec.inputs:  # type: ignore[attr-defined]
+            for key in spec.inputs:
                 if key not in child.inputs:
                     raise checker.fail((*loc, kind, "inputs", key), f"sub-workflow {child.name!r} has no input {key!r}", step_id)
-            missing = [k for k, v in child.inputs.items() if v is None and k not in spec.inputs]  # type: ignore[attr-defined]
+            missing = [k for k, v in child.inputs.items() if v is None and k not in spec.inputs]
             if missing:
                 raise checker.fail((*loc, kind), f"sub-workflow {child.name!r} needs input {missing[0]!r}", step_id)
             compiled["spec"]["definition"] = child.definition

@@ -44,6 +44,8 @@ from jinja2.exceptions import TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
+from cristal.actions.base import is_template
+
 ROOT_NAMES = ("inputs", "steps", "item", "run")
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
@@ -253,7 +255,7 @@ def _guarded_filter(name: str, original: Any) -> Any:
             _check_width("slice", args[0] if args else kwargs.get("slices", 1))
         elif name == "tojson":
             indent = args[0] if args else kwargs.get("indent")
-            if _int(indent) and indent > 16:
+            if isinstance(indent, int) and _int(indent) and indent > 16:
                 raise _Refused(f"tojson indent {indent} (at most 16)")
         elif name == "join":
             items = list(value)
@@ -295,7 +297,7 @@ class _Environment(ImmutableSandboxedEnvironment):
         _binop_checks(operator, left, right)
         return _checked(super().call_binop(context, operator, left, right))
 
-    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]  # the sandbox call hook takes a positional-only object
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         _budget(context).tick()
         args = _str_method_checks(obj, args, kwargs)
         return _checked(super().call(context, obj, *args, **kwargs))
@@ -306,7 +308,8 @@ class _Environment(ImmutableSandboxedEnvironment):
             _check_format_string(value.__self__)
         return wrapped
 
-    def concat(self, context: Context, parts: tuple[Any, ...]) -> str:
+    # Not Jinja2's concat: the code generator above emits ``environment.concat(context, (...))`` so that output is counted.
+    def concat(self, context: Context, parts: tuple[Any, ...]) -> str:  # type: ignore[override]  # see the comment above
         budget = _budget(context)
         budget.tick()
         texts = [p if isinstance(p, str) else str(p) for p in parts]
@@ -315,10 +318,6 @@ class _Environment(ImmutableSandboxedEnvironment):
 
 
 ENV = _Environment()
-
-
-def is_template(value: Any) -> bool:
-    return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
 def _single_expression(text: str) -> str | None:
@@ -372,8 +371,10 @@ def references(tree: nodes.Template) -> tuple[set[str], set[tuple[str, str | Non
 
     parents: dict[int, nodes.Node] = {}
     for parent in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(parent, (nodes.Getattr, nodes.Getitem))  # what find_all was asked for (typed as Node)
         parents[id(parent.node)] = parent
     for access in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(access, (nodes.Getattr, nodes.Getitem))
         base = access.node
         if isinstance(base, nodes.Name) and base.name in ("steps", "inputs") and base.name not in assigned:
             key = key_of(access)
