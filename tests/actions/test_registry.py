@@ -35,7 +35,7 @@ def test_every_kind_is_declared_by_its_own_layer() -> None:
 
 
 def test_the_limit_kinds_are_the_ones_an_admin_can_limit() -> None:
-    from cristal.workflows.limits import LIMITED_KINDS
+    from cristal.durable.limits import LIMITED_KINDS
 
     limited = {a.limit for a in build_registry() if a.limit is not None}
     assert limited == set(LIMITED_KINDS)

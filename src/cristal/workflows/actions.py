@@ -1,7 +1,7 @@
 """The two action kinds the workflow engine carries out itself: ``approval`` and ``workflow`` (a sub-workflow).
 
 They have no ``run``: an approval waits durably for people (``DBOS.recv``,
-``cristal.workflows.approvals``) and a sub-workflow is a child run, both
+``cristal.durable.approvals``) and a sub-workflow is a child run, both
 handled by ``cristal.workflows.engine``. Declaring them here gives them the
 same validation, documentation and registry entry as every other kind.
 """
