@@ -22,7 +22,6 @@ import argparse
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from output import results_path, write_json  # benchmarks/output.py: run as a script, this folder is on sys.path
+from baseline import checked_out  # benchmarks/baseline.py: run as a script, this folder is on sys.path
+from output import results_path, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "f606038de03fa9fcb5c7061fcefb6cc2aa377874"
@@ -114,26 +114,6 @@ def measure(envs: dict[str, dict[str, str]], runs: int) -> dict[str, dict[str, d
     return trees
 
 
-def _baseline_tree(commit: str, where: Path) -> Path | None:
-    """A checkout of ``commit`` in ``where`` (``git worktree add``), or ``None`` with the reason printed."""
-    if shutil.which("git") is None:
-        print(f"baseline skipped: git is not installed, so {commit[:7]} cannot be checked out", file=sys.stderr)
-        return None
-    if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--git-dir"], capture_output=True).returncode != 0:
-        print(f"baseline skipped: {ROOT} is not a git checkout, so {commit[:7]} cannot be checked out", file=sys.stderr)
-        return None
-    known = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True)
-    if known.returncode != 0:
-        print(f"baseline skipped: commit {commit[:7]} is not in this clone's history (a shallow clone or an export?)",
-              file=sys.stderr)
-        return None
-    added = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), commit], capture_output=True, text=True)
-    if added.returncode != 0:
-        print(f"baseline skipped: git worktree add failed: {added.stderr.strip()}", file=sys.stderr)
-        return None
-    return where
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="measured runs per command (the median is reported)")
@@ -150,16 +130,12 @@ def main() -> None:
         work = Path(tmp)
         docs = _documents(work / "docs")
         envs = {"this tree": _env(ROOT / "src", work / "current")}
-        checkout = None if args.no_baseline else _baseline_tree(args.baseline, work / "baseline-src")
-        try:
+        with checked_out(None if args.no_baseline else args.baseline, work / "baseline-src") as checkout:
             if checkout is not None:
                 envs[f"baseline {args.baseline[:7]}"] = _env(checkout / "src", work / "baseline")
             for env in envs.values():
                 _workspace(env, docs)  # each tree's own CLI sets up its own workspace
             trees = measure(envs, args.runs)
-        finally:
-            if checkout is not None:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(checkout)], capture_output=True)
     results["trees"] = trees
     results["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
 

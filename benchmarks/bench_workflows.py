@@ -1,6 +1,6 @@
 """Workflow engine benchmarks: per-step checkpoint overhead, Cristal vs raw DBOS underneath.
 
-    .venv/bin/python benchmarks/bench_workflows.py [--steps 200] [--runs 20] [--postgres]
+    .venv/bin/python benchmarks/bench_workflows.py [--steps 200] [--runs 20] [--postgres] [--baseline COMMIT] [--repeat 5]
 
 Each measurement runs in a fresh subprocess (DBOS is one instance per process):
 
@@ -9,6 +9,8 @@ Each measurement runs in a fresh subprocess (DBOS is one instance per process):
 * ``raw-dbos-wal``: the same with the WAL engine Cristal hands DBOS;
 * ``cristal``: a Cristal workflow file of N python steps (authorization, audit record and
   step rows included), on SQLite (WAL) — and on PostgreSQL with ``--postgres``;
+* ``per_step_before_after_sqlite``: the ``cristal`` figure for this tree and for ``--baseline``
+  (checked out beside it), taking turns ``--repeat`` times, medians side by side;
 * ``cristal-runs``: workflows/s for small 3-step runs executed one after another;
 * ``approval_wakeup``: an approver decides → the run's next step starts (p50/p95), with one
   ``cristal worker`` running, on SQLite and (with ``--postgres``) PostgreSQL;
@@ -26,6 +28,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +36,11 @@ import textwrap
 import time
 from pathlib import Path
 
-from output import read_json, results_path, write_json  # benchmarks/output.py: run as a script, this folder is on sys.path
+from baseline import ROOT, checked_out  # benchmarks/baseline.py: run as a script, this folder is on sys.path
+from output import read_json, results_path, write_json
+
+# The last commit before the durable runtime and the action registry (issue 17): the "before" of --baseline.
+BASELINE = "1950f84"
 
 RAW = textwrap.dedent("""
     import sys, time
@@ -66,11 +73,14 @@ CRISTAL = textwrap.dedent("""
     from cristal.identity import orgs, users
     from cristal.identity.principal import Principal
     from cristal.workflows import service
-    from cristal.durable.runtime import shutdown
     from cristal.workflows.spec import load_workflow
+    try:
+        from cristal.durable.runtime import shutdown
+    except ImportError:  # a baseline commit from before the durable runtime (--baseline)
+        from cristal.workflows.engine import shutdown
     url, folder, n, runs = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     db = Database(url); db.upgrade()
-    op = Principal.installation("bench")
+    op = Principal.installation("bench") if hasattr(Principal, "installation") else Principal.operator("bench")
     with db.session() as s:
         orgs.create_org(s, op, "bench", "Bench"); users.add_user(s, op, "bench", "b@bench.example")
     step = '  - id: s{i}\\n    python: {{call: "cristal.sample.checks:double", args: {{x: {i}}}}}\\n'
@@ -90,8 +100,10 @@ CRISTAL = textwrap.dedent("""
 """)
 
 
-def _run(code: str, *args: str) -> str:
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=1800)
+def _run(code: str, *args: str, src: Path | None = None) -> str:
+    """The last line ``code`` prints, run in a fresh interpreter (on the code in ``src`` when given)."""
+    env = None if src is None else {**os.environ, "PYTHONPATH": str(src)}
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=1800, env=env)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-2000:])
     return proc.stdout.strip().splitlines()[-1]
@@ -315,6 +327,25 @@ def bench_throughput(pg, folder: Path, runs: int, counts: list[int]) -> dict[str
     return out
 
 
+def bench_before_after(folder: Path, commit: str, steps: int, runs: int, repeat: int) -> dict[str, object] | None:
+    """Per-step overhead (SQLite) of this tree and of ``commit``, taking turns ``repeat`` times; medians."""
+    with checked_out(commit, folder / "baseline-src") as checkout:
+        if checkout is None:
+            return None
+        trees = {"this tree": ROOT / "src", f"baseline {commit[:7]}": checkout / "src"}
+        per_step: dict[str, list[float]] = {name: [] for name in trees}
+        for i in range(repeat):
+            for name, src in trees.items():
+                work = folder / f"ba-{len(per_step[name])}-{name.split()[0]}"
+                work.mkdir()
+                doc = json.loads(_run(CRISTAL, f"sqlite:///{work / 'c.db'}", str(work), str(steps), str(runs), src=src))
+                per_step[name].append(doc["per_step_ms"])
+            print(f"before/after {i + 1}/{repeat}: " + ", ".join(f"{n} {v[-1]:.2f} ms" for n, v in per_step.items()),
+                  file=sys.stderr)
+    return {name: {"median_ms_per_step": round(statistics.median(v), 2), "runs_ms_per_step": [round(x, 2) for x in v]}
+            for name, v in per_step.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=200)
@@ -326,6 +357,8 @@ def main() -> None:
     parser.add_argument("--only", choices=("engine", "approvals", "throughput"), help="one section only")
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help="runs per worker at once")
     parser.add_argument("--poll", default=POLL, help="queue poll interval of workers (s)")
+    parser.add_argument("--baseline", default=BASELINE, help="commit for the before/after per-step figure")
+    parser.add_argument("--repeat", type=int, default=5, help="before/after measurements per tree (0 skips)")
     opts = parser.parse_args()
     globals().update(CONCURRENCY=opts.concurrency, POLL=opts.poll)
     results: dict[str, object] = {"cores": os.cpu_count()}
@@ -335,6 +368,10 @@ def main() -> None:
             results["raw_dbos_sqlite_journal_ms_per_step"] = float(_run(RAW, "journal", f"sqlite:///{folder / 'j.db'}", str(opts.steps)))
             results["raw_dbos_sqlite_wal_ms_per_step"] = float(_run(RAW, "wal", f"sqlite:///{folder / 'w.db'}", str(opts.steps)))
             results["cristal_sqlite"] = json.loads(_run(CRISTAL, f"sqlite:///{folder / 'c.db'}", str(folder), str(opts.steps), str(opts.runs)))
+        if opts.repeat and opts.only in (None, "engine"):
+            compared = bench_before_after(folder, opts.baseline, opts.steps, opts.runs, opts.repeat)
+            if compared is not None:
+                results["per_step_before_after_sqlite"] = compared
         if opts.approvals and opts.only in (None, "approvals"):
             results["approval_wakeup_sqlite"] = bench_approvals(f"sqlite:///{folder / 'a.db'}", folder, opts.approvals)
         if opts.postgres:
@@ -351,6 +388,11 @@ def main() -> None:
                     counts = [int(c) for c in opts.workers.split(",") if c.strip()]
                     results["throughput_postgres"] = bench_throughput(pg, folder, opts.throughput_runs, counts)
     print(json.dumps(results, indent=2))
+    compared = results.get("per_step_before_after_sqlite")
+    if isinstance(compared, dict):
+        print("per-step overhead, SQLite, median of --repeat fresh processes each:")
+        for name, figures in compared.items():
+            print(f"  {name:<22} {figures['median_ms_per_step']:>7.2f} ms/step")
     target = results_path("workflows.json")
     write_json(target, {**read_json(target), **results})
 
