@@ -8,6 +8,7 @@ received, so spend is never lost.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -46,6 +47,9 @@ class ChatStream:
         self._model: str | None = None
         self._usage: tuple[int, int] | None = None
         self._done = False
+        # close() may run on another thread than the iteration (a server's clean-up task after the client
+        # left): deciding who meters is one check-and-set under this lock, so a call is metered once.
+        self._ending = threading.Lock()
         self._iterating = False
         self.result: ChatResult | None = None
 
@@ -70,7 +74,7 @@ class ChatStream:
 
     def close(self) -> None:
         """Stop reading (meters what was received, once)."""
-        if not self._done:
+        if self._end():
             self._chunks.close()
             self._meter_partial()
 
@@ -85,12 +89,12 @@ class ChatStream:
                     yield delta
             self._complete()
         except CALL_FAILURES as exc:
-            self._done = True
+            self._end()
             tokens_in, tokens_out, _ = self._tokens()
             raise self._meter.meter_failure(self._call, exc, self._elapsed_ms(), tokens_in, tokens_out) from None
         finally:
             # Reached on early ``break`` too (GeneratorExit): meter what was streamed.
-            if not self._done:
+            if self._end():
                 self._chunks.close()
                 self._meter_partial()
 
@@ -132,7 +136,8 @@ class ChatStream:
         calls: list[ToolCall] = [
             parse_tool_call(p.id, p.name, "".join(p.arguments)) for _, p in sorted(self._calls.items())
         ]
-        self._done = True
+        if not self._end():
+            return  # closed meanwhile, and metered as a partial answer
         usage = self._meter.meter(
             self._call, "ok", tokens_in=tokens_in, tokens_out=tokens_out, latency_ms=self._elapsed_ms(), estimated=estimated
         )
@@ -145,8 +150,15 @@ class ChatStream:
             request_id=self._call.request_id,
         )
 
+    def _end(self) -> bool:
+        """Mark the stream ended; ``True`` for the one caller that does so first (and meters it)."""
+        with self._ending:
+            if self._done:
+                return False
+            self._done = True
+            return True
+
     def _meter_partial(self) -> None:
-        self._done = True
         tokens_in, tokens_out, estimated = self._tokens()
         self._meter.meter(
             self._call, "ok", tokens_in=tokens_in, tokens_out=tokens_out, latency_ms=self._elapsed_ms(),

@@ -140,7 +140,9 @@ def _sse(caller: Caller, model: str, stream: Any, include_usage: bool) -> Iterat
         yield chunk({"role": "assistant", "content": ""})
         for delta in stream:
             yield chunk({"content": delta})
-        result: ChatResult = stream.result
+        result: ChatResult | None = stream.result
+        if result is None:
+            return  # closed before its end (the client left); metered as a partial answer
         if result.tool_calls:
             # The gateway hands tool calls over whole; each goes out as one complete delta.
             yield chunk({"tool_calls": [{"index": n, **call} for n, call in enumerate(_tool_calls(result))]})
