@@ -11,7 +11,7 @@ import pytest
 from cristal.actions import build_registry
 from cristal.errors import AccessDenied
 from cristal.identity.directory import org_by_slug
-from cristal.research.durable import checkpoint_for, claim_checkpoint
+from cristal.research.checkpoints import checkpoint_for, claim_checkpoint
 from cristal.research.notes import Notes
 from cristal.workflows.steps import Meta, perform
 

@@ -62,8 +62,7 @@ def operate_command(
     from cristal.operator import RunConfig, Secrets
     from cristal.operator.policy import load_org_domains
     from cristal.operator.run import check_model, validate
-    from cristal.operator.workflow import LOCAL, STEP_ID, Local, operate_workflow
-    from cristal.workflows import service
+    from cristal.workflows.operator_runs import run_task
     from cristal.workflows.spec import approver_rules
 
     secrets = Secrets.parse(secret, _secret_env(secret))
@@ -83,22 +82,19 @@ def operate_command(
             principal = acting(s, org, as_email)
         validate(config, load_org_domains(db, principal.org_id))  # the organization's allow-list, before anything starts
         check_model(db, cfg, principal, model)
-        compiled, inputs = operate_workflow(config, approvers=approvers, approval_timeout=timeout,
-                                            secret_names=secrets.names)
-        run = service.create_run(db, compiled, org, as_email, inputs)
-        local = Local(secrets=secrets.mapping(), progress=_progress(quiet_progress(json_out)))
-        if not quiet_progress(json_out):
-            note("run [bold]{}[/] (see `cristal workflow status {}`)", run.run_id, run.run_id)
-        # The step's own result (or the run's error) says what happened, not the run's return value.
-        service.run_here(db, cfg, run, extras={LOCAL: local})
-        error = None
-        if not local.results:
-            error = service.run_status(db, run.run_id, as_email).get("error") or "the run ended without a result"
+        quiet = quiet_progress(json_out)
+
+        def created(run_id: str) -> None:
+            if not quiet:
+                note("run [bold]{}[/] (see `cristal workflow status {}`)", run_id, run_id)
+
+        run = run_task(db, cfg, org, as_email, config, approvers=approvers, approval_timeout=timeout, secrets=secrets,
+                       progress=_progress(quiet), on_created=created)
     finally:
         db.dispose()
-    if error is not None:
-        raise RunStopped(f"run {run.run_id} failed: {error.removeprefix(f'step {STEP_ID!r} failed: ')}")
-    result = local.results[-1]
+    if run.result is None:
+        raise RunStopped(f"run {run.run_id} failed: {run.error}")
+    result = run.result
     if record is not None:
         note("recorded {} step(s) in {}", len(result.steps), record)
     if json_out:

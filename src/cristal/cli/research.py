@@ -40,7 +40,8 @@ def research_command(
     The research is a durable workflow run (see `cristal workflow status RUN_ID`): if this process
     dies, `cristal worker` or `cristal research --resume RUN_ID` finishes it from its checkpoint.
     """
-    from cristal.research import Budget, durable, render_html
+    from cristal.research import Budget, render_html
+    from cristal.workflows import research_runs
 
     if resume is None and question is None:
         raise InvalidInput("empty question: pass a QUESTION (or --resume RUN_ID)")
@@ -59,9 +60,9 @@ def research_command(
         with db.session() as s:
             principal = acting(s, org, as_email)
         if resume is not None:
-            document = durable.resume(db, cfg, principal, resume, lang=lang, budget=budget, progress=progress)
+            document = research_runs.resume(db, cfg, principal, resume, lang=lang, budget=budget, progress=progress)
         else:
-            document = durable.start(db, cfg, principal, question, mode=mode, lang=lang, budget=budget, progress=progress)
+            document = research_runs.start(db, cfg, principal, question, mode=mode, lang=lang, budget=budget, progress=progress)
     finally:
         db.dispose()
     if out_file is not None:

@@ -1,4 +1,4 @@
-"""The Operator as a durable run: the ``operate`` workflow step and ``cristal operate`` on the engine.
+"""The Operator inside a durable run: the ``operate`` workflow step, its approvals, secrets and record.
 
 An ``operate`` step runs one Operator task inside a workflow run, as the run's
 owner. Irreversible-looking actions become approvals in ``workflow_approvals``
@@ -11,10 +11,11 @@ step again after one (its checkpoint was never written), the step does not
 start over — that would repeat actions already done in the web apps — but
 fails as interrupted; the trajectory recorded so far is kept.
 
-``cristal operate`` is a one-step workflow run in the foreground. What cannot
-be stored with the run (secret values given on the command line, the progress
-printer, the full result for ``--json``) is handed to the step as the run's
-extra ``LOCAL`` (:func:`cristal.durable.runtime.run_here`) in this process.
+``cristal operate`` is a one-step workflow run in the foreground, started by
+:mod:`cristal.workflows.operator_runs`. What cannot be stored with the run
+(secret values given on the command line, the progress printer, the full
+result for ``--json``) is handed to the step as the run's extra ``LOCAL``
+(:func:`cristal.durable.runtime.run_here`) in this process.
 
 Workflow files come from any employee (the REST API takes their text), so a
 step may read only its organization's secret variables
@@ -34,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import select, update
 
 from cristal.actions import ActionError as StepError
@@ -51,7 +51,6 @@ from cristal.operator.browser import Timing
 from cristal.operator.record import RECORD_NAME, mark_interrupted
 from cristal.operator.run import ApprovalDecision, Progress, RunConfig, RunResult, run_operator
 from cristal.operator.safety import SECRET_ENV_PREFIX, Secrets
-from cristal.workflows.spec import Compiled, load_workflow_text
 
 STEP_ID = "operate"
 WORKFLOW_NAME = "operate"
@@ -271,33 +270,3 @@ class _Approvals:
         with self.db.session() as s:
             s.execute(update(WorkflowStep).where(WorkflowStep.run_id == self.meta.run_id, WorkflowStep.step_id == self.meta.step_id,
                                                  WorkflowStep.item_index == item, WorkflowStep.status == old).values(status=new))
-
-
-# ---------------------------------------------------------------------------
-# `cristal operate`: a one-step workflow
-
-
-def operate_workflow(config: RunConfig, *, approvers: list[str], approval_timeout: float,
-                     secret_names: list[str]) -> tuple[Compiled, dict[str, Any]]:
-    """The one-step workflow for a ``cristal operate`` command, and its inputs.
-
-    Free text (the task, URLs, the record path) travels as inputs, so braces in
-    it are never read as templates; secrets are listed by name only (their
-    values reach the step as the run's ``LOCAL`` extra). The record path is the
-    employee's own file, so it goes in ``LOCAL_RECORD``, set after validation.
-    """
-    step: dict[str, Any] = {
-        "task": "{{ inputs.task }}", "start_url": "{{ inputs.start_url }}", "allow_domains": list(config.allow_domains),
-        "secrets": secret_names, "max_steps": config.max_steps, "max_seconds": config.max_seconds, "model": config.model,
-        "approvers": approvers, "approval_timeout": approval_timeout, "allow_irreversible": config.allow_irreversible,
-        "screenshots": config.screenshots, "vision": config.vision,
-    }
-    inputs: dict[str, Any] = {"task": config.task, "start_url": config.start_url}
-    if config.record is not None:
-        inputs["record"] = str(config.record.expanduser().resolve())
-    doc = {"name": WORKFLOW_NAME, "description": "cristal operate", "inputs": {k: None for k in inputs},
-           "steps": [{"id": STEP_ID, "operate": step}]}
-    compiled = load_workflow_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), origin="cristal operate")
-    if config.record is not None:
-        compiled.steps[0]["spec"][LOCAL_RECORD] = "{{ inputs.record }}"
-    return compiled, inputs

@@ -7,7 +7,8 @@ model plans and writes (its draft is verified citation by citation); without
 one an extractive report is built from quotes. ``render_html`` turns the
 result into a standalone page. The notes are checkpointed in the database
 (``research_runs``); ``cristal research`` runs each question as a durable
-one-step workflow run (:mod:`cristal.research.durable`).
+one-step workflow run (:mod:`cristal.workflows.research_runs`; a step finds
+its checkpoint with :mod:`cristal.research.checkpoints`).
 """
 
 from __future__ import annotations

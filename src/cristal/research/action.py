@@ -59,7 +59,7 @@ class ResearchSpec(Spec):
 
 
 def run(ctx: ActionContext, spec: dict[str, Any]) -> Any:
-    from cristal.research.durable import claim_checkpoint, progress_for
+    from cristal.research.checkpoints import claim_checkpoint, progress_for
     from cristal.research.run import Budget, run_research
     from cristal.research.store import CheckpointStore
 

@@ -5,7 +5,8 @@ step whose spec pins the notes' checkpoint id -- set by code after validation,
 since workflow text may not name a checkpoint), listed by ``cristal workflow
 status``/``list`` like any other run. The step runs in this process and
 reports progress to the caller through the run's extras
-(:func:`cristal.durable.runtime.run_here`, read by :func:`progress_for`); the notes are
+(:func:`cristal.durable.runtime.run_here`, read by
+:func:`cristal.research.checkpoints.progress_for`); the notes are
 checkpointed in the database after every phase. If the process dies, the run
 is PENDING in DBOS: ``cristal worker`` takes it over, or ``cristal research
 --resume RUN_ID`` does it here; either way the step runs again, finds the
@@ -17,7 +18,6 @@ that ended partial (model failure, budget) is continued by a new run
 from __future__ import annotations
 
 import copy
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,15 @@ from cristal.db import Database
 from cristal.errors import AccessDenied, CristalError, InvalidInput, NotFound
 from cristal.identity.directory import org_by_slug
 from cristal.identity.principal import Principal
+from cristal.research.ceilings import RESEARCH_MAX_SECONDS, RESEARCH_MAX_TOKENS
+from cristal.research.checkpoints import PROGRESS, claim_checkpoint
 from cristal.research.run import Budget, Progress, check_question, ensure_searchable, resolve_mode
 from cristal.research.store import CHECKPOINT_ID, CheckpointStore, new_run_id
+from cristal.workflows import service
+from cristal.workflows.spec import Compiled, load_workflow_text
 
 WORKFLOW = "research"
 STEP = "research"
-PROGRESS = "research.progress"  # the run extra a foreground `cristal research` hands its step
 
 
 class ResearchRunFailed(CristalError):
@@ -42,56 +45,12 @@ class ResearchRunFailed(CristalError):
     exit_code = 1
 
 
-# How many derived ids a step tries before it gives up on determinism (each one taken by someone else).
-FALLBACKS = 16
-
-
-def checkpoint_for(org_id: int, key: str, attempt: int = 0) -> str:
-    """The checkpoint id a ``research`` step derives from its organization and idempotency key (run, step, item).
-
-    Stable across replays, so a step that runs again after a crash finds its
-    notes; the organization is part of it, so runs of different organizations
-    never derive the same id. ``attempt`` gives the fallbacks used when an id
-    is already taken by someone else.
-    """
-    material = f"{org_id}:{key}" + (f"#{attempt}" if attempt else "")
-    return hashlib.sha256(material.encode()).hexdigest()[:12]
-
-
-def claim_checkpoint(store: CheckpointStore, org_id: int, principal_label: str, key: str,
-                     pinned: str | None = None) -> str:
-    """The checkpoint a research step works on: ``pinned`` (by `cristal research`) or derived from (org, run, step).
-
-    An id whose notes belong to someone else (another organization or person:
-    squatted, or a freak collision) is skipped for the next derived one, so a
-    run starts fresh instead of failing; the same order on a replay finds the
-    same notes again.
-    """
-    candidates = ([pinned] if pinned and CHECKPOINT_ID.match(pinned) else [])
-    candidates += [checkpoint_for(org_id, key, n) for n in range(FALLBACKS)]
-    for candidate in candidates:
-        owner = store.owner(candidate)
-        if owner is None or owner == (org_id, principal_label):
-            return candidate
-    return new_run_id()
-
-
 def check_budget(budget: Budget) -> None:
     """The limits a workflow's research step has (see ``ResearchSpec``), as one-line errors about the options."""
-    from cristal.research.ceilings import RESEARCH_MAX_SECONDS, RESEARCH_MAX_TOKENS
-
     if budget.max_tokens > RESEARCH_MAX_TOKENS:
         raise InvalidInput(f"--max-tokens: at most {RESEARCH_MAX_TOKENS} tokens per research run")
     if budget.max_seconds > RESEARCH_MAX_SECONDS:
         raise InvalidInput(f"--max-seconds: at most {RESEARCH_MAX_SECONDS:g} seconds per research run")
-
-
-def progress_for(run_id: str) -> Progress | None:
-    """Where the research step of run ``run_id`` reports progress (a foreground caller in this process)."""
-    from cristal.durable.runtime import extra
-
-    progress: Progress | None = extra(run_id, PROGRESS)
-    return progress
 
 
 def definition_text(mode: str, lang: str | None, budget: Budget) -> str:
@@ -110,9 +69,6 @@ def start(db: Database, settings: Settings, principal: Principal, question: str 
 
     Bad input is refused before any run is recorded.
     """
-    from cristal.workflows import service
-    from cristal.workflows.spec import load_workflow_text
-
     budget = budget or Budget()
     check_budget(budget)
     if principal.is_installation:
@@ -136,8 +92,6 @@ def resume(db: Database, settings: Settings, principal: Principal, ref: str, *, 
     run is returned as it is.
     """
     from cristal.durable.schema import WorkflowRun
-    from cristal.workflows import service
-    from cristal.workflows.spec import Compiled
 
     store = CheckpointStore(db)
     run_id = ref
@@ -183,13 +137,13 @@ def resume(db: Database, settings: Settings, principal: Principal, ref: str, *, 
 
 def _execute(db: Database, settings: Settings, run: Any, checkpoint: str, principal: Principal,
              progress: Progress | None) -> dict[str, Any]:
-    from cristal.workflows import service
-
     service.run_here(db, settings, run, watch=_wait, extras={PROGRESS: progress})
     return _outcome(db, run.run_id, checkpoint, principal)
 
 
 class Interrupted(CristalError):
+    """The employee stopped a foreground run (Ctrl-C); the run stays pending for a worker or ``--resume``."""
+
     exit_code = 130
 
 
@@ -220,9 +174,7 @@ def _take_over(db: Database, settings: Settings, run_id: str, checkpoint: str, p
 
 def _outcome(db: Database, run_id: str, checkpoint: str, principal: Principal) -> dict[str, Any]:
     """The report the run left in its checkpoint; a run that failed without one is an error."""
-    from cristal.workflows.service import run_status
-
-    status = run_status(db, run_id, principal.name)
+    status = service.run_status(db, run_id, principal.name)
     result = None
     try:
         _notes, result = CheckpointStore(db).load(checkpoint)
