@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -44,18 +43,24 @@ def operate_command(
     org: str = typer.Option(..., "--org", help="Organization slug."),
     as_email: str = typer.Option(..., "--as", help="The employee the run acts for (audited as them)."),
     start_url: str = typer.Option(..., "--start-url", help="Where the browser starts."),
-    allow_domain: list[str] = typer.Option([], "--allow-domain", help="A domain the run may reach (repeatable); default: the start URL's host and port."),
-    record: Optional[Path] = typer.Option(None, "--record", help="Save the trajectory as JSON (for `cristal replay`)."),
+    allow_domain: list[str] = typer.Option([], "--allow-domain",
+        help="A domain the run may reach (repeatable); default: the start URL's host and port."),
+    record: Path | None = typer.Option(None, "--record", help="Save the trajectory as JSON (for `cristal replay`)."),
     json_out: bool = JSON,
     secret: list[str] = typer.Option([], "--secret", help="NAME=VALUE (or NAME, read from $NAME): the model sees only {{NAME}}."),
-    allow_irreversible: bool = typer.Option(False, "--allow-irreversible", help="Let actions that look irreversible (submit, pay, delete, send ...) run without an approval."),
-    approver: list[str] = typer.Option([], "--approver", help="Who approves irreversible-looking actions: group:NAME or user:EMAIL (repeatable; default: the employee)."),
-    approval_timeout: str = typer.Option("1h", "--approval-timeout", help="How long an action waits for its approval (30s, 10m, 2h ...); then the run stops."),
+    allow_irreversible: bool = typer.Option(False, "--allow-irreversible",
+        help="Let actions that look irreversible (submit, pay, delete, send ...) run without an approval."),
+    approver: list[str] = typer.Option([], "--approver",
+        help="Who approves irreversible-looking actions: group:NAME or user:EMAIL (repeatable; default: the employee)."),
+    approval_timeout: str = typer.Option("1h", "--approval-timeout",
+        help="How long an action waits for its approval (30s, 10m, 2h ...); then the run stops."),
     max_steps: int = typer.Option(30, "--max-steps", help="Stop after this many actions."),
-    max_seconds: float = typer.Option(300.0, "--max-seconds", help="Stop after this many seconds (time spent waiting for approvals not counted)."),
+    max_seconds: float = typer.Option(300.0, "--max-seconds",
+        help="Stop after this many seconds (time spent waiting for approvals not counted)."),
     screenshots: bool = typer.Option(False, "--screenshots", help="With --record: a PNG per step in FILE.screenshots/."),
-    vision: bool = typer.Option(False, "--vision", help="Also send the model a screenshot with each observation, and let it click a point of it (click_point)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Chat model (default: the configured one)."),
+    vision: bool = typer.Option(False, "--vision",
+        help="Also send the model a screenshot with each observation, and let it click a point of it (click_point)."),
+    model: str | None = typer.Option(None, "--model", help="Chat model (default: the configured one)."),
 ) -> None:
     """Do a task in web applications through a real (headless) browser, as the employee: a durable workflow run."""
     from cristal.durable.durations import parse_duration
@@ -112,8 +117,8 @@ def replay_command(
     json_out: bool = JSON,
     secret: list[str] = typer.Option([], "--secret", help="NAME=VALUE (or NAME, read from $NAME) for each secret the recording types."),
     allow_irreversible: bool = typer.Option(False, "--allow-irreversible", help="Repeat irreversible-looking actions too."),
-    org: Optional[str] = typer.Option(None, "--org", help="Organization slug (default: the recording's)."),
-    as_email: Optional[str] = typer.Option(None, "--as", help="The employee the replay acts for (default: the recording's)."),
+    org: str | None = typer.Option(None, "--org", help="Organization slug (default: the recording's)."),
+    as_email: str | None = typer.Option(None, "--as", help="The employee the replay acts for (default: the recording's)."),
 ) -> None:
     """Repeat a recorded run with no model: each element is found again by its fingerprint."""
     from cristal.operator import Secrets, load_trajectory, replay_trajectory

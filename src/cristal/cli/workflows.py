@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Optional
 
 import typer
-from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from cristal.cli.runtime import (
     JSON,
@@ -61,7 +60,7 @@ def _watch(db, run_id: str, email: str, json_out: bool) -> dict:  # type: ignore
 
     with progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   transient=False, quiet=quiet_progress(json_out)) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
         while True:
             doc = run_status(db, run_id, email)
             for step in doc["steps"]:
@@ -147,7 +146,7 @@ def _print_status(doc: dict) -> None:
 @workflow_app.command("status")
 def workflow_status(
     run_id: str,
-    as_email: Optional[str] = typer.Option(None, "--as", help="Read as this employee (the owner or an admin) to see outputs."),
+    as_email: str | None = typer.Option(None, "--as", help="Read as this employee (the owner or an admin) to see outputs."),
     json_out: bool = JSON,
 ) -> None:
     """Per-step state, outputs, timings and errors of a run."""
@@ -220,8 +219,8 @@ def workflow_deploy(
     file: str = typer.Argument(..., help="The workflow file (YAML); validated and stored in the organization."),
     org: str = typer.Option(..., "--org", help="Organization slug."),
     as_email: str = typer.Option(..., "--as", help="The deployer: scheduled runs act as this employee."),
-    name: Optional[str] = typer.Option(None, "--name", help="Deployment name (default: the workflow's name)."),
-    schedule: Optional[str] = typer.Option(None, "--schedule", help='Cron, in UTC: "MIN HOUR DAY MONTH WEEKDAY" (or 6 fields, seconds first).'),
+    name: str | None = typer.Option(None, "--name", help="Deployment name (default: the workflow's name)."),
+    schedule: str | None = typer.Option(None, "--schedule", help='Cron (UTC): "MIN HOUR DAY MONTH WEEKDAY" (or 6 fields, seconds first).'),
     inputs: list[str] = typer.Option([], "--input", help="KEY=VALUE default input (repeatable); a schedule needs every input."),
     json_out: bool = JSON,
 ) -> None:
@@ -286,7 +285,7 @@ def workflow_start(
     org: str = typer.Option(..., "--org"),
     as_email: str = typer.Option(..., "--as", help="Run as this employee."),
     inputs: list[str] = typer.Option([], "--input", help="KEY=VALUE (repeatable)."),
-    key: Optional[str] = typer.Option(None, "--idempotency-key", help="Repeat-safe: the same key returns the same run."),
+    key: str | None = typer.Option(None, "--idempotency-key", help="Repeat-safe: the same key returns the same run."),
     json_out: bool = JSON,
 ) -> None:
     """Queue a run of a deployed workflow for `cristal worker`."""
@@ -308,9 +307,9 @@ def workflow_start(
 def workflow_limits(
     org: str = typer.Option(..., "--org"),
     as_email: str = typer.Option(..., "--as", help="An organization admin (to change limits)."),
-    kind: Optional[str] = typer.Option(None, "--kind", help="Step kind: llm, http, sql, python, research, operate."),
-    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="At most this many steps of the kind at once, across all workers."),
-    rate: Optional[str] = typer.Option(None, "--rate", help="At most N started per period: 10/s, 600/m, 5/10s."),
+    kind: str | None = typer.Option(None, "--kind", help="Step kind: llm, http, sql, python, research, operate."),
+    concurrency: int | None = typer.Option(None, "--concurrency", help="At most this many steps of the kind at once, across all workers."),
+    rate: str | None = typer.Option(None, "--rate", help="At most N started per period: 10/s, 600/m, 5/10s."),
     clear: bool = typer.Option(False, "--clear", help="Remove the kind's limits."),
     json_out: bool = JSON,
 ) -> None:
@@ -356,7 +355,7 @@ def approvals_list(org: str = typer.Option(..., "--org"), as_email: str = typer.
             show("   {}", i.message)
 
 
-def _decide(approval_id: str, as_email: str, decision: str, comment: Optional[str], json_out: bool) -> None:
+def _decide(approval_id: str, as_email: str, decision: str, comment: str | None, json_out: bool) -> None:
     from cristal.durable.approvals import decide
 
     with database() as db:
@@ -369,14 +368,14 @@ def _decide(approval_id: str, as_email: str, decision: str, comment: Optional[st
 
 @approvals_app.command("approve")
 def approvals_approve(approval_id: str, as_email: str = typer.Option(..., "--as"),
-                      comment: Optional[str] = typer.Option(None, "--comment"), json_out: bool = JSON) -> None:
+                      comment: str | None = typer.Option(None, "--comment"), json_out: bool = JSON) -> None:
     """Approve (only a named approver may)."""
     _decide(approval_id, as_email, "approve", comment, json_out)
 
 
 @approvals_app.command("reject")
 def approvals_reject(approval_id: str, as_email: str = typer.Option(..., "--as"),
-                     comment: Optional[str] = typer.Option(None, "--comment"), json_out: bool = JSON) -> None:
+                     comment: str | None = typer.Option(None, "--comment"), json_out: bool = JSON) -> None:
     """Reject (only a named approver may)."""
     _decide(approval_id, as_email, "reject", comment, json_out)
 

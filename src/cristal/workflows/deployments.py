@@ -38,13 +38,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from croniter import croniter
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session
 
 from cristal.audit.log import write_audit
 from cristal.db import Database
@@ -63,8 +65,18 @@ SCHEDULER = Principal.installation("workflow-scheduler")
 ORPHAN_AFTER = timedelta(seconds=15)
 ORPHAN_AFTER_UNDEPLOYED = timedelta(minutes=5)  # see requeue_orphans
 
-__all__ = ["NewRun", "deploy", "undeploy", "list_deployments", "start_deployed", "fire_due", "requeue_orphans",
-           "check_cron", "next_fire", "latest_fire"]
+__all__ = [
+    "NewRun",
+    "check_cron",
+    "deploy",
+    "fire_due",
+    "latest_fire",
+    "list_deployments",
+    "next_fire",
+    "requeue_orphans",
+    "start_deployed",
+    "undeploy",
+]
 
 
 # ---------------------------------------------------------------------------
@@ -93,19 +105,19 @@ def check_cron(expr: str) -> str:
 
 def next_fire(expr: str, after: datetime) -> datetime:
     """The first firing strictly after ``after``."""
-    return _cron(expr, after.replace(microsecond=0)).get_next(datetime).astimezone(timezone.utc)
+    return _cron(expr, after.replace(microsecond=0)).get_next(datetime).astimezone(UTC)
 
 
 def latest_fire(expr: str, now: datetime) -> datetime:
     """The latest firing at or before ``now``."""
-    return _cron(expr, now.replace(microsecond=0) + timedelta(seconds=1)).get_prev(datetime).astimezone(timezone.utc)
+    return _cron(expr, now.replace(microsecond=0) + timedelta(seconds=1)).get_prev(datetime).astimezone(UTC)
 
 
 # ---------------------------------------------------------------------------
 # Deploying
 
 
-def _deployment(s: Any, org: Organization, name: str) -> WorkflowDeployment:
+def _deployment(s: Session, org: Organization, name: str) -> WorkflowDeployment:
     dep = s.scalar(select(WorkflowDeployment).where(WorkflowDeployment.org_id == org.id, WorkflowDeployment.name == name))
     if dep is None:
         raise NotFound(f"unknown deployment {name!r} in organization {org.slug!r}")
@@ -213,7 +225,7 @@ def _keyed_run_id(deployment_id: int, user_id: int | None, key: str) -> str:
     return f"run_k{digest}"
 
 
-def _check_key(key: str | None) -> str | None:
+def _check_key(key: object) -> str | None:  # object: the HTTP body may carry anything
     if key is None:
         return None
     if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY or any(ord(c) < 32 for c in key):
@@ -268,7 +280,7 @@ def _record_deployed(db: Database, org_slug: str, name: str, email: str, inputs:
 
 
 def schedule_run_id(deployment_id: int, fire_at: datetime) -> str:
-    return f"sched_{deployment_id}_{fire_at.astimezone(timezone.utc):%Y%m%dT%H%M%SZ}"
+    return f"sched_{deployment_id}_{fire_at.astimezone(UTC):%Y%m%dT%H%M%SZ}"
 
 
 def fire_due(db: Database, now: datetime | None = None, *, limit: int = 100) -> list[str]:
@@ -280,6 +292,8 @@ def fire_due(db: Database, now: datetime | None = None, *, limit: int = 100) -> 
                              .order_by(WorkflowDeployment.next_fire_at).limit(limit)))
     started: list[str] = []
     for dep_id, claimed_at in due:
+        if claimed_at is None:  # not possible by the query; narrows the type
+            continue
         try:
             run = _fire_one(db, dep_id, claimed_at, now)
         except IntegrityError:
@@ -328,13 +342,15 @@ def _fire_one(db: Database, dep_id: int, claimed_at: datetime, now: datetime) ->
         fire_at = max(latest_fire(dep.schedule, now), claimed_at)
         following = next_fire(dep.schedule, now)
         # The claim: only the worker whose update still sees the old next_fire_at goes on.
-        claimed = s.execute(update(WorkflowDeployment)
+        claimed: CursorResult[Any] = s.execute(update(WorkflowDeployment)  # type: ignore[assignment]  # an UPDATE returns a cursor result
                             .where(WorkflowDeployment.id == dep_id, WorkflowDeployment.next_fire_at == claimed_at)
                             .values(next_fire_at=following, last_fired_at=fire_at)
                             .execution_options(synchronize_session=False))
         if claimed.rowcount != 1:
             return None
         org = s.get(Organization, dep.org_id)
+        if org is None:
+            return None  # the organization is gone; its deployments go with it
         run_id = schedule_run_id(dep.id, fire_at)
         details = {"deployment": dep.name, "version": dep.version, "fire_at": fire_at.isoformat(),
                    "skipped_missed": claimed_at < fire_at}

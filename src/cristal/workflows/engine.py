@@ -113,7 +113,7 @@ class Interpreter:
             store.set_run_status(self.db, self.run_id, "failed", error=str(exc))
             raise WorkflowFailed(str(exc)) from None
         store.set_run_status(self.db, self.run_id, "succeeded", result=result)
-        return result
+        return result  # type: ignore[no-any-return]  # rendered outputs: JSON, a mapping by the spec's schema
 
     def _authorize_run(self) -> None:
         from cristal.identity.authorize import require

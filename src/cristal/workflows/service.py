@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from cristal.config import Settings
 from cristal.db import Database
@@ -93,7 +94,7 @@ def enqueue(db: Database, run: NewRun) -> None:
 # Reading
 
 
-def _run_or_404(s: Any, run_id: str) -> WorkflowRun:
+def _run_or_404(s: Session, run_id: str) -> WorkflowRun:
     run = s.get(WorkflowRun, run_id)
     if run is None:
         raise NotFound(f"unknown run {run_id!r}")
@@ -164,7 +165,7 @@ def run_status(db: Database, run_id: str, email: str | None = None, *, org_slug:
             if step_id in by_step:
                 by_step[step_id]["approval"] = {"id": a.id, "status": a.status, "approvers": a.approvers,
                                                 "decided_by": a.decided_by, "decided_at": _iso(a.decided_at)}
-        doc = {
+        doc: dict[str, Any] = {
             "run_id": run.id, "workflow": run.name, "file": run.file, "org": org.slug if org else None,
             "owner": run.owner_email, "status": run.status, "created_at": _iso(run.created_at),
             "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at),
@@ -232,6 +233,8 @@ def prepare_retry(db: Database, run_id: str, email: str, *, org_slug: str | None
         if run.parent_run_id:
             raise InvalidInput(f"run {run_id} is part of {run.parent_run_id}; retry that run")
         org = s.get(Organization, run.org_id)
+        if org is None:
+            raise NotFound(f"unknown run {run_id!r}")  # its organization is gone
         seed = retry_seed(s, run_id, run.definition)
         compiled = Compiled(Path(run.file), run.definition)
         inputs = dict(run.inputs)
