@@ -95,11 +95,12 @@ def test_a_server_that_exits_at_once_is_an_error(settings: Settings) -> None:
         list_tools(server, settings, timeout=TIMEOUT)
 
 
-def test_garbage_on_stdout_is_an_error_before_the_timeout(settings: Settings) -> None:
+def test_garbage_on_stdout_is_an_error_before_the_timeout(settings: Settings, capfd: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ActionError) as err:
         list_tools(stdio("garbage"), settings, timeout=600)  # fails at once: the test would hang otherwise
     assert err.value.message == ("MCP server 'test' wrote a line on stdout that is not JSON-RPC: "
                                  "'hello, this is not JSON-RPC'")
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_unknown_tool_and_tool_errors(settings: Settings) -> None:

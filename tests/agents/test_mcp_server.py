@@ -107,3 +107,28 @@ def test_an_unknown_employee_is_a_one_line_error(indexed: Database, cli) -> None
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "nobody@acme.example" in lines[0]
+
+
+def test_each_call_sees_the_callers_access_of_that_moment(indexed: Database, db_url: str) -> None:
+    """Leaving the finance group, then being removed, takes effect on the next call of a running server."""
+    query = {"query": "supplier IBAN paid every quarter"}
+
+    async def main() -> list[Any]:
+        results: list[Any] = []
+        with anyio.fail_after(120):
+            async with Client(_params(db_url, "--org", "acme", "--as", "fin@acme.example"), cache=None) as client:
+                for change in ("none", "leave", "remove"):
+                    with indexed.session() as s:
+                        if change == "leave":
+                            users.leave_group(s, INSTALLATION, "acme", "fin@acme.example", "finance")
+                        elif change == "remove":
+                            users.remove_user(s, INSTALLATION, "acme", "fin@acme.example")
+                    answer = await client.call_tool("search_knowledge", query)
+                    text = " ".join(getattr(b, "text", "") for b in answer.content)
+                    results.append(("error", text) if answer.is_error else answer.structured_content)
+        return results
+
+    before, after_leaving, after_removal = anyio.run(main)
+    assert "bank.txt" in _uris(before)
+    assert "bank.txt" not in _uris(after_leaving)
+    assert after_removal[0] == "error" and "fin@acme.example" in after_removal[1]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import re
 import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -223,6 +224,9 @@ def _transport(server: McpServer, settings: Settings, org_domains: tuple[str, ..
     from mcp.client.streamable_http import streamable_http_client
 
     if server.transport == "stdio":
+        # The SDK logs each line it cannot parse with a traceback on stderr; the ActionError already says what
+        # the server wrote, and a command's stderr carries one line per error, never a traceback.
+        logging.getLogger("mcp.client.stdio").setLevel(logging.CRITICAL)
         # Only what the description declares, over the SDK's short list of harmless variables (PATH, HOME,
         # USER, ...): Cristal's own environment holds the database URL, model keys and every organization's
         # secrets, and a third-party server (or whoever controls its package) must see none of them.
