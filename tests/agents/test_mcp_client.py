@@ -216,3 +216,25 @@ def test_an_http_server_nobody_listens_on(settings: Settings) -> None:
     server = McpServer(name="down", transport="http", url=f"http://127.0.0.1:{port}/mcp")
     with pytest.raises(ActionError, match=r"^MCP server 'down' failed"):
         list_tools(server, Settings(workflow_http_allow_private=True), timeout=TIMEOUT)
+
+
+def test_http_connections_dial_only_the_checked_addresses(http_server: str) -> None:
+    import anyio
+    import httpcore2
+
+    from cristal.agents.mcp_client import _Pinned
+    from cristal.net.policy import Target
+
+    port = int(http_server.rsplit(":", 1)[1].split("/")[0])
+    # A name that no DNS answers: the connection reaches the server only through the checked address.
+    pinned = _Pinned(Target("http", "mcp.invalid", port, ["127.0.0.1"]))
+
+    async def main() -> None:
+        stream = await pinned.connect_tcp("mcp.invalid", port, timeout=5)
+        await stream.aclose()
+        with pytest.raises(httpcore2.ConnectError, match="not the checked address"):
+            await pinned.connect_tcp("elsewhere.invalid", port, timeout=5)
+        with pytest.raises(httpcore2.ConnectError, match="not the checked address"):
+            await pinned.connect_tcp("mcp.invalid", port + 1 if port < 65535 else port - 1, timeout=5)
+
+    anyio.run(main)

@@ -1,7 +1,8 @@
 """Cristal as an MCP client: describe a server, list its tools, call one, with every failure a one-line ``ActionError``.
 
 A server is reached over stdio (Cristal starts the command) or streamable
-HTTP (a URL, checked against the network policy like the ``http`` action).
+HTTP (a URL, checked against the network policy and dialled only at the checked
+addresses, like the ``http`` action).
 Credentials never sit in a description: it names environment variables
 (``CRISTAL_ORG_KEY_...``, the same family as organizations' model keys), read
 when a connection opens. Each call opens its own connection and closes it
@@ -29,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from cristal.actions.base import ActionError, Effect, check_size
 from cristal.config import Settings, secret_from_env
 from cristal.identity.orgs import ORG_KEY_ENV_PREFIX
-from cristal.net.policy import InternalAddress, NetRefused, check_url
+from cristal.net.policy import InternalAddress, NetRefused, Target, check_url
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_EFFECT: Effect = "write"
@@ -233,22 +234,59 @@ def _transport(server: McpServer, settings: Settings, org_domains: tuple[str, ..
         env = {target: _secret(server, source) for target, source in server.env.items()}
         params = StdioServerParameters(command=server.command or "", args=server.args, env=env)
         return stdio_client(params, errlog=errlog)
+    import httpcore2
     import httpx2
 
     url = server.url or ""
     try:
-        check_url(url, org_domains, allow_internal=settings.workflow_http_allow_private)
+        target = check_url(url, org_domains, allow_internal=settings.workflow_http_allow_private)
     except InternalAddress as exc:
         raise ActionError(f"MCP server {server.name!r}: {exc}; allow it with CRISTAL_WORKFLOW_HTTP_ALLOW_PRIVATE "
                           "or the organization's allow-list") from None
     except NetRefused as exc:
         raise ActionError(f"MCP server {server.name!r}: {exc}", retriable=exc.retriable) from None
-    headers = {target: _secret(server, source) for target, source in server.headers.items()}
-    # No proxy variables (trust_env=False), as the http action: requests go to the checked host. The SDK
-    # follows a redirect only within the URL's own origin, so no hop leaves the address checked here.
-    client = httpx2.AsyncClient(headers=headers, trust_env=False, follow_redirects=False,
+    headers = {target_name: _secret(server, source) for target_name, source in server.headers.items()}
+    # No proxy variables (trust_env=False), as the http action: requests go to the checked host, and each
+    # connection to the addresses checked above (_Pinned), so a second DNS answer cannot point elsewhere. The
+    # SDK follows a redirect only within the URL's own origin, so no hop leaves that host.
+    transport = httpx2.AsyncHTTPTransport(trust_env=False)
+    # httpcore2's dialing hook, set on the pool httpx2 built (httpx2 offers no public way to pass a backend).
+    transport._pool._network_backend = cast("httpcore2.AsyncNetworkBackend", _Pinned(target))
+    client = httpx2.AsyncClient(headers=headers, trust_env=False, follow_redirects=False, transport=transport,
                                 timeout=httpx2.Timeout(DEFAULT_TIMEOUT, read=None))
     return streamable_http_client(url, http_client=client)
+
+
+class _Pinned:
+    """httpcore2's network backend, dialing only the checked addresses of the one host a client may reach."""
+
+    def __init__(self, target: Target) -> None:
+        import httpcore2
+
+        self._target = target
+        self._inner = httpcore2.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                          socket_options: Any = None) -> Any:
+        import httpcore2
+
+        if host.strip("[]").lower() != self._target.host.strip("[]").lower() or port != self._target.port:
+            raise httpcore2.ConnectError(f"{host}:{port} is not the checked address of this MCP server")
+        failure: Exception = httpcore2.ConnectError(f"no address for {host}")
+        for address in self._target.addresses:
+            try:
+                return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore2.ConnectError, httpcore2.ConnectTimeout, OSError) as exc:
+                failure = exc
+        raise failure
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
+        import httpcore2
+
+        raise httpcore2.ConnectError("MCP servers are reached over TCP only")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
 
 
 def _secret(server: McpServer, variable: str) -> str:
