@@ -203,7 +203,7 @@ class AgentDefinition(Spec):
     @field_validator("sharing")
     @classmethod
     def _sharing(cls, v: list[str]) -> list[str]:
-        grants = {}
+        grants: dict[str, str] = {}
         for item in v:
             grantee, level = check_grantee(item)
             grants[grantee] = "edit" if "edit" in (level, grants.get(grantee)) else "use"  # edit includes use

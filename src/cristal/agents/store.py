@@ -82,22 +82,38 @@ def _check_grantee_exists(s: Session, org: Organization, grantee: str) -> None:
             raise NotFound(f"unknown group {name!r} in organization {org.slug!r}")
 
 
-def _set_grant(s: Session, org: Organization, principal: Principal, agent: Agent, grants: dict[str, str],
-               grantee: str, level: str | None) -> None:
-    """Grant ``level`` to ``grantee`` (``None``: revoke), as someone who may share the agent."""
-    details = {"grantee": grantee, "level": level, "before": grants.get(grantee)}
-    if level is not None:
-        _check_grantee_exists(s, org, grantee)
-    require(s, principal, "agent.share", _resource(org, agent, grants, "agent.share"), details=details)
-    if grantee == "org" and level is not None and not org.agents_members_share_org:
-        require(s, principal, "agent.share.org", _resource(org, agent, grants, "agent.share.org"), details=details)
-    s.execute(delete(AgentShare).where(AgentShare.agent_id == agent.id, AgentShare.grantee == grantee))
-    if level is not None:
-        s.add(AgentShare(agent_id=agent.id, grantee=grantee, level=level))
-        grants[grantee] = level
-    else:
-        grants.pop(grantee, None)
+def _require_share(s: Session, org: Organization, principal: Principal, agent: Agent, grants: dict[str, str],
+                   changes: list[tuple[str, str | None]]) -> None:
+    """Decide every grant change (``level`` ``None``: revoke) before anything is written.
+
+    A refusal is committed on a connection of its own (``authorize``); on SQLite that waits for
+    this session's writes, so every decision comes before the session's first write.
+    """
+    for grantee, level in changes:
+        details = {"grantee": grantee, "level": level, "before": grants.get(grantee)}
+        require(s, principal, "agent.share", _resource(org, agent, grants, "agent.share"), details=details)
+        if grantee == "org" and level is not None and not org.agents_members_share_org:
+            require(s, principal, "agent.share.org", _resource(org, agent, grants, "agent.share.org"), details=details)
+
+
+def _apply_grants(s: Session, org: Organization, agent: Agent, grants: dict[str, str],
+                  changes: list[tuple[str, str | None]]) -> None:
+    """Write grant changes that ``_require_share`` allowed; an unknown person or group is ``NotFound``."""
+    for grantee, level in changes:
+        if level is not None:
+            _check_grantee_exists(s, org, grantee)
+        s.execute(delete(AgentShare).where(AgentShare.agent_id == agent.id, AgentShare.grantee == grantee))
+        if level is not None:
+            s.add(AgentShare(agent_id=agent.id, grantee=grantee, level=level))
+            grants[grantee] = level
+        else:
+            grants.pop(grantee, None)
     s.flush()
+
+
+def _changes(grants: dict[str, str], wanted: dict[str, str]) -> list[tuple[str, str | None]]:
+    revoked: list[tuple[str, str | None]] = [(g, None) for g in sorted(set(grants) - set(wanted))]
+    return revoked + [(g, level) for g, level in wanted.items() if grants.get(g) != level]
 
 
 def _stored(definition: AgentDefinition) -> dict[str, Any]:
@@ -125,16 +141,17 @@ def create(db: Database, definition: AgentDefinition, org_slug: str, email: str)
     with db.session() as s:
         org, principal = member(s, org_slug, email)
         require(s, principal, "agent.create", in_org(org, "agent", definition.name), details={"name": definition.name})
-        if s.scalar(select(Agent.id).where(Agent.org_id == org.id, Agent.slug == definition.name)) is not None:
-            raise AlreadyExists(f"an agent named {definition.name!r} already exists in organization {org.slug!r}")
         now = utcnow()
         agent = Agent(org_id=org.id, slug=definition.name, created_by_user_id=principal.user_id, created_by_email=email,
                       draft=_stored(definition), published_version=None, created_at=now, updated_at=now)
+        grants: dict[str, str] = {}
+        changes = _changes(grants, dict(definition.grants))
+        _require_share(s, org, principal, agent, grants, changes)
+        if s.scalar(select(Agent.id).where(Agent.org_id == org.id, Agent.slug == definition.name)) is not None:
+            raise AlreadyExists(f"an agent named {definition.name!r} already exists in organization {org.slug!r}")
         s.add(agent)
         s.flush()
-        grants: dict[str, str] = {}
-        for grantee, level in definition.grants:
-            _set_grant(s, org, principal, agent, grants, grantee, level)
+        _apply_grants(s, org, agent, grants, changes)
         return _summary(s, org, principal, agent, grants)
 
 
@@ -146,12 +163,9 @@ def edit(db: Database, org_slug: str, email: str, slug: str, definition: AgentDe
         org, principal = member(s, org_slug, email)
         agent, grants = _editable(s, org, principal, slug, details={"change": "draft"})
         if "sharing" in definition.model_fields_set:
-            wanted = dict(definition.grants)
-            for grantee in sorted(set(grants) - set(wanted)):
-                _set_grant(s, org, principal, agent, grants, grantee, None)
-            for grantee, level in wanted.items():
-                if grants.get(grantee) != level:
-                    _set_grant(s, org, principal, agent, grants, grantee, level)
+            changes = _changes(grants, dict(definition.grants))
+            _require_share(s, org, principal, agent, grants, changes)
+            _apply_grants(s, org, agent, grants, changes)
         agent.draft = _stored(definition)
         agent.updated_at = utcnow()
         return _summary(s, org, principal, agent, grants)
@@ -253,32 +267,31 @@ def list_agents(db: Database, org_slug: str, email: str) -> list[dict[str, Any]]
         return docs
 
 
-def share(db: Database, org_slug: str, email: str, slug: str, grantee: str, *, edit: bool = False) -> dict[str, Any]:
-    """Grant ``use`` (or ``edit``) of the agent to ``user:EMAIL``, ``group:NAME`` or ``org``."""
+def _change_grant(db: Database, org_slug: str, email: str, slug: str, grantee: str, level: str | None) -> dict[str, Any]:
+    """Grant ``level`` to ``grantee`` (``None``: revoke), as the caller."""
     try:
-        who, level = check_grantee(grantee)
+        who, written = check_grantee(grantee)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
     with db.session() as s:
         org, principal = member(s, org_slug, email)
         agent, grants = _usable(s, org, principal, slug)
-        _set_grant(s, org, principal, agent, grants, who, "edit" if edit else level)
+        if level is None and who not in grants:
+            raise NotFound(f"agent {slug!r} is not shared with {who}")
+        changes: list[tuple[str, str | None]] = [(who, None if level is None else "edit" if "edit" in (level, written) else "use")]
+        _require_share(s, org, principal, agent, grants, changes)
+        _apply_grants(s, org, agent, grants, changes)
         return _summary(s, org, principal, agent, grants)
+
+
+def share(db: Database, org_slug: str, email: str, slug: str, grantee: str, *, edit: bool = False) -> dict[str, Any]:
+    """Grant ``use`` (or ``edit``: also ``GRANTEE:edit``) of the agent to ``user:EMAIL``, ``group:NAME`` or ``org``."""
+    return _change_grant(db, org_slug, email, slug, grantee, "edit" if edit else "use")
 
 
 def unshare(db: Database, org_slug: str, email: str, slug: str, grantee: str) -> dict[str, Any]:
     """Revoke the grant to ``grantee``."""
-    try:
-        who, _ = check_grantee(grantee)
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from None
-    with db.session() as s:
-        org, principal = member(s, org_slug, email)
-        agent, grants = _usable(s, org, principal, slug)
-        if who not in grants:
-            raise NotFound(f"agent {slug!r} is not shared with {who}")
-        _set_grant(s, org, principal, agent, grants, who, None)
-        return _summary(s, org, principal, agent, grants)
+    return _change_grant(db, org_slug, email, slug, grantee, None)
 
 
 def remove(db: Database, org_slug: str, email: str, slug: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -15,6 +16,14 @@ app.add_typer(agent_app, name="agent")
 ORG = typer.Option(..., "--org", help="Organization slug.")
 AS = typer.Option(..., "--as", help="The employee acting.")
 AGENT = typer.Argument(..., help="The agent's name (its slug).")
+
+
+def _out(doc: dict[str, Any], json_out: bool, human: Callable[[dict[str, Any]], None]) -> None:
+    """One JSON document with ``--json``, else the human form."""
+    if json_out:
+        print_json(doc)
+    else:
+        human(doc)
 
 
 def _print_summary(doc: dict[str, Any]) -> None:
@@ -67,10 +76,7 @@ def agent_publish(agent: str = AGENT, org: str = ORG, as_email: str = AS,
 
     with database() as db:
         doc = publish(db, org, as_email, agent, note)
-    if json_out:
-        print_json(doc)
-    else:
-        show("published {} version {}", doc["agent"], doc["version"])
+    _out(doc, json_out, lambda doc: show("published {} version {}", doc["agent"], doc["version"]))
 
 
 def _print_versions(agent: str, docs: list[dict[str, Any]]) -> None:
@@ -103,10 +109,8 @@ def agent_rollback(agent: str = AGENT, version: int = typer.Argument(..., help="
 
     with database() as db:
         doc = rollback(db, org, as_email, agent, version)
-    if json_out:
-        print_json(doc)
-    else:
-        show("{} now serves version {} (the definition of version {})", doc["agent"], doc["version"], doc["rolled_back_to"])
+    _out(doc, json_out, lambda doc: show("{} now serves version {} (the definition of version {})", doc["agent"],
+                                         doc["version"], doc["rolled_back_to"]))
 
 
 @agent_app.command("show")
@@ -156,10 +160,7 @@ def agent_share(agent: str = AGENT,
 
     with database() as db:
         doc = share(db, org, as_email, agent, grantee, edit=edit)
-    if json_out:
-        print_json(doc)
-    else:
-        _print_summary(doc)
+    _out(doc, json_out, _print_summary)
 
 
 @agent_app.command("unshare")
@@ -170,10 +171,7 @@ def agent_unshare(agent: str = AGENT, grantee: str = typer.Argument(..., help="u
 
     with database() as db:
         doc = unshare(db, org, as_email, agent, grantee)
-    if json_out:
-        print_json(doc)
-    else:
-        _print_summary(doc)
+    _out(doc, json_out, _print_summary)
 
 
 @agent_app.command("remove")
@@ -183,10 +181,7 @@ def agent_remove(agent: str = AGENT, org: str = ORG, as_email: str = AS, json_ou
 
     with database() as db:
         doc = remove(db, org, as_email, agent)
-    if json_out:
-        print_json(doc)
-    else:
-        show("removed {} from {}", agent, org)
+    _out(doc, json_out, lambda doc: show("removed {} from {}", agent, org))
 
 
 @agent_app.command("policy")
@@ -200,8 +195,5 @@ def agent_policy(org: str = ORG, as_email: str = typer.Option(..., "--as", help=
 
     with database() as db:
         doc = sharing_policy(db, org, as_email, members_share_org=members_share_org)
-    if json_out:
-        print_json(doc)
-    else:
-        show("in {}, {} may share agents with the whole organization", doc["org"],
-             "members" if doc["members_share_org"] else "only admins")
+    _out(doc, json_out, lambda doc: show("in {}, {} may share agents with the whole organization", doc["org"],
+                                         "members" if doc["members_share_org"] else "only admins"))
