@@ -45,9 +45,10 @@ class Lined(dict):
 
 
 class LinedList(list):
-    """A sequence that remembers its line."""
+    """A sequence that remembers its line and the line of each item (scalars have no line of their own)."""
 
     line: int = 0
+    item_lines: list[int]
 
 
 class _Refused(yaml.YAMLError):
@@ -100,6 +101,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Lined:
 def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LinedList:
     result = LinedList(loader.construct_object(child, deep=True) for child in node.value)
     result.line = node.start_mark.line + 1
+    result.item_lines = [child.start_mark.line + 1 for child in node.value]
     return result
 
 
@@ -231,6 +233,8 @@ def line_at(root: Any, loc: tuple[Any, ...]) -> int:
             line = node.key_lines.get(part, line)
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            item_lines = getattr(node, "item_lines", None)
+            line = item_lines[part] if item_lines else line
             node = node[part]
             line = getattr(node, "line", line)
         else:

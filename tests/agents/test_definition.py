@@ -55,7 +55,7 @@ def test_a_full_file_loads(tmp_path: Path) -> None:
     ("name: Not A Slug\ninstructions: x\n", "agent.yaml:1: name: invalid agent name"),
     ("name: a\ninstructions: x\nbudgets:\n  steps: 0\n", "agent.yaml:4: budgets.steps:"),
     ("name: a\ninstructions: x\nbudgets:\n  minutes: 3\n", "agent.yaml:4: budgets.minutes: unknown field"),
-    ("name: a\ninstructions: x\ntools:\n  - browse_web\n", "agent.yaml:3: tools.0: unknown tool 'browse_web'"),
+    ("name: a\ninstructions: x\ntools:\n  - browse_web\n", "agent.yaml:4: tools.0: unknown tool 'browse_web'"),
     ("name: a\ninstructions: x\ntools:\n  - sql:\n      source: erp\n      query: select 1\n",
      "agent.yaml:6: tools.0.sql.query: unknown field"),
     ("name: a\ninstructions: x\ntools:\n  - sql: {}\n", "agent.yaml:4: tools.0.sql.source: missing field"),
