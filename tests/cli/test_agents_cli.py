@@ -107,3 +107,15 @@ def test_the_sharing_policy_is_an_admins(workspace: Invoke, tmp_path: Path) -> N
     assert [(a["agent"], a["relation"]) for a in listed] == [("expense-helper", "org")]
     missing = workspace("agent", "create", str(tmp_path / "none.yaml"), "--org", "acme", "--as", "fin@acme.example")
     assert missing.code == 2 and "no such agent file" in missing.stderr
+
+
+def test_as_a_real_process(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+    for args in (("init",), ("org", "create", "acme"), ("user", "add", "fin@acme.example", "--org", "acme")):
+        assert cli(*args).code == 0
+    bad = cli("agent", "create", _file(tmp_path, "name: x\ninstructions: hi\ncolour: red\n"), "--org", "acme",
+              "--as", "fin@acme.example", "--json")
+    assert bad.code == 2 and bad.stdout == ""
+    assert bad.stderr.strip().splitlines() == [f"error: {tmp_path / 'agent.yaml'}:3: colour: unknown field"]
+    good = cli("agent", "create", _file(tmp_path, AGENT.format(instructions="hi")), "--org", "acme",
+               "--as", "fin@acme.example", "--json")
+    assert json.loads(good.stdout)["agent"] == "expense-helper"
