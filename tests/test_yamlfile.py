@@ -67,3 +67,9 @@ def test_files_and_sizes(tmp_path: Path) -> None:
 def test_command_line_values() -> None:
     assert [yamlfile.scalar(v) for v in ("250", "true", "2025-02-30", "[1, 2]", "a: b", "", "9" * 5000)] == [
         250, True, "2025-02-30", [1, 2], "a: b", "", "9" * 5000]
+
+
+def test_a_scalar_item_of_a_block_list_has_its_own_line() -> None:
+    root = yamlfile.parse("tools:\n  - first\n  - second\n", "f.yaml")
+    assert yamlfile.line_at(root, ("tools", 1)) == 3
+    assert str(yamlfile.error_at("f.yaml", root, ("tools", 0), "unknown")) == "f.yaml:2: tools.0: unknown"

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 from yaml.constructor import ConstructorError, SafeConstructor
 
 from cristal.errors import InvalidInput
@@ -44,9 +45,10 @@ class Lined(dict):
 
 
 class LinedList(list):
-    """A sequence that remembers its line."""
+    """A sequence that remembers its line and the line of each item (scalars have no line of their own)."""
 
     line: int = 0
+    item_lines: list[int]
 
 
 class _Refused(yaml.YAMLError):
@@ -99,6 +101,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Lined:
 def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LinedList:
     result = LinedList(loader.construct_object(child, deep=True) for child in node.value)
     result.line = node.start_mark.line + 1
+    result.item_lines = [child.start_mark.line + 1 for child in node.value]
     return result
 
 
@@ -230,11 +233,36 @@ def line_at(root: Any, loc: tuple[Any, ...]) -> int:
             line = node.key_lines.get(part, line)
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            item_lines = getattr(node, "item_lines", None)
+            line = item_lines[part] if item_lines else line
             node = node[part]
             line = getattr(node, "line", line)
         else:
             break
     return line
+
+
+def _first_problem(exc: ValidationError) -> tuple[tuple[Any, ...], str, str]:
+    first = exc.errors()[0]
+    return tuple(first["loc"]), first["type"], first["msg"].removeprefix("Value error, ")
+
+
+def describe_validation(exc: ValidationError) -> tuple[tuple[Any, ...], str]:
+    """The location and a one-line message of the first problem pydantic found in a parsed file."""
+    loc, kind, msg = _first_problem(exc)
+    field = ".".join(str(p) for p in loc)
+    if kind == "extra_forbidden":
+        return loc, f"unknown field {field!r}"
+    if kind == "missing":
+        return loc, f"missing field {field!r}"
+    return loc, f"{field}: {msg}" if field else msg
+
+
+def validation_error(origin: str, root: Any, exc: ValidationError, prefix: tuple[Any, ...] = ()) -> InvalidInput:
+    """``InvalidInput("ORIGIN:LINE: FIELD: problem")`` for pydantic's first problem with ``root`` (at ``prefix``)."""
+    loc, kind, msg = _first_problem(exc)
+    problem = {"extra_forbidden": "unknown field", "missing": "missing field"}.get(kind, msg)
+    return error_at(origin, root, prefix + loc, problem)
 
 
 def error_at(origin: str, root: Any, loc: tuple[Any, ...], message: str) -> InvalidInput:
@@ -243,5 +271,5 @@ def error_at(origin: str, root: Any, loc: tuple[Any, ...], message: str) -> Inva
     return InvalidInput(f"{origin}:{line_at(root, loc)}: {field + ': ' if field else ''}{message}")
 
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_INT_DIGITS", "Lined", "LinedList", "error_at", "line_at", "parse", "plain",
-           "read", "scalar"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_INT_DIGITS", "Lined", "LinedList", "describe_validation", "error_at", "line_at", "parse", "plain",
+           "read", "scalar", "validation_error"]

@@ -1,4 +1,4 @@
-"""ORM tables of the spine: organizations, users, groups, API keys, audit, LLM usage.
+"""ORM tables of the spine: organizations, users, groups, API keys, audit, LLM usage; custom agents.
 
 Later layers add their own tables in their own modules on the same ``Base``;
 every table change comes with an Alembic migration in ``migrations/versions``.
@@ -79,6 +79,8 @@ class Organization(Base):
     llm_monthly_budget_usd: Mapped[float | None] = mapped_column(Float)
     # Web domains the Operator may visit for this organization; NULL means no organization-wide limit.
     operator_allowed_domains: Mapped[list | None] = mapped_column(JSON)
+    # Whether members (not only admins) may share an agent with the whole organization.
+    agents_members_share_org: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     users: Mapped[list[User]] = relationship(back_populates="org", cascade="all, delete-orphan")
     groups: Mapped[list[Group]] = relationship(back_populates="org", cascade="all, delete-orphan")
@@ -202,3 +204,44 @@ class LLMUsage(Base):
     status: Mapped[str] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text)
     request_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class Agent(Base):
+    """A custom agent: its draft definition and which of its versions users get."""
+
+    __tablename__ = "agents"
+    __table_args__ = (UniqueConstraint("org_id", "slug", name="uq_agents_org_slug"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    slug: Mapped[str] = mapped_column(String(63))
+    # The creator's id and e-mail: the id decides ownership, the e-mail outlives the user for display.
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_by_email: Mapped[str] = mapped_column(String(320))
+    draft: Mapped[dict] = mapped_column(JSON)
+    published_version: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AgentVersion(Base):
+    """A published version of an agent: never changed once written."""
+
+    __tablename__ = "agent_versions"
+
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spec: Mapped[dict] = mapped_column(JSON)
+    published_by_email: Mapped[str] = mapped_column(String(320))
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class AgentShare(Base):
+    """A grant of ``use`` or ``edit`` of one agent to ``user:EMAIL``, ``group:NAME`` or ``org``."""
+
+    __tablename__ = "agent_shares"
+
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
+    grantee: Mapped[str] = mapped_column(String(400), primary_key=True)
+    level: Mapped[str] = mapped_column(String(10))

@@ -11,7 +11,8 @@ Policy, in order:
 3. A user never acts outside their own organization.
 4. Self actions need the owner themself: not an admin, not the installation.
 5. Admin actions need the ``admin`` role; owner actions need the owner or an admin.
-6. Data reads need a matching access rule; with no rules, only admins read.
+6. Shared things (agents) need the owner, an admin, or a grant among the resource's rules.
+7. Data reads need a matching access rule; with no rules, only admins read.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Rule(Enum):
     MEMBER = "member"  # anyone in the organization
     OWNER = "owner"  # the resource's owner, or an organization admin
     SELF = "self"  # the resource's owner only: what would let someone else act as them (minting their API key)
+    SHARED = "shared"  # the owner, an organization admin, or a grant in the resource's rules (a shared agent)
     ACL = "acl"  # company data: the resource's access rules
 
 
@@ -79,6 +81,15 @@ POLICY: dict[str, Rule] = {
     "operator.run": Rule.MEMBER,
     "operator.act": Rule.MEMBER,
     "operator.policy": Rule.ADMIN,  # the organization's allow-list of web domains (read and change)
+    # custom agents (the resource's rules are its grants: every grant for use, the edit grants for edit)
+    "agent.create": Rule.MEMBER,
+    "agent.list": Rule.MEMBER,  # each agent listed is one the caller may use (``decide`` on agent.use)
+    "agent.use": Rule.SHARED,
+    "agent.edit": Rule.SHARED,  # edit the draft, publish, roll back
+    "agent.share": Rule.OWNER,  # grants use or edit of the agent, never the creator's own access
+    "agent.share.org": Rule.ADMIN,  # sharing with the whole organization, unless the organization lets members
+    "agent.remove": Rule.OWNER,
+    "agent.policy": Rule.ADMIN,  # whether members may share agents organization-wide
 }
 
 # Actions the installation principal may take: managing the installation, not reading data.
@@ -118,10 +129,16 @@ def decide(principal: Principal, action: str, resource: Resource) -> Decision:
         return Decision(True, "organization admin")
     if rule is Rule.ADMIN:
         return Decision(False, "requires the admin role")
-    if rule is Rule.OWNER:
+    if rule in (Rule.OWNER, Rule.SHARED):
         if resource.owner_user_id is not None and resource.owner_user_id == principal.user_id:
             return Decision(True, "owner")
+    if rule is Rule.OWNER:
         return Decision(False, "only the owner or an admin may do this")
+    if rule is Rule.SHARED:
+        matched = principal.acl_matchers().intersection(resource.acl or ())
+        if matched:
+            return Decision(True, "shared with " + ",".join(sorted(matched)))
+        return Decision(False, "not shared with them")
     # Rule.ACL: company data.
     if not resource.acl:
         return Decision(False, "no access rule grants this; admins only")

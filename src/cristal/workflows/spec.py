@@ -129,17 +129,7 @@ class _Checker:
         return InvalidInput(f"{self.path}:{yamlfile.line_at(self.root, loc)}: {where}{message}")
 
     def pydantic(self, exc: ValidationError, prefix: tuple[Any, ...], step: str | None) -> InvalidInput:
-        first = exc.errors()[0]
-        loc = tuple(first["loc"])
-        field = ".".join(str(p) for p in loc)
-        kind = first["type"]
-        if kind == "extra_forbidden":
-            message = f"unknown field {field!r}"
-        elif kind == "missing":
-            message = f"missing field {field!r}"
-        else:
-            msg = first["msg"].removeprefix("Value error, ")
-            message = f"{field}: {msg}" if field else msg
+        loc, message = yamlfile.describe_validation(exc)
         return self.fail(prefix + loc, message, step)
 
 

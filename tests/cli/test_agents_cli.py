@@ -1,0 +1,121 @@
+"""``cristal agent`` end to end, as a user types it: create, publish, show, share, versions, rollback, remove."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CliResult, Invoke
+
+AGENT = """\
+name: expense-helper
+description: Answers travel and expense questions.
+instructions: {instructions}
+tools:
+  - search_knowledge
+  - sql: {{source: erp}}
+"""
+
+
+def _json(result: CliResult) -> dict:
+    assert result.code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def workspace(cli_in_process: Invoke, tmp_path: Path) -> Invoke:
+    for args in (("init",), ("org", "create", "acme"), ("org", "create", "globex"),
+                 ("user", "add", "fin@acme.example", "--org", "acme", "--group", "finance"),
+                 ("user", "add", "eng@acme.example", "--org", "acme", "--group", "engineering"),
+                 ("user", "add", "fin@globex.example", "--org", "globex", "--group", "finance")):
+        assert cli_in_process(*args).code == 0
+    return cli_in_process
+
+
+def _file(tmp_path: Path, text: str, name: str = "agent.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_create_publish_share_and_roll_back(workspace: Invoke, tmp_path: Path) -> None:
+    run = workspace
+    me = ("--org", "acme", "--as", "fin@acme.example")
+    created = _json(run("agent", "create", _file(tmp_path, AGENT.format(instructions="first")), *me, "--json"))
+    assert created["agent"] == "expense-helper" and created["published_version"] is None
+    assert _json(run("agent", "publish", "expense-helper", *me, "--note", "first cut", "--json"))["version"] == 1
+    assert run("agent", "edit", "expense-helper", _file(tmp_path, AGENT.format(instructions="second")), *me).code == 0
+    run("agent", "publish", "expense-helper", *me)
+
+    other = ("--org", "acme", "--as", "eng@acme.example")
+    hidden = run("agent", "show", "expense-helper", *other, "--json")
+    assert hidden.code == 3 and hidden.stdout == ""
+    assert hidden.stderr.strip() == "error: unknown agent 'expense-helper' in organization 'acme'"
+    assert _json(run("agent", "share", "expense-helper", "group:engineering", *me, "--json"))["sharing"] == [
+        "group:engineering"]
+    shown = _json(run("agent", "show", "expense-helper", *other, "--json"))
+    assert (shown["version"], shown["spec"]["instructions"], shown["can_edit"]) == (2, "second", False)
+    assert _json(run("agent", "show", "expense-helper@1", *other, "--json"))["spec"]["instructions"] == "first"
+    assert [a["agent"] for a in _json(run("agent", "list", *other, "--json"))["agents"]] == ["expense-helper"]
+
+    denied = run("agent", "publish", "expense-helper", *other)
+    assert denied.code == 5 and len(denied.stderr.strip().splitlines()) == 1
+
+    back = _json(run("agent", "rollback", "expense-helper", "1", *me, "--json"))
+    assert (back["version"], back["rolled_back_to"]) == (3, 1)
+    versions = _json(run("agent", "versions", "expense-helper", *me, "--json"))["versions"]
+    assert [(v["version"], v["current"]) for v in versions] == [(1, False), (2, False), (3, True)]
+    table = run("agent", "versions", "expense-helper", *me)
+    assert table.code == 0 and "rollback to version 1" in table.stdout
+    assert "instructions: first" in run("agent", "show", "expense-helper", *other).stdout
+
+    # Another organization's people do not see it, not even by its name.
+    outside = run("agent", "show", "expense-helper", "--org", "globex", "--as", "fin@globex.example")
+    assert outside.code == 3 and "unknown agent" in outside.stderr
+    assert run("agent", "remove", "expense-helper", *other).code == 5
+    assert _json(run("agent", "remove", "expense-helper", *me, "--json")) == {"agent": "expense-helper", "removed": True}
+    assert run("agent", "show", "expense-helper", *me).code == 3
+
+
+@pytest.mark.parametrize(("text", "code", "message"), [
+    ("name: x\ninstructions: hi\ntools:\n  - sql: {sorce: erp}\n", 2, "agent.yaml:4: tools.0.sql.source: missing field"),
+    ("name: x\ninstructions: hi\ntools: [teleport]\n", 2, "agent.yaml:3: tools.0: unknown tool 'teleport'"),
+    ("name: x\ninstructions: hi\nsharing: [group:nobody]\n", 3, "unknown group 'nobody' in organization 'acme'"),
+    ("name: x\ninstructions: hi\nsharing: [org]\n", 5, "agent.share.org"),
+])
+def test_bad_input_is_one_line_and_a_non_zero_exit(workspace: Invoke, tmp_path: Path, text: str, code: int,
+                                                   message: str) -> None:
+    result = workspace("agent", "create", _file(tmp_path, text), "--org", "acme", "--as", "fin@acme.example", "--json")
+    assert result.code == code, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert "Traceback" not in result.stderr
+    assert _json(workspace("agent", "list", "--org", "acme", "--as", "fin@acme.example", "--json")) == {"agents": []}
+
+
+def test_the_sharing_policy_is_an_admins(workspace: Invoke, tmp_path: Path) -> None:
+    assert workspace("user", "add", "boss@acme.example", "--org", "acme", "--role", "admin").code == 0
+    assert workspace("agent", "policy", "--org", "acme", "--as", "fin@acme.example").code == 5
+    doc = _json(workspace("agent", "policy", "--org", "acme", "--as", "boss@acme.example", "--members-share-org", "--json"))
+    assert doc == {"org": "acme", "members_share_org": True}
+    path = _file(tmp_path, AGENT.format(instructions="hi") + "sharing: [org]\n")
+    assert _json(workspace("agent", "create", path, "--org", "acme", "--as", "fin@acme.example", "--json"))["sharing"] == ["org"]
+    listed = _json(workspace("agent", "list", "--org", "acme", "--as", "eng@acme.example", "--json"))["agents"]
+    assert [(a["agent"], a["relation"]) for a in listed] == [("expense-helper", "org")]
+    missing = workspace("agent", "create", str(tmp_path / "none.yaml"), "--org", "acme", "--as", "fin@acme.example")
+    assert missing.code == 2 and "no such agent file" in missing.stderr
+
+
+def test_as_a_real_process(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+    for args in (("init",), ("org", "create", "acme"), ("user", "add", "fin@acme.example", "--org", "acme")):
+        assert cli(*args).code == 0
+    bad = cli("agent", "create", _file(tmp_path, "name: x\ninstructions: hi\ncolour: red\n"), "--org", "acme",
+              "--as", "fin@acme.example", "--json")
+    assert bad.code == 2 and bad.stdout == ""
+    assert bad.stderr.strip().splitlines() == [f"error: {tmp_path / 'agent.yaml'}:3: colour: unknown field"]
+    good = cli("agent", "create", _file(tmp_path, AGENT.format(instructions="hi")), "--org", "acme",
+               "--as", "fin@acme.example", "--json")
+    assert json.loads(good.stdout)["agent"] == "expense-helper"
