@@ -198,3 +198,34 @@ def test_unknown_tool_in_definition(rdb, who, tmp_path) -> None:  # type: ignore
 
     with ScriptedModel([]) as model, pytest.raises(InvalidInput, match="unknown tool 'shell'"):
         turn(rdb, who(MEMBER), model, tmp_path, agent(ToolConfig("shell")), "hi")
+
+
+def test_sql_runs_read_only_on_the_named_source_as_the_caller(rdb, who, tmp_path) -> None:  # type: ignore[no-untyped-def]  # fixtures
+    import sqlite3
+
+    from cristal.knowledge import sources
+    from tests.research.company import INSTALLATION
+
+    erp = tmp_path / "erp.db"
+    with sqlite3.connect(erp) as conn:
+        conn.execute("create table expenses (id integer, amount integer)")
+        conn.execute("insert into expenses values (1, 120), (2, 80)")
+    with rdb.session() as s:
+        sources.add_source(s, INSTALLATION, "acme", "erp", "sql", f"sqlite:///{erp}", acl="group:finance")
+    cfg = agent(ToolConfig("sql", {"source": "erp"}))
+    script = [tool_call("sql", {"query": "select id, amount from expenses where amount > :m", "params": {"m": 100}}),
+              tool_call("sql", {"query": "delete from expenses"}),
+              tool_call("sql", {"query": "select 1", "source": "wiki"}),
+              text("One expense is above 100.")]
+    with ScriptedModel(script) as model:
+        finance = turn(rdb, who(FINANCE), model, tmp_path, cfg, "Which expenses are above 100?")
+        rows = tool_results(model.chat_requests[1].json)[-1]
+    assert [c.status for c in finance.tool_calls] == ["ok", "error", "error"]
+    assert rows == {"status": "ok", "output": [{"id": 1, "amount": 120}]}
+    with sqlite3.connect(erp) as conn:
+        assert conn.execute("select count(*) from expenses").fetchone() == (2,)  # read-only
+    # The agent's creator is irrelevant: a caller outside finance may not query the source.
+    with ScriptedModel([script[0], text("No access.")]) as model:
+        member = turn(rdb, who(MEMBER), model, tmp_path, cfg, "Which expenses are above 100?")
+        told = tool_results(model.chat_requests[1].json)[-1]
+    assert member.tool_calls[0].status == "refused" and "120" not in json.dumps(told)
