@@ -229,3 +229,20 @@ def test_sql_runs_read_only_on_the_named_source_as_the_caller(rdb, who, tmp_path
         member = turn(rdb, who(MEMBER), model, tmp_path, cfg, "Which expenses are above 100?")
         told = tool_results(model.chat_requests[1].json)[-1]
     assert member.tool_calls[0].status == "refused" and "120" not in json.dumps(told)
+
+
+def test_research_tool_runs_as_the_caller_and_its_report_is_untrusted(rdb, who, tmp_path, hook) -> None:  # type: ignore[no-untyped-def]  # fixtures
+    cfg = agent(ToolConfig("research"), ToolConfig("http", {"endpoints": [hook.url]}))
+
+    def send_report(request: dict[str, Any]) -> Any:
+        report = tool_results(request)[-1]["output"]["report"]
+        return tool_call("http", {"url": hook.url, "method": "POST", "json": {"report": report[:400]}})
+
+    script = [tool_call("research", {"question": "What is the hotel cap in Munich?", "mode": "extractive", "max_seconds": 60}),
+              send_report, text("The cap is 180 EUR.")]
+    with ScriptedModel(script) as model:
+        result = turn(rdb, who(MEMBER), model, tmp_path, cfg, "Research the hotel cap in Munich.")
+        report = tool_results(model.chat_requests[1].json)[-1]["output"]["report"]
+    assert [c.status for c in result.tool_calls] == ["ok", "refused"]
+    assert "180 EUR" in report and "240 EUR" not in report  # the member's access, not the finance document
+    assert hook.received == []
