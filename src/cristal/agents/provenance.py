@@ -8,9 +8,10 @@ agent's instructions and its tool configuration are trusted.
 An argument *carries untrusted text* when it contains a word of at least
 ``MIN_WORD`` characters, or a run of ``NGRAM`` consecutive words, that occurs
 in untrusted text and nowhere in trusted text. Words are compared lower-cased
-(``\\w`` runs with ``.@+-`` inside, so addresses, IBANs and URLs stay whole).
-The rule errs on the side of asking: a word the model could only have read in
-a tool result makes the call wait for a person, even if the model meant well.
+(``\\w`` runs with ``.@+-/:`` inside, so addresses and URLs stay whole; runs of
+Chinese, Japanese or Korean script are cut into overlapping pieces).
+The rule errs on the side of stopping: a word the model could only have read in
+a tool result stops the call (see ``agents.runtime``), even if the model meant well.
 """
 
 from __future__ import annotations
@@ -26,9 +27,20 @@ NGRAM = 3
 _WORD = re.compile(r"\w(?:[\w.@+\-/:]*\w)?")
 
 
+_CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
+
+
 def words(text: str) -> list[str]:
-    """The lower-cased words of ``text``."""
-    return [w.lower() for w in _WORD.findall(text)]
+    """The lower-cased words of ``text``; a run of Chinese, Japanese or Korean script (no spaces between
+    words) counts as its overlapping pieces of ``MIN_WORD`` characters, so that part of it is still found."""
+    out: list[str] = []
+    for w in _WORD.findall(text):
+        w = w.lower()
+        if len(w) > MIN_WORD and _CJK.search(w):
+            out += [w[i : i + MIN_WORD] for i in range(len(w) - MIN_WORD + 1)]
+        else:
+            out.append(w)
+    return out
 
 
 def _grams(ws: list[str]) -> set[tuple[str, ...]]:
