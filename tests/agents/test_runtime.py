@@ -13,7 +13,6 @@ from sqlalchemy import select
 from cristal.agents.runtime import NOTHING_FOUND, AgentConfig, ToolConfig, TurnContext, TurnStopped, run_turn
 from cristal.config import Settings
 from cristal.db.schema import AuditRecord
-from cristal.errors import LLMError
 from cristal.testing.scripted_model import ScriptedModel, text, tool_call
 from tests.research.company import FINANCE, MEMBER, SECRETS
 
@@ -187,10 +186,16 @@ def test_malformed_arguments_go_back_to_the_model(rdb, who, tmp_path) -> None:  
     assert result.answer == "Sorry."
 
 
-def test_arguments_that_are_not_json_are_a_clear_error(rdb, who, tmp_path) -> None:  # type: ignore[no-untyped-def]  # fixtures
-    with ScriptedModel([tool_call("search_knowledge", "{not json")]) as model:
-        with pytest.raises(LLMError, match="not valid JSON"):
-            turn(rdb, who(MEMBER), model, tmp_path, agent(), "hotel?")
+def test_arguments_that_are_not_json_go_back_to_the_model(rdb, who, tmp_path) -> None:  # type: ignore[no-untyped-def]  # fixtures
+    script = [tool_call("search_knowledge", "{not json"), tool_call("search_knowledge", "[1, 2]"), text("Sorry.")]
+    with ScriptedModel(script) as model:
+        result = turn(rdb, who(MEMBER), model, tmp_path, agent(), "hotel?")
+        told = [tool_results(r.json)[-1] for r in model.chat_requests[1:]]
+        replayed = model.chat_requests[1].json["messages"][-2]
+    assert [c.status for c in result.tool_calls] == ["error", "error"] and result.answer == "Sorry."
+    assert "not valid JSON" in told[0]["error"] and "not a JSON object" in told[1]["error"]
+    # The assistant turn sent back is valid (its arguments are JSON), so the endpoint accepts the history.
+    assert json.loads(replayed["tool_calls"][0]["function"]["arguments"]) == {}
 
 
 def test_unknown_tool_in_definition(rdb, who, tmp_path) -> None:  # type: ignore[no-untyped-def]  # fixtures

@@ -199,7 +199,7 @@ class _Turn:
         for step in range(1, agent.max_steps + 1):
             self._check_budget()
             result = self.gateway.chat(ctx.principal, messages, tools=definitions, model=agent.model,
-                                       request_id=f"{ctx.conversation_id}:{ctx.turn}:{step}")
+                                       request_id=f"{ctx.conversation_id}:{ctx.turn}:{step}", lenient_tool_arguments=True)
             self.tokens += result.usage.tokens_in + result.usage.tokens_out
             self.cost += result.usage.cost_usd
             assistant = result.assistant_message()
@@ -237,6 +237,8 @@ class _Turn:
         tool = self.tools.get(call.name)
         if tool is None:
             return self._done(call, key, "error", f"unknown tool {call.name!r}; the tools are: {', '.join(self.tools) or 'none'}")
+        if call.malformed:
+            return self._done(call, key, "error", call.malformed + "; send the arguments as one JSON object")
         try:
             spec = tool.spec(call.arguments)
         except InvalidInput as exc:
