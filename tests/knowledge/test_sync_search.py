@@ -16,7 +16,7 @@ from cristal.identity.directory import resolve_principal
 from cristal.identity.principal import Principal
 from cristal.identity.resource import Resource
 from cristal.knowledge.schema import Chunk, Document
-from cristal.knowledge.search import Searcher
+from cristal.knowledge.search import Scope, Searcher
 from cristal.knowledge.sync import sync_source
 
 from .conftest import INSTALLATION
@@ -69,6 +69,24 @@ def test_each_user_sees_exactly_what_they_may(indexed: Database) -> None:
     assert "Board minutes" in titles(searcher.search(admin, "acquisition board"))
     assert "Board minutes" not in titles(searcher.search(fin, "acquisition board"))
     assert assert_no_leak(indexed, searcher) > 100
+
+
+def test_a_scope_only_narrows(indexed: Database) -> None:
+    """An agent's knowledge scope (sources, folder prefixes) narrows the hits, never widens the reader's access."""
+    searcher = Searcher(indexed)
+    admin = who(indexed, "acme", "admin@acme.example")
+    eng = who(indexed, "acme", "eng@acme.example")
+    assert "Q3 results" in titles(searcher.search(admin, "revenue Q3", mode="keyword"))
+    public = Scope(sources=("wiki",), paths=("public/",))
+    for mode in ("hybrid", "keyword", "dense"):
+        hits = searcher.search(admin, "revenue Q3 hotel Munich IBAN", mode=mode, scope=public)
+        assert hits and all("/public/" in h.uri for h in hits), mode
+    assert titles(searcher.search(admin, "revenue Q3", scope=Scope(sources=("nonesuch",)))) == []
+    # The scope names a folder the member may not read: still nothing of it.
+    assert titles(searcher.search(eng, "revenue Q3", mode="keyword", scope=Scope(paths=("finance/",)))) == []
+    # A path is a prefix, not a pattern: "%" and "_" match themselves.
+    assert searcher.search(admin, "hotel Munich", mode="keyword", scope=Scope(paths=("publi%",))) == []
+    assert "Salary bands" in titles(searcher.search(eng, "salary bands", mode="keyword", scope=Scope(paths=("hr/",))))
 
 
 def test_organizations_never_see_each_other(indexed: Database) -> None:

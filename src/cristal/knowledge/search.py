@@ -19,7 +19,7 @@ from collections.abc import Set
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal, TypeGuard, get_args
 
-from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from cristal.audit.log import write_audit
@@ -31,7 +31,7 @@ from cristal.identity.principal import Principal
 from cristal.identity.resource import Resource
 from cristal.knowledge.keyword import compound_search, keyword_search
 from cristal.knowledge.language import detect_language
-from cristal.knowledge.schema import Chunk, Document, DocumentAccess
+from cristal.knowledge.schema import Chunk, Document, DocumentAccess, Source
 from cristal.knowledge.tokenize import tokens
 
 if TYPE_CHECKING:
@@ -118,6 +118,28 @@ def readable_chunks(org_id: int, matchers: list[str] | None) -> ColumnElement[bo
     return and_(in_org, allowed.exists())
 
 
+@dataclass(frozen=True)
+class Scope:
+    """A narrower part of the organization's knowledge: documents of these sources, under these folders.
+
+    Empty tuples do not narrow. A path is a prefix of the document's path within its source
+    (``public/richtlinien/``). It only ever narrows what the principal may read (an agent's scope).
+    """
+
+    sources: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+
+    def condition(self, org_id: int) -> ColumnElement[bool]:
+        """Chunks whose document lies within the scope."""
+        doc = aliased(Document)
+        inside = select(doc.id).where(doc.id == Chunk.doc_id, doc.org_id == org_id)
+        if self.sources:
+            inside = inside.join(Source, Source.id == doc.source_id).where(Source.name.in_(self.sources))
+        if self.paths:
+            inside = inside.where(or_(*(doc.external_id.startswith(p, autoescape=True) for p in self.paths)))
+        return inside.correlate(Chunk).exists()
+
+
 def _foreign(session: Session, rankings: dict[str, list[tuple[int, float]]], lang: str, where: ColumnElement[bool]) -> set[int]:
     """The candidate chunks written in another language than the query."""
     if lang == "und":
@@ -180,6 +202,7 @@ class Searcher:
         limit: int = 10,
         mode: Mode = "hybrid",
         request_id: str | None = None,
+        scope: Scope | None = None,
     ) -> list[Hit]:
         query = (query or "").strip()
         if not query:
@@ -199,7 +222,7 @@ class Searcher:
             # first write takes the database's one write lock, and holding it for the whole search made
             # parallel searches (research's sub-questions, other requests) wait past the busy timeout.
             with s.no_autoflush:
-                hits = self._ranked(s, principal, org, query, limit, mode)
+                hits = self._ranked(s, principal, org, query, limit, mode, scope)
             write_audit(
                 s, principal=principal, action="document.read", resource=in_org(org, "documents", "search-results"),
                 decision="allow", reason="search results", request_id=request_id,
@@ -207,10 +230,12 @@ class Searcher:
             )
         return hits
 
-    def _ranked(self, s: Session, principal: Principal, org: Organization, query: str, limit: int, mode: Mode) -> list[Hit]:
-        """The hits of one search, read with ``principal``'s access filter."""
+    def _ranked(self, s: Session, principal: Principal, org: Organization, query: str, limit: int, mode: Mode,
+                scope: Scope | None = None) -> list[Hit]:
+        """The hits of one search, read with ``principal``'s access filter (and within ``scope``, if given)."""
         matchers = None if principal.is_admin else sorted(principal.acl_matchers())
-        depth = max(limit * 4, 40)
+        # A scope is applied to the fused candidates, so retrieve deeper: candidates outside it are dropped.
+        depth = max(limit * 4, 40) * (4 if scope else 1)
         lang = detect_language(query)
         query_tokens = tokens(query, lang if lang != "und" else "en")
         rankings: dict[str, list[tuple[int, float]]] = {}
@@ -221,6 +246,8 @@ class Searcher:
             vector = self.embedder.encode([query])[0]
             rankings["dense"] = self.dense.search(s, org.id, self.embedder.name, vector, matchers, depth)
         readable = readable_chunks(org.id, matchers)
+        if scope is not None:
+            readable = and_(readable, scope.condition(org.id))
         fused = rrf(rankings, WEIGHTS_BY_LANG.get(lang, WEIGHTS), foreign=_foreign(s, rankings, lang, readable))
         hits = self._hits(s, fused, set(query_tokens), readable, limit)
         return hits

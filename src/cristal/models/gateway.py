@@ -98,11 +98,17 @@ class Gateway:
         temperature: float | None = None,
         response_format: dict[str, Any] | None = None,
         request_id: str | None = None,
+        lenient_tool_arguments: bool = False,
     ) -> ChatResult:
-        """One chat completion. ``tool_choice`` is ``auto``/``none``/``required``, a tool's name, or the OpenAI dict."""
+        """One chat completion. ``tool_choice`` is ``auto``/``none``/``required``, a tool's name, or the OpenAI dict.
+
+        ``lenient_tool_arguments``: a tool call whose arguments are not a JSON object comes back with
+        ``ToolCall.malformed`` set, instead of failing the call (an agent hands the problem back to the model).
+        """
         call = self._begin(principal, "chat", model, request_id)
         params = _chat_params(call, messages, tools, tool_choice, temperature, response_format)
-        parts, usage = self._run(call, lambda client: client.chat.completions.create(**params), lambda r: _chat_result(r, call, messages))
+        parts, usage = self._run(call, lambda client: client.chat.completions.create(**params),
+                                 lambda r: _chat_result(r, call, messages, lenient_tool_arguments))
         return parts.result(usage)
 
     def chat_stream(
@@ -369,7 +375,7 @@ def _snippet(value: Any) -> str:
     return repr(" ".join(str(value).split())[:80])
 
 
-def _chat_result(response: Any, call: Call, messages: Messages) -> tuple[_ChatParts, int, int, bool]:
+def _chat_result(response: Any, call: Call, messages: Messages, lenient: bool = False) -> tuple[_ChatParts, int, int, bool]:
     if not isinstance(response, ChatCompletion):
         raise BadResponse(f"the body is not a JSON chat completion: {_snippet(response)}")
     usage = response.usage
@@ -389,7 +395,7 @@ def _chat_result(response: Any, call: Call, messages: Messages) -> tuple[_ChatPa
     if not isinstance(content, str):
         raise BadResponse("the message content is not text", tokens_in=tokens_in, tokens_out=tokens_out)
     try:
-        calls = [parse_tool_call(*raw) for raw in raw_calls]
+        calls = [parse_tool_call(*raw, lenient=lenient) for raw in raw_calls]
     except BadResponse as exc:  # the answer was paid for even if unusable
         raise BadResponse(str(exc), tokens_in=tokens_in, tokens_out=tokens_out) from None
     estimated = usage is None

@@ -41,6 +41,9 @@ class ToolCall:
     id: str
     name: str
     arguments: dict[str, Any]
+    # Set (and ``arguments`` empty) when the model sent arguments that are not a JSON object and the caller
+    # asked to get such calls instead of a ``BadResponse`` (an agent tells the model, which may correct itself).
+    malformed: str = ""
 
     def as_openai(self) -> dict[str, Any]:
         return {
@@ -113,15 +116,24 @@ def schema_name(name: str) -> str:
     return _NAME.sub("_", name)[:64] or "result"
 
 
-def parse_tool_call(call_id: str | None, name: str | None, raw_arguments: str | None) -> ToolCall:
-    """A tool call from the wire, or ``BadResponse`` when it is incomplete or its arguments are not a JSON object."""
+def parse_tool_call(call_id: str | None, name: str | None, raw_arguments: str | None, *, lenient: bool = False) -> ToolCall:
+    """A tool call from the wire, or ``BadResponse`` when it is incomplete or its arguments are not a JSON object.
+
+    ``lenient``: arguments that are not a JSON object give a call with ``malformed`` set instead.
+    """
     if not name:
         raise BadResponse("a tool call has no function name")
     raw = raw_arguments or ""
+    problem = ""
     try:
         arguments = json.loads(raw) if raw.strip() else {}
     except ValueError:
-        raise BadResponse(f"the arguments of tool call {name!r} are not valid JSON: {raw[:120]!r}") from None
-    if not isinstance(arguments, dict):
-        raise BadResponse(f"the arguments of tool call {name!r} are not a JSON object")
+        problem = f"the arguments of tool call {name!r} are not valid JSON: {raw[:120]!r}"
+    else:
+        if not isinstance(arguments, dict):
+            problem = f"the arguments of tool call {name!r} are not a JSON object"
+    if problem and not lenient:
+        raise BadResponse(problem)
+    if problem:
+        return ToolCall(id=call_id or f"call_{name}", name=name, arguments={}, malformed=problem)
     return ToolCall(id=call_id or f"call_{name}", name=name, arguments=arguments)
