@@ -119,3 +119,66 @@ def test_as_a_real_process(cli, tmp_path: Path) -> None:  # type: ignore[no-unty
     good = cli("agent", "create", _file(tmp_path, AGENT.format(instructions="hi")), "--org", "acme",
                "--as", "fin@acme.example", "--json")
     assert json.loads(good.stdout)["agent"] == "expense-helper"
+
+
+ASKABLE = """\
+name: finance-helper
+instructions: Answer from the documents only; cite every fact.
+tools:
+  - search_knowledge
+sharing: [group:engineering]
+"""
+
+
+def _cited_answer(request: dict) -> object:
+    """Cite the IBAN passage if the tool returned it, else say nothing answers."""
+    from cristal.testing.scripted_model import text
+
+    for message in request["messages"]:
+        if message["role"] == "tool":
+            for p in (json.loads(message["content"]).get("output") or {}).get("passages", []):
+                if "IBAN" in p["text"]:
+                    return text(f"Kumo Components is paid to IBAN DE89 3704 0044 0532 0130 00 [{p['n']}].")
+    return text("I found nothing about that.")
+
+
+def test_ask_answers_each_employee_from_what_they_may_read(cli_in_process: Invoke, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from cristal.testing.scripted_model import ScriptedModel, tool_call
+    from tests.knowledge.conftest import write_tree
+
+    run = cli_in_process
+    docs = write_tree(tmp_path / "wiki")
+    for args in (("init",), ("org", "create", "acme"),
+                 ("user", "add", "fin@acme.example", "--org", "acme", "--group", "finance"),
+                 ("user", "add", "eng@acme.example", "--org", "acme", "--group", "engineering"),
+                 ("source", "add", "wiki", "--org", "acme", "--kind", "files", "--uri", str(docs)),
+                 ("sync", "--org", "acme")):
+        assert run(*args).code == 0, args
+    me = ("--org", "acme", "--as", "fin@acme.example")
+    assert run("agent", "create", _file(tmp_path, ASKABLE), *me).code == 0
+    unpublished = run("ask", "finance-helper", "Who is paid to which IBAN?", *me)
+    assert unpublished.code == 2 and "no published version" in unpublished.stderr
+    assert run("agent", "publish", "finance-helper", *me).code == 0
+
+    search = tool_call("search_knowledge", {"query": "Kumo Components IBAN"})
+    with ScriptedModel([search, _cited_answer, search, _cited_answer]) as model:
+        monkeypatch.setenv("CRISTAL_LLM_BASE_URL", model.base_url)
+        monkeypatch.setenv("CRISTAL_LLM_API_KEY", "k")
+        monkeypatch.setenv("CRISTAL_LLM_MODEL", "scripted")
+        fin = _json(run("ask", "finance-helper", "Who is paid to which IBAN?", *me, "--json"))
+        eng = _json(run("ask", "finance-helper", "Who is paid to which IBAN?", "--org", "acme", "--as",
+                        "eng@acme.example", "--json"))
+        sent_for_eng = json.dumps([r.json for r in model.chat_requests[2:]])
+    assert set(fin) >= {"agent", "version", "conversation_id", "answer", "citations", "tool_calls"}
+    assert (fin["agent"], fin["version"]) == ("finance-helper", 1)
+    [citation] = fin["citations"]
+    assert citation["uri"].endswith("bank.txt") and "IBAN DE89" in citation["quote"]
+    assert fin["tool_calls"] == [{"name": "search_knowledge", "arguments": {"query": "Kumo Components IBAN"},
+                                  "status": "ok"}]
+    # The same agent, asked by an employee outside finance: the document never reaches the model.
+    assert eng["citations"] == [] and "DE89" not in eng["answer"] and "DE89" not in sent_for_eng
+    assert fin["conversation_id"] != eng["conversation_id"]
+    # Outside the organization, or for an agent that does not exist: unknown, one line.
+    missing = run("ask", "no-such-agent", "hello", *me)
+    assert missing.code == 3 and len(missing.stderr.strip().splitlines()) == 1

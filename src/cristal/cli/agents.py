@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from cristal.cli.runtime import JSON, database, print_json, show, show_table, show_text
+from cristal.cli.runtime import JSON, database, print_json, settings, show, show_table, show_text
 
 app = typer.Typer()
 agent_app = typer.Typer(help="Custom agents: versioned definitions, shared with people and groups.", no_args_is_help=True)
@@ -197,3 +197,22 @@ def agent_policy(org: str = ORG, as_email: str = typer.Option(..., "--as", help=
         doc = sharing_policy(db, org, as_email, members_share_org=members_share_org)
     _out(doc, json_out, lambda doc: show("in {}, {} may share agents with the whole organization", doc["org"],
                                          "members" if doc["members_share_org"] else "only admins"))
+
+
+@app.command("ask")
+def ask_command(agent: str = typer.Argument(..., help="AGENT or AGENT@VERSION (a pinned version)."),
+                question: str = typer.Argument(..., help="The question."), org: str = ORG, as_email: str = AS,
+                json_out: bool = JSON) -> None:
+    """Ask an agent one question, as the employee: its tools run with their rights only."""
+    from cristal.agents.ask import ask
+
+    with database() as db:
+        doc = ask(db, settings(), org, as_email, agent, question)
+    if json_out:
+        print_json(doc)
+        return
+    for call in doc["tool_calls"]:
+        show("[dim]tool {} {}: {}[/]", call["name"], call["status"], call.get("message") or "")
+    show_text(doc["answer"])
+    for c in doc["citations"]:
+        show("  [{}] {}: “{}”", c["n"], c["uri"], c["quote"])
