@@ -154,12 +154,12 @@ def test_upgrading_an_existing_database_keeps_its_data_and_drops_the_leftovers(
     db = Database(db_url)
     db.upgrade("0006")
     tree = write_tree(tmp_path / "docs", {"a.md": "# Hotels\n\nHotels in Munich cost 150 EUR.\n"})
-    with db.session() as s:
-        orgs.create_org(s, INSTALLATION, "acme")
-        orgs.create_org(s, INSTALLATION, "gone")
-        if not removed_last:
-            orgs.create_org(s, INSTALLATION, "zeta")
-        users.add_user(s, INSTALLATION, "acme", "a@acme.example")
+    # Organizations are written as the old schema has them (the ORM's table has the columns of later revisions).
+    with db.engine.begin() as conn:
+        for slug in ("acme", "gone") + (() if removed_last else ("zeta",)):
+            conn.execute(text("INSERT INTO organizations (slug, name, created_at) VALUES (:s, :s, '2024-01-01')"), {"s": slug})
+        conn.execute(text("INSERT INTO users (org_id, email, role, created_at) VALUES "
+                          "((SELECT id FROM organizations WHERE slug = 'acme'), 'a@acme.example', 'member', '2024-01-01')"))
     with db.engine.begin() as conn:  # what the old schema let an org removal leave behind
         gone = conn.execute(text("SELECT id FROM organizations WHERE slug = 'gone'")).scalar()
         conn.execute(text("INSERT INTO index_state (org_id, generation) VALUES (:g, 7)"), {"g": gone})
