@@ -37,6 +37,14 @@ def publish(db: Database, instructions: str = "Answer briefly.", extra: str = ""
     store.publish(db, "acme", ADMIN, "helper")
 
 
+def asked(db: Database, tmp_path: Any, *turns: tuple[str, str]) -> list[str]:
+    """Each (employee, question) asked of a published ``helper`` in a new conversation: the conversations' ids."""
+    publish(db)
+    with ScriptedModel([text(f"Answer {i}.") for i in range(len(turns))]) as model:
+        cfg = settings_for(model, tmp_path)
+        return [ask(db, cfg, "acme", email, "helper", question)["conversation_id"] for email, question in turns]
+
+
 def counts(db: Database) -> tuple[int, int]:
     with db.session() as s:
         return (s.scalar(select(func.count()).select_from(Conversation)) or 0,
@@ -128,11 +136,7 @@ def test_a_failed_turn_stores_nothing(two_orgs: Database, tmp_path) -> None:  # 
 
 def test_rename_delete_export(two_orgs: Database, tmp_path) -> None:  # type: ignore[no-untyped-def]  # fixtures
     db = two_orgs
-    publish(db)
-    with ScriptedModel([text("One."), text("Two.")]) as model:
-        cfg = settings_for(model, tmp_path)
-        a = ask(db, cfg, "acme", FIN, "helper", "First?")["conversation_id"]
-        b = ask(db, cfg, "acme", FIN, "helper", "Second?")["conversation_id"]
+    a, b = asked(db, tmp_path, (FIN, "First?"), (FIN, "Second?"))
     assert conv.rename(db, "acme", FIN, a, "  Hotel   caps ")["title"] == "Hotel caps"
     with pytest.raises(InvalidInput):
         conv.rename(db, "acme", FIN, a, "   ")
@@ -141,7 +145,7 @@ def test_rename_delete_export(two_orgs: Database, tmp_path) -> None:  # type: ig
     assert set(doc) >= {"conversation_id", "agent", "version", "title", "owner", "turns", "tokens", "cost_usd",
                         "created_at", "updated_at", "messages"}
     assert [m["message"] for m in doc["messages"]] == [{"role": "user", "content": "First?"},
-                                                       {"role": "assistant", "content": "One."}]
+                                                       {"role": "assistant", "content": "Answer 0."}]
     assert set(doc["messages"][1]) == {"seq", "turn", "role", "message", "tool_calls", "citations", "tokens",
                                        "cost_usd", "created_at"}
     assert conv.delete_conversation(db, "acme", FIN, b) == {"conversation_id": b, "deleted": True}
@@ -153,11 +157,7 @@ def test_rename_delete_export(two_orgs: Database, tmp_path) -> None:  # type: ig
 
 def test_retention_and_purge(two_orgs: Database, tmp_path) -> None:  # type: ignore[no-untyped-def]  # fixtures
     db = two_orgs
-    publish(db)
-    with ScriptedModel([text("Old."), text("New.")]) as model:
-        cfg = settings_for(model, tmp_path)
-        old = ask(db, cfg, "acme", FIN, "helper", "Old?")["conversation_id"]
-        new = ask(db, cfg, "acme", ENG, "helper", "New?")["conversation_id"]
+    old, new = asked(db, tmp_path, (FIN, "Old?"), (ENG, "New?"))
     with db.session() as s:
         s.execute(update(Conversation).where(Conversation.id == old).values(updated_at=utcnow() - timedelta(days=40)))
     # Only an admin sets the retention; members may not even read it.
