@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
@@ -182,3 +183,58 @@ def test_ask_answers_each_employee_from_what_they_may_read(cli_in_process: Invok
     # Outside the organization, or for an agent that does not exist: unknown, one line.
     missing = run("ask", "no-such-agent", "hello", *me)
     assert missing.code == 3 and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_conversations_are_stored_continued_and_private(cli_in_process: Invoke, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from cristal.testing.scripted_model import ScriptedModel, text
+
+    run = cli_in_process
+    for args in (("init",), ("org", "create", "acme"),
+                 ("user", "add", "boss@acme.example", "--org", "acme", "--role", "admin"),
+                 ("user", "add", "fin@acme.example", "--org", "acme", "--group", "finance"),
+                 ("user", "add", "eng@acme.example", "--org", "acme", "--group", "engineering")):
+        assert run(*args).code == 0, args
+    me = ("--org", "acme", "--as", "fin@acme.example")
+    eng = ("--org", "acme", "--as", "eng@acme.example")
+    assert run("agent", "create", _file(tmp_path, ASKABLE), *me).code == 0
+    assert run("agent", "publish", "finance-helper", *me).code == 0
+
+    with ScriptedModel([text("Hello, finance."), text("Still here.")]) as model:
+        monkeypatch.setenv("CRISTAL_LLM_BASE_URL", model.base_url)
+        monkeypatch.setenv("CRISTAL_LLM_API_KEY", "k")
+        monkeypatch.setenv("CRISTAL_LLM_MODEL", "scripted")
+        first = _json(run("ask", "finance-helper", "Hello?", *me, "--json"))
+        cid = first["conversation_id"]
+        second = _json(run("ask", "finance-helper", "Are you there?", *me, "--conversation", cid, "--json"))
+        # Another employee, even one the agent is shared with, cannot continue it: unknown, one line, exit 3.
+        theirs = run("ask", "finance-helper", "Let me read it", *eng, "--conversation", cid)
+        history = [(m["role"], m["content"]) for m in model.chat_requests[1].json["messages"][1:]]
+        assert len(model.chat_requests) == 2
+    assert second["conversation_id"] == cid and second["answer"] == "Still here."
+    assert history == [("user", "Hello?"), ("assistant", "Hello, finance."), ("user", "Are you there?")]
+    assert theirs.code == 3 and len(theirs.stderr.strip().splitlines()) == 1 and "unknown conversation" in theirs.stderr
+
+    listed = _json(run("conversation", "list", *me, "--json"))["conversations"]
+    assert [(c["conversation_id"], c["turns"], c["title"]) for c in listed] == [(cid, 2, "Hello?")]
+    assert _json(run("conversation", "list", *eng, "--json")) == {"conversations": []}
+    exported = _json(run("conversation", "export", cid, *me))
+    assert exported["format"] == "cristal.conversation/1"
+    assert [m["message"]["content"] for m in exported["messages"]] == ["Hello?", "Hello, finance.", "Are you there?",
+                                                                      "Still here."]
+    assert run("conversation", "export", cid, *me, "--out", str(tmp_path / "c.json")).code == 0
+    assert json.loads((tmp_path / "c.json").read_text(encoding="utf-8")) == {**exported, "exported_at": ANY}
+    shown = run("conversation", "show", cid, *me)
+    assert shown.code == 0 and "Still here." in shown.stdout
+    assert _json(run("conversation", "rename", cid, "Greetings", *me, "--json"))["title"] == "Greetings"
+    # An admin neither reads nor deletes it.
+    boss = ("--org", "acme", "--as", "boss@acme.example")
+    for args in (("show", cid), ("export", cid), ("rename", cid, "x"), ("delete", cid)):
+        denied = run("conversation", *args, *boss)
+        assert denied.code == 3 and len(denied.stderr.strip().splitlines()) == 1, args
+    assert run("conversation", "retention", *me, "--days", "30").code == 5
+    assert _json(run("conversation", "retention", *boss, "--days", "30", "--json")) == {"org": "acme",
+                                                                                        "retention_days": 30}
+    assert _json(run("conversation", "purge", *boss, "--json")) == {"org": "acme", "retention_days": 30, "deleted": 0}
+    assert _json(run("conversation", "delete", cid, *me, "--json")) == {"conversation_id": cid, "deleted": True}
+    assert run("conversation", "show", cid, *me).code == 3

@@ -3,8 +3,11 @@
 ``ask`` is what ``cristal ask`` runs: the store decides whether the caller may
 use the agent (an agent they may not use, or one of another organization, is
 unknown to them), the published version is used unless one is pinned
-(``SLUG@N``), and the turn runs with the caller's own rights. Conversations
-are not stored yet, so every call starts a new one.
+(``SLUG@N``), and the turn runs with the caller's own rights. The turn is
+stored in the caller's conversation (``agents.conversations``) once it has
+finished: a new one, or the one named by ``conversation_id``, which goes on
+with the version it started with (unless ``SLUG@N`` pins another) and its
+stored messages as the model's history.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from cristal.agents import store
+from cristal.agents import conversations, store
 from cristal.agents.runtime import AgentConfig, ToolConfig, TurnContext, run_turn
 from cristal.config import Settings
 from cristal.db import Database
@@ -51,15 +54,31 @@ def config_of(slug: str, version: int, spec: dict[str, Any]) -> AgentConfig:
     )
 
 
-def ask(db: Database, settings: Settings, org_slug: str, email: str, ref: str, question: str) -> dict[str, Any]:
-    """One question to agent ``ref`` (``SLUG`` or ``SLUG@N``) as ``email``: the ``ask`` shape of DESIGN.md."""
+def ask(db: Database, settings: Settings, org_slug: str, email: str, ref: str, question: str,
+        conversation_id: str | None = None) -> dict[str, Any]:
+    """One question to agent ``ref`` (``SLUG`` or ``SLUG@N``) as ``email``: the ``ask`` shape of DESIGN.md.
+
+    With ``conversation_id``, the caller's stored conversation goes on (``NotFound`` for anyone else's).
+    """
     if not question.strip():
         raise InvalidInput("the question is empty")
+    past = None
+    if conversation_id is not None:
+        past = conversations.history(db, org_slug, email, conversation_id)
+        slug, pinned = store.parse_ref(ref)
+        if slug != past.agent:
+            raise InvalidInput(f"conversation {past.conversation_id!r} is with agent {past.agent!r}, not {slug!r}")
+        # The version it started with, so that a publication does not change an ongoing conversation.
+        ref = f"{slug}@{pinned or past.version}"
     doc = store.show(db, org_slug, email, ref)  # authorizes agent.use (audited); NotFound when not usable
     if doc["version"] is None:
         raise InvalidInput(f"agent {doc['agent']!r} has no published version yet; publish it first")
     config = config_of(doc["agent"], int(doc["version"]), doc["spec"])
     with db.session() as s:
         _, principal = member(s, org_slug, email)
-    ctx = TurnContext(db=db, settings=settings, principal=principal, conversation_id=uuid.uuid4().hex)
-    return run_turn(ctx, config, [], question).as_dict()
+    ctx = TurnContext(db=db, settings=settings, principal=principal,
+                      conversation_id=past.conversation_id if past else str(uuid.uuid4()), turn=past.turn if past else 1)
+    # Nothing is stored before the turn has finished: a failed turn leaves the conversation as it was.
+    result = run_turn(ctx, config, past.messages if past else [], question)
+    conversations.record_turn(db, org_slug, email, result, question, new=past is None)
+    return result.as_dict()

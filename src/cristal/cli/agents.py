@@ -1,4 +1,5 @@
-"""``cristal agent ...``: create, edit, publish, roll back, share and remove custom agents."""
+"""``cristal agent ...``: create, edit, publish, roll back, share and remove custom agents; ``cristal ask`` and
+``cristal conversation ...``: ask them, and the caller's stored conversations."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from cristal.cli.runtime import JSON, database, print_json, settings, show, show
 app = typer.Typer()
 agent_app = typer.Typer(help="Custom agents: versioned definitions, shared with people and groups.", no_args_is_help=True)
 app.add_typer(agent_app, name="agent")
+conversation_app = typer.Typer(help="Your stored conversations with agents (private to you).", no_args_is_help=True)
+app.add_typer(conversation_app, name="conversation")
 
 ORG = typer.Option(..., "--org", help="Organization slug.")
 AS = typer.Option(..., "--as", help="The employee acting.")
 AGENT = typer.Argument(..., help="The agent's name (its slug).")
+CONVERSATION = typer.Argument(..., help="The conversation's id (from `cristal ask --json` or `cristal conversation list`).")
 
 
 def _out(doc: dict[str, Any], json_out: bool, human: Callable[[dict[str, Any]], None]) -> None:
@@ -202,12 +206,14 @@ def agent_policy(org: str = ORG, as_email: str = typer.Option(..., "--as", help=
 @app.command("ask")
 def ask_command(agent: str = typer.Argument(..., help="AGENT or AGENT@VERSION (a pinned version)."),
                 question: str = typer.Argument(..., help="The question."), org: str = ORG, as_email: str = AS,
+                conversation: str | None = typer.Option(
+                    None, "--conversation", help="Continue this conversation of yours (default: start a new one)."),
                 json_out: bool = JSON) -> None:
     """Ask an agent one question, as the employee: its tools run with their rights only."""
     from cristal.agents.ask import ask
 
     with database() as db:
-        doc = ask(db, settings(), org, as_email, agent, question)
+        doc = ask(db, settings(), org, as_email, agent, question, conversation_id=conversation)
     if json_out:
         print_json(doc)
         return
@@ -216,3 +222,123 @@ def ask_command(agent: str = typer.Argument(..., help="AGENT or AGENT@VERSION (a
     show_text(doc["answer"])
     for c in doc["citations"]:
         show("  [{}] {}: “{}”", c["n"], c["uri"], c["quote"])
+    show("[dim]conversation {} (continue it with --conversation)[/]", doc["conversation_id"])
+
+
+def _print_conversation(doc: dict[str, Any]) -> None:
+    show("[bold]{}[/] with {} version {}: {} turns, {} tokens, {} USD", doc["title"], doc["agent"], doc["version"],
+         doc["turns"], doc["tokens"], doc["cost_usd"])
+    show("  id {}, last turn {}", doc["conversation_id"], doc["updated_at"][:19])
+
+
+@conversation_app.command("list")
+def conversation_list(org: str = ORG, as_email: str = AS,
+                      agent: str | None = typer.Option(None, "--agent", help="Only the conversations with this agent."),
+                      json_out: bool = JSON) -> None:
+    """Your conversations, the latest first."""
+    from cristal.agents.conversations import list_conversations
+
+    with database() as db:
+        docs = list_conversations(db, org, as_email, agent)
+    if json_out:
+        print_json({"conversations": docs})
+        return
+    if not docs:
+        show("no conversations of yours in {}", org)
+        return
+    show_table(f"Conversations of {as_email}", ["id", "agent", "version", "title", "turns", "last turn"],
+               [[d["conversation_id"], d["agent"], d["version"], d["title"], d["turns"], d["updated_at"][:19]]
+                for d in docs])
+
+
+@conversation_app.command("show")
+def conversation_show(conversation: str = CONVERSATION, org: str = ORG, as_email: str = AS,
+                      json_out: bool = JSON) -> None:
+    """One of your conversations: what was asked and answered, with the tool calls."""
+    from cristal.agents.conversations import show as show_conversation
+
+    with database() as db:
+        doc = show_conversation(db, org, as_email, conversation)
+    if json_out:
+        print_json(doc)
+        return
+    _print_conversation(doc)
+    for m in doc["messages"]:
+        for call in m["tool_calls"] or []:
+            show("[dim]  tool {} {}[/]", call["name"], call["status"])
+        content = m["message"].get("content")
+        if m["role"] in ("user", "assistant") and isinstance(content, str) and content:
+            show("[bold]{}:[/]", "you" if m["role"] == "user" else doc["agent"])
+            show_text(content)
+
+
+@conversation_app.command("rename")
+def conversation_rename(conversation: str = CONVERSATION, title: str = typer.Argument(..., help="The new title."),
+                        org: str = ORG, as_email: str = AS, json_out: bool = JSON) -> None:
+    """Give one of your conversations a new title."""
+    from cristal.agents.conversations import rename
+
+    with database() as db:
+        doc = rename(db, org, as_email, conversation, title)
+    _out(doc, json_out, _print_conversation)
+
+
+@conversation_app.command("delete")
+def conversation_delete(conversation: str = CONVERSATION, org: str = ORG, as_email: str = AS,
+                        json_out: bool = JSON) -> None:
+    """Delete one of your conversations with all its messages."""
+    from cristal.agents.conversations import delete_conversation
+
+    with database() as db:
+        doc = delete_conversation(db, org, as_email, conversation)
+    _out(doc, json_out, lambda doc: show("deleted conversation {}", doc["conversation_id"]))
+
+
+@conversation_app.command("export")
+def conversation_export(conversation: str = CONVERSATION, org: str = ORG, as_email: str = AS,
+                        out: str | None = typer.Option(None, "--out", help="Write the JSON document to this file.")
+                        ) -> None:
+    """One of your conversations as a JSON document with every message (on stdout, or --out FILE)."""
+    import json
+    from pathlib import Path
+
+    from cristal.agents.conversations import export
+
+    with database() as db:
+        doc = export(db, org, as_email, conversation)
+    if out is None:
+        print_json(doc)
+        return
+    Path(out).write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    show("wrote conversation {} to {}", doc["conversation_id"], out)
+
+
+@conversation_app.command("retention")
+def conversation_retention(org: str = ORG, as_email: str = typer.Option(..., "--as", help="An admin of the organization."),
+                           days: int | None = typer.Option(None, "--days", help="Keep conversations this many days "
+                                                           "after their last turn."),
+                           keep_forever: bool = typer.Option(False, "--keep-forever", help="Keep them until deleted."),
+                           json_out: bool = JSON) -> None:
+    """Show or set how long the organization keeps conversations."""
+    from cristal.agents.conversations import retention
+
+    with database() as db:
+        doc = retention(db, org, as_email, days=days, keep_forever=keep_forever)
+    _out(doc, json_out, lambda doc: show("in {}, conversations are kept {}", doc["org"],
+                                         f"{doc['retention_days']} days after their last turn"
+                                         if doc["retention_days"] else "until they are deleted"))
+
+
+@conversation_app.command("purge")
+def conversation_purge(org: str = ORG, as_email: str | None = typer.Option(
+                           None, "--as", help="An admin of the organization (default: the installation, as a "
+                           "scheduled job)."),
+                       days: int | None = typer.Option(None, "--days", help="Instead of the organization's retention."),
+                       json_out: bool = JSON) -> None:
+    """Delete the organization's conversations not updated within its retention."""
+    from cristal.agents.conversations import purge
+
+    with database() as db:
+        doc = purge(db, org, days, email=as_email)
+    _out(doc, json_out, lambda doc: show("deleted {} conversations in {} (retention: {})", doc["deleted"], doc["org"],
+                                         f"{doc['retention_days']} days" if doc["retention_days"] else "none set"))

@@ -81,6 +81,8 @@ class Organization(Base):
     operator_allowed_domains: Mapped[list | None] = mapped_column(JSON)
     # Whether members (not only admins) may share an agent with the whole organization.
     agents_members_share_org: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Days a conversation is kept after its last turn (``cristal conversation purge``); NULL keeps them.
+    conversation_retention_days: Mapped[int | None] = mapped_column(Integer)
 
     users: Mapped[list[User]] = relationship(back_populates="org", cascade="all, delete-orphan")
     groups: Mapped[list[Group]] = relationship(back_populates="org", cascade="all, delete-orphan")
@@ -245,3 +247,42 @@ class AgentShare(Base):
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
     grantee: Mapped[str] = mapped_column(String(400), primary_key=True)
     level: Mapped[str] = mapped_column(String(10))
+
+
+class Conversation(Base):
+    """A conversation of one employee with one agent: private to its owner (not even an admin reads it)."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (Index("ix_conversations_org_user", "org_id", "user_id", "updated_at"),
+                      Index("ix_conversations_org_updated", "org_id", "updated_at"))
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # a random uuid: ids are never guessed or reused
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    # The owner's id decides who may read it; a removed user's conversations go with them.
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_email: Mapped[str] = mapped_column(String(320))
+    agent_slug: Mapped[str] = mapped_column(String(63))
+    agent_version: Mapped[int] = mapped_column(Integer)  # the version it started with, kept when continued
+    title: Mapped[str] = mapped_column(String(200))
+    turns: Mapped[int] = mapped_column(Integer, default=0)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ConversationMessage(Base):
+    """One OpenAI-format message of a conversation; a turn's answer carries the turn's tool calls, citations and usage."""
+
+    __tablename__ = "conversation_messages"
+
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    turn: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(20))
+    content: Mapped[dict] = mapped_column(JSON)  # the message as the model saw it
+    tool_calls: Mapped[list | None] = mapped_column(JSON)  # [{name, arguments, status, ...}] on a turn's answer
+    citations: Mapped[list | None] = mapped_column(JSON)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

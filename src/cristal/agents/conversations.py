@@ -1,0 +1,236 @@
+"""Stored conversations with agents, per user: continue, list, show, rename, delete, export, retention and purge.
+
+A conversation belongs to the employee who started it and to nobody else: every
+read or change is decided through ``cristal.identity.authorize`` (audited) with
+the ``SELF`` rule, so another user's conversation, or another organization's, is
+``NotFound`` — for an organization admin too. Only the purge, an admin's act on
+the organization's retention, deletes conversations of others (without reading them).
+
+A turn is stored only once it has finished: ``record_turn`` writes the
+conversation (new, or the next turn of an existing one) and all the turn's
+messages in one transaction, so a turn that failed (the model, a budget) leaves
+nothing behind. Each message is the OpenAI-format message the model saw; a
+turn's answer also carries the turn's tool calls, citations, tokens and cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from cristal.agents.runtime import TurnResult
+from cristal.db import Database
+from cristal.db.schema import Conversation, ConversationMessage, Organization, utcnow
+from cristal.errors import AccessDenied, InvalidInput, NotFound
+from cristal.identity.authorize import require
+from cristal.identity.directory import in_org, member, org_by_slug
+from cristal.identity.principal import Principal
+
+__all__ = ["EXPORT_FORMAT", "History", "delete_conversation", "export", "history", "list_conversations", "purge",
+           "record_turn", "rename", "retention", "show"]
+
+EXPORT_FORMAT = "cristal.conversation/1"
+TITLE_MAX = 200
+
+
+@dataclass(frozen=True)
+class History:
+    """What continuing a conversation needs: its agent and version, the stored messages, the next turn's number."""
+
+    conversation_id: str
+    agent: str
+    version: int
+    messages: list[dict[str, Any]]
+    turn: int
+
+
+def _owned(s: Session, org: Organization, principal: Principal, conversation_id: str, action: str,
+           details: dict | None = None) -> Conversation:
+    """The caller's own conversation (audited); ``NotFound`` for anyone else's, whatever their role."""
+    unknown = NotFound(f"unknown conversation {conversation_id!r} in organization {org.slug!r}")
+    conv = s.get(Conversation, str(conversation_id))
+    if conv is None or conv.org_id != org.id:
+        raise unknown
+    try:
+        require(s, principal, action, in_org(org, "conversation", conv.id, owner_user_id=conv.user_id), details=details)
+    except AccessDenied:
+        raise unknown from None
+    return conv
+
+
+def _summary(conv: Conversation) -> dict[str, Any]:
+    return {"conversation_id": conv.id, "agent": conv.agent_slug, "version": conv.agent_version, "title": conv.title,
+            "owner": conv.user_email, "turns": conv.turns, "tokens": conv.tokens, "cost_usd": round(conv.cost_usd, 6),
+            "created_at": conv.created_at.isoformat(), "updated_at": conv.updated_at.isoformat()}
+
+
+def _messages(s: Session, conv: Conversation) -> list[ConversationMessage]:
+    return list(s.scalars(select(ConversationMessage).where(ConversationMessage.conversation_id == conv.id)
+                          .order_by(ConversationMessage.seq)))
+
+
+def history(db: Database, org_slug: str, email: str, conversation_id: str) -> History:
+    """The caller's conversation, to continue it (``conversation.read``, audited)."""
+    with db.session() as s:
+        org, principal = member(s, org_slug, email)
+        conv = _owned(s, org, principal, conversation_id, "conversation.read", details={"for": "continue"})
+        return History(conv.id, conv.agent_slug, conv.agent_version, [dict(m.content) for m in _messages(s, conv)],
+                       conv.turns + 1)
+
+
+def _title(title: str) -> str:
+    title = " ".join(str(title).split())
+    if not title:
+        raise InvalidInput("the title is empty")
+    return title[:TITLE_MAX]
+
+
+def record_turn(db: Database, org_slug: str, email: str, result: TurnResult, question: str, *,
+                new: bool) -> dict[str, Any]:
+    """Store a finished turn in one transaction: a new conversation (``new``) or the next turn of the caller's own."""
+    with db.session() as s:
+        org, principal = member(s, org_slug, email)
+        now = utcnow()
+        if new:
+            if principal.user_id is None:
+                raise AccessDenied("the installation principal cannot talk to agents; use --as EMAIL")
+            require(s, principal, "conversation.write",
+                    in_org(org, "conversation", result.conversation_id, owner_user_id=principal.user_id),
+                    details={"change": "create", "agent": result.agent, "version": result.version})
+            conv = Conversation(id=result.conversation_id, org_id=org.id, user_id=principal.user_id, user_email=email,
+                                agent_slug=result.agent, agent_version=result.version,
+                                title=_title(question)[:80], turns=0, tokens=0, cost_usd=0.0,
+                                created_at=now, updated_at=now)
+            s.add(conv)
+            s.flush()
+            seq = 0
+        else:
+            conv = _owned(s, org, principal, result.conversation_id, "conversation.write",
+                          details={"change": "turn", "version": result.version})
+            # Lock the row (PostgreSQL) so two turns sent at once get distinct sequence numbers.
+            s.execute(select(Conversation.id).where(Conversation.id == conv.id).with_for_update())
+            seq = s.scalar(select(func.max(ConversationMessage.seq))
+                           .where(ConversationMessage.conversation_id == conv.id)) or 0
+        turn = conv.turns + 1
+        last = len(result.messages) - 1
+        for i, message in enumerate(result.messages):
+            answer = i == last
+            s.add(ConversationMessage(
+                conversation_id=conv.id, seq=seq + 1 + i, turn=turn, role=str(message.get("role", "")),
+                content=message, created_at=now,
+                tool_calls=[c.as_dict() for c in result.tool_calls] if answer else None,
+                citations=[c.as_dict() for c in result.citations] if answer else None,
+                tokens=result.tokens if answer else 0, cost_usd=result.cost_usd if answer else 0.0))
+        conv.turns = turn
+        conv.tokens += result.tokens
+        conv.cost_usd += result.cost_usd
+        conv.updated_at = now
+        return _summary(conv)
+
+
+def list_conversations(db: Database, org_slug: str, email: str, agent: str | None = None) -> list[dict[str, Any]]:
+    """The caller's own conversations, the latest first (optionally with one agent)."""
+    with db.session() as s:
+        org, principal = member(s, org_slug, email)
+        query = select(Conversation).where(Conversation.org_id == org.id, Conversation.user_id == principal.user_id)
+        if agent:
+            query = query.where(Conversation.agent_slug == agent)
+        docs = [_summary(c) for c in s.scalars(query.order_by(Conversation.updated_at.desc(), Conversation.id))]
+        require(s, principal, "conversation.list", in_org(org, "conversation"), details={"listed": len(docs)})
+        return docs
+
+
+def _message_doc(m: ConversationMessage) -> dict[str, Any]:
+    return {"seq": m.seq, "turn": m.turn, "role": m.role, "message": m.content, "tool_calls": m.tool_calls,
+            "citations": m.citations, "tokens": m.tokens, "cost_usd": m.cost_usd, "created_at": m.created_at.isoformat()}
+
+
+def show(db: Database, org_slug: str, email: str, conversation_id: str) -> dict[str, Any]:
+    """The caller's conversation with every message (``conversation.read``, audited)."""
+    with db.session() as s:
+        org, principal = member(s, org_slug, email)
+        conv = _owned(s, org, principal, conversation_id, "conversation.read")
+        return {**_summary(conv), "messages": [_message_doc(m) for m in _messages(s, conv)]}
+
+
+def export(db: Database, org_slug: str, email: str, conversation_id: str) -> dict[str, Any]:
+    """``show`` as a self-describing document: ``format``, ``org``, ``exported_at``, then the conversation."""
+    doc = show(db, org_slug, email, conversation_id)
+    return {"format": EXPORT_FORMAT, "org": org_slug, "exported_at": utcnow().isoformat(), **doc}
+
+
+def rename(db: Database, org_slug: str, email: str, conversation_id: str, title: str) -> dict[str, Any]:
+    """Give the caller's conversation a new title (at most 200 characters)."""
+    new_title = _title(title)
+    with db.session() as s:
+        org, principal = member(s, org_slug, email)
+        conv = _owned(s, org, principal, conversation_id, "conversation.write",
+                      details={"change": "rename", "title": new_title})
+        conv.title = new_title
+        conv.updated_at = utcnow()
+        return _summary(conv)
+
+
+def _delete(s: Session, ids: list[str]) -> None:
+    # Messages first: SQLite enforces the cascade only with foreign keys on.
+    s.execute(delete(ConversationMessage).where(ConversationMessage.conversation_id.in_(ids)))
+    s.execute(delete(Conversation).where(Conversation.id.in_(ids)))
+
+
+def delete_conversation(db: Database, org_slug: str, email: str, conversation_id: str) -> dict[str, Any]:
+    """Delete the caller's conversation and its messages."""
+    with db.session() as s:
+        org, principal = member(s, org_slug, email)
+        conv = _owned(s, org, principal, conversation_id, "conversation.delete")
+        _delete(s, [conv.id])
+        return {"conversation_id": conv.id, "deleted": True}
+
+
+def _check_days(days: int) -> int:
+    if days < 1:
+        raise InvalidInput(f"invalid retention {days!r}: give a number of days, 1 or more")
+    return days
+
+
+def retention(db: Database, org_slug: str, email: str, *, days: int | None = None,
+              keep_forever: bool = False) -> dict[str, Any]:
+    """Show or set how many days conversations are kept after their last turn (admins only, audited)."""
+    if days is not None and keep_forever:
+        raise InvalidInput("give either a number of days or keep forever, not both")
+    if days is not None:
+        _check_days(days)
+    with db.session() as s:
+        org, principal = member(s, org_slug, email)
+        after = None if keep_forever else days if days is not None else org.conversation_retention_days
+        require(s, principal, "conversation.retention", in_org(org, "conversation-retention"),
+                details={"before": org.conversation_retention_days, "after": after})
+        if days is not None or keep_forever:
+            org.conversation_retention_days = after
+        return {"org": org.slug, "retention_days": org.conversation_retention_days}
+
+
+def purge(db: Database, org_slug: str, days: int | None = None, *, email: str | None = None,
+          now: datetime | None = None) -> dict[str, Any]:
+    """Delete the organization's conversations not updated for ``days`` (default: its retention), whoever owns them.
+
+    As ``email`` (an admin) or, without, as the installation (a scheduled job); both are audited. With
+    neither ``days`` nor a retention set, nothing is deleted.
+    """
+    with db.session() as s:
+        if email is None:
+            org, principal = org_by_slug(s, org_slug), Principal.installation()
+        else:
+            org, principal = member(s, org_slug, email)
+        keep = _check_days(days) if days is not None else org.conversation_retention_days
+        cutoff = (now or utcnow()) - timedelta(days=keep) if keep is not None else None
+        ids = [] if cutoff is None else list(s.scalars(
+            select(Conversation.id).where(Conversation.org_id == org.id, Conversation.updated_at < cutoff)))
+        require(s, principal, "conversation.purge", in_org(org, "conversation"),
+                details={"days": keep, "deleted": len(ids)})
+        if ids:
+            _delete(s, ids)
+        return {"org": org.slug, "retention_days": keep, "deleted": len(ids)}
