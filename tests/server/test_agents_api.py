@@ -110,6 +110,11 @@ def test_another_org_bad_bodies_and_unusable_agents_are_errors(client, company: 
     store.publish(company.db, "acme", FIN, "private")
     eng = client(ENG)
     assert error_of(eng.post("/api/v1/agents/private/ask", json={"question": "hi"}))["type"] == "not_found"
+    # Not yet published: its editor is told to publish it; for everyone else it does not exist.
+    store.create(company.db, load_agent_text("name: draft\ninstructions: hi\nsharing: [group:engineering]\n"), "acme", FIN)
+    unpublished = client(FIN).post("/api/v1/agents/draft/ask", json={"question": "hi"})
+    assert unpublished.status_code == 400 and "publish" in error_of(unpublished)["message"]
+    assert error_of(eng.post("/api/v1/agents/draft/ask", json={"question": "hi"}))["type"] == "not_found"
     for body in ({}, {"question": ""}, {"question": "hi", "colour": "red"}, ["hi"]):
         response = eng.post(ASK, json=body)
         assert response.status_code == 400 and error_of(response)["type"] == "invalid_request", body
