@@ -182,3 +182,15 @@ def test_agent_models_refuse_client_tools_and_a_last_message_not_the_users(clien
                  {"model": f"agent:{agent}", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}):
         response = eng.post("/v1/chat/completions", json=body)
         assert response.status_code == 400 and error_of(response)["type"] == "invalid_request", body
+
+
+def test_turns_beyond_the_servers_concurrency_are_429(company: Company, settings: Settings, agent: str) -> None:
+    from cristal.server import Limits
+
+    with LiveServer(company.db, settings, Limits(agent_turn_concurrency=0)) as server:
+        r = httpx.post(server.url + ASK, json={"question": QUESTION}, headers={"Authorization": f"Bearer {company.key(FIN)}"})
+        assert r.status_code == 429 and r.headers["retry-after"] == "10"
+        assert "agent turns are in progress" in error_of(r)["message"]
+        oai = openai.OpenAI(base_url=server.url + "/v1", api_key=company.key(FIN), max_retries=0, timeout=30)
+        with pytest.raises(openai.RateLimitError, match="agent turns"):
+            oai.chat.completions.create(model=f"agent:{agent}", messages=[{"role": "user", "content": QUESTION}])

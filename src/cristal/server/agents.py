@@ -3,8 +3,9 @@
 Every route acts as the key's employee through the agent store, so an agent
 of another organization, or one the caller may not use, is a 404 like one
 that does not exist. ``ask`` runs one turn inside the request (in a server
-thread), with the caller's own rights for every tool call. It is stateless:
-no conversation is stored and every call starts a new one.
+thread), with the caller's own rights for every tool call; only a few turns
+go at once on one server (more are refused with 429, as research is). It is
+stateless: no conversation is stored and every call starts a new one.
 
 ``run_agent`` is shared with the OpenAI-compatible API (``agent:SLUG`` models),
 so both ways in decide, run and refuse in exactly the same way.
@@ -24,7 +25,7 @@ from cristal.knowledge.search import MAX_QUERY_CHARS
 from cristal.server.auth import Caller, current_caller
 from cristal.server.errors import ApiError
 from cristal.server.openapi import error_responses
-from cristal.server.state import ServerState, state_of
+from cristal.server.state import ServerState, slot, state_of
 
 if TYPE_CHECKING:  # the runtime pulls in the registry and the search index: loaded on first use only
     from cristal.agents.runtime import TurnResult
@@ -53,8 +54,10 @@ def run_agent(state: ServerState, caller: Caller, ref: str, history: Sequence[di
     config = config_of(doc["agent"], int(doc["version"]), doc["spec"])
     ctx = TurnContext(db=state.db, settings=state.settings, principal=caller.principal,
                       conversation_id=uuid.uuid4().hex, gateway=state.gateway())
+    busy = f"{state.limits.agent_turn_concurrency} agent turns are in progress on this server; try again shortly"
     try:
-        return run_turn(ctx, config, history, question)
+        with slot(state.agent_turn_slots, busy):
+            return run_turn(ctx, config, history, question)
     except TurnStopped as exc:
         raise ApiError(TURN_STOPPED_STATUS, exc.message, "turn_stopped") from None
 
