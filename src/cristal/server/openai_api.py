@@ -6,13 +6,21 @@ organization's configured endpoint and model, its monthly budget, metering in
 ``llm_usage`` and an audit record — and the provider's key never leaves the
 server. Only the models the organization offers may be named; the request's
 other fields are passed on selectively (never headers or endpoint options).
+
+Each agent the caller may use is also a model, ``agent:SLUG`` (or
+``agent:SLUG@N`` for a pinned version): the request's earlier messages are the
+history, its last user message the question, and the agent's tools run on the
+server as the caller (``server.agents.run_agent``). The answer is the
+message's content; its citations are ``choices[0].message.citations`` and the
+rest of the turn (tool calls, tokens, cost) a top-level ``cristal`` object.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -26,12 +34,15 @@ from cristal.identity.authorize import require
 from cristal.identity.directory import in_org
 from cristal.models.endpoint import resolve_endpoint
 from cristal.models.shapes import ChatResult
+from cristal.server.agents import TURN_STOPPED_STATUS, run_agent
 from cristal.server.auth import Caller, current_caller
 from cristal.server.errors import ApiError, classify, error_body
 from cristal.server.openapi import error_responses
 from cristal.server.state import ServerState, state_of
 
 router = APIRouter(tags=["openai"])
+
+AGENT_PREFIX = "agent:"
 
 
 class ChatBody(BaseModel):
@@ -67,8 +78,15 @@ def _offered_models(state: ServerState, caller: Caller, *, audited: bool) -> lis
 
 @router.get("/models")
 def models(request: Request, caller: Caller = Depends(current_caller)) -> dict[str, Any]:
-    offered = _offered_models(state_of(request), caller, audited=True)
-    return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "cristal"} for m in offered]}
+    from cristal.agents import store
+
+    state = state_of(request)
+    offered = _offered_models(state, caller, audited=True)
+    # The agents the caller may use and could ask now: those with a published version.
+    agents = [AGENT_PREFIX + a["agent"] for a in store.list_agents(state.db, caller.org_slug, caller.email)
+              if a["published_version"] is not None]
+    return {"object": "list",
+            "data": [{"id": m, "object": "model", "created": 0, "owned_by": "cristal"} for m in offered + agents]}
 
 
 def _check_messages(messages: list[dict[str, Any]]) -> None:
@@ -101,9 +119,11 @@ def _completion(caller: Caller, result: ChatResult) -> dict[str, Any]:
     }
 
 
-@router.post("/chat/completions", response_model=None, responses=error_responses(404, 429, 502))
+@router.post("/chat/completions", response_model=None, responses=error_responses(404, TURN_STOPPED_STATUS, 429, 502))
 def chat_completions(body: ChatBody, request: Request, caller: Caller = Depends(current_caller)) -> JSONResponse | StreamingResponse:
     state = state_of(request)
+    if body.model.startswith(AGENT_PREFIX):
+        return _agent_completion(state, caller, body)
     offered = _offered_models(state, caller, audited=False)
     if body.model not in offered:
         available = ", ".join(offered) or "none (the organization has no chat model configured)"
@@ -128,14 +148,7 @@ def chat_completions(body: ChatBody, request: Request, caller: Caller = Depends(
 
 def _sse(caller: Caller, model: str, stream: Any, include_usage: bool) -> Iterator[str]:
     """The answer as OpenAI's chunks; an upstream failure mid-stream becomes an ``error`` event, then the end."""
-    created = int(time.time())
-    cid = _completion_id(caller)
-
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-        doc = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
-        return f"data: {json.dumps(doc, ensure_ascii=False)}\n\n"
-
+    chunk = _chunker(caller, model)
     try:
         yield chunk({"role": "assistant", "content": ""})
         for delta in stream:
@@ -148,9 +161,7 @@ def _sse(caller: Caller, model: str, stream: Any, include_usage: bool) -> Iterat
             yield chunk({"tool_calls": [{"index": n, **call} for n, call in enumerate(_tool_calls(result))]})
         yield chunk({}, result.finish_reason or "stop")
         if include_usage:
-            usage = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
-                     "usage": _usage(result)}
-            yield f"data: {json.dumps(usage)}\n\n"
+            yield chunk(None, usage=_usage(result))
     except CristalError as exc:
         _status, type_ = classify(exc)
         yield f"data: {json.dumps(error_body(type_, exc.message), ensure_ascii=False)}\n\n"
@@ -158,3 +169,56 @@ def _sse(caller: Caller, model: str, stream: Any, include_usage: bool) -> Iterat
         # A client that disconnects closes this generator: the stream is then metered for what was received.
         stream.close()
     yield "data: [DONE]\n\n"
+
+
+def _chunker(caller: Caller, model: str) -> Callable[..., str]:
+    """``chunk(delta, finish, **extra)``: one SSE event of a ``chat.completion.chunk`` (``delta`` None: no choices)."""
+    created = int(time.time())
+    cid = _completion_id(caller)
+
+    def chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> str:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
+        doc = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices, **extra}
+        return f"data: {json.dumps(doc, ensure_ascii=False)}\n\n"
+
+    return chunk
+
+
+def _text_of(content: Any, where: str) -> str:
+    """A message's text: a string, or the text parts of a list of content parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+        return "".join(str(p.get("text") or "") for p in content)
+    raise InvalidInput(f"{where}.content: an agent takes text (a string or text parts)")
+
+
+def _agent_completion(state: ServerState, caller: Caller, body: ChatBody) -> JSONResponse | StreamingResponse:
+    """``agent:SLUG[@N]``: one turn of the agent; the last message is the question, the others its history."""
+    _check_messages(body.messages)
+    if body.tools or body.tool_choice:
+        raise InvalidInput("an agent runs its own tools on the server: send no tools or tool_choice with an agent: model")
+    *history, last = body.messages
+    where = f"messages.{len(body.messages) - 1}"
+    if last.get("role") != "user":
+        raise InvalidInput(f"{where}.role: the last message to an agent must be the user's question")
+    turn = run_agent(state, caller, body.model.removeprefix(AGENT_PREFIX), history, _text_of(last.get("content"), where))
+    model = f"{AGENT_PREFIX}{turn.agent}@{turn.version}"
+    citations = [c.as_dict() for c in turn.citations]
+    # Nothing is stored over this API (the client sends the history), so no conversation id is given out.
+    extra = {"agent": turn.agent, "version": turn.version, "tool_calls": [c.as_dict() for c in turn.tool_calls],
+             "tokens": turn.tokens, "cost_usd": turn.cost_usd}
+    if not body.stream:
+        return JSONResponse({
+            "id": _completion_id(caller), "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": turn.answer, "citations": citations},
+                         "finish_reason": "stop"}],
+            "cristal": extra,
+        })
+    # The turn has finished before the first byte (tokens are not streamed live yet): send it as OpenAI's chunks.
+    chunk = _chunker(caller, model)
+    events = [chunk({"role": "assistant", "content": ""}),
+              *(chunk({"content": word}) for word in re.findall(r"\s*\S+\s*", turn.answer)),
+              chunk({"citations": citations}, "stop", cristal=extra), "data: [DONE]\n\n"]
+    return StreamingResponse(iter(events), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -27,6 +27,7 @@ _DESCRIPTIONS = {
     404: "Not found in the caller's organization",
     409: "Already exists",
     413: "The request body is larger than the server accepts",
+    422: "The agent spent its turn's budget (steps, tokens, cost) without answering",
     429: "Too many at once, or the organization's model budget is spent",
     502: "The model endpoint failed or is not configured",
     503: "The database is unavailable",
@@ -69,7 +70,9 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
     for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
-            responses.pop("422", None)
+            # FastAPI's own 422 (its validation body) goes; a 422 a route declares itself stays.
+            if "HTTPValidationError" in str(responses.get("422", "")):
+                responses.pop("422")
             # Every documented route authenticates its caller; the key decides the organization.
             operation["security"] = [{SECURITY_SCHEME: []}]
             common = [400, 401, 403] + ([404] if "{" in path else []) + ([413] if "requestBody" in operation else [])

@@ -15,9 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cristal.knowledge.search import MAX_QUERY_CHARS
 from cristal.server.auth import Caller, current_caller
-from cristal.server.errors import ApiError
 from cristal.server.openapi import error_responses
-from cristal.server.state import state_of
+from cristal.server.state import slot, state_of
 
 router = APIRouter(tags=["research"])
 
@@ -43,14 +42,9 @@ def research(body: ResearchBody, request: Request, caller: Caller = Depends(curr
         max_tokens=limits.research_max_tokens,
         max_seconds=min(body.max_seconds or limits.research_max_seconds, limits.research_max_seconds),
     )
-    if not state.research_slots.acquire(blocking=False):
-        # Refuse rather than queue: a waiting request would hold a server thread too.
-        raise ApiError(429, f"{limits.research_concurrency} research runs are in progress on this server; try again shortly",
-                       headers={"Retry-After": "10"})
-    try:
+    with slot(state.research_slots, f"{limits.research_concurrency} research runs are in progress on this server; "
+              "try again shortly"):
         result = run_research(state.db, caller.principal, body.question, settings=state.settings, mode=body.mode,
                               lang=body.lang, budget=budget, searcher=state.searcher(), gateway=state.gateway())
-    finally:
-        state.research_slots.release()
     doc: dict[str, Any] = result.as_dict()
     return doc

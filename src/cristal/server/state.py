@@ -8,7 +8,8 @@ this module, with no cycle between the app and its routes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from fastapi import Request
 from cristal.config import Settings
 from cristal.db import Database
 from cristal.server.envelope import MAX_BODY_BYTES
+from cristal.server.errors import ApiError
 from cristal.server.refusals import Refusals
 
 if TYPE_CHECKING:  # heavy imports, loaded on first use only
@@ -33,6 +35,7 @@ class Limits:
     research_max_steps: int = 30
     research_max_tokens: int = 60_000
     research_concurrency: int = 4  # runs at once; each holds a server thread for up to research_max_seconds
+    agent_turn_concurrency: int = 8  # agent turns at once (REST and agent: models); each holds a server thread
     # Refusals recorded in full per window (the rest are counted and summarized; see refusals.py).
     audit_window_seconds: int = 300
     audit_failed_keys_per_source: int = 10  # per source address, per organization the key names
@@ -52,10 +55,12 @@ class ServerState:
     _gateway: Gateway | None = None
     _ui_page: tuple[str, str] | None = None
     research_slots: threading.BoundedSemaphore = field(init=False)
+    agent_turn_slots: threading.BoundedSemaphore = field(init=False)
     refusals: Refusals = field(init=False)
 
     def __post_init__(self) -> None:
         self.research_slots = threading.BoundedSemaphore(self.limits.research_concurrency)
+        self.agent_turn_slots = threading.BoundedSemaphore(self.limits.agent_turn_concurrency)
         limits = self.limits
         self.refusals = Refusals(self.db, window_seconds=limits.audit_window_seconds,
                                  failed_keys_per_source=limits.audit_failed_keys_per_source,
@@ -92,6 +97,20 @@ class ServerState:
             gateway, self._gateway = self._gateway, None
         if gateway is not None:
             gateway.close()
+
+
+@contextmanager
+def slot(slots: threading.BoundedSemaphore, busy: str) -> Iterator[None]:
+    """Hold one of ``slots`` for the block; 429 (``Retry-After: 10``) saying ``busy`` when all are taken.
+
+    Refused rather than queued: a waiting request would hold a server thread too.
+    """
+    if not slots.acquire(blocking=False):
+        raise ApiError(429, busy, headers={"Retry-After": "10"})
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 def state_of(request: Request) -> ServerState:
