@@ -54,6 +54,18 @@ def config_of(slug: str, version: int, spec: dict[str, Any]) -> AgentConfig:
     )
 
 
+def usable_config(db: Database, org_slug: str, email: str, ref: str) -> AgentConfig:
+    """The version of agent ``ref`` that ``email`` gets (published, or pinned ``SLUG@N``) as a runtime config.
+
+    The store authorizes ``agent.use`` (audited): ``NotFound`` when the caller may not use it; an agent never
+    published is ``InvalidInput``.
+    """
+    doc = store.show(db, org_slug, email, ref)
+    if doc["version"] is None:
+        raise InvalidInput(f"agent {doc['agent']!r} has no published version yet; publish it first")
+    return config_of(doc["agent"], int(doc["version"]), doc["spec"])
+
+
 def ask(db: Database, settings: Settings, org_slug: str, email: str, ref: str, question: str,
         conversation_id: str | None = None) -> dict[str, Any]:
     """One question to agent ``ref`` (``SLUG`` or ``SLUG@N``) as ``email``: the ``ask`` shape of DESIGN.md.
@@ -70,10 +82,7 @@ def ask(db: Database, settings: Settings, org_slug: str, email: str, ref: str, q
             raise InvalidInput(f"conversation {past.conversation_id!r} is with agent {past.agent!r}, not {slug!r}")
         # The version it started with, so that a publication does not change an ongoing conversation.
         ref = f"{slug}@{pinned or past.version}"
-    doc = store.show(db, org_slug, email, ref)  # authorizes agent.use (audited); NotFound when not usable
-    if doc["version"] is None:
-        raise InvalidInput(f"agent {doc['agent']!r} has no published version yet; publish it first")
-    config = config_of(doc["agent"], int(doc["version"]), doc["spec"])
+    config = usable_config(db, org_slug, email, ref)
     with db.session() as s:
         _, principal = member(s, org_slug, email)
     ctx = TurnContext(db=db, settings=settings, principal=principal,

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from cristal.errors import InvalidInput
 from cristal.knowledge.search import MAX_QUERY_CHARS
 from cristal.server.auth import Caller, current_caller
 from cristal.server.errors import ApiError
@@ -44,14 +43,10 @@ class AskBody(BaseModel):
 
 def run_agent(state: ServerState, caller: Caller, ref: str, history: Sequence[dict[str, Any]], question: str) -> TurnResult:
     """One turn of agent ``ref`` (``SLUG`` or ``SLUG@N``) as the caller, after ``history`` (OpenAI messages)."""
-    from cristal.agents import store
-    from cristal.agents.ask import config_of
+    from cristal.agents.ask import usable_config
     from cristal.agents.runtime import TurnContext, TurnStopped, run_turn
 
-    doc = store.show(state.db, caller.org_slug, caller.email, ref)  # authorizes agent.use (audited); NotFound otherwise
-    if doc["version"] is None:
-        raise InvalidInput(f"agent {doc['agent']!r} has no published version yet; publish it first")
-    config = config_of(doc["agent"], int(doc["version"]), doc["spec"])
+    config = usable_config(state.db, caller.org_slug, caller.email, ref)
     ctx = TurnContext(db=state.db, settings=state.settings, principal=caller.principal,
                       conversation_id=uuid.uuid4().hex, gateway=state.gateway())
     busy = f"{state.limits.agent_turn_concurrency} agent turns are in progress on this server; try again shortly"
