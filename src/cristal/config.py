@@ -90,6 +90,16 @@ class Settings(BaseSettings):
     # ``CRISTAL_WORKFLOW_PYTHON_MODULES=pkg.a,pkg.b`` or ``workflow_python_modules = ["pkg.a"]``.
     workflow_python_modules: Annotated[tuple[str, ...], NoDecode] = ()
 
+    # What agents may use, per organization slug ("*": every organization without an entry of its own).
+    # ``agent_models``: model names an agent file may name besides the organization's own chat model;
+    # ``agent_tools``: the tool kinds agents may have (no entry: every kind). Checked when an agent is
+    # created, edited or published and at every turn. ``agent_models = {"acme" = ["small", "large"]}``.
+    agent_models: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    agent_tools: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # How long an agent's run_workflow/operate tool waits for the run it started to finish or to stop
+    # at an approval before it answers with the run's status as it is (queued, running).
+    agent_run_wait_seconds: float = Field(default=5.0, ge=0, le=600)
+
     # The durable runtime (``cristal.durable``). A worker claims at most ``--concurrency`` runs per
     # poll of the queue, so the poll interval bounds its throughput for short runs.
     worker_poll_seconds: float = Field(default=0.2, gt=0)

@@ -24,7 +24,7 @@ from cristal.identity.directory import member
 
 # Tools an agent file may name that conversations cannot run yet: refused by name rather than left out, so an
 # agent never answers as if it had used a tool it does not have.
-NOT_IN_CONVERSATIONS = ("run_workflow", "operate", "mcp")
+NOT_IN_CONVERSATIONS = ("mcp",)
 
 
 def _tool(kind: str, options: dict[str, Any] | None) -> ToolConfig:
@@ -32,11 +32,13 @@ def _tool(kind: str, options: dict[str, Any] | None) -> ToolConfig:
     if kind in NOT_IN_CONVERSATIONS:
         raise InvalidInput(f"tool {kind!r} is not available in conversations yet; remove it from the agent to ask it")
     if kind == "sql":
-        if options.get("queries"):
-            raise InvalidInput("sql tools limited to named queries are not available in conversations yet")
-        return ToolConfig("sql", {"source": options["source"]})
+        return ToolConfig("sql", {"source": options["source"], **({"queries": options["queries"]} if options.get("queries") else {})})
     if kind == "http":
         return ToolConfig("http", {"endpoints": [e["url"] for e in options.get("endpoints") or []]})
+    if kind == "run_workflow":
+        return ToolConfig(kind, {"workflow": options["workflow"]})
+    if kind == "operate":
+        return ToolConfig(kind, {"allow_domains": list(options["allow_domains"])})
     return ToolConfig(kind, {})
 
 

@@ -17,7 +17,10 @@ waiting approval for agent calls is not wired yet (the approvals table
 belongs to workflow runs). Every tool call leaves an ``agent.tool`` audit
 record, whatever its outcome, besides the records the actions write.
 
-Tool-call idempotency keys are ``CONVERSATION:TURN:STEP.CALL``.
+Tool-call idempotency keys are ``CONVERSATION:TURN:STEP.CALL``. ``run_workflow`` and ``operate`` start a
+durable run (``agents.runs``); one that stops at an approval makes the call ``needs_approval`` with its id.
+The agent's model and tools are checked against what its organization allows
+(``agents.allowed``) at the start of every turn.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from typing import Any, Literal
 
 from cristal.actions.base import ActionContext, ActionError, check_size
 from cristal.actions.registry import Registry, build_registry
+from cristal.agents.allowed import check_agent
 from cristal.agents.citations import Citation, Passage, cite
 from cristal.agents.provenance import Provenance
-from cristal.agents.tools import Tool, build_tools
+from cristal.agents.tools import WAITING_FOR_APPROVAL, Tool, build_tools
 from cristal.audit.log import write_audit
 from cristal.config import Settings
 from cristal.db import Database
@@ -164,6 +168,8 @@ def run_turn(ctx: TurnContext, agent: AgentConfig, history: Sequence[dict[str, A
     if not user_message.strip():
         raise InvalidInput("empty message")
     tools = build_tools(ctx.registry or build_registry(), tuple((t.name, t.options) for t in agent.tools))
+    # What the organization allows now, not only when the agent was published.
+    check_agent(ctx.db, ctx.settings, ctx.org_id, agent.slug, agent.model, ((t.name, t.options) for t in agent.tools))
     gateway = ctx.gateway or Gateway(ctx.settings, ctx.db)
     try:
         return _Turn(ctx, agent, tools, gateway).run(list(history), user_message)
@@ -258,12 +264,15 @@ class _Turn:
             return self._done(call, key, "error", exc.message)
         # What a tool returned is untrusted from here on, whatever it says.
         self.provenance.distrust(json.dumps(output, ensure_ascii=False, default=str))
+        if isinstance(output, dict) and output.get("status") == WAITING_FOR_APPROVAL:  # a run the tool started stopped for one
+            self._done(call, key, "needs_approval", "", approval_id=str(output.get("approval_id")))
+            return {"status": "needs_approval", "output": output}
         self._done(call, key, "ok", "")
         return {"status": "ok", "output": output}
 
-    def _done(self, call: ToolCall, key: str, status: Status, message: str) -> dict[str, Any]:
+    def _done(self, call: ToolCall, key: str, status: Status, message: str, approval_id: str | None = None) -> dict[str, Any]:
         ctx = self.ctx
-        self.calls.append(ToolCallRecord(call.name, call.arguments, status, message))
+        self.calls.append(ToolCallRecord(call.name, call.arguments, status, message, approval_id))
         details = {"tool": call.name, "arguments": json.dumps(call.arguments, ensure_ascii=False, default=str)[:4000],
                    "status": status, "conversation_id": ctx.conversation_id, "version": self.agent.version}
         with ctx.db.session() as s:
@@ -280,6 +289,10 @@ class _Turn:
             raise ActionError(f"tool {tool.name!r}: the {action.name!r} action cannot run inside an agent")
         actx = ActionContext(db=ctx.db, settings=ctx.settings, principal=ctx.principal, org_id=ctx.org_id, org=ctx.org,
                              run_id=ctx.conversation_id, step_id=f"agent:{self.agent.slug}", idempotency_key=key)
+        if tool.starts_run:  # run_workflow, operate: a durable run as the caller
+            from cristal.agents.runs import STARTERS  # the workflow engine, only for agents that start runs
+
+            return check_size(tool.name, STARTERS[tool.name](actx, spec))
         if action.authorize is not None:
             with ctx.db.session() as s:
                 action.authorize(s, actx, spec)

@@ -46,7 +46,7 @@ def agent_create(file: str = typer.Argument(..., help="The agent file (YAML)."),
 
     definition = load_agent(file)
     with database() as db:
-        doc = create(db, definition, org, as_email)
+        doc = create(db, definition, org, as_email, settings=settings())
     if json_out:
         print_json(doc)
         return
@@ -63,7 +63,7 @@ def agent_edit(agent: str = AGENT, file: str = typer.Argument(..., help="The new
 
     definition = load_agent(file)
     with database() as db:
-        doc = edit(db, org, as_email, agent, definition)
+        doc = edit(db, org, as_email, agent, definition, settings=settings())
     if json_out:
         print_json(doc)
     else:
@@ -79,7 +79,7 @@ def agent_publish(agent: str = AGENT, org: str = ORG, as_email: str = AS,
     from cristal.agents.store import publish
 
     with database() as db:
-        doc = publish(db, org, as_email, agent, note)
+        doc = publish(db, org, as_email, agent, note, settings=settings())
     _out(doc, json_out, lambda doc: show("published {} version {}", doc["agent"], doc["version"]))
 
 
