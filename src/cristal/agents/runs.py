@@ -34,8 +34,9 @@ POLL_SECONDS = 0.05
 
 
 def _pending_approval(s: Any, run_id: str) -> WorkflowApproval | None:
-    return s.scalar(select(WorkflowApproval).where(WorkflowApproval.run_id == run_id, WorkflowApproval.status == "pending")
-                    .order_by(WorkflowApproval.requested_at.desc()).limit(1))
+    pending = select(WorkflowApproval).where(WorkflowApproval.run_id == run_id, WorkflowApproval.status == "pending")
+    approval: WorkflowApproval | None = s.scalar(pending.order_by(WorkflowApproval.requested_at.desc()).limit(1))
+    return approval
 
 
 def settle(ctx: ActionContext, run_id: str) -> dict[str, Any]:

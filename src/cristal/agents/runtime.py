@@ -285,7 +285,7 @@ class _Turn:
     def _action(self, tool: Tool, spec: dict[str, Any], key: str) -> Any:
         ctx = self.ctx
         action = tool.action
-        if action.run is None:
+        if action.run is None and not tool.starts_run:
             raise ActionError(f"tool {tool.name!r}: the {action.name!r} action cannot run inside an agent")
         actx = ActionContext(db=ctx.db, settings=ctx.settings, principal=ctx.principal, org_id=ctx.org_id, org=ctx.org,
                              run_id=ctx.conversation_id, step_id=f"agent:{self.agent.slug}", idempotency_key=key)
@@ -293,6 +293,7 @@ class _Turn:
             from cristal.agents.runs import STARTERS  # the workflow engine, only for agents that start runs
 
             return check_size(tool.name, STARTERS[tool.name](actx, spec))
+        assert action.run is not None  # checked above
         if action.authorize is not None:
             with ctx.db.session() as s:
                 action.authorize(s, actx, spec)

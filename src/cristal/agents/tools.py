@@ -126,7 +126,7 @@ class Tool:
         return {"type": "function", "function": {"name": self.name, "description": description, "parameters": parameters}}
 
     def _named_query_values(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        name = arguments.get("query")
+        name = str(arguments.get("query"))
         if name not in self.queries:
             raise InvalidInput(f"invalid arguments for sql: query must be one of {', '.join(self.queries)}, not {name!r}")
         params = arguments.get("params") or {}
