@@ -38,7 +38,7 @@ def _tool(kind: str, options: dict[str, Any] | None) -> ToolConfig:
     if kind == "run_workflow":
         return ToolConfig(kind, {"workflow": options["workflow"]})
     if kind == "operate":
-        return ToolConfig(kind, {"allow_domains": list(options["allow_domains"])})
+        return ToolConfig(kind, {"allow_domains": list(options["allow_domains"]), "approvers": list(options.get("approvers") or [])})
     return ToolConfig(kind, {})
 
 

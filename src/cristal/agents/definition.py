@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from cristal import yamlfile
 from cristal.actions import Spec
+from cristal.actions.fields import approver_rules
 from cristal.errors import InvalidInput
 from cristal.identity.validation import check_email, check_group
 
@@ -82,9 +83,16 @@ class RunWorkflowTool(Spec):
 
 
 class OperateTool(Spec):
-    """The Operator, within these web domains (and the organization's allow-list)."""
+    """The Operator, within these web domains (and the organization's allow-list); ``approvers`` decide its
+    irreversible actions (default: the person who asked)."""
 
     allow_domains: list[str] = Field(min_length=1)
+    approvers: list[str] = Field(default_factory=list)
+
+    @field_validator("approvers")
+    @classmethod
+    def _approvers(cls, v: list[str]) -> list[str]:
+        return approver_rules(v)
 
 
 class McpTool(Spec):

@@ -41,10 +41,10 @@ ACTION_OF = {"search_knowledge": "search", "sql": "sql", "http": "http", "resear
              "run_workflow": "workflow", "operate": "operate"}
 # Spec fields the agent's definition fixes, per tool: hidden from the model, set from the options.
 FIXED = {"search_knowledge": ("mode",), "sql": ("source",), "http": (), "research": (), "run_workflow": ("workflow",),
-         "operate": ("allow_domains",)}
+         "operate": ("allow_domains", "approvers")}
 # Options each tool accepts in the definition, and those it needs.
 OPTIONS = {"search_knowledge": ("mode",), "sql": ("source", "queries"), "http": ("endpoints",), "research": (),
-           "run_workflow": ("workflow",), "operate": ("allow_domains",)}
+           "run_workflow": ("workflow",), "operate": ("allow_domains", "approvers")}
 REQUIRED = {"search_knowledge": (), "sql": ("source",), "http": ("endpoints",), "research": (),
             "run_workflow": ("workflow",), "operate": ("allow_domains",)}
 DESCRIPTIONS = {
@@ -155,7 +155,8 @@ class Tool:
             return {"workflow": self.options["workflow"], "inputs": inputs}
         values = {k: arguments.get(k) for k in ("task", "start_url")}
         try:
-            spec = self.action.spec.model_validate({**values, "allow_domains": list(self.options["allow_domains"])})
+            spec = self.action.spec.model_validate({**values, "allow_domains": list(self.options["allow_domains"]),
+                                                    "approvers": list(self.options.get("approvers") or ())})
         except ValidationError as exc:
             first = exc.errors()[0]
             raise InvalidInput(f"invalid arguments for operate: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
