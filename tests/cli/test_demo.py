@@ -75,4 +75,4 @@ def test_demo_prints_tables(cli) -> None:  # type: ignore[no-untyped-def]  # pyt
     result = cli("demo")
     assert result.code == 0
     assert "Aozora Group" in result.stdout and "denied" in result.stdout and "Gehaltsbänder 2025" in result.stdout
-    assert "travel-expense-helper" in result.stdout and "needs_approval" in result.stdout
+    assert "Asking the agents" in result.stdout and "Expense filer" in result.stdout
