@@ -61,12 +61,12 @@ from cristal.knowledge.connectors.sql import query_readonly
 from cristal.knowledge.search import Searcher
 from cristal.knowledge.sync import sync_source
 from cristal.models import Gateway
-from cristal.testing import ScriptedModel, text, tool_call, tool_calls
+from cristal.testing import ScriptedModel, text, tool_calls
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gateway import WARMUP, percentile  # noqa: E402
-from bench_server import TOPICS, free_port, start_server  # noqa: E402
-from output import results_path, write_json  # noqa: E402
+from bench_gateway import WARMUP, percentile
+from bench_server import TOPICS, free_port, start_server
+from output import results_path, write_json
 
 EMAIL = "alice@acme.example"
 QUERY = "select id, amount, status from expenses where owner = :email order by id"
@@ -345,7 +345,7 @@ def main() -> None:
                 through.chat.completions.create(model="agent:bench-helper", messages=[{"role": "user", "content": "hotel cap?"}])
                 if i >= WARMUP:
                     agent_answer.append((time.perf_counter() - started) * 1000)
-            added = sorted(c - d for c, d in zip(ttft_cristal, ttft_direct))
+            added = sorted(c - d for c, d in zip(ttft_cristal, ttft_direct, strict=True))
             load = concurrent_asks(base, key, args.concurrency, args.asks)
         finally:
             proc.terminate()
