@@ -238,3 +238,25 @@ def test_conversations_are_stored_continued_and_private(cli_in_process: Invoke, 
     assert _json(run("conversation", "purge", *boss, "--json")) == {"org": "acme", "retention_days": 30, "deleted": 0}
     assert _json(run("conversation", "delete", cid, *me, "--json")) == {"conversation_id": cid, "deleted": True}
     assert run("conversation", "show", cid, *me).code == 3
+
+
+def test_a_model_or_tool_the_organization_does_not_allow_is_one_line(workspace: Invoke, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    run = workspace
+    me = ("--org", "acme", "--as", "fin@acme.example")
+    named = _file(tmp_path, "name: big\ninstructions: x\nmodel: large\n")
+    refused = run("agent", "create", named, *me)
+    assert refused.code == 2 and refused.stderr.count("\n") == 1
+    assert "organization 'acme' does not offer the model 'large'" in refused.stderr
+    monkeypatch.setenv("CRISTAL_AGENT_MODELS", '{"acme": ["large"]}')
+    monkeypatch.setenv("CRISTAL_AGENT_TOOLS", '{"*": ["search_knowledge"]}')
+    assert run("agent", "create", named, *me).code == 0
+    operate = _file(tmp_path, "name: filer\ninstructions: x\ntools:\n  - operate: {allow_domains: [apps.example]}\n", "f.yaml")
+    refused = run("agent", "create", operate, *me)
+    assert refused.code == 2 and "does not allow the tool 'operate' (it allows: search_knowledge)" in refused.stderr
+    # Allowed when drafted, no longer when published (or asked).
+    monkeypatch.delenv("CRISTAL_AGENT_TOOLS")
+    assert run("agent", "create", operate, *me).code == 0
+    monkeypatch.setenv("CRISTAL_AGENT_TOOLS", '{"acme": ["search_knowledge"]}')
+    refused = run("agent", "publish", "filer", *me)
+    assert refused.code == 2 and "does not allow the tool 'operate'" in refused.stderr
