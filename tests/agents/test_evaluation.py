@@ -85,3 +85,11 @@ def test_publish_refuses_failing_tests_when_the_agent_asks(two_orgs: Database, t
     # Without the policy, publishing runs nothing (no model needed).
     store.edit(db, "acme", FIN, "helper", load_agent_text(FILE.format(instructions="v2", policy="")))
     assert "tests" not in evaluation.publish(db, cfg, "acme", FIN, "helper")
+
+
+def test_an_agent_without_cases_passes_without_a_model(two_orgs: Database, tmp_path: Path) -> None:
+    from cristal.config import Settings
+
+    store.create(two_orgs, load_agent_text("name: plain\ninstructions: hi\n"), "acme", FIN)
+    report = evaluation.run_tests(two_orgs, Settings(home=str(tmp_path)), "acme", FIN, "plain", draft=True)
+    assert (report["passed"], report["total"], report["cases"]) == (True, 0, [])

@@ -76,8 +76,10 @@ def _run(db: Database, settings: Settings, org_slug: str, email: str, target: tu
     config: AgentConfig = config_of(slug, version, spec)
     with db.session() as s:
         _, principal = member(s, org_slug, email)
+    cases: list[dict[str, Any]] = []
+    if not spec.get("tests"):  # nothing to ask: no model needed
+        return _report(config, draft, cases)
     registry, gateway = build_registry(), Gateway(settings, db)
-    cases = []
     try:
         for n, case in enumerate(spec.get("tests") or [], start=1):
             ctx = TurnContext(db=db, settings=settings, principal=principal, conversation_id=f"test-{uuid.uuid4()}",
@@ -95,6 +97,10 @@ def _run(db: Database, settings: Settings, org_slug: str, email: str, target: tu
             cases.append(doc)
     finally:
         gateway.close()
+    return _report(config, draft, cases)
+
+
+def _report(config: AgentConfig, draft: bool, cases: list[dict[str, Any]]) -> dict[str, Any]:
     failed = sum(1 for c in cases if not c["passed"])
     return {"agent": config.slug, "version": None if draft else config.version, "draft": draft,
             "passed": failed == 0, "cases": cases, "failed": failed, "total": len(cases)}

@@ -123,7 +123,8 @@ def agent_stats(agent: str = AGENT, org: str = ORG, as_email: str = AS,
     if json_out:
         print_json(doc)
         return
-    columns = ["version", "conversations", "turns", "messages", "tool calls", "errors", "tokens", "cost (USD)", "👍", "👎"]
+    columns = ["version", "conversations", "turns", "messages", "tool calls", "errors", "tokens", "cost (USD)", "thumbs up",
+               "thumbs down"]
 
     def row(label: object, d: dict[str, Any]) -> list[object]:
         return [label, d["conversations"], d["turns"], d["messages"], d["tool_calls"], d["errors"], d["tokens"],
