@@ -13,13 +13,14 @@ stored messages as the model's history.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from cristal.agents import conversations, store
-from cristal.agents.runtime import AgentConfig, ToolConfig, TurnContext, run_turn
+from cristal.agents import analytics, conversations, store
+from cristal.agents.runtime import AgentConfig, ToolConfig, TurnContext, TurnResult, run_turn
 from cristal.config import Settings
 from cristal.db import Database
-from cristal.errors import InvalidInput
+from cristal.errors import CristalError, InvalidInput
 from cristal.identity.directory import member
 
 # Tools an agent file may name that conversations cannot run yet: refused by name rather than left out, so an
@@ -66,6 +67,26 @@ def usable_config(db: Database, org_slug: str, email: str, ref: str) -> AgentCon
     return config_of(doc["agent"], int(doc["version"]), doc["spec"])
 
 
+def counted_turn(ctx: TurnContext, config: AgentConfig, history: Sequence[dict[str, Any]], question: str, via: str, *,
+                 stored: bool = False, conversation_id: str | None = None) -> TurnResult:
+    """``run_turn``, counted for ``cristal agent stats`` (``via``: ``conversation``, ``api``, ``workflow``).
+
+    A finished turn is counted here unless the caller stores it (``stored``: ``conversations.record_turn`` counts
+    it in the transaction that stores it). A turn that fails (a budget spent, the model's error) is counted as
+    failed before its error goes on; bad input (``InvalidInput``) is no turn and is not counted.
+    """
+    try:
+        result = run_turn(ctx, config, history, question)
+    except InvalidInput:
+        raise
+    except CristalError:
+        analytics.record(ctx.db, ctx.principal, config.slug, config.version, via, None, conversation_id)
+        raise
+    if not stored:
+        analytics.record(ctx.db, ctx.principal, config.slug, config.version, via, result)
+    return result
+
+
 def ask(db: Database, settings: Settings, org_slug: str, email: str, ref: str, question: str,
         conversation_id: str | None = None) -> dict[str, Any]:
     """One question to agent ``ref`` (``SLUG`` or ``SLUG@N``) as ``email``: the ``ask`` shape of DESIGN.md.
@@ -88,6 +109,7 @@ def ask(db: Database, settings: Settings, org_slug: str, email: str, ref: str, q
     ctx = TurnContext(db=db, settings=settings, principal=principal,
                       conversation_id=past.conversation_id if past else str(uuid.uuid4()), turn=past.turn if past else 1)
     # Nothing is stored before the turn has finished: a failed turn leaves the conversation as it was.
-    result = run_turn(ctx, config, past.messages if past else [], question)
+    result = counted_turn(ctx, config, past.messages if past else [], question, "conversation", stored=True,
+                          conversation_id=past.conversation_id if past else None)
     conversations.record_turn(db, org_slug, email, result, question, new=past is None)
     return result.as_dict()

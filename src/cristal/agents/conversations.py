@@ -22,16 +22,17 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from cristal.agents import analytics
 from cristal.agents.runtime import TurnResult
 from cristal.db import Database
-from cristal.db.schema import Conversation, ConversationMessage, Organization, utcnow
+from cristal.db.schema import AgentTurn, Conversation, ConversationMessage, Organization, utcnow
 from cristal.errors import AccessDenied, InvalidInput, NotFound
 from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, member, org_by_slug
 from cristal.identity.principal import Principal
 
 __all__ = ["EXPORT_FORMAT", "History", "delete_conversation", "export", "history", "list_conversations", "purge",
-           "record_turn", "rename", "retention", "show"]
+           "rate", "record_turn", "rename", "retention", "show"]
 
 EXPORT_FORMAT = "cristal.conversation/1"
 TITLE_MAX = 200
@@ -125,6 +126,9 @@ def record_turn(db: Database, org_slug: str, email: str, result: TurnResult, que
                 tool_calls=[c.as_dict() for c in result.tool_calls] if answer else None,
                 citations=[c.as_dict() for c in result.citations] if answer else None,
                 tokens=result.tokens if answer else 0, cost_usd=result.cost_usd if answer else 0.0))
+        # The turn's counts for `cristal agent stats`, in the same transaction: both or neither.
+        analytics.add_turn(s, org.id, result.agent, result.version, "conversation", result, user_id=principal.user_id,
+                           conversation_id=conv.id, turn=turn)
         conv.turns = turn
         conv.tokens += result.tokens
         conv.cost_usd += result.cost_usd
@@ -173,6 +177,31 @@ def rename(db: Database, org_slug: str, email: str, conversation_id: str, title:
         conv.title = new_title
         conv.updated_at = utcnow()
         return _summary(conv)
+
+
+def rate(db: Database, org_slug: str, email: str, conversation_id: str, up: bool,
+         seq: int | None = None) -> dict[str, Any]:
+    """Thumbs up (``up``) or down on an answer of the caller's own conversation: the answer with sequence number
+    ``seq`` (``conversation show``), by default the latest. Rating again replaces the rating."""
+    with db.session() as s:
+        org, principal = member(s, org_slug, email)
+        conv = _owned(s, org, principal, conversation_id, "conversation.rate",
+                      details={"rating": "up" if up else "down", "seq": seq})
+        if seq is None:
+            turn = conv.turns
+        else:
+            message = s.get(ConversationMessage, (conv.id, seq))
+            if message is None or message.role != "assistant" or message.tool_calls is None:
+                raise InvalidInput(f"message {seq} of conversation {conv.id!r} is not an answer; "
+                                   "give the seq of an answer (cristal conversation show --json)")
+            turn = message.turn
+        row = s.scalar(select(AgentTurn).where(AgentTurn.conversation_id == conv.id, AgentTurn.turn == turn))
+        if row is None:
+            raise InvalidInput(f"turn {turn} of conversation {conv.id!r} was stored before ratings existed; "
+                               "rate a later answer")
+        row.rating, row.rated_at = (1 if up else -1), utcnow()
+        return {"conversation_id": conv.id, "agent": conv.agent_slug, "version": row.agent_version, "turn": turn,
+                "rating": "up" if up else "down"}
 
 
 def _delete(s: Session, ids: list[str]) -> None:

@@ -95,6 +95,9 @@ class TurnContext:
     turn: int = 1
     registry: Registry | None = None  # None: the default registry
     gateway: Gateway | None = None  # None: one for this turn
+    # False when nobody wrote the message (a workflow's `agent` step templates it from earlier steps' outputs):
+    # its text is then untrusted like a tool result's, so it cannot steer a write or destructive call.
+    trusted_message: bool = True
 
     @property
     def org_id(self) -> int:
@@ -191,7 +194,10 @@ class _Turn:
     def run(self, history: list[dict[str, Any]], user_message: str) -> TurnResult:
         agent, ctx = self.agent, self.ctx
         self.provenance.trust(agent.instructions)
-        self.provenance.trust(user_message)
+        if ctx.trusted_message:
+            self.provenance.trust(user_message)
+        else:
+            self.provenance.distrust(user_message)
         self.provenance.trust(json.dumps([dict(t.options) for t in agent.tools], default=str))
         new: list[dict[str, Any]] = [{"role": "user", "content": user_message}]
         messages = [{"role": "system", "content": _system(agent)}, *history, *new]

@@ -271,6 +271,38 @@ class Conversation(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class AgentTurn(Base):
+    """One finished (or failed) turn of an agent, by any way in: what ``cristal agent stats`` counts.
+
+    Counts and usage only, never content: it outlives the conversation it belongs to (a deleted or purged
+    conversation still counted), and goes with its agent or organization. A stored conversation's turn
+    carries its owner's thumbs up (+1) or down (-1).
+    """
+
+    __tablename__ = "agent_turns"
+    __table_args__ = (Index("ix_agent_turns_agent_created", "agent_id", "created_at"),
+                      Index("ix_agent_turns_conversation", "conversation_id", "turn"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    agent_version: Mapped[int] = mapped_column(Integer)
+    via: Mapped[str] = mapped_column(String(20))  # conversation, api, workflow
+    # No foreign key: the counts stay when the conversation is deleted (they say nothing of what was said).
+    conversation_id: Mapped[str | None] = mapped_column(String(36))
+    turn: Mapped[int | None] = mapped_column(Integer)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+    tool_calls: Mapped[int] = mapped_column(Integer, default=0)
+    tool_errors: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[bool] = mapped_column(Boolean, default=False)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    rating: Mapped[int | None] = mapped_column(Integer)  # +1 thumbs up, -1 down, by the conversation's owner
+    rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class ConversationMessage(Base):
     """One OpenAI-format message of a conversation; a turn's answer carries the turn's tool calls, citations and usage."""
 

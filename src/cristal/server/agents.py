@@ -43,8 +43,8 @@ class AskBody(BaseModel):
 
 def run_agent(state: ServerState, caller: Caller, ref: str, history: Sequence[dict[str, Any]], question: str) -> TurnResult:
     """One turn of agent ``ref`` (``SLUG`` or ``SLUG@N``) as the caller, after ``history`` (OpenAI messages)."""
-    from cristal.agents.ask import usable_config
-    from cristal.agents.runtime import TurnContext, TurnStopped, run_turn
+    from cristal.agents.ask import counted_turn, usable_config
+    from cristal.agents.runtime import TurnContext, TurnStopped
 
     config = usable_config(state.db, caller.org_slug, caller.email, ref)
     ctx = TurnContext(db=state.db, settings=state.settings, principal=caller.principal,
@@ -52,7 +52,7 @@ def run_agent(state: ServerState, caller: Caller, ref: str, history: Sequence[di
     busy = f"{state.limits.agent_turn_concurrency} agent turns are in progress on this server; try again shortly"
     try:
         with slot(state.agent_turn_slots, busy):
-            return run_turn(ctx, config, history, question)
+            return counted_turn(ctx, config, history, question, "api")
     except TurnStopped as exc:
         raise ApiError(TURN_STOPPED_STATUS, exc.message, "turn_stopped") from None
 
