@@ -52,6 +52,9 @@ POLICY: dict[str, Rule] = {
     "apikey.create": Rule.SELF,
     "apikey.list": Rule.OWNER,
     "apikey.revoke": Rule.OWNER,
+    # web sessions act as their owner: only the person signs themself in (at the provider) and out
+    "session.create": Rule.SELF,
+    "session.revoke": Rule.SELF,
     "audit.read": Rule.ADMIN,
     "usage.read": Rule.ADMIN,
     "llm.call": Rule.MEMBER,
