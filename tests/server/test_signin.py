@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,46 +22,10 @@ from sqlalchemy import select
 
 from cristal.db.schema import AuditRecord
 from cristal.identity import oidc
-from cristal.identity.directory import resolve_principal
-from cristal.testing.oidc_provider import OidcProvider, ProviderUser
 from tests.server.conftest import INSTALLATION, Company, LiveServer, error_of, person
 
 SESSION = "__Host-cristal-session"
 SIGNIN = "__Host-cristal-signin"
-SECRET_ENV = "CRISTAL_ORG_KEY_ACME_OIDC"
-
-
-@pytest.fixture(scope="module")
-def idp_acme() -> Iterator[OidcProvider]:
-    users = [ProviderUser("ana@acme.example", "pw-ana", groups=["finance", "ops"]),
-             ProviderUser(person("fin", "acme"), "pw-fin", groups=["finance"])]
-    with OidcProvider(users) as idp:
-        yield idp
-
-
-@pytest.fixture(scope="module")
-def idp_globex() -> Iterator[OidcProvider]:
-    with OidcProvider([ProviderUser("bo@globex.example", "pw-bo", groups=["finance"])]) as idp:
-        yield idp
-
-
-@pytest.fixture
-def providers(company: Company, live: LiveServer, idp_acme: OidcProvider, idp_globex: OidcProvider,
-              monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[OidcProvider, OidcProvider]]:
-    """Both organizations' providers, configured by their admins, with this test's callback registered."""
-    monkeypatch.setenv(SECRET_ENV, "acme-client-secret")
-    callback = live.url + "/auth/callback"
-    idp_acme.add_client("cristal-acme", "acme-client-secret", [callback])
-    idp_globex.add_client("cristal-globex", None, [callback])
-    with company.db.session() as s:
-        acme_admin = resolve_principal(s, "acme", person("admin", "acme"))
-        oidc.configure_oidc(s, acme_admin, "acme", issuer=idp_acme.issuer, client_id="cristal-acme",
-                            secret_env=SECRET_ENV, groups_claim="groups")
-        oidc.configure_oidc(s, INSTALLATION, "globex", issuer=idp_globex.issuer, client_id="cristal-globex")
-    yield idp_acme, idp_globex
-    for idp in (idp_acme, idp_globex):
-        idp.claims_override = {}
-        idp.sign_with_foreign_key = False
 
 
 class Browser:
