@@ -287,3 +287,15 @@ def test_no_provider_and_unknown_organizations(providers, live: LiveServer, comp
     r = httpx.get(live.url + "/auth/login", params={"org": "nope"})
     assert r.status_code == 404 and error_of(r)["type"] == "not_found"
     assert httpx.get(live.url + "/auth/login").status_code == 400
+
+
+def test_every_state_changing_route_refuses_the_cookie_without_the_csrf_token(providers, live: LiveServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+    browser = sign_in(live, "acme", person("fin", "acme"), "pw-fin")
+    paths = browser.get("/api/v1/openapi.json").json()["paths"]
+    routes = [(m.upper(), p) for p, methods in paths.items() for m in methods if m not in ("get", "head", "options")]
+    routes.append(("POST", "/auth/logout"))  # the one state-changing route outside the API document
+    for method, path in routes:
+        r = browser.request(method, re.sub(r"\{[^}]+\}", "x", path), json={})
+        assert r.status_code == 403 and error_of(r)["type"] == "csrf_failed", (method, path, r.text)
+    assert ("POST", "/api/v1/search") in routes and ("POST", "/v1/chat/completions") in routes
+    assert browser.get("/api/v1/me").status_code == 200  # still signed in: nothing above went through

@@ -45,6 +45,7 @@ POLICY: dict[str, Rule] = {
     "org.delete": Rule.INSTALLATION,
     "org.update": Rule.ADMIN,
     "org.read": Rule.MEMBER,
+    "org.oidc.read": Rule.ADMIN,  # the organization's sign-in provider (it is changed with org.update)
     "user.manage": Rule.ADMIN,
     "user.list": Rule.ADMIN,
     "group.manage": Rule.ADMIN,

@@ -105,7 +105,7 @@ def configure_oidc(
 def show_oidc(session: Session, actor: Principal, slug: str) -> ProviderInfo:
     """The organization's provider (``NotFound`` when it has none)."""
     org = org_by_slug(session, slug)
-    require(session, actor, "org.read", in_org(org, "org", slug))
+    require(session, actor, "org.oidc.read", in_org(org, "org", slug))
     row = session.get(OidcProvider, org.id)
     if row is None:
         raise NotFound(f"organization {slug!r} has no sign-in provider: set one with `cristal org oidc {slug} --issuer ...`")
