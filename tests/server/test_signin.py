@@ -149,6 +149,19 @@ def test_first_sign_in_creates_the_member_with_the_claims_groups(providers, live
     assert audit(company, "session.create")[-1].details["first_sign_in"] is False
 
 
+def test_the_providers_documents_are_kept_and_rotated_keys_fetched_again(providers, live: LiveServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+    idp, _ = providers
+    before = dict(idp.requests)
+    for _ in range(2):
+        sign_in(live, "acme", person("fin", "acme"), "pw-fin")
+    fetched = {path: idp.requests[path] - before.get(path, 0) for path in ("/.well-known/openid-configuration", "/jwks", "/token")}
+    assert fetched == {"/.well-known/openid-configuration": 1, "/jwks": 1, "/token": 2}
+    idp.rotate_key()  # the kept keys no longer verify its tokens: they are fetched again, once
+    browser = sign_in(live, "acme", person("fin", "acme"), "pw-fin")
+    assert browser.get("/api/v1/me").status_code == 200
+    assert idp.requests["/jwks"] - before.get("/jwks", 0) == 2
+
+
 def test_an_existing_employee_keeps_their_account_and_role(providers, live: LiveServer, company: Company) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     browser = sign_in(live, "acme", person("fin", "acme"), "pw-fin")
     me = browser.get("/api/v1/me").json()

@@ -27,6 +27,8 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -93,6 +95,38 @@ def _hash(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+class ProviderDocuments:
+    """Providers' discovery documents and keys (JWKS), kept for ``ttl_seconds``; one per server (``ServerState``).
+
+    A sign-in then costs the provider one request (the code's redemption), and
+    anonymous ``/auth/login`` requests cannot make Cristal send it one each.
+    Keys that no longer verify a token are fetched again once (the provider
+    rotated them).
+    """
+
+    def __init__(self, ttl_seconds: float = 300.0) -> None:
+        self.ttl_seconds = ttl_seconds
+        self._lock = threading.Lock()
+        self._docs: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def get(self, client: httpx.Client, url: str, org: Organization, what: str, *, fresh: bool = False) -> dict[str, Any]:
+        now = time.monotonic()
+        with self._lock:
+            kept = self._docs.get(url)
+        if kept is not None and not fresh and kept[0] > now:
+            return kept[1]
+        doc = _get_json(client, url, org, what)
+        with self._lock:
+            self._docs[url] = (now + self.ttl_seconds, doc)
+        return doc
+
+    def kept(self, url: str) -> bool:
+        """Whether ``url``'s document is kept (so ``get`` would not fetch it)."""
+        with self._lock:
+            kept = self._docs.get(url)
+        return kept is not None and kept[0] > time.monotonic()
+
+
 def _get_json(client: httpx.Client, url: str, org: Organization, what: str) -> dict[str, Any]:
     try:
         response = client.get(url, headers={"Accept": "application/json"})
@@ -115,9 +149,11 @@ def _document(response: httpx.Response, org: Organization, what: str) -> dict[st
     return doc
 
 
-def _discover(client: httpx.Client, provider: OidcProvider, org: Organization) -> dict[str, Any]:
+def _discover(client: httpx.Client, documents: ProviderDocuments, provider: OidcProvider,
+              org: Organization) -> dict[str, Any]:
     """The provider's metadata; its ``issuer`` must be the configured one exactly (OpenID Connect Discovery 4.3)."""
-    doc = _get_json(client, provider.issuer.rstrip("/") + "/.well-known/openid-configuration", org, "discovery document")
+    doc = documents.get(client, provider.issuer.rstrip("/") + "/.well-known/openid-configuration", org,
+                        "discovery document")
     if doc.get("issuer") != provider.issuer:
         raise ProviderUnavailable(f"the sign-in provider's discovery document names issuer {str(doc.get('issuer'))[:200]!r}, "
                                   f"not the configured {provider.issuer!r}", org_id=org.id, org_slug=org.slug)
@@ -136,15 +172,17 @@ def _provider(session: Session, org: Organization) -> OidcProvider:
     return provider
 
 
-def begin(db: Database, settings: Settings, org_slug: str, redirect_uri: str) -> SignInStart:
+def begin(db: Database, settings: Settings, org_slug: str, redirect_uri: str,
+          documents: ProviderDocuments | None = None) -> SignInStart:
     """Start signing in to ``org_slug``: the provider's authorization URL and the browser's sign-in cookie value."""
+    documents = documents or ProviderDocuments()
     state, nonce, binding = secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)  # 86 characters, within PKCE's 43-128
     with db.session() as session:
         org = org_by_slug(session, org_slug)
         provider = _provider(session, org)
         with httpx.Client(timeout=settings.oidc_timeout_seconds, follow_redirects=False) as client:
-            meta = _discover(client, provider, org)
+            meta = _discover(client, documents, provider, org)
         now = utcnow()
         session.execute(delete(WebSignIn).where(WebSignIn.expires_at < now))  # the abandoned ones
         session.add(WebSignIn(state_hash=_hash(state), binding_hash=_hash(binding), org_id=org.id, nonce=nonce,
@@ -292,9 +330,28 @@ def _provision(session: Session, org: Organization, provider: OidcProvider, clai
     return resolve_principal(session, org.slug, email), not exists
 
 
+def _checked_claims(client: httpx.Client, documents: ProviderDocuments, meta: dict[str, Any], provider: OidcProvider,
+                    org: Organization, pending: WebSignIn, tokens: dict[str, Any]) -> dict[str, Any]:
+    """The id token's claims, checked with the provider's keys: the kept ones, then once more with fresh ones."""
+    url = meta["jwks_uri"]
+    was_kept = documents.kept(url)
+
+    def check(keys: dict[str, Any]) -> dict[str, Any]:
+        return validate_id_token(tokens["id_token"], keys, issuer=provider.issuer, client_id=provider.client_id,
+                                 nonce=pending.nonce, access_token=tokens.get("access_token"))
+
+    try:
+        return check(documents.get(client, url, org, "keys (JWKS)"))
+    except InvalidInput:
+        if not was_kept:
+            raise
+    return check(documents.get(client, url, org, "keys (JWKS)", fresh=True))
+
+
 def finish(db: Database, settings: Settings, *, state: str, code: str | None, error: str | None,
-           binding: str | None) -> SignedIn:
+           binding: str | None, documents: ProviderDocuments | None = None) -> SignedIn:
     """Finish a sign-in with the provider's answer (``state``, and ``code`` or ``error``) and the browser's cookie."""
+    documents = documents or ProviderDocuments()
     pending, org = _take_sign_in(db, state, binding)
     if error or not code:
         raise SignInRefused(f"the sign-in provider did not sign you in ({(error or 'no code')[:100]})", org_id=org.id,
@@ -303,12 +360,13 @@ def finish(db: Database, settings: Settings, *, state: str, code: str | None, er
         provider = _provider(session, org)
         session.expunge(provider)
     with httpx.Client(timeout=settings.oidc_timeout_seconds, follow_redirects=False) as client:
-        meta = _discover(client, provider, org)
+        meta = _discover(client, documents, provider, org)
         tokens = _exchange(client, meta, provider, org, code, pending)
-        keys = _get_json(client, meta["jwks_uri"], org, "keys (JWKS)")
+        try:
+            claims = _checked_claims(client, documents, meta, provider, org, pending, tokens)
+        except InvalidInput as exc:
+            raise SignInRefused(f"sign-in refused: {exc.message}", org_id=org.id, org_slug=org.slug) from None
     try:
-        claims = validate_id_token(tokens["id_token"], keys, issuer=provider.issuer, client_id=provider.client_id,
-                                   nonce=pending.nonce, access_token=tokens.get("access_token"))
         with db.session() as session:
             principal, created = _provision(session, org, provider, claims)
             token, expires_at = create_session(session, principal, issuer=provider.issuer, subject=str(claims["sub"]),

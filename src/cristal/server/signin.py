@@ -44,7 +44,7 @@ def login(request: Request, org: str = Query(..., min_length=1, max_length=63)) 
     """Start signing in to ``org`` with its provider."""
     state = state_of(request)
     try:
-        start = signin.begin(state.db, state.settings, org, redirect_uri(request))
+        start = signin.begin(state.db, state.settings, org, redirect_uri(request), state.oidc_documents)
     except signin.ProviderUnavailable as exc:
         raise ApiError(502, exc.message, type_="provider_unavailable") from None
     except signin.SignInRefused as exc:
@@ -62,7 +62,7 @@ def callback(request: Request, state: str = Query("", max_length=200), code: str
     request_id = getattr(request.state, "request_id", "")
     try:
         signed_in = signin.finish(server.db, server.settings, state=state, code=code, error=error,
-                                  binding=request.cookies.get(SIGNIN_COOKIE))
+                                  binding=request.cookies.get(SIGNIN_COOKIE), documents=server.oidc_documents)
     except signin.SignInRefused as exc:
         server.refusals.failed_signin(request, exc, request_id)
         # The sign-in cookie is spent either way (its state is gone): the browser forgets it.

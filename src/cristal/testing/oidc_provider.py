@@ -14,7 +14,9 @@ client), redeems each code once and issues an RS256-signed id token::
 Tests make it misbehave the way real providers and attackers do:
 ``claims_override`` replaces claims of the next id tokens (another ``aud``,
 an ``exp`` in the past, another ``nonce``) and ``sign_with_foreign_key``
-signs them with a key that is not in the JWKS. ``http.server`` in a
+signs them with a key that is not in the JWKS (under the published key's
+``kid``), and ``rotate_key`` replaces the published key. ``requests``
+counts the requests per path. ``http.server`` in a
 background thread, as ``ScriptedModel``: no framework beyond Authlib.
 """
 
@@ -168,11 +170,12 @@ class OidcProvider:
         self.groups_claim = groups_claim
         self.claims_override: dict[str, Any] = {}
         self.sign_with_foreign_key = False
+        self._kid = 1
         self.key = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig", "alg": "RS256"})
         self.foreign_key = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig", "alg": "RS256"})
         self._codes: dict[str, _Code] = {}
         self._lock = threading.Lock()
-        self.token_requests = 0
+        self.requests: dict[str, int] = defaultdict(int)  # path -> how many requests it had
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
@@ -192,6 +195,11 @@ class OidcProvider:
 
     def add_user(self, user: ProviderUser) -> None:
         self.users[user.email] = user
+
+    def rotate_key(self) -> None:
+        """Sign from now on with a new key (a new ``kid``), published in the JWKS instead of the old one."""
+        self._kid += 1
+        self.key = RSAKey.generate_key(2048, parameters={"kid": f"k{self._kid}", "use": "sig", "alg": "RS256"})
 
     def discovery(self) -> dict[str, Any]:
         return {
@@ -272,7 +280,7 @@ class OidcProvider:
                 return "RS256"
 
             def get_encode_header(self, client: ProviderClient) -> dict[str, str]:
-                return {"alg": "RS256", "kid": "k1"}
+                return {"alg": "RS256", "kid": str(provider.key.kid)}
 
             def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
                 with provider._lock:
@@ -297,6 +305,8 @@ class OidcProvider:
         """(status, content type, body, extra headers) for one request."""
         uri = self.issuer + path
         route = urlsplit(path).path
+        with self._lock:
+            self.requests[route] += 1
         if method == "GET" and route == "/.well-known/openid-configuration":
             return 200, "application/json", json.dumps(self.discovery()), {}
         if method == "GET" and route == "/jwks":
@@ -304,8 +314,6 @@ class OidcProvider:
         if route == "/authorize":
             return self._authorize(method, uri, headers, form)
         if method == "POST" and route == "/token":
-            with self._lock:
-                self.token_requests += 1
             return _answer(self.server.create_token_response(_Request("POST", uri, headers, form)))
         return 404, "application/json", json.dumps({"error": "not_found"}), {}
 
