@@ -17,9 +17,9 @@ from fastapi import Request
 
 from cristal.config import Settings
 from cristal.db import Database
+from cristal.identity.signin import ProviderDocuments
 from cristal.server.envelope import MAX_BODY_BYTES
 from cristal.server.errors import ApiError
-from cristal.identity.signin import ProviderDocuments
 from cristal.server.refusals import Refusals
 
 if TYPE_CHECKING:  # heavy imports, loaded on first use only
