@@ -15,6 +15,7 @@ from cristal.identity.sessions import create_session, csrf_matches, csrf_token, 
 
 INSTALLATION = Principal.installation("test-operator")
 HOUR = timedelta(hours=1)
+BACKENDS = ("sqlite", "postgres")
 
 
 @pytest.fixture

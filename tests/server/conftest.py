@@ -160,7 +160,7 @@ def providers(company: Company, live: LiveServer, idp_acme: OidcProvider, idp_gl
         oidc.configure_oidc(s, INSTALLATION, "globex", issuer=idp_globex.issuer, client_id="cristal-globex")
     yield idp_acme, idp_globex
     for idp in (idp_acme, idp_globex):
-        idp.claims_override = {}
+        idp.claims_override, idp.discovery_override = {}, {}
         idp.sign_with_foreign_key = False
 
 

@@ -292,6 +292,19 @@ def test_another_organizations_provider_cannot_sign_anyone_in_here(providers, li
     assert "another issuer" in message or "wrong audience" in message, message
 
 
+@pytest.mark.parametrize(("entry", "value", "expected"), [
+    ("issuer", "https://login.evil.example", "names issuer 'https://login.evil.example', not the configured"),
+    ("token_endpoint", "http://login.acme.example/token", "no https:// token_endpoint"),
+])
+def test_a_discovery_document_that_is_not_the_providers_own_is_refused(providers, live: LiveServer, entry: str,  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+                                                                      value: str, expected: str) -> None:
+    idp, _ = providers
+    idp.discovery_override = {entry: value}
+    r = httpx.get(live.url + "/auth/login", params={"org": "acme"})
+    assert r.status_code == 502 and error_of(r)["type"] == "provider_unavailable"
+    assert expected in error_of(r)["message"]
+
+
 def test_no_provider_and_unknown_organizations(providers, live: LiveServer, company: Company) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     with company.db.session() as s:
         oidc.remove_oidc(s, INSTALLATION, "globex")
@@ -312,3 +325,13 @@ def test_every_state_changing_route_refuses_the_cookie_without_the_csrf_token(pr
         assert r.status_code == 403 and error_of(r)["type"] == "csrf_failed", (method, path, r.text)
     assert ("POST", "/api/v1/search") in routes and ("POST", "/v1/chat/completions") in routes
     assert browser.get("/api/v1/me").status_code == 200  # still signed in: nothing above went through
+
+
+def test_the_redirect_uri_is_the_public_url_when_one_is_set(providers, company: Company, settings) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+    behind_a_proxy = settings.model_copy(update={"public_url": "https://cristal.acme.example"})
+    with LiveServer(company.db, behind_a_proxy) as server:
+        r = httpx.get(server.url + "/auth/login", params={"org": "acme"})
+    assert r.status_code == 303
+    query = parse_qs(urlsplit(r.headers["location"]).query)
+    assert query["redirect_uri"] == ["https://cristal.acme.example/auth/callback"]
+    assert query["code_challenge_method"] == ["S256"] and query["client_id"] == ["cristal-acme"]

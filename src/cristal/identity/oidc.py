@@ -53,16 +53,24 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def protected_url(url: str) -> bool:
+    """Whether ``url`` is ``https://``, or ``http://`` on loopback (a provider on the same machine, as in the tests):
+    the provider's keys and tokens must not be readable or changeable on the way."""
+    parts = urlsplit(url or "")
+    if not parts.hostname:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname))
+
+
 def check_issuer(issuer: str) -> str:
     """The issuer URL as given (it is compared verbatim with the tokens' ``iss``), or ``InvalidInput``.
 
-    HTTPS, except on loopback (a provider on the same machine, as in the tests):
-    the provider's keys and tokens must not be readable or changeable on the way.
+    HTTPS, except on loopback (``protected_url``).
     """
     parts = urlsplit(issuer or "")
     if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
         raise InvalidInput(f"invalid issuer {issuer!r}: give the provider's URL, e.g. https://login.example.com/realms/acme")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if not protected_url(issuer):
         raise InvalidInput(f"invalid issuer {issuer!r}: the provider must be reached over https://")
     return issuer
 

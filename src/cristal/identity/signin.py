@@ -49,7 +49,7 @@ from cristal.db import Database
 from cristal.db.schema import OidcProvider, Organization, User, WebSignIn, utcnow
 from cristal.errors import AccessDenied, InvalidInput
 from cristal.identity.directory import org_by_slug, resolve_principal
-from cristal.identity.oidc import provider_of
+from cristal.identity.oidc import protected_url, provider_of
 from cristal.identity.principal import Principal
 from cristal.identity.sessions import create_session
 from cristal.identity.users import add_user, sync_groups
@@ -158,8 +158,8 @@ def _discover(client: httpx.Client, documents: ProviderDocuments, provider: Oidc
         raise ProviderUnavailable(f"the sign-in provider's discovery document names issuer {str(doc.get('issuer'))[:200]!r}, "
                                   f"not the configured {provider.issuer!r}", org_id=org.id, org_slug=org.slug)
     for key in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
-        if not isinstance(doc.get(key), str) or not str(doc[key]).startswith(("https://", "http://")):
-            raise ProviderUnavailable(f"the sign-in provider's discovery document has no {key}", org_id=org.id,
+        if not isinstance(doc.get(key), str) or not protected_url(doc[key]):
+            raise ProviderUnavailable(f"the sign-in provider's discovery document has no https:// {key}", org_id=org.id,
                                       org_slug=org.slug)
     return doc
 
@@ -181,8 +181,11 @@ def begin(db: Database, settings: Settings, org_slug: str, redirect_uri: str,
     with db.session() as session:
         org = org_by_slug(session, org_slug)
         provider = _provider(session, org)
-        with httpx.Client(timeout=settings.oidc_timeout_seconds, follow_redirects=False) as client:
-            meta = _discover(client, documents, provider, org)
+        session.expunge(org)
+        session.expunge(provider)
+    with httpx.Client(timeout=settings.oidc_timeout_seconds, follow_redirects=False) as client:
+        meta = _discover(client, documents, provider, org)  # outside a transaction: the provider may be slow
+    with db.session() as session:
         now = utcnow()
         session.execute(delete(WebSignIn).where(WebSignIn.expires_at < now))  # the abandoned ones
         session.add(WebSignIn(state_hash=_hash(state), binding_hash=_hash(binding), org_id=org.id, nonce=nonce,

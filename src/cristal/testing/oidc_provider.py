@@ -12,6 +12,7 @@ client), redeems each code once and issues an RS256-signed id token::
         ...  # idp.issuer is the issuer URL to configure
 
 Tests make it misbehave the way real providers and attackers do:
+``discovery_override`` replaces entries of the discovery document,
 ``claims_override`` replaces claims of the next id tokens (another ``aud``,
 an ``exp`` in the past, another ``nonce``) and ``sign_with_foreign_key``
 signs them with a key that is not in the JWKS (under the published key's
@@ -169,6 +170,7 @@ class OidcProvider:
         self.clients: dict[str, ProviderClient] = {}
         self.groups_claim = groups_claim
         self.claims_override: dict[str, Any] = {}
+        self.discovery_override: dict[str, Any] = {}
         self.sign_with_foreign_key = False
         self._kid = 1
         self.key = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig", "alg": "RS256"})
@@ -214,6 +216,7 @@ class OidcProvider:
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "code_challenge_methods_supported": ["S256"],
             "claims_supported": ["sub", "email", "email_verified", "name", self.groups_claim],
+            **self.discovery_override,
         }
 
     # -- Authlib's server, wired to this object's users, clients and codes
