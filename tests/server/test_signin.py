@@ -147,6 +147,14 @@ def test_first_sign_in_creates_the_member_with_the_claims_groups(providers, live
     synced = audit(company, "group.manage")[-1]
     assert synced.details == {"op": "sync", "added": [], "removed": ["finance"]}
     assert audit(company, "session.create")[-1].details["first_sign_in"] is False
+    # The first browser signing in again: its old session ends rather than lingering.
+    old = dict(browser.cookies)
+    assert browser.get(at_provider(start(browser, "acme"), "ana@acme.example", "pw-ana")).status_code == 303
+    assert browser.cookies[SESSION] != old[SESSION]
+    stale = Browser(live.url)
+    stale.cookies = old
+    assert stale.get("/api/v1/me").status_code == 401
+    assert audit(company, "session.revoke")[-1].details == {"replaced": True}
 
 
 def test_the_providers_documents_are_kept_and_rotated_keys_fetched_again(providers, live: LiveServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped

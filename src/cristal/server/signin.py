@@ -18,7 +18,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from cristal.identity import signin
-from cristal.identity.sessions import end_session
+from cristal.errors import AccessDenied
+from cristal.identity.sessions import end_session, principal_from_session
 from cristal.server.auth import SESSION_COOKIE, Caller, current_caller
 from cristal.server.errors import ApiError
 from cristal.server.state import state_of
@@ -70,10 +71,24 @@ def callback(request: Request, state: str = Query("", max_length=200), code: str
         if isinstance(exc, signin.ProviderUnavailable):
             raise ApiError(502, exc.message, type_="provider_unavailable", headers=headers) from None
         raise ApiError(401, exc.message, type_="signin_failed", headers=headers) from None
+    _end_replaced_session(request)
     response = RedirectResponse("/", status_code=303)
     _cookie(response, SESSION_COOKIE, signed_in.token, int(server.settings.session_hours * 3600))
     response.delete_cookie(SIGNIN_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
     return response
+
+
+def _end_replaced_session(request: Request) -> None:
+    """A browser that signs in again drops its old session cookie: that session ends too, rather than lingering."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return
+    server = state_of(request)
+    try:
+        with server.db.session() as session:
+            end_session(session, principal_from_session(session, token), token, details={"replaced": True})
+    except AccessDenied:
+        return  # already ended or expired
 
 
 @router.post("/auth/logout", status_code=204, include_in_schema=False)
