@@ -17,8 +17,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from cristal.identity import signin
 from cristal.errors import AccessDenied
+from cristal.identity import signin
 from cristal.identity.sessions import end_session, principal_from_session
 from cristal.server.auth import SESSION_COOKIE, Caller, current_caller
 from cristal.server.errors import ApiError
