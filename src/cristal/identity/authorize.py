@@ -45,6 +45,7 @@ POLICY: dict[str, Rule] = {
     "org.delete": Rule.INSTALLATION,
     "org.update": Rule.ADMIN,
     "org.read": Rule.MEMBER,
+    "org.oidc.read": Rule.ADMIN,  # the organization's sign-in provider (it is changed with org.update)
     "user.manage": Rule.ADMIN,
     "user.list": Rule.ADMIN,
     "group.manage": Rule.ADMIN,
@@ -52,6 +53,9 @@ POLICY: dict[str, Rule] = {
     "apikey.create": Rule.SELF,
     "apikey.list": Rule.OWNER,
     "apikey.revoke": Rule.OWNER,
+    # web sessions act as their owner: only the person signs themself in (at the provider) and out
+    "session.create": Rule.SELF,
+    "session.revoke": Rule.SELF,
     "audit.read": Rule.ADMIN,
     "usage.read": Rule.ADMIN,
     "llm.call": Rule.MEMBER,
