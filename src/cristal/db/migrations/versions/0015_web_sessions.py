@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015_web_sessions"
-down_revision = "0010_conversations"
+down_revision = "0012_agent_feedback"
 branch_labels = None
 depends_on = None
 
