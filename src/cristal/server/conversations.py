@@ -63,7 +63,7 @@ def _turn(request: Request, caller: Caller, ref: str, body: MessageBody,
 _TURN_ERRORS = error_responses(TURN_STOPPED_STATUS, 429, 502)
 
 
-@router.post("/conversations", response_model=None, responses=_TURN_ERRORS)
+@router.post("/conversations", response_model=None, responses={**_TURN_ERRORS, **error_responses(404)})
 def start(body: StartBody, request: Request,
           caller: Caller = Depends(current_caller)) -> dict[str, Any] | StreamingResponse:
     """Start a conversation with an agent: its first turn, stored once it has finished."""
