@@ -79,6 +79,8 @@ def test_chat_streams_shows_tool_calls_and_keeps_one_conversation(cli, cli_in_pr
     assert sorted((c["title"], c["turns"]) for c in conversations) == [("Hi", 1), (QUESTION, 2)]
     first = next(c["conversation_id"] for c in conversations if c["turns"] == 2)
     assert f"conversation {first}" in out
+    markdown = cli_in_process("conversation", "export", first, *FIN, "--markdown")
+    assert markdown.code == 0 and markdown.stdout.startswith(f"# {QUESTION}\n") and "## 2. You" in markdown.stdout
 
     # --conversation goes on with it: the model gets the stored history.
     chat = _in_process(cli_in_process, model, monkeypatch)
