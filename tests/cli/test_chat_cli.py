@@ -78,6 +78,8 @@ def test_chat_streams_shows_tool_calls_and_keeps_one_conversation(cli, cli_in_pr
     conversations = _json(cli_in_process("conversation", "list", *FIN, "--json"))["conversations"]
     assert sorted((c["title"], c["turns"]) for c in conversations) == [("Hi", 1), (QUESTION, 2)]
     first = next(c["conversation_id"] for c in conversations if c["turns"] == 2)
+    found = _json(cli_in_process("conversation", "list", *FIN, "--query", "welcome", "--json"))["conversations"]
+    assert [c["conversation_id"] for c in found] == [first]
     assert f"conversation {first}" in out
     markdown = cli_in_process("conversation", "export", first, *FIN, "--markdown")
     assert markdown.code == 0 and markdown.stdout.startswith(f"# {QUESTION}\n") and "## 2. You" in markdown.stdout

@@ -250,4 +250,4 @@ def test_an_endpoint_that_cannot_stream_still_shows_tool_calls_live(company: Com
     assert not any(r.json.get("stream") for r in model.chat_requests)
     kinds = [k for k, _ in events]
     assert kinds == ["tool_call.started", "tool_call.finished", "text", "citation", "done"]
-    assert events[2][1]["text"] == events[-1][1]["answer"]
+    assert events[2][1] == {"text": events[-1][1]["answer"], "step": 2}

@@ -262,6 +262,7 @@ class _Turn:
         self.cited: set[int] = set()  # citations already told to on_event
         self.tokens_in = 0
         self.tokens_out = 0
+        self.step = 0  # the model call under way
         self.provenance = Provenance()
         self.passages: dict[int, Passage] = {}
         self.by_chunk: dict[int, int] = {}
@@ -282,6 +283,7 @@ class _Turn:
         messages = [{"role": "system", "content": _system(agent)}, *history, *new]
         definitions = [t.definition() for t in self.tools.values()] or None
         for step in range(1, agent.max_steps + 1):
+            self.step = step
             self._check_budget()
             result = self._ask_model(messages, definitions, step)
             self.tokens_in += result.usage.tokens_in
@@ -352,7 +354,7 @@ class _Turn:
                             self.calls, self.tokens, round(self.cost, 6), new, self.tokens_in, self.tokens_out)
         if self.on_event is not None:
             if not self.streamed and result.answer:
-                self._emit(TextDelta(result.answer, len(new)))
+                self._emit(TextDelta(result.answer, self.step))
             self._tell_citations(citations)
             self._emit(TurnDone(result))
         return result

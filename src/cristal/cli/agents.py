@@ -234,12 +234,14 @@ def _print_conversation(doc: dict[str, Any]) -> None:
 @conversation_app.command("list")
 def conversation_list(org: str = ORG, as_email: str = AS,
                       agent: str | None = typer.Option(None, "--agent", help="Only the conversations with this agent."),
+                      query: str | None = typer.Option(None, "--query", help="Only those whose title, questions or "
+                                                       "answers contain this text."),
                       json_out: bool = JSON) -> None:
     """Your conversations, the latest first."""
     from cristal.agents.conversations import list_conversations
 
     with database() as db:
-        docs = list_conversations(db, org, as_email, agent)
+        docs = list_conversations(db, org, as_email, agent, query)
     if json_out:
         print_json({"conversations": docs})
         return
