@@ -235,6 +235,7 @@ def test_agent_models_stream_while_the_turn_runs(company: Company, agent: str, m
             finish = chunk.choices[0].finish_reason or finish
         if chunk.usage is not None:
             usage = chunk.usage
+        assert chunk.model == f"agent:{agent}@1"
     assert waited == [True] and tool_events == ["tool_call.started", "tool_call.finished", "citation"]
     assert "".join(deltas) == whole.choices[0].message.content and len([d for d in deltas if d]) > 1
     assert finish == "stop" and usage is not None and usage.total_tokens == whole.usage.total_tokens

@@ -23,8 +23,9 @@ Live turns: ``run_turn(..., on_event=callback)`` tells the callback what
 happens as it happens (typed events: a tool call started or finished, a piece
 of the answer's text, a citation that holds, the end). With an ``on_event``
 the model is asked to stream (unless ``agent_stream_tokens`` is off): the
-answer's text is released a sentence at a time, once that sentence's ``[n]``
-markers have been checked, so what was streamed is what the answer says. Text
+answer's text is released as it comes, except that a sentence's text from its
+first ``[`` waits until the sentence is whole and its ``[n]`` markers have
+been checked (``_LiveAnswer``), so what was streamed is what the answer says. Text
 the model writes alongside tool calls streams too (the ``text`` events carry
 their step); the answer is the last step's text.
 """

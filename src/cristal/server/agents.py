@@ -22,6 +22,7 @@ import queue
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -56,11 +57,20 @@ def _busy(state: ServerState) -> str:
     return f"{state.limits.agent_turn_concurrency} agent turns are in progress on this server; try again shortly"
 
 
+@dataclass(frozen=True)
+class AgentTurn:
+    """A stateless turn, decided: the agent and version that will answer, and ``run(on_event)`` to run it."""
+
+    agent: str
+    version: int
+    run: Callable[[OnEvent | None], TurnResult]
+
+
 def agent_turn(state: ServerState, caller: Caller, ref: str, history: Sequence[dict[str, Any]],
-               question: str) -> Callable[[OnEvent | None], TurnResult]:
+               question: str) -> AgentTurn:
     """Decide a stateless turn of agent ``ref`` (``SLUG`` or ``SLUG@N``) as the caller (refusals raise here).
 
-    Returns the turn to run, after ``history`` (OpenAI messages), with an optional ``on_event``.
+    Its ``run`` runs it after ``history`` (OpenAI messages), with an optional ``on_event``.
     """
     from cristal.agents.ask import check_question, usable_config
     from cristal.agents.runtime import TurnContext, run_turn
@@ -69,7 +79,8 @@ def agent_turn(state: ServerState, caller: Caller, ref: str, history: Sequence[d
     config = usable_config(state.db, caller.org_slug, caller.email, ref)
     ctx = TurnContext(db=state.db, settings=state.settings, principal=caller.principal,
                       conversation_id=uuid.uuid4().hex, gateway=state.gateway())
-    return lambda on_event: run_turn(ctx, config, history, question, on_event=on_event)
+    return AgentTurn(config.slug, config.version,
+                     lambda on_event: run_turn(ctx, config, history, question, on_event=on_event))
 
 
 def run_in_slot(state: ServerState, run: Callable[[], Any]) -> Any:
@@ -86,7 +97,7 @@ def run_in_slot(state: ServerState, run: Callable[[], Any]) -> Any:
 def run_agent(state: ServerState, caller: Caller, ref: str, history: Sequence[dict[str, Any]], question: str) -> TurnResult:
     """One turn of agent ``ref`` (``SLUG`` or ``SLUG@N``) as the caller, after ``history`` (OpenAI messages)."""
     turn = agent_turn(state, caller, ref, history, question)
-    result: TurnResult = run_in_slot(state, lambda: turn(None))
+    result: TurnResult = run_in_slot(state, lambda: turn.run(None))
     return result
 
 

@@ -205,22 +205,20 @@ def _agent_completion(state: ServerState, caller: Caller, body: ChatBody) -> JSO
         raise InvalidInput(f"{where}.role: the last message to an agent must be the user's question")
     turn = agent_turn(state, caller, body.model.removeprefix(AGENT_PREFIX), history, _text_of(last.get("content"), where))
     if body.stream:
-        live = LiveTurn(state, lambda on_event: turn(on_event).as_dict(), caller.request_id)
+        live = LiveTurn(state, lambda on_event: turn.run(on_event).as_dict(), caller.request_id)
         include_usage = bool((body.stream_options or {}).get("include_usage"))
-        return StreamingResponse(_agent_sse(caller, body.model, live, include_usage), media_type="text/event-stream",
+        model = f"{AGENT_PREFIX}{turn.agent}@{turn.version}"
+        return StreamingResponse(_agent_sse(caller, model, live, include_usage), media_type="text/event-stream",
                                  headers=STREAM_HEADERS)
-    doc = run_in_slot(state, lambda: turn(None)).as_dict()
+    doc = run_in_slot(state, lambda: turn.run(None)).as_dict()
     # Nothing is stored over this API (the client sends the history), so no conversation id is given out.
     return JSONResponse({
-        "id": _completion_id(caller), "object": "chat.completion", "created": int(time.time()), "model": _agent_model(doc),
+        "id": _completion_id(caller), "object": "chat.completion", "created": int(time.time()),
+        "model": f"{AGENT_PREFIX}{doc['agent']}@{doc['version']}",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": doc["answer"], "citations": doc["citations"]},
                      "finish_reason": "stop"}],
         "usage": doc["usage"], "cristal": _extra(doc),
     })
-
-
-def _agent_model(doc: dict[str, Any]) -> str:
-    return f"{AGENT_PREFIX}{doc['agent']}@{doc['version']}"
 
 
 def _extra(doc: dict[str, Any]) -> dict[str, Any]:
