@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     llm_embedding_model: str | None = None
     llm_timeout_seconds: float = Field(default=60.0, gt=0)
     llm_max_retries: int = Field(default=3, ge=0, le=10)
+    # Live agent turns (`cristal chat`, streamed REST and OpenAI-compatible answers) ask the model to stream its
+    # tokens; off for an endpoint that cannot stream (tool calls are then still shown as they happen).
+    agent_stream_tokens: bool = True
     prices: dict[str, LLMPrice] = Field(default_factory=dict)
     # Workflow ``http`` steps refuse loopback, link-local, private, multicast and unspecified
     # addresses unless this is set: workflow files come from any member, and those addresses

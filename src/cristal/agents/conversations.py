@@ -15,6 +15,7 @@ turn's answer also carries the turn's tool calls, citations, tokens and cost.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,8 +32,8 @@ from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, member, org_by_slug
 from cristal.identity.principal import Principal
 
-__all__ = ["EXPORT_FORMAT", "History", "delete_conversation", "export", "history", "list_conversations", "purge",
-           "rate", "record_turn", "rename", "retention", "show"]
+__all__ = ["EXPORT_FORMAT", "History", "as_markdown", "delete_conversation", "export", "history", "list_conversations",
+           "purge", "rate", "record_turn", "rename", "retention", "show"]
 
 EXPORT_FORMAT = "cristal.conversation/1"
 TITLE_MAX = 200
@@ -136,15 +137,45 @@ def record_turn(db: Database, org_slug: str, email: str, result: TurnResult, que
         return _summary(conv)
 
 
-def list_conversations(db: Database, org_slug: str, email: str, agent: str | None = None) -> list[dict[str, Any]]:
-    """The caller's own conversations, the latest first (optionally with one agent)."""
+def _text(content: dict[str, Any]) -> str:
+    """What a person wrote or read in a stored message: its text (tool results are not part of it)."""
+    if content.get("role") not in ("user", "assistant"):
+        return ""
+    value = content.get("content")
+    if isinstance(value, list):
+        return " ".join(str(p.get("text", "")) for p in value if isinstance(p, dict))
+    return value if isinstance(value, str) else ""
+
+
+def _matching(s: Session, convs: list[Conversation], query: str) -> list[Conversation]:
+    """The conversations whose title or whose questions and answers contain ``query`` (case-insensitive)."""
+    needle = query.casefold()
+    found = {c.id for c in convs if needle in c.title.casefold()}
+    rest = [c.id for c in convs if c.id not in found]
+    if rest:
+        # Matched here rather than in SQL: the JSON of a message is stored escaped (non-ASCII as \uXXXX).
+        rows = s.execute(select(ConversationMessage.conversation_id, ConversationMessage.content)
+                         .where(ConversationMessage.conversation_id.in_(rest),
+                                ConversationMessage.role.in_(("user", "assistant"))))
+        found |= {cid for cid, content in rows if needle in _text(dict(content)).casefold()}
+    return [c for c in convs if c.id in found]
+
+
+def list_conversations(db: Database, org_slug: str, email: str, agent: str | None = None,
+                       query: str | None = None) -> list[dict[str, Any]]:
+    """The caller's own conversations, the latest first (optionally with one agent, or containing ``query``)."""
     with db.session() as s:
         org, principal = member(s, org_slug, email)
-        query = select(Conversation).where(Conversation.org_id == org.id, Conversation.user_id == principal.user_id)
+        select_ = select(Conversation).where(Conversation.org_id == org.id, Conversation.user_id == principal.user_id)
         if agent:
-            query = query.where(Conversation.agent_slug == agent)
-        docs = [_summary(c) for c in s.scalars(query.order_by(Conversation.updated_at.desc(), Conversation.id))]
-        require(s, principal, "conversation.list", in_org(org, "conversation"), details={"listed": len(docs)})
+            select_ = select_.where(Conversation.agent_slug == agent)
+        convs = list(s.scalars(select_.order_by(Conversation.updated_at.desc(), Conversation.id)))
+        details: dict[str, Any] = {}
+        if query is not None and query.strip():
+            convs = _matching(s, convs, query.strip())
+            details["query"] = query.strip()[:200]
+        docs = [_summary(c) for c in convs]
+        require(s, principal, "conversation.list", in_org(org, "conversation"), details={"listed": len(docs), **details})
         return docs
 
 
@@ -165,6 +196,26 @@ def export(db: Database, org_slug: str, email: str, conversation_id: str) -> dic
     """``show`` as a self-describing document: ``format``, ``org``, ``exported_at``, then the conversation."""
     doc = show(db, org_slug, email, conversation_id)
     return {"format": EXPORT_FORMAT, "org": org_slug, "exported_at": utcnow().isoformat(), **doc}
+
+
+def as_markdown(doc: dict[str, Any]) -> str:
+    """An exported conversation (``export``) as Markdown: a heading, then each question and answer with its sources."""
+    lines = [f"# {doc['title']}", "",
+             f"Conversation `{doc['conversation_id']}` with agent `{doc['agent']}` version {doc['version']}, "
+             f"by {doc['owner']} in {doc['org']}; {doc['turns']} turns, {doc['tokens']} tokens, "
+             f"{doc['cost_usd']} USD. Exported {doc['exported_at'][:19]} UTC.", ""]
+    for m in doc["messages"]:
+        text = _text(m["message"])
+        if m["role"] == "user":
+            lines += [f"## {m['turn']}. You", "", text, ""]
+        elif m["role"] == "assistant" and m["tool_calls"] is not None:  # the turn's answer
+            lines += [f"### {doc['agent']}", ""]
+            lines += [f"- tool `{c['name']}` ({c['status']}): `{json.dumps(c['arguments'], ensure_ascii=False)}`"
+                      for c in m["tool_calls"]]
+            lines += ([""] if m["tool_calls"] else []) + [text, ""]
+            lines += [f"- [{c['n']}] {c['uri']}: “{c['quote']}”" for c in m["citations"] or []]
+            lines += [""] if m["citations"] else []
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def rename(db: Database, org_slug: str, email: str, conversation_id: str, title: str) -> dict[str, Any]:

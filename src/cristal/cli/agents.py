@@ -285,12 +285,14 @@ def _print_conversation(doc: dict[str, Any]) -> None:
 @conversation_app.command("list")
 def conversation_list(org: str = ORG, as_email: str = AS,
                       agent: str | None = typer.Option(None, "--agent", help="Only the conversations with this agent."),
+                      query: str | None = typer.Option(None, "--query", help="Only those whose title, questions or "
+                                                       "answers contain this text."),
                       json_out: bool = JSON) -> None:
     """Your conversations, the latest first."""
     from cristal.agents.conversations import list_conversations
 
     with database() as db:
-        docs = list_conversations(db, org, as_email, agent)
+        docs = list_conversations(db, org, as_email, agent, query)
     if json_out:
         print_json({"conversations": docs})
         return
@@ -365,20 +367,24 @@ def conversation_delete(conversation: str = CONVERSATION, org: str = ORG, as_ema
 
 @conversation_app.command("export")
 def conversation_export(conversation: str = CONVERSATION, org: str = ORG, as_email: str = AS,
-                        out: str | None = typer.Option(None, "--out", help="Write the JSON document to this file.")
-                        ) -> None:
-    """One of your conversations as a JSON document with every message (on stdout, or --out FILE)."""
+                        out: str | None = typer.Option(None, "--out", help="Write the document to this file."),
+                        markdown: bool = typer.Option(False, "--markdown", help="Markdown instead of JSON.")) -> None:
+    """One of your conversations as a JSON (or Markdown) document with every message (on stdout, or --out FILE)."""
     import json
     from pathlib import Path
 
-    from cristal.agents.conversations import export
+    from cristal.agents.conversations import as_markdown, export
 
     with database() as db:
         doc = export(db, org, as_email, conversation)
     if out is None:
-        print_json(doc)
+        if markdown:
+            show_text(as_markdown(doc).rstrip("\n"))
+        else:
+            print_json(doc)
         return
-    Path(out).write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    text = as_markdown(doc) if markdown else json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+    Path(out).write_text(text, encoding="utf-8")
     show("wrote conversation {} to {}", doc["conversation_id"], out)
 
 

@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from cristal.config import Settings
 from cristal.db import Database
 from cristal.errors import CristalError
-from cristal.server import agents, approvals, audit, me, openai_api, research, runs, search, signin, ui
+from cristal.server import agents, approvals, audit, conversations, me, openai_api, research, runs, search, signin, ui
 from cristal.server.envelope import Envelope
 from cristal.server.errors import install_error_handlers
 from cristal.server.openapi import install_openapi
@@ -54,7 +54,7 @@ def create_app(db: Database, settings: Settings, *, limits: Limits | None = None
     app.state.cristal = state
     install_error_handlers(app, on_not_found=lambda request, exc: _not_found(state, request, exc))
     install_openapi(app)
-    for module in (me, search, research, agents, runs, approvals, audit):
+    for module in (me, search, research, agents, conversations, runs, approvals, audit):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(openai_api.router, prefix="/v1")
     app.include_router(signin.router)

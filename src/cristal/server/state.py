@@ -107,12 +107,17 @@ def slot(slots: threading.BoundedSemaphore, busy: str) -> Iterator[None]:
 
     Refused rather than queued: a waiting request would hold a server thread too.
     """
-    if not slots.acquire(blocking=False):
-        raise ApiError(429, busy, headers={"Retry-After": "10"})
+    take_slot(slots, busy)
     try:
         yield
     finally:
         slots.release()
+
+
+def take_slot(slots: threading.BoundedSemaphore, busy: str) -> None:
+    """Take one of ``slots`` (the caller releases it, maybe from another thread); 429 as ``slot`` when none is free."""
+    if not slots.acquire(blocking=False):
+        raise ApiError(429, busy, headers={"Retry-After": "10"})
 
 
 def state_of(request: Request) -> ServerState:
