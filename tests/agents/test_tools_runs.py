@@ -152,11 +152,13 @@ def test_what_the_organization_allows(erp, who, tmp_path) -> None:  # type: igno
         only_search = base.model_copy(update={"agent_tools": {"*": ("search_knowledge",)}})
         with pytest.raises(InvalidInput, match="does not allow the tool 'sql' \\(it allows: search_knowledge\\)"):
             turn(erp, who(FINANCE), only_search, analyst(ToolConfig("sql", {"source": "erp"})), "hi")
-        # Names a turn needs to exist.
-        with pytest.raises(InvalidInput, match="no workflow named 'nope' is deployed"):
-            turn(erp, who(FINANCE), base, analyst(ToolConfig("run_workflow", {"workflow": "nope"})), "hi")
-        with pytest.raises(InvalidInput, match="is a files source, not a database"):
-            turn(erp, who(FINANCE), base, analyst(ToolConfig("sql", {"source": "wiki"})), "hi")
+    # A workflow that is not deployed (yet) is a tool error the model is told about, not a refused turn.
+    with ScriptedModel([tool_call("run_workflow", {"inputs": {}}), text("It is not there.")]) as model:
+        result = turn(erp, who(FINANCE), settings_for(model, tmp_path), analyst(ToolConfig("run_workflow", {"workflow": "nope"})),
+                      "hi")
+    assert result.tool_calls[0].status == "error" and "unknown deployment 'nope'" in result.tool_calls[0].message
+    with ScriptedModel([], default=text("ok")) as model:
+        base = settings_for(model, tmp_path)
 
         agent_file = "name: filer\ninstructions: File claims.\nmodel: {model}\ntools:\n  - operate: {{allow_domains: [{domain}]}}\n"
         with pytest.raises(InvalidInput, match="does not offer the model 'large'"):

@@ -10,9 +10,11 @@ longer allows fails with the same one-line ``InvalidInput`` when asked:
 * the tool kinds: those listed for the organization (``Settings.agent_tools``;
   no entry: every kind);
 * ``operate``: domains within its Operator allow-list (``cristal operator
-  policy``), when it has one;
-* at a turn also: ``sql`` names a SQL source of the organization, and
-  ``run_workflow`` a workflow deployed in it.
+  policy``), when it has one.
+
+The source a ``sql`` tool names and the workflow ``run_workflow`` starts are
+not checked here: they may come later, and a call to a missing one is a tool
+error the model is told about (``unknown source``, ``unknown deployment``).
 """
 
 from __future__ import annotations
@@ -20,17 +22,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from cristal.config import Settings
 from cristal.db import Database
 from cristal.db.schema import Organization
 from cristal.errors import InvalidInput, NotFound
-from cristal.knowledge.sources import source_by_name
 from cristal.models.endpoint import resolve_endpoint
 from cristal.net.policy import AllowList
-from cristal.workflows.schema import WorkflowDeployment
 
 
 def _listed(table: Mapping[str, tuple[str, ...]], org: str) -> tuple[str, ...] | None:
@@ -54,22 +51,18 @@ def check_agent(db: Database, settings: Settings, org_id: int, slug: str, model:
         org = s.get(Organization, org_id)
         if org is None:
             raise NotFound("the organization no longer exists")
-        check_in(s, settings, org, slug, model, tools, names=True)
+        check_in(settings, org, slug, model, tools)
 
 
-def check_spec(s: Session, settings: Settings, org: Organization, slug: str, spec: Mapping[str, Any]) -> None:
-    """``check_agent`` for a stored definition (``AgentDefinition.spec()``), in the caller's session.
-
-    The source and workflow a tool names may come later (a draft is written before its workflow is deployed):
-    only a turn requires them to exist.
-    """
+def check_spec(settings: Settings, org: Organization, slug: str, spec: Mapping[str, Any]) -> None:
+    """``check_agent`` for a stored definition (``AgentDefinition.spec()``) of a loaded organization."""
     tools = [(kind, options or {}) for entry in spec.get("tools") or [] for kind, options in entry.items()]
-    check_in(s, settings, org, slug, spec.get("model"), tools)
+    check_in(settings, org, slug, spec.get("model"), tools)
 
 
-def check_in(s: Session, settings: Settings, org: Organization, slug: str, model: str | None,
-             tools: Iterable[tuple[str, Mapping[str, Any]]], *, names: bool = False) -> None:
-    """The checks of ``check_agent``; ``names``: also that the source and workflow the tools name exist."""
+def check_in(settings: Settings, org: Organization, slug: str, model: str | None,
+             tools: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+    """The checks of ``check_agent`` on a loaded organization."""
     if model is not None:
         models = allowed_models(settings, org)
         if model not in models:
@@ -80,27 +73,13 @@ def check_in(s: Session, settings: Settings, org: Organization, slug: str, model
         if kinds is not None and kind not in kinds:
             raise InvalidInput(f"agent {slug!r}: organization {org.slug!r} does not allow the tool {kind!r} "
                                f"(it allows: {', '.join(kinds) or 'none'})")
-        _check_tool(s, org, slug, kind, options, names)
+        _check_tool(org, slug, kind, options)
 
 
-def _check_tool(s: Session, org: Organization, slug: str, kind: str, options: Mapping[str, Any], names: bool) -> None:
-    where = f"agent {slug!r}: tool {kind!r}"
-    if kind == "sql" and names:
-        try:
-            source = source_by_name(s, org.id, str(options.get("source")))
-        except NotFound:
-            raise InvalidInput(f"{where}: organization {org.slug!r} has no source {options.get('source')!r}") from None
-        if source.kind != "sql":
-            raise InvalidInput(f"{where}: source {source.name!r} is a {source.kind} source, not a database")
-    elif kind == "run_workflow" and names:
-        name = str(options.get("workflow"))
-        if s.scalar(select(WorkflowDeployment.id).where(WorkflowDeployment.org_id == org.id,
-                                                          WorkflowDeployment.name == name)) is None:
-            raise InvalidInput(f"{where}: no workflow named {name!r} is deployed in organization {org.slug!r} "
-                               "(cristal workflow deploy)")
-    elif kind == "operate" and org.operator_allowed_domains is not None:
+def _check_tool(org: Organization, slug: str, kind: str, options: Mapping[str, Any]) -> None:
+    if kind == "operate" and org.operator_allowed_domains is not None:
         domains = [str(d) for d in options.get("allow_domains") or ()]
         outside = AllowList.build(domains, domains[0] if domains else "", org.operator_allowed_domains).outside_org()
         if outside:
-            raise InvalidInput(f"{where}: {', '.join(outside)} is outside organization {org.slug!r}'s Operator "
-                               f"allow-list ({', '.join(org.operator_allowed_domains) or 'none'})")
+            raise InvalidInput(f"agent {slug!r}: tool {kind!r}: {', '.join(outside)} is outside organization {org.slug!r}'s "
+                               f"Operator allow-list ({', '.join(org.operator_allowed_domains) or 'none'})")
