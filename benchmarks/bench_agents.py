@@ -18,10 +18,12 @@ documents, a small ERP database as a ``sql`` source, a published agent with
   ``query_readonly`` as the same employee, on the same model server, model
   time subtracted the same way. It has no authorization of the tool calls, no
   audit, no metering, no provenance and no citation check.
-* **Time to first token that Cristal adds**: a streamed chat completion through
-  ``cristal serve``'s ``/v1`` (key check, authorization, audit, budget,
-  metering) against the same client streaming from the model directly; and an
-  ``agent:SLUG`` turn over ``/v1`` (agents answer whole, they do not stream yet).
+* **Time to first token that Cristal adds**: streamed through ``cristal
+  serve``'s ``/v1`` (key check, authorization, audit, budget, metering) as a
+  plain chat, as an agent without tools (``agent:bench-plain``: the turn's
+  set-up, then the model's stream) and as the agent with tools (two tool calls
+  before the answer streams), each paired with the same client streaming from
+  the model directly.
 * **Concurrent conversations on one server**: N clients asking the agent at
   once over ``POST /api/v1/agents/SLUG/ask`` on one ``cristal serve``.
 
@@ -76,6 +78,7 @@ tools:
   - search_knowledge
   - sql: {{source: erp, queries: {{mine: "{QUERY}"}}}}
 """
+PLAIN = "name: bench-plain\ninstructions: Answer briefly.\n"
 INSTRUCTIONS = "Answer from the documents and the ERP; cite every fact."
 
 
@@ -162,6 +165,8 @@ def build(root: Path, docs: int) -> tuple[str, str, str]:
     sync_source(db, installation, "acme", "docs")
     store.create(db, load_agent_text(AGENT), "acme", EMAIL)
     store.publish(db, "acme", EMAIL, "bench-helper")
+    store.create(db, load_agent_text(PLAIN), "acme", EMAIL)  # no tools: what an agent turn adds to the model's first token
+    store.publish(db, "acme", EMAIL, "bench-plain")
     with db.session() as s:
         alice = resolve_principal(s, "acme", EMAIL)
         key = create_api_key(s, alice, "acme", EMAIL)[1]
@@ -334,26 +339,23 @@ def main() -> None:
         try:
             direct = openai.OpenAI(base_url=model.base_url, api_key="scripted", max_retries=0)
             through = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
-            ttft_direct, ttft_cristal, agent_answer = [], [], []
+            ttft: dict[str, list[float]] = {"direct": [], "chat": [], "plain": [], "helper": []}
             for i in range(WARMUP + args.turns):
-                pair = [(direct, "scripted", ttft_direct), (through, "scripted", ttft_cristal)]
-                for client, name, out in pair if i % 2 == 0 else pair[::-1]:  # alternate: shared machine
+                cases = [(direct, "scripted", "direct"), (through, "scripted", "chat"), (through, "agent:bench-plain", "plain"),
+                         (through, "agent:bench-helper", "helper")]
+                for client, name, label in cases if i % 2 == 0 else cases[::-1]:  # alternate: shared machine
                     ms = first_token_ms(client, name)
                     if i >= WARMUP:
-                        out.append(ms)
-                started = time.perf_counter()
-                through.chat.completions.create(model="agent:bench-helper", messages=[{"role": "user", "content": "hotel cap?"}])
-                if i >= WARMUP:
-                    agent_answer.append((time.perf_counter() - started) * 1000)
-            added = sorted(c - d for c, d in zip(ttft_cristal, ttft_direct, strict=True))
+                        ttft[label].append(ms)
+            added = {label: sorted(c - d for c, d in zip(ttft[label], ttft["direct"], strict=True))
+                     for label in ("chat", "plain", "helper")}
             load = concurrent_asks(base, key, args.concurrency, args.asks)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
 
     doc = {"turns": args.turns, "cristal": cristal, "openai_agents_sdk": sdk,
-           "ttft_direct_ms": sorted(ttft_direct), "ttft_cristal_ms": sorted(ttft_cristal), "ttft_added_ms": added,
-           "agent_answer_over_v1_ms": sorted(agent_answer), "concurrent": load}
+           "ttft_ms": {k: sorted(v) for k, v in ttft.items()}, "ttft_added_ms": added, "concurrent": load}
     write_json(results_path("bench_agents.json"), doc)
     print(f"agent loop: model -> search_knowledge + sql -> model -> answer; {args.turns} turns each, "
           "model time excluded (ms, p50 | p95)\n")
@@ -361,11 +363,12 @@ def main() -> None:
     print(f"| Cristal runtime (`run_turn`) | {p(cristal['turn_ms'])} | {p(cristal['tool_call_ms'])} |")
     print(f"| OpenAI Agents SDK 0.24 (`Runner.run_sync`), same tools | {p(sdk['turn_ms'])} | {p(sdk['tool_call_ms'])} |")
     print(f"\nmodel time per Cristal turn (two calls to the scripted model): {p(cristal['model_ms'])}\n")
-    print("| time to first token (ms) | p50 | p95 |\n|---|---|---|")
-    print(f"| openai client -> model (stream) | {p(sorted(ttft_direct))} |")
-    print(f"| openai client -> cristal serve /v1 -> model (stream) | {p(sorted(ttft_cristal))} |")
-    print(f"| added by Cristal (paired) | {percentile(added, 0.5):+.1f} | {percentile(added, 0.95):+.1f} |")
-    print(f"| agent:bench-helper over /v1 (whole answer, two tool calls) | {p(sorted(agent_answer))} |")
+    print("| time to first token, streamed (ms) | p50 | p95 | added p50 | added p95 |\n|---|---|---|---|---|")
+    print(f"| openai client -> model | {p(sorted(ttft['direct']))} | | |")
+    for label, name in (("chat", "-> cristal serve /v1 -> gateway -> model"), ("plain", "-> /v1 agent:bench-plain (no tools)"),
+                        ("helper", "-> /v1 agent:bench-helper (two tool calls first)")):
+        print(f"| openai client {name} | {p(sorted(ttft[label]))} | {percentile(added[label], 0.5):+.1f} | "
+              f"{percentile(added[label], 0.95):+.1f} |")
     print(f"\n{load['clients']} concurrent conversations on one `cristal serve`, {load['asks']} asks: "
           f"{load['turns_per_second']:.1f} turns/s, latency p50 | p95 {p(load['latency_ms'])} ms, statuses {load['statuses']}")
 
