@@ -269,7 +269,8 @@ def ask_command(agent: str = typer.Argument(..., help="AGENT or AGENT@VERSION (a
         print_json(doc)
         return
     for call in doc["tool_calls"]:
-        show("[dim]tool {} {}: {}[/]", call["name"], call["status"], call.get("message") or "")
+        waits = f"approval {call['approval_id']} (cristal approvals approve ID --as APPROVER)" if call.get("approval_id") else ""
+        show("[dim]tool {} {}: {}[/]", call["name"], call["status"], call.get("message") or waits)
     show_text(doc["answer"])
     for c in doc["citations"]:
         show("  [{}] {}: “{}”", c["n"], c["uri"], c["quote"])

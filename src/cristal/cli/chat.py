@@ -61,7 +61,8 @@ class _Printer:
         elif isinstance(event, ToolCallFinished):
             record = event.record
             self._line("[dim]{} {} {}{}[/]", "✓" if record.status == "ok" else "✗", record.name, record.status,
-                       f": {record.message}" if record.message else "")
+                       f": {record.message}" if record.message
+                       else f": approval {record.approval_id}" if record.approval_id else "")
 
     def _line(self, template: str, *values: object) -> None:
         if self.mid_line:
