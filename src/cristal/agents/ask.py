@@ -24,7 +24,7 @@ from cristal.identity.directory import member
 
 # Tools an agent file may name that conversations cannot run yet: refused by name rather than left out, so an
 # agent never answers as if it had used a tool it does not have.
-NOT_IN_CONVERSATIONS = ("run_workflow", "operate", "mcp")
+NOT_IN_CONVERSATIONS = ("run_workflow", "operate")
 
 
 def _tool(kind: str, options: dict[str, Any] | None) -> ToolConfig:
@@ -37,6 +37,8 @@ def _tool(kind: str, options: dict[str, Any] | None) -> ToolConfig:
         return ToolConfig("sql", {"source": options["source"]})
     if kind == "http":
         return ToolConfig("http", {"endpoints": [e["url"] for e in options.get("endpoints") or []]})
+    if kind == "mcp":
+        return ToolConfig("mcp", {"server": options["server"], "tools": list(options["tools"])})
     return ToolConfig(kind, {})
 
 

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from cristal.actions.base import ActionContext, ActionError, check_size
 from cristal.actions.registry import Registry, build_registry
 from cristal.agents.citations import Citation, Passage, cite
+from cristal.agents.mcp_tools import mcp_tools
 from cristal.agents.provenance import Provenance
 from cristal.agents.tools import Tool, build_tools
 from cristal.audit.log import write_audit
@@ -51,7 +52,8 @@ class ToolConfig:
     """A tool of the agent: its name (``search_knowledge``, ``sql``, ``http``, ``research``) and options.
 
     Options: ``sql``: ``{"source": NAME}``; ``http``: ``{"endpoints": [URL_PREFIX, ...]}``;
-    ``search_knowledge``: optional ``{"mode": "hybrid"|"keyword"|"dense"}``.
+    ``search_knowledge``: optional ``{"mode": "hybrid"|"keyword"|"dense"}``; ``mcp`` (may come more than once):
+    ``{"server": NAME, "tools": [TOOL, ...]}``, a server the organization registered.
     """
 
     name: str
@@ -163,7 +165,9 @@ def run_turn(ctx: TurnContext, agent: AgentConfig, history: Sequence[dict[str, A
         raise InvalidInput(f"agent {agent.slug!r}: max_steps must be at least 1")
     if not user_message.strip():
         raise InvalidInput("empty message")
-    tools = build_tools(ctx.registry or build_registry(), tuple((t.name, t.options) for t in agent.tools))
+    tools = build_tools(ctx.registry or build_registry(), tuple((t.name, t.options) for t in agent.tools if t.name != "mcp"))
+    # MCP tools come from the organization's registered servers (agents.mcp_tools), as the caller's organization.
+    tools.update(mcp_tools(ctx.db, ctx.principal, [t.options for t in agent.tools if t.name == "mcp"], taken=tools))
     gateway = ctx.gateway or Gateway(ctx.settings, ctx.db)
     try:
         return _Turn(ctx, agent, tools, gateway).run(list(history), user_message)

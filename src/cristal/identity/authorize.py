@@ -97,6 +97,10 @@ POLICY: dict[str, Rule] = {
     "conversation.delete": Rule.SELF,
     "conversation.retention": Rule.ADMIN,  # the organization's retention in days (read and change)
     "conversation.purge": Rule.ADMIN,  # delete every conversation older than the retention, whoever owns it
+    # MCP servers: an admin registers them and chooses their tools; agents call those tools as the caller
+    "mcp.manage": Rule.ADMIN,  # add, remove, list a server's tools, allow tools and set their effect classes
+    "mcp.list": Rule.MEMBER,  # the organization's servers and allowed tools (how to reach them: admins only)
+    "mcp.call": Rule.MEMBER,  # an allowed tool of a registered server, called by an agent as the caller
 }
 
 # Actions the installation principal may take: managing the installation, not reading data.
