@@ -33,20 +33,21 @@ def indexed(two_orgs: Database, tmp_path: Path) -> Database:
     return two_orgs
 
 
-def _params(db_url: str, *args: str) -> StdioServerParameters:
+def _params(db_url: str, *args: str, extra_env: dict[str, str] | None = None) -> StdioServerParameters:
     # The SDK gives a stdio server only a few harmless variables; the server process needs its workspace.
-    env = {"CRISTAL_DATABASE_URL": db_url, "CRISTAL_HOME": os.environ["CRISTAL_HOME"]}
+    env = {"CRISTAL_DATABASE_URL": db_url, "CRISTAL_HOME": os.environ["CRISTAL_HOME"], **(extra_env or {})}
     if "PYTHONPATH" in os.environ:
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return StdioServerParameters(command=sys.executable, args=["-m", "cristal", "mcp", "serve", *args], env=env)
 
 
-def _session(db_url: str, email: str, calls: list[tuple[str, dict[str, Any]]]) -> tuple[list[str], list[Any]]:
+def _session(db_url: str, email: str, calls: list[tuple[str, dict[str, Any]]],
+             extra_env: dict[str, str] | None = None) -> tuple[list[str], list[Any]]:
     """Tool names and the result of each call, from one `cristal mcp serve --as EMAIL` process."""
 
     async def main() -> tuple[list[str], list[Any]]:
         with anyio.fail_after(120):
-            async with Client(_params(db_url, "--org", "acme", "--as", email), cache=None) as client:
+            async with Client(_params(db_url, "--org", "acme", "--as", email, extra_env=extra_env), cache=None) as client:
                 names = [t.name for t in (await client.list_tools()).tools]
                 results = []
                 for tool, arguments in calls:
@@ -132,3 +133,29 @@ def test_each_call_sees_the_callers_access_of_that_moment(indexed: Database, db_
     assert "bank.txt" in _uris(before)
     assert "bank.txt" not in _uris(after_leaving)
     assert after_removal[0] == "error" and "fin@acme.example" in after_removal[1]
+
+
+def test_agents_are_tools_of_those_who_may_use_them(indexed: Database, db_url: str) -> None:
+    """A published agent shared with finance is a tool for finance only, and answers as the caller."""
+    from cristal.agents import store
+    from cristal.agents.definition import load_agent_text
+    from cristal.testing.scripted_model import ScriptedModel, text, tool_call
+
+    definition = load_agent_text("name: finance-helper\ndescription: Supplier questions.\n"
+                                 "instructions: Answer from the documents.\ntools: [search_knowledge]\n"
+                                 "sharing: [group:finance]\n")
+    store.create(indexed, definition, "acme", "admin@acme.example")
+    store.publish(indexed, "acme", "admin@acme.example", "finance-helper")
+    script = [tool_call("search_knowledge", {"query": "supplier IBAN paid every quarter"}), text("See the bank document.")]
+    with ScriptedModel(script) as model:
+        env = {"CRISTAL_LLM_BASE_URL": model.base_url, "CRISTAL_LLM_API_KEY": "k", "CRISTAL_LLM_MODEL": "scripted",
+               "CRISTAL_LLM_MAX_RETRIES": "0"}
+        names, (answer,) = _session(db_url, "fin@acme.example", [("agent_finance-helper", {"question": "Who is paid?"})],
+                                    extra_env=env)
+        sent = [r.json for r in model.chat_requests]
+    assert "agent_finance-helper" in names
+    assert (answer["agent"], answer["version"], answer["conversation_id"]) == ("finance-helper", 1, None)
+    assert answer["tool_calls"][0]["status"] == "ok" and "bank.txt" in str(sent)
+    eng_names, (refused,) = _session(db_url, "eng@acme.example", [("agent_finance-helper", {"question": "Who is paid?"})])
+    assert "agent_finance-helper" not in eng_names
+    assert refused[0] == "error" and "unknown agent" in refused[1]
