@@ -168,3 +168,22 @@ def test_the_sdk_client_with_a_bad_key_fails_fast(world: World) -> None:
     with pytest.raises(BaseExceptionGroup) as err:
         anyio.run(main)
     assert "Server returned an error response" in repr(err.value)
+
+
+def test_research_and_busy_slots(world: World) -> None:
+    question = {"question": "Who is the supplier paid to?", "mode": "extractive", "max_seconds": 30}
+    _, (fin,) = session(world, FIN, [("research", question)])
+    _, (eng,) = session(world, ENG, [("research", question)])
+    assert any(Path(c["uri"]).name == "bank.md" for c in fin["citations"])
+    assert IBAN["acme"] not in json.dumps(eng)
+    # /mcp shares the server's agent-turn slots with the REST routes: when they are taken, a call is a tool error.
+    slots = world.server.app.state.cristal.agent_turn_slots
+    taken = 0
+    while slots.acquire(blocking=False):
+        taken += 1
+    try:
+        _, (busy,) = session(world, FIN, [(f"agent_{AGENT}", {"question": "hi"})])
+    finally:
+        for _ in range(taken):
+            slots.release()
+    assert busy[0] == "error" and "try again shortly" in busy[1]

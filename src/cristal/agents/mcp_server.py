@@ -19,16 +19,18 @@ workflow step or ``cristal ask``. Nothing runs with more rights than the caller.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cristal.actions.base import ActionContext, ActionError
 from cristal.actions.registry import Registry, build_registry
 from cristal.config import Settings
 from cristal.db import Database
-from cristal.errors import CristalError, InvalidInput
+from cristal.errors import Busy, CristalError, InvalidInput
 from cristal.identity.directory import member
 
 if TYPE_CHECKING:
@@ -60,13 +62,33 @@ AGENT_SCHEMA: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Caller:
-    """Who the server acts as, and where: checked once at start, resolved again on every call."""
+    """Who the server acts as, and where: checked once at start, resolved again on every call.
+
+    ``slots`` (``research``, ``agent``) bound how many such calls run at once (a server shares them with its
+    REST routes; a busy one is a tool error, not a queue); ``max_research_seconds`` caps a research call.
+    """
 
     db: Database
     settings: Settings
     org: str
     email: str
     actions: Registry
+    slots: Mapping[str, threading.BoundedSemaphore] = field(default_factory=dict)
+    max_research_seconds: float | None = None
+
+    @contextmanager
+    def slot(self, kind: str) -> Iterator[None]:
+        """Hold one of the ``kind`` slots for the block (none configured: no limit)."""
+        slots = self.slots.get(kind)
+        if slots is None:
+            yield
+            return
+        if not slots.acquire(blocking=False):
+            raise Busy(f"too many {kind} calls are in progress on this server; try again shortly")
+        try:
+            yield
+        finally:
+            slots.release()
 
     def check(self) -> None:
         """A ``NotFound`` (one line) when the organization or the employee does not exist."""
@@ -157,13 +179,19 @@ def _dispatch(caller: Caller, name: str, arguments: dict[str, Any]) -> dict[str,
         return dict(caller.run("search", arguments, SEARCH_TIMEOUT))
     if name == "research":
         max_seconds = arguments.get("max_seconds", 300.0)
-        timeout = float(max_seconds) + RESEARCH_GRACE if isinstance(max_seconds, (int, float)) else None
-        return dict(caller.run("research", {"mode": "auto", "max_seconds": 300.0, **arguments}, timeout))
+        if not isinstance(max_seconds, (int, float)) or isinstance(max_seconds, bool):
+            raise InvalidInput("invalid arguments for research: max_seconds: a number is required")
+        if caller.max_research_seconds is not None:
+            max_seconds = min(float(max_seconds), caller.max_research_seconds)
+        with caller.slot("research"):
+            return dict(caller.run("research", {"mode": "auto", **arguments, "max_seconds": max_seconds},
+                                   float(max_seconds) + RESEARCH_GRACE))
     if name.startswith(AGENT_PREFIX) and len(name) > len(AGENT_PREFIX):
         question = arguments.get("question")
         if not isinstance(question, str):
             raise InvalidInput(f"invalid arguments for {name}: question: a string is required")
-        return caller.ask(name[len(AGENT_PREFIX):], question)
+        with caller.slot("agent"):
+            return caller.ask(name[len(AGENT_PREFIX):], question)
     raise InvalidInput(f"unknown tool {name!r}")
 
 

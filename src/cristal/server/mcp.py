@@ -39,6 +39,8 @@ class McpEndpoint:
 
         self.state = state
         actions = build_registry()
+        # The same slots as the REST routes: /mcp cannot hold more of the server's threads than they may.
+        slots = {"research": state.research_slots, "agent": state.agent_turn_slots}
 
         async def caller_of(ctx: ServerRequestContext[Any, Any]) -> Caller:
             request = ctx.request
@@ -46,7 +48,7 @@ class McpEndpoint:
             if not isinstance(principal, Principal) or principal.org_slug is None or principal.email is None:
                 raise RuntimeError("an MCP request reached its handler without an authenticated caller")
             return Caller(db=state.db, settings=state.settings, org=principal.org_slug, email=principal.email,
-                          actions=actions)
+                          actions=actions, slots=slots, max_research_seconds=state.limits.research_max_seconds)
 
         self.manager: StreamableHTTPSessionManager = StreamableHTTPSessionManager(
             app=build_server(caller_of), stateless=True, json_response=True,
