@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from cristal.actions.base import ActionError
 from cristal.agents import ask, mcp_servers, store
 from cristal.agents.definition import load_agent_text
 from cristal.agents.runtime import AgentConfig, ToolConfig, TurnContext, run_turn
@@ -19,7 +20,9 @@ from cristal.db import Database
 from cristal.db.schema import AuditRecord, McpServerEntry
 from cristal.errors import InvalidInput, NotFound
 from cristal.testing.scripted_model import ScriptedModel, text, tool_call
-from tests.agents.test_mcp_client import SERVER_SCRIPT
+from tests.agents.test_mcp_client import SERVER_SCRIPT, http_server
+
+__all__ = ["http_server"]  # the streamable-HTTP test server, a fixture
 from tests.research.company import MEMBER
 
 ADMIN = "admin@acme.example"
@@ -125,3 +128,18 @@ def test_an_agent_file_uses_mcp_server_time_from_pypi(rdb: Database, tmp_path) -
         told = [m["content"] for m in model.chat_requests[-1].json["messages"] if m["role"] == "tool"]
     assert doc["tool_calls"] == [{"name": "time__convert_time", "arguments": convert, "status": "ok"}]
     assert "Asia/Tokyo" in told[0] and "20:00" in told[0]
+
+
+def test_a_streamable_http_server_through_the_network_policy(rdb: Database, who, tmp_path, http_server: str) -> None:  # type: ignore[no-untyped-def]  # fixtures
+    mcp_servers.add(rdb, "acme", ADMIN, "web", url=http_server)
+    with pytest.raises(ActionError, match="CRISTAL_WORKFLOW_HTTP_ALLOW_PRIVATE"):  # loopback, refused by default
+        mcp_servers.set_tools(rdb, Settings(), "acme", ADMIN, "web", allow={"echo": "read"})
+    private_ok = Settings(mcp_timeout_seconds=20, workflow_http_allow_private=True)
+    mcp_servers.set_tools(rdb, private_ok, "acme", ADMIN, "web", allow={"echo": "read"})
+    with ScriptedModel([tool_call("web__echo", {"text": "über"}), text("ok")]) as model:
+        settings = settings_for(model, str(tmp_path)).model_copy(update={"workflow_http_allow_private": True})
+        ctx = TurnContext(db=rdb, settings=settings, principal=who(MEMBER), conversation_id="c1")
+        result = run_turn(ctx, agent(ToolConfig("mcp", {"server": "web", "tools": ["echo"]})), [], "echo über")
+        told = [json.loads(m["content"]) for m in model.chat_requests[-1].json["messages"] if m["role"] == "tool"]
+    assert [c.status for c in result.tool_calls] == ["ok"]
+    assert told[0]["output"]["structured"] == {"result": "über"}
