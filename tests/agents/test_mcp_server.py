@@ -63,14 +63,36 @@ def _uris(result: dict[str, Any]) -> set[str]:
     return {Path(hit["uri"]).name for hit in result["hits"]}
 
 
-def test_search_knowledge_acts_as_the_caller(indexed: Database, db_url: str) -> None:
+def test_search_knowledge_and_agents_act_as_the_caller(indexed: Database, db_url: str) -> None:
+    """Search finds what each caller may read; a published agent shared with finance is a tool for finance only,
+    and answers as the caller (one process per caller: each costs seconds to start)."""
+    from cristal.agents import store
+    from cristal.agents.definition import load_agent_text
+    from cristal.testing.scripted_model import ScriptedModel, text, tool_call
+
+    definition = load_agent_text("name: finance-helper\ndescription: Supplier questions.\n"
+                                 "instructions: Answer from the documents.\ntools: [search_knowledge]\n"
+                                 "sharing: [group:finance]\n")
+    store.create(indexed, definition, "acme", "admin@acme.example")
+    store.publish(indexed, "acme", "admin@acme.example", "finance-helper")
     query = {"query": "supplier IBAN paid every quarter"}
-    names, (fin,) = _session(db_url, "fin@acme.example", [("search_knowledge", query)])
-    assert {"search_knowledge", "research"} <= set(names)
+    script = [tool_call("search_knowledge", query), text("See the bank document.")]
+    with ScriptedModel(script) as model:
+        env = {"CRISTAL_LLM_BASE_URL": model.base_url, "CRISTAL_LLM_API_KEY": "k", "CRISTAL_LLM_MODEL": "scripted",
+               "CRISTAL_LLM_MAX_RETRIES": "0"}
+        names, (fin, answer) = _session(db_url, "fin@acme.example", [
+            ("search_knowledge", query), ("agent_finance-helper", {"question": "Who is paid?"})], extra_env=env)
+        sent = [r.json for r in model.chat_requests]
+    assert {"search_knowledge", "research", "agent_finance-helper"} <= set(names)
     assert "bank.txt" in _uris(fin)
-    _, (eng,) = _session(db_url, "eng@acme.example", [("search_knowledge", query)])
+    assert (answer["agent"], answer["version"], answer["conversation_id"]) == ("finance-helper", 1, None)
+    assert answer["tool_calls"][0]["status"] == "ok" and "bank.txt" in str(sent)
+    eng_names, (eng, refused) = _session(db_url, "eng@acme.example", [
+        ("search_knowledge", query), ("agent_finance-helper", {"question": "Who is paid?"})])
     assert "bank.txt" not in _uris(eng)
     assert all("IBAN" not in hit["snippet"] for hit in eng["hits"])
+    assert "agent_finance-helper" not in eng_names
+    assert refused[0] == "error" and "unknown agent" in refused[1]
     # Nothing of the other organization, whoever asks.
     assert "plan.md" not in _uris(fin) | _uris(eng)
 
@@ -134,26 +156,3 @@ def test_each_call_sees_the_callers_access_of_that_moment(indexed: Database, db_
     assert "bank.txt" not in _uris(after_leaving)
     assert after_removal[0] == "error" and "fin@acme.example" in after_removal[1]
 
-
-def test_agents_are_tools_of_those_who_may_use_them(indexed: Database, db_url: str) -> None:
-    """A published agent shared with finance is a tool for finance only, and answers as the caller."""
-    from cristal.agents import store
-    from cristal.agents.definition import load_agent_text
-    from cristal.testing.scripted_model import ScriptedModel, text, tool_call
-
-    definition = load_agent_text("name: finance-helper\ndescription: Supplier questions.\n"
-                                 "instructions: Answer from the documents.\ntools: [search_knowledge]\n"
-                                 "sharing: [group:finance]\n")
-    store.create(indexed, definition, "acme", "admin@acme.example")
-    store.publish(indexed, "acme", "admin@acme.example", "finance-helper")
-    script = [tool_call("search_knowledge", {"query": "supplier IBAN paid every quarter"}), text("See the bank document.")]
-    with ScriptedModel(script) as model:
-        env = {"CRISTAL_LLM_BASE_URL": model.base_url, "CRISTAL_LLM_API_KEY": "k", "CRISTAL_LLM_MODEL": "scripted",
-               "CRISTAL_LLM_MAX_RETRIES": "0"}
-        names, (answer,) = _session(db_url, "fin@acme.example", [("agent_finance-helper", {"question": "Who is paid?"})],
-                                    extra_env=env)
-        sent = [r.json for r in model.chat_requests]
-    assert "agent_finance-helper" in names
-    assert (answer["agent"], answer["version"], answer["conversation_id"]) == ("finance-helper", 1, None)
-    assert answer["tool_calls"][0]["status"] == "ok" and "bank.txt" in str(sent)
-    # Who else sees which agents, and another organization's keys: tests/server/test_mcp_http.py (the same server code).
