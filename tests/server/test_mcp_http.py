@@ -187,3 +187,12 @@ def test_research_and_busy_slots(world: World) -> None:
         for _ in range(taken):
             slots.release()
     assert busy[0] == "error" and "try again shortly" in busy[1]
+
+
+def test_only_post_is_served(world: World) -> None:
+    """Stateless: no stream to GET (it would stay open, idle) and no session to DELETE; the documented 405."""
+    headers = {"Authorization": f"Bearer {world.company.key(FIN)}", "Accept": "text/event-stream"}
+    for method in ("GET", "DELETE"):
+        response = httpx.request(method, world.url, headers=headers, timeout=TIMEOUT)
+        assert response.status_code == 405 and error_of(response)["type"] == "method_not_allowed"
+        assert response.headers["Allow"] == "POST"

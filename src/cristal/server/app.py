@@ -62,9 +62,9 @@ def create_app(db: Database, settings: Settings, *, limits: Limits | None = None
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(openai_api.router, prefix="/v1")
     app.include_router(ui.router)
-    # An ASGI app, not a FastAPI route: the MCP SDK's transport speaks HTTP itself (JSON-RPC over POST).
-    app.router.routes.append(Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"],
-                                   include_in_schema=False))
+    # An ASGI app, not a FastAPI route: the MCP SDK's transport speaks HTTP itself (JSON-RPC over POST). POST only:
+    # the server is stateless, so there is no stream to GET (it would stay open, idle) and no session to DELETE.
+    app.router.routes.append(Route("/mcp", endpoint=mcp_endpoint, methods=["POST"], include_in_schema=False))
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
