@@ -7,20 +7,26 @@ unknown to them), the published version is used unless one is pinned
 stored in the caller's conversation (``agents.conversations``) once it has
 finished: a new one, or the one named by ``conversation_id``, which goes on
 with the version it started with (unless ``SLUG@N`` pins another) and its
-stored messages as the model's history.
+stored messages as the model's history. ``prepare`` decides all of that
+before anything runs (so a server can refuse with a proper error before it
+starts streaming); ``PreparedTurn.run`` runs the turn and stores it.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from cristal.agents import conversations, store
-from cristal.agents.runtime import AgentConfig, ToolConfig, TurnContext, run_turn
+from cristal.agents import analytics, conversations, store
+from cristal.agents.runtime import AgentConfig, OnEvent, ToolConfig, TurnContext, TurnResult, run_turn
 from cristal.config import Settings
 from cristal.db import Database
-from cristal.errors import InvalidInput
+from cristal.errors import CristalError, InvalidInput
 from cristal.identity.directory import member
+from cristal.knowledge.search import MAX_QUERY_CHARS
+from cristal.models.gateway import Gateway
 
 # Tools an agent file may name that conversations cannot run yet: refused by name rather than left out, so an
 # agent never answers as if it had used a tool it does not have.
@@ -68,18 +74,72 @@ def usable_config(db: Database, org_slug: str, email: str, ref: str) -> AgentCon
     return config_of(doc["agent"], int(doc["version"]), doc["spec"])
 
 
-def ask(db: Database, settings: Settings, org_slug: str, email: str, ref: str, question: str,
-        conversation_id: str | None = None) -> dict[str, Any]:
-    """One question to agent ``ref`` (``SLUG`` or ``SLUG@N``) as ``email``: the ``ask`` shape of DESIGN.md.
+def counted_turn(ctx: TurnContext, config: AgentConfig, history: Sequence[dict[str, Any]], question: str, via: str, *,
+                 stored: bool = False, conversation_id: str | None = None, on_event: OnEvent | None = None) -> TurnResult:
+    """``run_turn``, counted for ``cristal agent stats`` (``via``: ``conversation``, ``api``, ``workflow``).
 
-    With ``conversation_id``, the caller's stored conversation goes on (``NotFound`` for anyone else's).
+    A finished turn is counted here unless the caller stores it (``stored``: ``conversations.record_turn`` counts
+    it in the transaction that stores it). A turn that fails (a budget spent, the model's error) is counted as
+    failed before its error goes on; bad input (``InvalidInput``) is no turn and is not counted.
     """
+    try:
+        result = run_turn(ctx, config, history, question, on_event=on_event)
+    except InvalidInput:
+        raise
+    except CristalError:
+        analytics.record(ctx.db, ctx.principal, config.slug, config.version, via, None, conversation_id)
+        raise
+    if not stored:
+        analytics.record(ctx.db, ctx.principal, config.slug, config.version, via, result)
+    return result
+
+
+@dataclass(frozen=True)
+class PreparedTurn:
+    """A turn that may run: the agent's version decided, the caller's conversation (if any) read and checked.
+
+    ``run`` runs it and stores it in the conversation once it has finished (a new conversation for
+    ``new``); a turn that fails leaves the conversation as it was.
+    """
+
+    db: Database
+    org_slug: str
+    email: str
+    ctx: TurnContext
+    config: AgentConfig
+    history: list[dict[str, Any]]
+    question: str
+    new: bool
+
+    def run(self, on_event: OnEvent | None = None) -> dict[str, Any]:
+        """Run and store the turn: the ``ask`` shape of DESIGN.md (``on_event`` as for ``run_turn``)."""
+        # Nothing is stored before the turn has finished: a failed turn leaves the conversation as it was.
+        result = counted_turn(self.ctx, self.config, self.history, self.question, "conversation", stored=True,
+                              conversation_id=None if self.new else self.ctx.conversation_id, on_event=on_event)
+        conversations.record_turn(self.db, self.org_slug, self.email, result, self.question, new=self.new)
+        return result.as_dict()
+
+
+def check_question(question: str) -> None:
+    """``InvalidInput`` for an empty question or one longer than a search query may be."""
     if not question.strip():
         raise InvalidInput("the question is empty")
+    if len(question) > MAX_QUERY_CHARS:
+        raise InvalidInput(f"the message has {len(question)} characters; at most {MAX_QUERY_CHARS} are accepted")
+
+
+def prepare(db: Database, settings: Settings, org_slug: str, email: str, ref: str, question: str,
+            conversation_id: str | None = None, gateway: Gateway | None = None) -> PreparedTurn:
+    """Decide everything about a turn of agent ``ref`` as ``email`` before it runs (errors raise here).
+
+    With ``conversation_id``, the caller's stored conversation goes on (``NotFound`` for anyone else's) with
+    the version it started with, unless ``SLUG@N`` pins another; ``ref`` may then be empty (its agent).
+    """
+    check_question(question)
     past = None
     if conversation_id is not None:
         past = conversations.history(db, org_slug, email, conversation_id)
-        slug, pinned = store.parse_ref(ref)
+        slug, pinned = store.parse_ref(ref) if ref else (past.agent, None)
         if slug != past.agent:
             raise InvalidInput(f"conversation {past.conversation_id!r} is with agent {past.agent!r}, not {slug!r}")
         # The version it started with, so that a publication does not change an ongoing conversation.
@@ -87,9 +147,15 @@ def ask(db: Database, settings: Settings, org_slug: str, email: str, ref: str, q
     config = usable_config(db, org_slug, email, ref)
     with db.session() as s:
         _, principal = member(s, org_slug, email)
-    ctx = TurnContext(db=db, settings=settings, principal=principal,
+    ctx = TurnContext(db=db, settings=settings, principal=principal, gateway=gateway,
                       conversation_id=past.conversation_id if past else str(uuid.uuid4()), turn=past.turn if past else 1)
-    # Nothing is stored before the turn has finished: a failed turn leaves the conversation as it was.
-    result = run_turn(ctx, config, past.messages if past else [], question)
-    conversations.record_turn(db, org_slug, email, result, question, new=past is None)
-    return result.as_dict()
+    return PreparedTurn(db, org_slug, email, ctx, config, past.messages if past else [], question, past is None)
+
+
+def ask(db: Database, settings: Settings, org_slug: str, email: str, ref: str, question: str,
+        conversation_id: str | None = None) -> dict[str, Any]:
+    """One question to agent ``ref`` (``SLUG`` or ``SLUG@N``) as ``email``: the ``ask`` shape of DESIGN.md.
+
+    With ``conversation_id``, the caller's stored conversation goes on (``NotFound`` for anyone else's).
+    """
+    return prepare(db, settings, org_slug, email, ref, question, conversation_id).run()

@@ -168,6 +168,8 @@ class Policy(Spec):
     # "untrusted": a write or destructive call waits for an approval when its arguments carry untrusted content;
     # "always": every such call waits.
     approve: Literal["untrusted", "always"] = "untrusted"
+    # `cristal agent publish` runs the draft's test cases first and refuses a draft whose tests fail.
+    tests_must_pass: bool = False
 
 
 class AgentDefinition(Spec):
@@ -216,6 +218,8 @@ class AgentDefinition(Spec):
             for name in case.tools:
                 if name not in kinds:
                     raise _Located(("tests", i, "tools"), f"test expects tool {name!r}, which the agent does not have")
+        if self.policy.tests_must_pass and not self.tests:
+            raise _Located(("policy", "tests_must_pass"), "the agent asks its tests to pass but has no tests")
         return self
 
     def spec(self) -> dict[str, Any]:

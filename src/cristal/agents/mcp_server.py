@@ -32,6 +32,7 @@ from cristal.config import Settings
 from cristal.db import Database
 from cristal.errors import Busy, CristalError, InvalidInput
 from cristal.identity.directory import member
+from cristal.knowledge.search import MAX_QUERY_CHARS
 
 if TYPE_CHECKING:
     from mcp import types
@@ -42,7 +43,6 @@ SEARCH_TIMEOUT = 60.0
 # Past the research budget's own limit, the seconds a research call may still take to write its report.
 RESEARCH_GRACE = 30.0
 AGENT_PREFIX = "agent_"
-MAX_QUESTION_CHARS = 20_000
 
 SEARCH_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["query"], "additionalProperties": False,
@@ -57,7 +57,7 @@ RESEARCH_SCHEMA: dict[str, Any] = {
                    "max_seconds": {"type": "number", "exclusiveMinimum": 0, "default": 300.0}}}
 AGENT_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["question"], "additionalProperties": False,
-    "properties": {"question": {"type": "string", "minLength": 1, "maxLength": MAX_QUESTION_CHARS}}}
+    "properties": {"question": {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS}}}
 
 
 @dataclass(frozen=True)
@@ -120,18 +120,16 @@ class Caller:
 
     def ask(self, slug: str, question: str) -> dict[str, Any]:
         """One stateless turn of agent ``slug`` (its published version) as the caller: the ``ask`` shape."""
-        from cristal.agents.ask import usable_config
-        from cristal.agents.runtime import TurnContext, run_turn
+        from cristal.agents.ask import check_question, counted_turn, usable_config
+        from cristal.agents.runtime import TurnContext
 
-        if not question.strip():
-            raise InvalidInput("the question is empty")
-        if len(question) > MAX_QUESTION_CHARS:
-            raise InvalidInput(f"the question is longer than {MAX_QUESTION_CHARS} characters")
+        check_question(question)
         config = usable_config(self.db, self.org, self.email, slug)
         with self.db.session() as s:
             _, principal = member(s, self.org, self.email)
         ctx = TurnContext(db=self.db, settings=self.settings, principal=principal, conversation_id=uuid.uuid4().hex)
-        doc = run_turn(ctx, config, [], question).as_dict()
+        # Counted for `cristal agent stats` as a turn through the API, like the REST and OpenAI-compatible ones.
+        doc = counted_turn(ctx, config, [], question, "api").as_dict()
         doc["conversation_id"] = None  # nothing is stored: there is no conversation to continue
         return doc
 

@@ -5,14 +5,14 @@
 - ``tools``: the tools agents may use, each with its effect class (null counts as write) and its schema.
 
 Revision ID: 0011_mcp_servers
-Revises: 0010_conversations
+Revises: 0015_web_sessions
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_mcp_servers"
-down_revision = "0010_conversations"
+down_revision = "0015_web_sessions"
 branch_labels = None
 depends_on = None
 
