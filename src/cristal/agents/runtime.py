@@ -259,6 +259,7 @@ class _Turn:
             new.append({"role": "user", "content": user_message})
         messages = [{"role": "system", "content": _system(agent)}, *history, *new]
         definitions = [t.definition() for t in self.tools.values()] or None
+        self.provenance.trust(json.dumps(definitions or [], ensure_ascii=False))
         for step in range(1, agent.max_steps + 1):
             self._check_budget()
             result = self.gateway.chat(ctx.principal, messages, tools=definitions, model=agent.model,
@@ -333,8 +334,11 @@ class _Turn:
             return self.record(call, key, "error", exc.message, approval_id)
         if tool.effect != "read" and approval_id is None:
             untrusted = self.provenance.untrusted_in(call.arguments)
-            if untrusted or self.agent.approve == "always":
+            unvouched = self.provenance.unvouched_in(call.arguments) if self.provenance.tainted and not untrusted else []
+            if untrusted or unvouched or self.agent.approve == "always":
                 why = (f"its arguments carry text from tool results ({', '.join(repr(u) for u in untrusted)})" if untrusted
+                       else f"after reading tool results its arguments say what no trusted text said "
+                            f"({', '.join(repr(u) for u in unvouched)})" if unvouched
                        else "this agent's policy asks a person to approve every write")
                 return self._stop(call, key, tool, why)
         try:
