@@ -94,7 +94,8 @@ def test_a_hijacked_write_waits_runs_once_when_approved_and_stays_untrusted(rdb,
         ran = [a for a in s.scalars(select(AuditRecord).where(AuditRecord.action == "agent.tool"))
                if (a.details or {}).get("approval_id") == approval_id]
     # The asker's attempt was denied, the admin's decisions allowed; each names the call's conversation.
-    assert [(a.decision, a.actor.split(":")[1].split("@acme")[0]) for a in decided] == [("deny", "eng"), ("allow", "admin"), ("allow", "admin")]
+    who = [(a.decision, a.actor.split(":")[1].split("@acme")[0]) for a in decided]
+    assert who == [("deny", "eng"), ("allow", "admin"), ("allow", "admin")]
     assert all((a.details or {})["run_id"] == cid for a in decided)
     assert [(a.details or {})["status"] for a in ran] == ["needs_approval", "ok"]
 
