@@ -29,6 +29,7 @@ from cristal.config import Settings
 from cristal.db import Database
 from cristal.errors import InvalidInput
 from cristal.identity.directory import member
+from cristal.models.gateway import Gateway
 from cristal.models.shapes import tool_message
 
 # Tools an agent file may name that conversations cannot run yet: refused by name rather than left out, so an
@@ -100,11 +101,12 @@ def _take_up(ctx: TurnContext, config: AgentConfig, past: conversations.History,
 
 
 def ask(db: Database, settings: Settings, org_slug: str, email: str, ref: str, question: str | None,
-        conversation_id: str | None = None) -> dict[str, Any]:
+        conversation_id: str | None = None, *, gateway: Gateway | None = None) -> dict[str, Any]:
     """One question to agent ``ref`` (``SLUG`` or ``SLUG@N``) as ``email``: the ``ask`` shape of DESIGN.md.
 
     With ``conversation_id``, the caller's stored conversation goes on (``NotFound`` for anyone else's); a call it
     waits for is taken up first, and then ``question`` may be ``None`` (the model just continues).
+    ``gateway``: a long-lived one (a server's, pooling connections); by default one for this turn.
     """
     if question is not None and not question.strip():
         raise InvalidInput("the question is empty")
@@ -121,7 +123,7 @@ def ask(db: Database, settings: Settings, org_slug: str, email: str, ref: str, q
     config = usable_config(db, org_slug, email, ref)
     with db.session() as s:
         _, principal = member(s, org_slug, email)
-    ctx = TurnContext(db=db, settings=settings, principal=principal, stored=True,
+    ctx = TurnContext(db=db, settings=settings, principal=principal, stored=True, gateway=gateway,
                       conversation_id=past.conversation_id if past else str(uuid.uuid4()), turn=past.turn if past else 1)
     history, earlier = (past.messages if past else []), []
     if past is not None and (past.pending_approval or past.pending_call):
