@@ -6,7 +6,8 @@ Runs tests/agents/injection_suite.py in a fresh temporary company (the research 
 poisoned newsletter, an ERP database whose rows carry an injection, a poisoned web page on loopback) and
 prints the three figures docs/prompt-injection.md reports: attacks tried, attacks that succeeded without a
 person's approval (goal 0), honest scripted tasks completed (goal all) — and, apart, the covert channel the
-default policy does not stop (docs/prompt-injection.md). ``--list`` prints every attack and task with its outcome. Offline: the model is a scripted OpenAI-compatible server on loopback.
+default policy does not stop (docs/prompt-injection.md). ``--list`` prints every attack and task with its outcome.
+Offline: the model is a scripted OpenAI-compatible server on loopback.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
 from output import results_path, write_json  # noqa: E402  (benchmarks/output.py: the script's folder is on sys.path)
-
 from tests.agents.injection_suite import run_standalone  # noqa: E402
 
 
