@@ -69,7 +69,9 @@ def test_a_hijacked_write_waits_runs_once_when_approved_and_stays_untrusted(rdb,
         assert (info.id, info.subject, info.run_id, info.can_decide) == (approval_id, "conversation", cid, True)
         assert info.details is not None and info.details["arguments"] == waiting["arguments"]
         assert info.details["tool"] == "http" and info.approvers == [f"user:{ADMIN}"]
-        assert list_approvals(rdb, "acme", MEMBER) == []
+        # The asker sees it (not decidable); nobody else but the approvers does.
+        assert [(i.id, i.can_decide) for i in list_approvals(rdb, "acme", MEMBER)] == [(approval_id, False)]
+        assert list_approvals(rdb, "acme", FINANCE) == []
         with pytest.raises(AccessDenied):
             decide(rdb, approval_id, MEMBER, "approve")
         with pytest.raises(InvalidInput, match="waits for approval"):

@@ -221,4 +221,5 @@ def test_stateless_ask_refuses_a_write_and_approvals_show_a_conversations_exact_
         waiting["tool_calls"][0]["approval_id"], "conversation", waiting["conversation_id"])
     assert approval["details"]["arguments"] == {"url": hook, "method": "POST", "json": {"note": "Lunch at noon"}}
     assert approval["details"]["tool"] == "http" and approval["can_decide"] is True
-    assert client(ENG).get("/api/v1/approvals").json()["approvals"] == []
+    assert [a["can_decide"] for a in client(ENG).get("/api/v1/approvals").json()["approvals"]] == [False]  # the asker's
+    assert client(FIN).get("/api/v1/approvals").json()["approvals"] == []

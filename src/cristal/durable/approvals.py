@@ -187,7 +187,11 @@ def await_decision(check_now: Callable[[], dict[str, Any]], sleep: Callable[[flo
 
 
 def list_approvals(db: Database, org_slug: str, email: str, *, include_decided: bool = False) -> list[ApprovalInfo]:
-    """Pending approvals the employee may decide (admins see every pending one, marked ``can_decide``)."""
+    """Pending approvals the employee may decide, marked ``can_decide``.
+
+    Admins also see every workflow's; a conversation's is seen only by its approvers and by the person whose
+    conversation it is (conversations are private, even to admins: the call's arguments may quote them).
+    """
     with db.session() as s:
         principal = resolve_principal(s, org_slug, email)
         org = org_by_slug(s, org_slug)
@@ -197,7 +201,13 @@ def list_approvals(db: Database, org_slug: str, email: str, *, include_decided: 
             stmt = stmt.where(WorkflowApproval.status == "pending")
         rows = list(s.scalars(stmt.order_by(WorkflowApproval.requested_at)))
         matchers = principal.acl_matchers()
-        return [_info(r, principal) for r in rows if principal.is_admin or matchers.intersection(r.approvers)]
+
+        def visible(r: WorkflowApproval) -> bool:
+            if matchers.intersection(r.approvers):
+                return True
+            return r.owner_email == principal.name if r.subject == "conversation" else principal.is_admin
+
+        return [_info(r, principal) for r in rows if visible(r)]
 
 
 def decide(db: Database, approval_id: str, email: str, decision: str, *, comment: str | None = None,
