@@ -165,3 +165,20 @@ def test_policy_approvers_are_checked_in_the_file() -> None:
         load_agent_text("name: a\ninstructions: x\npolicy: {approvers: [org]}\n")
     spec = load_agent_text("name: a\ninstructions: x\npolicy: {approvers: [admins, 'group:finance', caller, admins]}\n").spec()
     assert spec["policy"]["approvers"] == ["admins", "group:finance", "caller"]
+
+
+BACKENDS = ("sqlite", "postgres")  # for the `db` fixture behind two_orgs: the take-up's compare-and-set
+
+
+def test_concurrent_continuations_take_the_call_up_once(two_orgs: Database, tmp_path) -> None:  # type: ignore[no-untyped-def]  # fixtures
+    from concurrent.futures import ThreadPoolExecutor
+
+    db, hook_url = two_orgs, "http://127.0.0.1:9/hook"
+    publish(db, hook_url, "policy: {approve: always}\n")
+    with ScriptedModel([tool_call("http", {"url": hook_url, "method": "POST", "json": {"note": "x"}})]) as model:
+        first = ask(db, settings_for(model, tmp_path), "acme", "fin@acme.example", "helper", "Post the note 'x'.")
+    cid, approval_id = first["conversation_id"], first["tool_calls"][0]["approval_id"]
+    decide(db, approval_id, ADMIN, "approve")
+    with ThreadPoolExecutor(4) as pool:
+        taken = list(pool.map(lambda _: conversations.take_up(db, "acme", "fin@acme.example", cid, approval_id), range(4)))
+    assert sorted(taken) == [False, False, False, True]
