@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Two test processes, one test file each at a time (module fixtures stay in one process); PYTEST_ARGS= runs serially.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: demo test install system-deps bench fuzz clean
 
@@ -23,7 +25,7 @@ system-deps:
 
 # pytest exits 5 when it collects no test; that is not a failure of the setup.
 test: install system-deps
-	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 # Schemathesis against a real `cristal serve` (a throwaway workspace, a scripted model on loopback), as a
 # member; fails on any server error or answer that differs from the OpenAPI document. FUZZ_ARGS="--max-examples 20 --seed 1"

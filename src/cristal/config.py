@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     llm_embedding_model: str | None = None
     llm_timeout_seconds: float = Field(default=60.0, gt=0)
     llm_max_retries: int = Field(default=3, ge=0, le=10)
+    # Live agent turns (`cristal chat`, streamed REST and OpenAI-compatible answers) ask the model to stream its
+    # tokens; off for an endpoint that cannot stream (tool calls are then still shown as they happen).
+    agent_stream_tokens: bool = True
     prices: dict[str, LLMPrice] = Field(default_factory=dict)
     # Workflow ``http`` steps refuse loopback, link-local, private, multicast and unspecified
     # addresses unless this is set: workflow files come from any member, and those addresses
@@ -99,6 +102,14 @@ class Settings(BaseSettings):
     operator_approval_poll_seconds: float = Field(default=0.5, gt=0)
     # DBOS's own logging; CRITICAL keeps the CLI's output to one line per error.
     dbos_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "CRITICAL"
+    # Web sign-in (OpenID Connect). The URL people reach ``cristal serve`` at, e.g. https://cristal.example.com:
+    # the redirect URI registered with the provider is this plus /auth/callback. Unset: taken from each request.
+    public_url: str | None = None
+    # How long a browser session lasts after sign-in; how long a started sign-in may take at the provider;
+    # how long a call to the provider (discovery, keys, token exchange) may take.
+    session_hours: float = Field(default=8.0, gt=0)
+    signin_minutes: float = Field(default=10.0, gt=0)
+    oidc_timeout_seconds: float = Field(default=10.0, gt=0)
     # The Chromium binary the Operator drives; unset: /usr/bin/chromium, else chromium on the PATH.
     chromium: str | None = None
     # Internal errors show their traceback instead of one line.
@@ -125,6 +136,13 @@ class Settings(BaseSettings):
     def python_module_allowed(self, module: str) -> bool:
         """Whether workflow ``python`` steps may call functions of ``module``."""
         return any(module == p or module.startswith(p + ".") for p in self.workflow_python_modules)
+
+    @field_validator("public_url")
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (or http:// on loopback)")
+        return value.rstrip("/") if value else value
 
     @field_validator("database_url")
     @classmethod

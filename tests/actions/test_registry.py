@@ -21,7 +21,8 @@ from cristal.workflows.spec import load_workflow_text
 OWNERS = {
     "sql": "cristal.actions.sql", "http": "cristal.actions.http", "python": "cristal.actions.python",
     "llm": "cristal.actions.llm", "search": "cristal.actions.search", "research": "cristal.research.action",
-    "operate": "cristal.operator.action", "approval": "cristal.workflows.actions", "workflow": "cristal.workflows.actions",
+    "operate": "cristal.operator.action", "agent": "cristal.agents.action", "approval": "cristal.workflows.actions",
+    "workflow": "cristal.workflows.actions",
 }
 
 

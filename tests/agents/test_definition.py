@@ -45,7 +45,7 @@ def test_a_full_file_loads(tmp_path: Path) -> None:
     assert spec["tools"][0] == {"search_knowledge": {}}
     assert spec["tools"][2]["sql"]["queries"] == {"open_expenses": "select id from expenses where owner = :email"}
     assert spec["tools"][3]["http"]["endpoints"][0]["method"] == "GET"
-    assert spec["policy"] == {"approve": "always", "approvers": []}
+    assert spec["policy"] == {"approve": "always", "approvers": [], "tests_must_pass": False}
     assert spec["budgets"] == {"steps": 8, "tokens": 20000, "cost": 0.5}
 
 
@@ -80,3 +80,11 @@ def test_malformed_files_name_file_line_and_field(text: str, expected: str) -> N
 def test_a_missing_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="no such agent file"):
         load_agent(tmp_path / "nope.yaml")
+
+
+def test_tests_must_pass_needs_tests(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text("name: x\ninstructions: hi\npolicy:\n  tests_must_pass: true\n")
+    with pytest.raises(InvalidInput) as err:
+        load_agent(path)
+    assert str(err.value) == f"{path}:4: policy.tests_must_pass: the agent asks its tests to pass but has no tests"

@@ -188,25 +188,32 @@ def test_ask_answers_each_employee_from_what_they_may_read(cli_in_process: Invok
     assert missing.code == 3 and len(missing.stderr.strip().splitlines()) == 1
 
 
+def _acme(run: Invoke, *people: tuple[str, ...]) -> Invoke:
+    """A workspace with organization acme and ``(NAME, user add options...)`` as NAME@acme.example."""
+    for args in (("init",), ("org", "create", "acme"),
+                 *(("user", "add", f"{name}@acme.example", "--org", "acme", *options) for name, *options in people)):
+        assert run(*args).code == 0, args
+    return run
+
+
+def _use_model(monkeypatch: pytest.MonkeyPatch, base_url: str) -> None:
+    for name, value in (("BASE_URL", base_url), ("API_KEY", "k"), ("MODEL", "scripted")):
+        monkeypatch.setenv(f"CRISTAL_LLM_{name}", value)
+
+
 def test_conversations_are_stored_continued_and_private(cli_in_process: Invoke, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from cristal.testing.scripted_model import ScriptedModel, text
 
-    run = cli_in_process
-    for args in (("init",), ("org", "create", "acme"),
-                 ("user", "add", "boss@acme.example", "--org", "acme", "--role", "admin"),
-                 ("user", "add", "fin@acme.example", "--org", "acme", "--group", "finance"),
-                 ("user", "add", "eng@acme.example", "--org", "acme", "--group", "engineering")):
-        assert run(*args).code == 0, args
+    run = _acme(cli_in_process, ("boss", "--role", "admin"), ("fin", "--group", "finance"),
+                ("eng", "--group", "engineering"))
     me = ("--org", "acme", "--as", "fin@acme.example")
     eng = ("--org", "acme", "--as", "eng@acme.example")
     assert run("agent", "create", _file(tmp_path, ASKABLE), *me).code == 0
     assert run("agent", "publish", "finance-helper", *me).code == 0
 
     with ScriptedModel([text("Hello, finance."), text("Still here.")]) as model:
-        monkeypatch.setenv("CRISTAL_LLM_BASE_URL", model.base_url)
-        monkeypatch.setenv("CRISTAL_LLM_API_KEY", "k")
-        monkeypatch.setenv("CRISTAL_LLM_MODEL", "scripted")
+        _use_model(monkeypatch, model.base_url)
         first = _json(run("ask", "finance-helper", "Hello?", *me, "--json"))
         cid = first["conversation_id"]
         second = _json(run("ask", "finance-helper", "Are you there?", *me, "--conversation", cid, "--json"))
@@ -241,6 +248,78 @@ def test_conversations_are_stored_continued_and_private(cli_in_process: Invoke, 
     assert _json(run("conversation", "purge", *boss, "--json")) == {"org": "acme", "retention_days": 30, "deleted": 0}
     assert _json(run("conversation", "delete", cid, *me, "--json")) == {"conversation_id": cid, "deleted": True}
     assert run("conversation", "show", cid, *me).code == 3
+
+
+TESTED = """\
+name: policy-bot
+instructions: Answer briefly.
+tools: [search_knowledge]
+sharing: [group:engineering]
+policy: {{tests_must_pass: true}}
+tests:
+  - ask: "Hotel cap in Munich?"
+    expect: ["{fact}"]
+  - ask: "Search for it"
+    tools: [search_knowledge]
+"""
+
+
+def test_tests_gate_publish_and_stats_count_turns_and_thumbs(cli_in_process: Invoke, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from cristal.testing.scripted_model import ScriptedModel, text, tool_call
+
+    run = _acme(cli_in_process, ("fin", "--group", "finance"), ("eng", "--group", "engineering"),
+                ("ops", "--group", "operations"))
+    me = ("--org", "acme", "--as", "fin@acme.example")
+    assert run("agent", "create", _file(tmp_path, TESTED.format(fact="200 EUR")), *me).code == 0
+    search = tool_call("search_knowledge", {"query": "hotel"})
+    # Each run of the two cases (test, refused publish, publish, test): an answer, then a search and an answer.
+    script = [text("The cap is 180 EUR."), search, text("Found nothing.")] * 4 + [text("180 EUR."), text("Sure.")]
+    with ScriptedModel(script) as model:
+        _use_model(monkeypatch, model.base_url)
+        failing = run("agent", "test", "policy-bot", *me, "--draft", "--json")
+        assert failing.code == 1, failing.stderr
+        report = json.loads(failing.stdout)
+        assert (report["passed"], report["failed"], report["total"], report["version"]) == (False, 1, 2, None)
+        assert report["cases"][0]["reasons"] == ["the answer does not contain '200 EUR'"]
+        assert report["cases"][1]["passed"] and report["cases"][1]["tool_calls"][0]["name"] == "search_knowledge"
+        refused = run("agent", "publish", "policy-bot", *me)
+        assert refused.code == 2 and len(refused.stderr.strip().splitlines()) == 1
+        assert "1 of 2 test cases fail, so it is not published (policy.tests_must_pass)" in refused.stderr
+        assert _json(run("agent", "versions", "policy-bot", *me, "--json"))["versions"] == []
+
+        assert run("agent", "edit", "policy-bot", _file(tmp_path, TESTED.format(fact="180 eur")), *me).code == 0
+        published = _json(run("agent", "publish", "policy-bot", *me, "--json"))
+        assert (published["version"], published["tests"]) == (1, {"passed": True, "failed": 0, "total": 2})
+        table = run("agent", "test", "policy-bot", *me)
+        assert table.code == 0 and "pass" in table.stdout and "FAIL" not in table.stdout, table.stdout
+
+        cid = _json(run("ask", "policy-bot", "Hotel cap?", *me, "--json"))["conversation_id"]
+        _json(run("ask", "policy-bot", "Thanks", *me, "--conversation", cid, "--json"))
+        assert len(model.chat_requests) == len(script)
+    rated = _json(run("conversation", "rate", cid, "--down", "--message", "2", *me, "--json"))
+    assert (rated["turn"], rated["rating"]) == (1, "down")
+    assert _json(run("conversation", "rate", cid, "--up", *me, "--json"))["turn"] == 2
+    # Only the conversation's owner rates it; a seq that is no answer is refused.
+    assert run("conversation", "rate", cid, "--up", "--org", "acme", "--as", "eng@acme.example").code == 3
+    assert run("conversation", "rate", cid, "--up", "--message", "1", *me).code == 2
+    assert run("conversation", "rate", cid, *me).code == 2
+
+    stats = _json(run("agent", "stats", "policy-bot", *me, "--json"))
+    [v1] = stats["versions"]
+    assert {k: v1[k] for k in ("version", "conversations", "turns", "messages", "tool_calls", "errors", "thumbs_up",
+                               "thumbs_down")} == {"version": 1, "conversations": 1, "turns": 2, "messages": 4,
+                                                   "tool_calls": 0, "errors": 0, "thumbs_up": 1, "thumbs_down": 1}
+    assert v1["turns_by_way_in"] == {"conversation": 2, "api": 0, "workflow": 0} and v1["tokens"] > 0
+    assert stats["total"]["turns"] == 2
+    assert _json(run("agent", "stats", "policy-bot", *me, "--since", "2999-01-01", "--json"))["versions"] == []
+    human = run("agent", "stats", "policy-bot", *me, "--since", "7d")
+    assert human.code == 0 and "Usage of policy-bot" in human.stdout
+    # A use grant does not show the statistics (exit 5); for anyone else the agent does not exist (exit 3).
+    assert run("agent", "stats", "policy-bot", "--org", "acme", "--as", "eng@acme.example").code == 5
+    assert run("agent", "stats", "policy-bot", "--org", "acme", "--as", "ops@acme.example").code == 3
+    bad = run("agent", "stats", "policy-bot", *me, "--since", "last tuesday")
+    assert bad.code == 2 and "invalid --since" in bad.stderr
 
 
 POSTER = """\

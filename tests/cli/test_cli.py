@@ -119,6 +119,8 @@ def test_bad_input_is_one_line_and_nonzero(company_in_process: Invoke, args, cod
         ("group", "add", "finance", "boss@globex.example", "--org", "globex"),
         ("group", "list", "--org", "globex"),
         ("org", "llm", "globex", "--model", "cheap"),
+        ("org", "oidc", "globex", "--issuer", "https://login.example.com", "--client-id", "cristal"),
+        ("org", "oidc", "globex", "--show"),
         ("audit", "--org", "globex"),
         ("apikey", "create", "fin@globex.example", "--org", "globex"),
         ("apikey", "list", "fin@globex.example", "--org", "globex"),
@@ -176,3 +178,36 @@ def test_unreachable_database(company) -> None:  # type: ignore[no-untyped-def] 
     result = company("org", "list", extra_env={"CRISTAL_DATABASE_URL": "postgresql://u:pw@127.0.0.1:1/none"})
     assert result.code == 1 and "cannot reach database" in result.stderr and "pw" not in result.stderr
     no_traceback(result)
+
+
+def test_org_oidc_sets_shows_and_removes_the_sign_in_provider(company_in_process: Invoke) -> None:
+    cli = company_in_process
+    issuer = "https://login.acme.example/realms/acme"
+    setting = ("org", "oidc", "acme", "--issuer", issuer, "--client-id", "cristal", "--secret-env", "CRISTAL_ORG_KEY_ACME_OIDC",
+               "--groups-claim", "groups")
+    result = cli(*setting, "--as", "boss@acme.example", "--json")
+    assert result.code == 0, result.stderr
+    expected = {"org": "acme", "issuer": issuer, "client_id": "cristal", "client_secret_env": "CRISTAL_ORG_KEY_ACME_OIDC",
+                "groups_claim": "groups"}
+    assert json.loads(result.stdout) == expected
+    assert json.loads(cli("org", "oidc", "acme", "--show", "--json").stdout) == expected  # the installation reads it
+    refusals = [
+        ((*setting, "--as", "fin@acme.example"), 5, "requires the admin role"),
+        (("org", "oidc", "acme", "--show", "--as", "fin@acme.example"), 5, "requires the admin role"),
+        (("org", "oidc", "acme", "--issuer", "http://login.acme.example", "--client-id", "c"), 2, "https://"),
+        (("org", "oidc", "acme", "--issuer", "https://login.acme.example", "--client-id", "c", "--secret-env",
+          "CRISTAL_DATABASE_URL"), 2, "must start with CRISTAL_ORG_KEY_"),
+        (("org", "oidc", "acme", "--issuer", "https://login.acme.example"), 2, "both --issuer and --client-id"),
+        (("org", "oidc", "acme", "--show", "--remove"), 2, "or --show, or --remove"),
+        (("org", "oidc", "acme", "--issuer", "https://x.example", "--client-id", "c", "--groups-claim", "a b"), 2,
+         "invalid groups claim"),
+        (("org", "oidc", "globex", "--show"), 3, "has no sign-in provider"),
+    ]
+    for args, code, message in refusals:
+        result = cli(*args)
+        assert (result.code, message in result.stderr) == (code, True), (args, result.stderr)
+        no_traceback(result)
+    # Nothing refused changed the provider.
+    assert json.loads(cli("org", "oidc", "acme", "--show", "--json").stdout) == expected
+    assert cli("org", "oidc", "acme", "--remove", "--as", "boss@acme.example").code == 0
+    assert cli("org", "oidc", "acme", "--show").code == 3

@@ -3,7 +3,9 @@
 ``company`` builds two organizations (acme, globex), each with an admin, a
 finance member and an engineer, a folder of documents (one readable by the
 whole organization, one by finance only) indexed for search, and an API key
-per person. ``live`` starts ``create_app`` on that database.
+per person. ``live`` starts ``create_app`` on that database. ``providers``
+gives each organization its OpenID Connect provider (real ones on loopback,
+``cristal.testing.oidc_provider``), registered for that server's callback.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ import uvicorn
 
 from cristal.config import Settings
 from cristal.db import Database
-from cristal.identity import orgs, users
+from cristal.identity import oidc, orgs, users
 from cristal.identity.apikeys import create_api_key
 from cristal.identity.directory import resolve_principal
 from cristal.identity.principal import Principal
 from cristal.knowledge import sources
 from cristal.knowledge.sync import sync_source
 from cristal.server import Limits, create_app
+from cristal.testing.oidc_provider import OidcProvider, ProviderUser
 from tests.conftest import CliResult
 
 INSTALLATION = Principal.installation("test-operator")
@@ -123,6 +126,42 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=15)
         self.sock.close()
+
+
+SECRET_ENV = "CRISTAL_ORG_KEY_ACME_OIDC"
+
+
+@pytest.fixture(scope="module")
+def idp_acme() -> Iterator[OidcProvider]:
+    users = [ProviderUser("ana@acme.example", "pw-ana", groups=["finance", "ops"]),
+             ProviderUser(person("fin", "acme"), "pw-fin", groups=["finance"])]
+    with OidcProvider(users) as idp:
+        yield idp
+
+
+@pytest.fixture(scope="module")
+def idp_globex() -> Iterator[OidcProvider]:
+    with OidcProvider([ProviderUser("bo@globex.example", "pw-bo", groups=["finance"])]) as idp:
+        yield idp
+
+
+@pytest.fixture
+def providers(company: Company, live: LiveServer, idp_acme: OidcProvider, idp_globex: OidcProvider,
+              monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[OidcProvider, OidcProvider]]:
+    """Both organizations' providers, configured by their admins, with this test's callback registered."""
+    monkeypatch.setenv(SECRET_ENV, "acme-client-secret")
+    callback = live.url + "/auth/callback"
+    idp_acme.add_client("cristal-acme", "acme-client-secret", [callback])
+    idp_globex.add_client("cristal-globex", None, [callback])
+    with company.db.session() as s:
+        acme_admin = resolve_principal(s, "acme", person("admin", "acme"))
+        oidc.configure_oidc(s, acme_admin, "acme", issuer=idp_acme.issuer, client_id="cristal-acme",
+                            secret_env=SECRET_ENV, groups_claim="groups")
+        oidc.configure_oidc(s, INSTALLATION, "globex", issuer=idp_globex.issuer, client_id="cristal-globex")
+    yield idp_acme, idp_globex
+    for idp in (idp_acme, idp_globex):
+        idp.claims_override, idp.discovery_override = {}, {}
+        idp.sign_with_foreign_key = False
 
 
 # The sample's checks, which the workflow tests' python steps call (installations allow no module by default).

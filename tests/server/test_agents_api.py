@@ -15,7 +15,7 @@ import httpx2 as httpx
 import openai
 import pytest
 
-from cristal.agents import store
+from cristal.agents import analytics, store
 from cristal.agents.definition import load_agent_text
 from cristal.config import Settings
 from cristal.testing.scripted_model import Reply, ScriptedModel, text, tool_call
@@ -134,6 +134,9 @@ def test_a_spent_turn_budget_is_the_error_body(client, company: Company, model: 
     oai = openai.OpenAI(base_url=live.url + "/v1", api_key=company.key(FIN), max_retries=0, timeout=30)
     with pytest.raises(openai.UnprocessableEntityError, match="max_steps"):
         oai.chat.completions.create(model="agent:looper", messages=[{"role": "user", "content": "hi"}])
+    # Both failed turns count in the agent's statistics, as stateless ones (`api`).
+    total = analytics.stats(company.db, "acme", FIN, "looper")["versions"][0]
+    assert (total["failed_turns"], total["turns_by_way_in"]["api"], total["conversations"]) == (2, 2, 0)
 
 
 def test_the_openai_client_talks_to_an_agent_as_each_employee(company: Company, agent: str, model: ScriptedModel,

@@ -64,3 +64,36 @@ def test_sign_in_search_approve_and_follow_the_run(browser, live: LiveServer, co
         page.close()
     # The page's own script and style ran under its Content-Security-Policy, and nothing failed but the bad key's 401.
     assert [e for e in errors if "401" not in e] == []
+
+
+def test_sign_in_with_the_company_account_and_out(browser, providers, live: LiveServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(live.url + "/")
+        page.get_by_label("Organization").fill("acme")
+        page.get_by_role("button", name="Company sign-in").click()
+        # The provider's own login page, then back to Cristal signed in.
+        page.get_by_role("heading", name="Company sign-in").wait_for()
+        page.get_by_label("E-mail").fill("ana@acme.example")
+        page.get_by_label("Password").fill("pw-ana")
+        page.get_by_role("button", name="Continue").click()
+        page.get_by_text("ana@acme.example · acme").wait_for()
+        assert page.evaluate("document.cookie") == ""  # the session cookie is HttpOnly: no script reads it
+        cookie = next(c for c in context.cookies() if c["name"] == "__Host-cristal-session")
+        assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+        # A state-changing request from the page carries the CSRF token.
+        page.get_by_label("Search query").fill("supplier IBAN")
+        page.get_by_role("button", name="Search", exact=True).last.click()
+        page.get_by_text("Supplier payments").wait_for()
+        page.get_by_role("button", name="Sign out").click()
+        page.get_by_role("button", name="Company sign-in").wait_for()
+        page.reload()
+        page.get_by_role("button", name="Company sign-in").wait_for()
+        assert page.get_by_text("ana@acme.example · acme").count() == 0
+        assert page.get_by_label("Organization").input_value() == "acme"  # remembered for next time
+    finally:
+        context.close()
+    assert errors == []

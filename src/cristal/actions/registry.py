@@ -5,7 +5,7 @@ Each module named in ``DEFAULT_ACTIONS`` declares its actions in a tuple
 returns an immutable ``Registry``, which callers pass around (the workflow
 engine builds one per run, validation one per file). The layer that owns an
 action declares it: ``cristal.research.action`` declares ``research``,
-``cristal.operator.action`` declares ``operate``, ``cristal.workflows.actions``
+``cristal.operator.action`` declares ``operate``, ``cristal.agents.action`` ``agent``, ``cristal.workflows.actions``
 the two kinds the engine carries out itself (``approval``, ``workflow``). The
 registry names them by string only, so this low layer never imports the
 layers above it; importing a module must stay cheap (heavy libraries are
@@ -33,6 +33,7 @@ DEFAULT_ACTIONS = (
     "cristal.actions.search",
     "cristal.research.action",
     "cristal.operator.action",
+    "cristal.agents.action",
     "cristal.workflows.actions",
 )
 

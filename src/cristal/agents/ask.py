@@ -7,28 +7,42 @@ unknown to them), the published version is used unless one is pinned
 stored in the caller's conversation (``agents.conversations``) once it has
 finished: a new one, or the one named by ``conversation_id``, which goes on
 with the version it started with (unless ``SLUG@N`` pins another) and its
-stored messages as the model's history.
+stored messages as the model's history. ``prepare`` decides all of that
+before anything runs (so a server can refuse with a proper error before it
+starts streaming); ``PreparedTurn.run`` runs the turn and stores it.
 
-Turns asked here are stored, so a write that needs a person waits for an
+Turns prepared here are stored, so a write that needs a person waits for an
 approval (``agents.approvals``) instead of being refused: the turn ends with
-status ``needs_approval``. Going on with the conversation (with a question or
-without one) first takes the decided call up — runs exactly the approved call
-once, or tells the model it was refused — and then lets the model continue.
-While the approval is pending, the conversation cannot go on.
+status ``needs_approval``. Going on with the conversation (with a question or,
+from ``ask``, without one) first takes the decided call up — runs exactly the
+approved call once, or tells the model it was refused — and then lets the
+model continue. While the approval is pending, the conversation cannot go on.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from cristal.agents import conversations, store
-from cristal.agents.approvals import decided_call
-from cristal.agents.runtime import AgentConfig, ToolCallRecord, ToolConfig, TurnContext, run_decided, run_turn
+from cristal.agents import analytics, conversations, store
+from cristal.agents.approvals import DecidedCall, decided_call
+from cristal.agents.runtime import (
+    AgentConfig,
+    OnEvent,
+    ToolCallRecord,
+    ToolConfig,
+    TurnContext,
+    TurnResult,
+    run_decided,
+    run_turn,
+)
 from cristal.config import Settings
 from cristal.db import Database
-from cristal.errors import InvalidInput
+from cristal.errors import CristalError, InvalidInput
 from cristal.identity.directory import member
+from cristal.knowledge.search import MAX_QUERY_CHARS
 from cristal.models.gateway import Gateway
 from cristal.models.shapes import tool_message
 
@@ -77,27 +91,129 @@ def usable_config(db: Database, org_slug: str, email: str, ref: str) -> AgentCon
     return config_of(doc["agent"], int(doc["version"]), doc["spec"])
 
 
-def _take_up(ctx: TurnContext, config: AgentConfig, past: conversations.History, org_slug: str,
-             email: str) -> tuple[dict[str, Any], ToolCallRecord]:
-    """The decided call the conversation holds, run once (or refused), stored as the end of its turn."""
-    db, held = ctx.db, past.pending_call or {}
+def counted_turn(ctx: TurnContext, config: AgentConfig, history: Sequence[dict[str, Any]], question: str | None,
+                 via: str, *, stored: bool = False, conversation_id: str | None = None, on_event: OnEvent | None = None,
+                 carry_untrusted: bool = False, earlier: Sequence[ToolCallRecord] = ()) -> TurnResult:
+    """``run_turn``, counted for ``cristal agent stats`` (``via``: ``conversation``, ``api``, ``workflow``).
+
+    A finished turn is counted here unless the caller stores it (``stored``: ``conversations.record_turn`` counts
+    it in the transaction that stores it). A turn that fails (a budget spent, the model's error) is counted as
+    failed before its error goes on; bad input (``InvalidInput``) is no turn and is not counted.
+    """
+    try:
+        result = run_turn(ctx, config, history, question, on_event=on_event, carry_untrusted=carry_untrusted,
+                          earlier=earlier)
+    except InvalidInput:
+        raise
+    except CristalError:
+        analytics.record(ctx.db, ctx.principal, config.slug, config.version, via, None, conversation_id)
+        raise
+    if not stored:
+        analytics.record(ctx.db, ctx.principal, config.slug, config.version, via, result)
+    return result
+
+
+@dataclass(frozen=True)
+class PreparedTurn:
+    """A turn that may run: the agent's version decided, the caller's conversation (if any) read and checked.
+
+    ``run`` runs it and stores it in the conversation once it has finished (a new conversation for
+    ``new``); a turn that fails leaves the conversation as it was. ``held``: the conversation's decided call
+    (``DecidedCall``), or the call an earlier continuation took up without storing its result (a dict), that
+    ``run`` takes up first.
+    """
+
+    db: Database
+    org_slug: str
+    email: str
+    ctx: TurnContext
+    config: AgentConfig
+    history: list[dict[str, Any]]
+    question: str | None
+    new: bool
+    held: DecidedCall | dict[str, Any] | None = None
+
+    def run(self, on_event: OnEvent | None = None) -> dict[str, Any]:
+        """Run and store the turn: the ``ask`` shape of DESIGN.md (``on_event`` as for ``run_turn``)."""
+        history, earlier = self.history, []
+        if self.held is not None:
+            message, record = self._take_up(on_event)
+            history, earlier = [*history, message], [record]
+        # Nothing is stored before the turn has finished: a failed turn leaves the conversation as it was (with a
+        # decided call taken up, that call's result stays stored: it ran, and it must not run again).
+        result = counted_turn(self.ctx, self.config, history, self.question, "conversation", stored=True,
+                              conversation_id=None if self.new else self.ctx.conversation_id, on_event=on_event,
+                              carry_untrusted=bool(earlier), earlier=earlier)
+        conversations.record_turn(self.db, self.org_slug, self.email, result, self.question or "", new=self.new)
+        return result.as_dict()
+
+    def _take_up(self, on_event: OnEvent | None) -> tuple[dict[str, Any], ToolCallRecord]:
+        """The held call, run once (or refused), stored at once as the end of the turn it interrupted."""
+        cid, held = self.ctx.conversation_id, self.held
+        if isinstance(held, DecidedCall):
+            if not conversations.take_up(self.db, self.org_slug, self.email, cid, held.approval_id):
+                raise InvalidInput(f"conversation {cid!r} is being continued by another request")
+            message, record = run_decided(self.ctx, self.config, held, on_event)
+        else:
+            held = held or {}
+            # A continuation took the call up and stopped before storing what happened: it is not run a second time.
+            error = "not run again: an earlier continuation took this approved call up and did not finish; it may have run"
+            message = tool_message(str(held.get("id") or ""), {"status": "error", "error": error})
+            record = ToolCallRecord(str(held.get("name") or ""), dict(held.get("arguments") or {}), "error", error,
+                                    held.get("approval_id"))
+        conversations.settle(self.db, self.org_slug, self.email, cid, message, record)
+        return message, record
+
+
+def check_question(question: str) -> None:
+    """``InvalidInput`` for an empty question or one longer than a search query may be."""
+    if not question.strip():
+        raise InvalidInput("the question is empty")
+    if len(question) > MAX_QUERY_CHARS:
+        raise InvalidInput(f"the message has {len(question)} characters; at most {MAX_QUERY_CHARS} are accepted")
+
+
+def _held(db: Database, past: conversations.History) -> DecidedCall | dict[str, Any] | None:
+    """The call the conversation holds, once decided; ``InvalidInput`` while its approval is pending."""
     if past.pending_approval:
         decided = decided_call(db, past.pending_approval, past.conversation_id)
         if decided is None:
+            name = (past.pending_call or {}).get("name", "tool")
             raise InvalidInput(f"conversation {past.conversation_id!r} waits for approval {past.pending_approval} of "
-                               f"its {held.get('name', 'tool')} call; it goes on once an approver has decided "
+                               f"its {name} call; it goes on once an approver has decided "
                                f"(cristal approvals approve|reject {past.pending_approval})")
-        if not conversations.take_up(db, org_slug, email, past.conversation_id, past.pending_approval):
-            raise InvalidInput(f"conversation {past.conversation_id!r} is being continued by another request")
-        message, record = run_decided(ctx, config, decided)
-    else:
-        # A continuation took the call up and stopped before storing what happened: it is not run a second time.
-        error = "not run again: an earlier continuation took this approved call up and did not finish; it may have run"
-        message = tool_message(str(held.get("id") or ""), {"status": "error", "error": error})
-        record = ToolCallRecord(str(held.get("name") or ""), dict(held.get("arguments") or {}), "error", error,
-                                held.get("approval_id"))
-    conversations.settle(db, org_slug, email, past.conversation_id, message, record)
-    return message, record
+        return decided
+    return past.pending_call
+
+
+def prepare(db: Database, settings: Settings, org_slug: str, email: str, ref: str, question: str | None,
+            conversation_id: str | None = None, gateway: Gateway | None = None) -> PreparedTurn:
+    """Decide everything about a turn of agent ``ref`` as ``email`` before it runs (errors raise here).
+
+    With ``conversation_id``, the caller's stored conversation goes on (``NotFound`` for anyone else's) with
+    the version it started with, unless ``SLUG@N`` pins another; ``ref`` may then be empty (its agent). A call
+    the conversation waits for must be decided (``InvalidInput`` otherwise); then ``question`` may be ``None``
+    (the model just continues after the call).
+    """
+    if question is not None or conversation_id is None:
+        check_question(question or "")
+    past = None
+    if conversation_id is not None:
+        past = conversations.history(db, org_slug, email, conversation_id)
+        slug, pinned = store.parse_ref(ref) if ref else (past.agent, None)
+        if slug != past.agent:
+            raise InvalidInput(f"conversation {past.conversation_id!r} is with agent {past.agent!r}, not {slug!r}")
+        # The version it started with, so that a publication does not change an ongoing conversation.
+        ref = f"{slug}@{pinned or past.version}"
+    config = usable_config(db, org_slug, email, ref)
+    held = _held(db, past) if past is not None else None
+    if held is None and question is None:
+        raise InvalidInput(f"conversation {conversation_id!r} waits for no approval: give a question to go on")
+    with db.session() as s:
+        _, principal = member(s, org_slug, email)
+    ctx = TurnContext(db=db, settings=settings, principal=principal, gateway=gateway, stored=True,
+                      conversation_id=past.conversation_id if past else str(uuid.uuid4()), turn=past.turn if past else 1)
+    return PreparedTurn(db, org_slug, email, ctx, config, past.messages if past else [], question, past is None, held)
 
 
 def ask(db: Database, settings: Settings, org_slug: str, email: str, ref: str, question: str | None,
@@ -108,31 +224,4 @@ def ask(db: Database, settings: Settings, org_slug: str, email: str, ref: str, q
     waits for is taken up first, and then ``question`` may be ``None`` (the model just continues).
     ``gateway``: a long-lived one (a server's, pooling connections); by default one for this turn.
     """
-    if question is not None and not question.strip():
-        raise InvalidInput("the question is empty")
-    if question is None and conversation_id is None:
-        raise InvalidInput("the question is empty")
-    past = None
-    if conversation_id is not None:
-        past = conversations.history(db, org_slug, email, conversation_id)
-        slug, pinned = store.parse_ref(ref)
-        if slug != past.agent:
-            raise InvalidInput(f"conversation {past.conversation_id!r} is with agent {past.agent!r}, not {slug!r}")
-        # The version it started with, so that a publication does not change an ongoing conversation.
-        ref = f"{slug}@{pinned or past.version}"
-    config = usable_config(db, org_slug, email, ref)
-    with db.session() as s:
-        _, principal = member(s, org_slug, email)
-    ctx = TurnContext(db=db, settings=settings, principal=principal, stored=True, gateway=gateway,
-                      conversation_id=past.conversation_id if past else str(uuid.uuid4()), turn=past.turn if past else 1)
-    history, earlier = (past.messages if past else []), []
-    if past is not None and (past.pending_approval or past.pending_call):
-        message, record = _take_up(ctx, config, past, org_slug, email)
-        history, earlier = [*history, message], [record]
-    elif question is None:
-        raise InvalidInput(f"conversation {conversation_id!r} waits for no approval: give a question to go on")
-    # Nothing is stored before the turn has finished: a failed turn leaves the conversation as it was (with a
-    # decided call taken up, that call's result stays stored: it ran, and it must not run again).
-    result = run_turn(ctx, config, history, question, carry_untrusted=bool(earlier), earlier=earlier)
-    conversations.record_turn(db, org_slug, email, result, question or "", new=past is None)
-    return result.as_dict()
+    return prepare(db, settings, org_slug, email, ref, question, conversation_id, gateway).run()

@@ -21,6 +21,7 @@ the interrupted turn. Deleting a conversation cancels the approval it waits for.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,9 +29,10 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from cristal.agents import analytics
 from cristal.agents.runtime import ToolCallRecord, TurnResult
 from cristal.db import Database
-from cristal.db.schema import Conversation, ConversationMessage, Organization, utcnow
+from cristal.db.schema import AgentTurn, Conversation, ConversationMessage, Organization, utcnow
 from cristal.durable import approvals
 from cristal.durable.store import rows_changed
 from cristal.errors import AccessDenied, InvalidInput, NotFound
@@ -38,8 +40,8 @@ from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, member, org_by_slug
 from cristal.identity.principal import Principal
 
-__all__ = ["EXPORT_FORMAT", "History", "delete_conversation", "export", "history", "list_conversations", "purge",
-           "record_turn", "rename", "retention", "settle", "show", "take_up"]
+__all__ = ["EXPORT_FORMAT", "History", "as_markdown", "delete_conversation", "export", "history", "list_conversations",
+           "purge", "rate", "record_turn", "rename", "retention", "settle", "show", "take_up"]
 
 EXPORT_FORMAT = "cristal.conversation/1"
 TITLE_MAX = 200
@@ -163,6 +165,9 @@ def record_turn(db: Database, org_slug: str, email: str, result: TurnResult, que
                 tool_calls=[c.as_dict() for c in result.tool_calls] if answer else None,
                 citations=[c.as_dict() for c in result.citations] if answer else None,
                 tokens=result.tokens if answer else 0, cost_usd=result.cost_usd if answer else 0.0))
+        # The turn's counts for `cristal agent stats`, in the same transaction: both or neither.
+        analytics.add_turn(s, org.id, result.agent, result.version, "conversation", result, user_id=principal.user_id,
+                           conversation_id=conv.id, turn=turn)
         conv.turns = turn
         conv.pending_approval = result.pending["approval_id"] if result.pending else None
         conv.pending_call = result.pending
@@ -172,15 +177,45 @@ def record_turn(db: Database, org_slug: str, email: str, result: TurnResult, que
         return _summary(conv)
 
 
-def list_conversations(db: Database, org_slug: str, email: str, agent: str | None = None) -> list[dict[str, Any]]:
-    """The caller's own conversations, the latest first (optionally with one agent)."""
+def _text(content: dict[str, Any]) -> str:
+    """What a person wrote or read in a stored message: its text (tool results are not part of it)."""
+    if content.get("role") not in ("user", "assistant"):
+        return ""
+    value = content.get("content")
+    if isinstance(value, list):
+        return " ".join(str(p.get("text", "")) for p in value if isinstance(p, dict))
+    return value if isinstance(value, str) else ""
+
+
+def _matching(s: Session, convs: list[Conversation], query: str) -> list[Conversation]:
+    """The conversations whose title or whose questions and answers contain ``query`` (case-insensitive)."""
+    needle = query.casefold()
+    found = {c.id for c in convs if needle in c.title.casefold()}
+    rest = [c.id for c in convs if c.id not in found]
+    if rest:
+        # Matched here rather than in SQL: the JSON of a message is stored escaped (non-ASCII as \uXXXX).
+        rows = s.execute(select(ConversationMessage.conversation_id, ConversationMessage.content)
+                         .where(ConversationMessage.conversation_id.in_(rest),
+                                ConversationMessage.role.in_(("user", "assistant"))))
+        found |= {cid for cid, content in rows if needle in _text(dict(content)).casefold()}
+    return [c for c in convs if c.id in found]
+
+
+def list_conversations(db: Database, org_slug: str, email: str, agent: str | None = None,
+                       query: str | None = None) -> list[dict[str, Any]]:
+    """The caller's own conversations, the latest first (optionally with one agent, or containing ``query``)."""
     with db.session() as s:
         org, principal = member(s, org_slug, email)
-        query = select(Conversation).where(Conversation.org_id == org.id, Conversation.user_id == principal.user_id)
+        select_ = select(Conversation).where(Conversation.org_id == org.id, Conversation.user_id == principal.user_id)
         if agent:
-            query = query.where(Conversation.agent_slug == agent)
-        docs = [_summary(c) for c in s.scalars(query.order_by(Conversation.updated_at.desc(), Conversation.id))]
-        require(s, principal, "conversation.list", in_org(org, "conversation"), details={"listed": len(docs)})
+            select_ = select_.where(Conversation.agent_slug == agent)
+        convs = list(s.scalars(select_.order_by(Conversation.updated_at.desc(), Conversation.id)))
+        details: dict[str, Any] = {}
+        if query is not None and query.strip():
+            convs = _matching(s, convs, query.strip())
+            details["query"] = query.strip()[:200]
+        docs = [_summary(c) for c in convs]
+        require(s, principal, "conversation.list", in_org(org, "conversation"), details={"listed": len(docs), **details})
         return docs
 
 
@@ -203,6 +238,26 @@ def export(db: Database, org_slug: str, email: str, conversation_id: str) -> dic
     return {"format": EXPORT_FORMAT, "org": org_slug, "exported_at": utcnow().isoformat(), **doc}
 
 
+def as_markdown(doc: dict[str, Any]) -> str:
+    """An exported conversation (``export``) as Markdown: a heading, then each question and answer with its sources."""
+    lines = [f"# {doc['title']}", "",
+             f"Conversation `{doc['conversation_id']}` with agent `{doc['agent']}` version {doc['version']}, "
+             f"by {doc['owner']} in {doc['org']}; {doc['turns']} turns, {doc['tokens']} tokens, "
+             f"{doc['cost_usd']} USD. Exported {doc['exported_at'][:19]} UTC.", ""]
+    for m in doc["messages"]:
+        text = _text(m["message"])
+        if m["role"] == "user":
+            lines += [f"## {m['turn']}. You", "", text, ""]
+        elif m["role"] == "assistant" and m["tool_calls"] is not None:  # the turn's answer
+            lines += [f"### {doc['agent']}", ""]
+            lines += [f"- tool `{c['name']}` ({c['status']}): `{json.dumps(c['arguments'], ensure_ascii=False)}`"
+                      for c in m["tool_calls"]]
+            lines += ([""] if m["tool_calls"] else []) + [text, ""]
+            lines += [f"- [{c['n']}] {c['uri']}: “{c['quote']}”" for c in m["citations"] or []]
+            lines += [""] if m["citations"] else []
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def rename(db: Database, org_slug: str, email: str, conversation_id: str, title: str) -> dict[str, Any]:
     """Give the caller's conversation a new title (at most 200 characters)."""
     new_title = _title(title)
@@ -213,6 +268,31 @@ def rename(db: Database, org_slug: str, email: str, conversation_id: str, title:
         conv.title = new_title
         conv.updated_at = utcnow()
         return _summary(conv)
+
+
+def rate(db: Database, org_slug: str, email: str, conversation_id: str, up: bool,
+         seq: int | None = None) -> dict[str, Any]:
+    """Thumbs up (``up``) or down on an answer of the caller's own conversation: the answer with sequence number
+    ``seq`` (``conversation show``), by default the latest. Rating again replaces the rating."""
+    with db.session() as s:
+        org, principal = member(s, org_slug, email)
+        conv = _owned(s, org, principal, conversation_id, "conversation.rate",
+                      details={"rating": "up" if up else "down", "seq": seq})
+        if seq is None:
+            turn = conv.turns
+        else:
+            message = s.get(ConversationMessage, (conv.id, seq))
+            if message is None or message.role != "assistant" or message.tool_calls is None:
+                raise InvalidInput(f"message {seq} of conversation {conv.id!r} is not an answer; "
+                                   "give the seq of an answer (cristal conversation show --json)")
+            turn = message.turn
+        row = s.scalar(select(AgentTurn).where(AgentTurn.conversation_id == conv.id, AgentTurn.turn == turn))
+        if row is None:
+            raise InvalidInput(f"turn {turn} of conversation {conv.id!r} was stored before ratings existed; "
+                               "rate a later answer")
+        row.rating, row.rated_at = (1 if up else -1), utcnow()
+        return {"conversation_id": conv.id, "agent": conv.agent_slug, "version": row.agent_version, "turn": turn,
+                "rating": "up" if up else "down"}
 
 
 def _delete(s: Session, ids: list[str]) -> None:

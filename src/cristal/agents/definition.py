@@ -188,6 +188,8 @@ class Policy(Spec):
             if text not in out:
                 out.append(text)
         return out
+    # `cristal agent publish` runs the draft's test cases first and refuses a draft whose tests fail.
+    tests_must_pass: bool = False
 
 
 class AgentDefinition(Spec):
@@ -236,6 +238,8 @@ class AgentDefinition(Spec):
             for name in case.tools:
                 if name not in kinds:
                     raise _Located(("tests", i, "tools"), f"test expects tool {name!r}, which the agent does not have")
+        if self.policy.tests_must_pass and not self.tests:
+            raise _Located(("policy", "tests_must_pass"), "the agent asks its tests to pass but has no tests")
         return self
 
     def spec(self) -> dict[str, Any]:

@@ -25,30 +25,40 @@ could go on) refuses the call, with the reason. Every tool call leaves an
 actions write.
 
 Tool-call idempotency keys are ``CONVERSATION:TURN:STEP.CALL``.
+
+Live turns: ``run_turn(..., on_event=callback)`` tells the callback what
+happens as it happens (typed events: a tool call started or finished, a piece
+of the answer's text, a citation that holds, the end). With an ``on_event``
+the model is asked to stream (unless ``agent_stream_tokens`` is off): the
+answer's text is released as it comes, except that a sentence's text from its
+first ``[`` waits until the sentence is whole and its ``[n]`` markers have
+been checked (``_LiveAnswer``), so what was streamed is what the answer says. Text
+the model writes alongside tool calls streams too (the ``text`` events carry
+their step); the answer is the last step's text.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from cristal.actions.base import ActionContext, ActionError, check_size
 from cristal.actions.registry import Registry, build_registry
 from cristal.agents import approvals
-from cristal.agents.citations import Citation, Passage, cite
+from cristal.agents.citations import Citation, Passage, cite, settled
 from cristal.agents.provenance import Provenance
 from cristal.agents.tools import Tool, build_tools
 from cristal.audit.log import write_audit
 from cristal.config import Settings
 from cristal.db import Database
-from cristal.errors import AccessDenied, CristalError, InvalidInput
+from cristal.errors import AccessDenied, CristalError, InvalidInput, LLMError
 from cristal.identity.principal import Principal
 from cristal.identity.resource import Resource
 from cristal.knowledge.search import Scope, Searcher
 from cristal.models.gateway import Gateway
-from cristal.models.shapes import ToolCall, tool_message
+from cristal.models.shapes import ChatResult, ToolCall, tool_message
 
 Status = Literal["ok", "error", "refused", "needs_approval"]
 NOTHING_FOUND = "Nothing you may read answers this question."
@@ -105,6 +115,9 @@ class TurnContext:
     turn: int = 1
     registry: Registry | None = None  # None: the default registry
     gateway: Gateway | None = None  # None: one for this turn
+    # False when nobody wrote the message (a workflow's `agent` step templates it from earlier steps' outputs):
+    # its text is then untrusted like a tool result's, so it cannot steer a write or destructive call.
+    trusted_message: bool = True
     # The turn is kept in a stored conversation, so a call can wait for an approval and the conversation go on
     # after it; False (the stateless ways in): such a call is refused.
     stored: bool = False
@@ -148,6 +161,8 @@ class TurnResult:
     tokens: int
     cost_usd: float
     messages: list[dict[str, Any]]  # this turn's messages (user, assistant, tool), for the conversation's store
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
     # The call the turn stopped at, waiting for approval ``approval_id`` (the conversation keeps it), or None.
     pending: dict[str, Any] | None = None
 
@@ -155,11 +170,74 @@ class TurnResult:
     def status(self) -> Literal["answered", "needs_approval"]:
         return "needs_approval" if self.pending else "answered"
 
+    def usage(self) -> dict[str, Any]:
+        """The turn's usage over all its model calls: ``prompt_tokens``, ``completion_tokens``, ``total_tokens``, ``cost_usd``."""
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens, "cost_usd": self.cost_usd}
+
     def as_dict(self) -> dict[str, Any]:
-        """The ``ask`` shape of DESIGN.md, plus ``status``, ``tokens`` and ``cost_usd``."""
+        """The ``ask`` shape of DESIGN.md, plus ``status``, ``tokens``, ``cost_usd`` and ``usage``."""
         return {"agent": self.agent, "version": self.version, "conversation_id": self.conversation_id,
                 "status": self.status, "answer": self.answer, "citations": [c.as_dict() for c in self.citations],
-                "tool_calls": [c.as_dict() for c in self.tool_calls], "tokens": self.tokens, "cost_usd": self.cost_usd}
+                "tool_calls": [c.as_dict() for c in self.tool_calls], "tokens": self.tokens, "cost_usd": self.cost_usd,
+                "usage": self.usage()}
+
+
+# ----------------------------------------------------------------------
+# Events of a live turn (``run_turn(..., on_event=...)``); ``kind`` names each one on the wire.
+
+
+@dataclass(frozen=True)
+class ToolCallStarted:
+    kind: ClassVar[str] = "tool_call.started"
+    id: str  # the model's id of the call
+    name: str
+    arguments: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+
+@dataclass(frozen=True)
+class ToolCallFinished:
+    kind: ClassVar[str] = "tool_call.finished"
+    id: str
+    record: ToolCallRecord
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, **self.record.as_dict()}
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    kind: ClassVar[str] = "text"
+    text: str
+    step: int  # the model call it came from; the answer is the last step's text
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "step": self.step}
+
+
+@dataclass(frozen=True)
+class CitationAdded:
+    kind: ClassVar[str] = "citation"
+    citation: Citation
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.citation.as_dict()
+
+
+@dataclass(frozen=True)
+class TurnDone:
+    kind: ClassVar[str] = "done"
+    result: TurnResult
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.result.as_dict()
+
+
+TurnEvent = ToolCallStarted | ToolCallFinished | TextDelta | CitationAdded | TurnDone
+OnEvent = Callable[[TurnEvent], None]
 
 
 class TurnStopped(CristalError):
@@ -180,10 +258,13 @@ def _tools(ctx: TurnContext, agent: AgentConfig) -> dict[str, Tool]:
     return build_tools(ctx.registry or build_registry(), tuple((t.name, t.options) for t in agent.tools))
 
 
-def run_turn(ctx: TurnContext, agent: AgentConfig, history: Sequence[dict[str, Any]], user_message: str | None, *,
-             carry_untrusted: bool = False, earlier: Sequence[ToolCallRecord] = ()) -> TurnResult:
+def run_turn(ctx: TurnContext, agent: AgentConfig, history: Sequence[dict[str, Any]], user_message: str | None,
+             on_event: OnEvent | None = None, *, carry_untrusted: bool = False,
+             earlier: Sequence[ToolCallRecord] = ()) -> TurnResult:
     """One turn: ``history`` (earlier OpenAI-format messages, without the system prompt), then ``user_message``.
 
+    ``on_event`` is called (on this thread) with each event of the turn as it happens, ``TurnDone`` last;
+    a turn that fails raises as without it, after the events of what did happen.
     ``user_message`` may be ``None`` only to go on after a decided call (``history`` then ends with its result).
     ``carry_untrusted``: the tool results after the last user message in ``history`` (an interrupted turn's) stay
     untrusted, and that message trusted. ``earlier``: calls already settled for this turn (listed first).
@@ -198,7 +279,7 @@ def run_turn(ctx: TurnContext, agent: AgentConfig, history: Sequence[dict[str, A
     tools = _tools(ctx, agent)
     gateway = ctx.gateway or Gateway(ctx.settings, ctx.db)
     try:
-        turn = _Turn(ctx, agent, tools, gateway)
+        turn = _Turn(ctx, agent, tools, gateway, on_event)
         turn.calls.extend(earlier)
         if carry_untrusted or user_message is None:
             turn.carry(history)
@@ -208,14 +289,16 @@ def run_turn(ctx: TurnContext, agent: AgentConfig, history: Sequence[dict[str, A
             gateway.close()
 
 
-def run_decided(ctx: TurnContext, agent: AgentConfig, decided: approvals.DecidedCall) -> tuple[dict[str, Any], ToolCallRecord]:
+def run_decided(ctx: TurnContext, agent: AgentConfig, decided: approvals.DecidedCall,
+                on_event: OnEvent | None = None) -> tuple[dict[str, Any], ToolCallRecord]:
     """Take up a call a person decided: run exactly the approved call once (as the caller), or refuse it.
 
     Returns the tool message that answers the model's call and its record (with the approval's id).
     """
-    turn = _Turn(ctx, agent, _tools(ctx, agent), None)
+    turn = _Turn(ctx, agent, _tools(ctx, agent), None, on_event)
     call = ToolCall(decided.tool_call_id, decided.name, decided.arguments)
     if decided.approved:
+        turn._emit(ToolCallStarted(call.id, call.name, call.arguments))
         result = turn.call(call, decided.key, approval_id=decided.approval_id)
     else:
         result = turn.record(call, decided.key, "refused", decided.refusal(), decided.approval_id)
@@ -225,8 +308,15 @@ def run_decided(ctx: TurnContext, agent: AgentConfig, decided: approvals.Decided
 class _Turn:
     """The state of one turn: messages, provenance, passages, usage."""
 
-    def __init__(self, ctx: TurnContext, agent: AgentConfig, tools: dict[str, Tool], gateway: Gateway | None) -> None:
+    def __init__(self, ctx: TurnContext, agent: AgentConfig, tools: dict[str, Tool], gateway: Gateway | None,
+                 on_event: OnEvent | None = None) -> None:
         self.ctx, self.agent, self.tools, self.gateway = ctx, agent, tools, gateway
+        self.on_event = on_event
+        self.streamed = False  # the answer's text went out as it came
+        self.cited: set[int] = set()  # citations already told to on_event
+        self.tokens_in = 0
+        self.tokens_out = 0
+        self.step = 0  # the model call under way
         self.provenance = Provenance()
         self.passages: dict[int, Passage] = {}
         self.by_chunk: dict[int, int] = {}
@@ -250,20 +340,24 @@ class _Turn:
 
     def run(self, history: list[dict[str, Any]], user_message: str | None) -> TurnResult:
         agent, ctx = self.agent, self.ctx
-        assert self.gateway is not None
         self.provenance.trust(agent.instructions)
-        self.provenance.trust(json.dumps([dict(t.options) for t in agent.tools], default=str))
         new: list[dict[str, Any]] = []
         if user_message is not None:
-            self.provenance.trust(user_message)
+            if ctx.trusted_message:
+                self.provenance.trust(user_message)
+            else:
+                self.provenance.distrust(user_message)
             new.append({"role": "user", "content": user_message})
+        self.provenance.trust(json.dumps([dict(t.options) for t in agent.tools], default=str))
         messages = [{"role": "system", "content": _system(agent)}, *history, *new]
         definitions = [t.definition() for t in self.tools.values()] or None
         self.provenance.trust(json.dumps(definitions or [], ensure_ascii=False))
         for step in range(1, agent.max_steps + 1):
+            self.step = step
             self._check_budget()
-            result = self.gateway.chat(ctx.principal, messages, tools=definitions, model=agent.model,
-                                       request_id=f"{ctx.conversation_id}:{ctx.turn}:{step}", lenient_tool_arguments=True)
+            result = self._ask_model(messages, definitions, step)
+            self.tokens_in += result.usage.tokens_in
+            self.tokens_out += result.usage.tokens_out
             self.tokens += result.usage.tokens_in + result.usage.tokens_out
             self.cost += result.usage.cost_usd
             assistant = result.assistant_message()
@@ -273,6 +367,7 @@ class _Turn:
                 return self._finish(result.text, new)
             for k, call in enumerate(result.tool_calls, start=1):
                 key = f"{ctx.conversation_id}:{ctx.turn}:{step}.{k}"
+                self._emit(ToolCallStarted(call.id, call.name, call.arguments))
                 out: dict[str, Any] | None
                 if self.pending is not None:
                     # One call waits per turn; the model asks again for the others once the conversation goes on.
@@ -290,6 +385,42 @@ class _Turn:
         raise TurnStopped(f"agent {agent.slug!r} used its {agent.max_steps} steps (max_steps) without answering; "
                           "the model kept calling tools")
 
+    def _emit(self, event: TurnEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _ask_model(self, messages: list[dict[str, Any]], definitions: list[dict[str, Any]] | None, step: int) -> ChatResult:
+        """One model call; streamed into ``text`` and ``citation`` events when someone listens."""
+        ctx = self.ctx
+        assert self.gateway is not None  # only run_decided has none, and it asks no model
+        options: dict[str, Any] = {"tools": definitions, "model": self.agent.model, "lenient_tool_arguments": True,
+                                   "request_id": f"{ctx.conversation_id}:{ctx.turn}:{step}"}
+        if self.on_event is None or not ctx.settings.agent_stream_tokens:
+            return self.gateway.chat(ctx.principal, messages, **options)
+        # With no passage for this caller after a search the answer will be NOTHING_FOUND: nothing else is shown.
+        live = _LiveAnswer(self.passages, withheld=bool(self.searches and not self.passages))
+        with self.gateway.chat_stream(ctx.principal, messages, **options) as stream:
+            for delta in stream:
+                self._live_text(live.feed(delta), step)
+            result = stream.result
+        if result is None:
+            raise LLMError("the model's stream ended before its answer was complete")
+        self._live_text(live.finish(final=not result.tool_calls), step)
+        self.streamed = self.streamed or not result.tool_calls
+        return result
+
+    def _live_text(self, released: tuple[str, list[Citation]], step: int) -> None:
+        text, citations = released
+        if text:
+            self._emit(TextDelta(text, step))
+        self._tell_citations(citations)
+
+    def _tell_citations(self, citations: list[Citation]) -> None:
+        for c in citations:
+            if c.n not in self.cited:
+                self.cited.add(c.n)
+                self._emit(CitationAdded(c))
+
     def _check_budget(self) -> None:
         agent = self.agent
         if agent.max_tokens is not None and self.tokens >= agent.max_tokens:
@@ -302,8 +433,14 @@ class _Turn:
         if self.searches and not self.passages and not citations:
             # Every search came back empty for this caller: say so rather than let the model guess.
             answer = NOTHING_FOUND
-        return TurnResult(self.agent.slug, self.agent.version, self.ctx.conversation_id, answer.strip(), citations,
-                          self.calls, self.tokens, round(self.cost, 6), new)
+        result = TurnResult(self.agent.slug, self.agent.version, self.ctx.conversation_id, answer.strip(), citations,
+                            self.calls, self.tokens, round(self.cost, 6), new, self.tokens_in, self.tokens_out)
+        if self.on_event is not None:
+            if not self.streamed and result.answer:
+                self._emit(TextDelta(result.answer, self.step))
+            self._tell_citations(citations)
+            self._emit(TurnDone(result))
+        return result
 
     def _wait(self, new: list[dict[str, Any]]) -> TurnResult:
         pending = self.pending or {}
@@ -311,8 +448,12 @@ class _Turn:
                   f"{json.dumps(pending['arguments'], ensure_ascii=False, default=str)[:500]} "
                   f"(approval {pending['approval_id']}, approvers: {', '.join(pending['approvers'])}). "
                   "Continue this conversation once it is decided.")
-        return TurnResult(self.agent.slug, self.agent.version, self.ctx.conversation_id, answer, [], self.calls,
-                          self.tokens, round(self.cost, 6), new, pending=self.pending)
+        result = TurnResult(self.agent.slug, self.agent.version, self.ctx.conversation_id, answer, [], self.calls,
+                            self.tokens, round(self.cost, 6), new, self.tokens_in, self.tokens_out, pending=self.pending)
+        if self.on_event is not None:
+            self._emit(TextDelta(answer, self.step))
+            self._emit(TurnDone(result))
+        return result
 
     # ------------------------------------------------------------------
     # Tool calls
@@ -375,7 +516,8 @@ class _Turn:
                approval_id: str | None = None) -> dict[str, Any]:
         """Keep and audit one call's outcome; returns what the model is told."""
         ctx = self.ctx
-        self.calls.append(ToolCallRecord(call.name, call.arguments, status, message, approval_id))
+        record = ToolCallRecord(call.name, call.arguments, status, message, approval_id)
+        self.calls.append(record)
         details = {"tool": call.name, "arguments": json.dumps(call.arguments, ensure_ascii=False, default=str)[:4000],
                    "status": status, "conversation_id": ctx.conversation_id, "version": self.agent.version,
                    **({"approval_id": approval_id} if approval_id else {})}
@@ -384,6 +526,7 @@ class _Turn:
                         resource=Resource(kind="agent", org_id=ctx.org_id, id=self.agent.slug, org_slug=ctx.org),
                         decision="allow" if status in ("ok", "error") else "deny", reason=message[:500] or status,
                         request_id=key, details=details)
+        self._emit(ToolCallFinished(call.id, record))
         return {"status": status, "error" if status == "error" else "reason": message}
 
     def _action(self, tool: Tool, spec: dict[str, Any], key: str) -> Any:
@@ -413,3 +556,61 @@ class _Turn:
                 self.passages[n] = Passage(n, hit.doc_id, hit.uri, hit.title, hit.text)
             shown.append({"n": n, "title": hit.title, "uri": hit.uri, "text": hit.text})
         return {"passages": shown} if shown else {"passages": [], "note": "no document you may read matches"}
+
+
+class _LiveAnswer:
+    """The text of one streamed model answer, released as it comes, with its ``[n]`` markers checked.
+
+    ``cite`` only ever changes a sentence's markers (and a space before each), and checks them against the
+    whole sentence. So the text of a sentence up to its first ``[`` (less trailing white space) goes out at
+    once, and the rest of it once the sentence is whole (``citations.settled``) and checked; what was
+    released is then exactly what ``cite`` makes of the whole answer. ``withheld``: nothing is released (the
+    answer will be ``NOTHING_FOUND``).
+    """
+
+    def __init__(self, passages: dict[int, Passage], *, withheld: bool) -> None:
+        self.passages = passages
+        self.withheld = withheld
+        self.buffer = ""  # received, not yet checked
+        self.early = ""  # the start of ``buffer`` already released as it was (it holds no marker)
+        self.started = False  # something has been released (the answer is stripped, so leading space is not)
+
+    def feed(self, delta: str) -> tuple[str, list[Citation]]:
+        self.buffer += delta
+        if not self.started:
+            self.buffer = self.buffer.lstrip()
+        if self.withheld or not self.buffer:
+            return "", []
+        out, citations = "", list[Citation]()
+        cut = settled(self.buffer)
+        if cut:
+            done, self.buffer = self.buffer[:cut], self.buffer[cut:]
+            out, citations = self._check(done)
+        head = self.buffer.split("[", 1)[0].rstrip()
+        if len(head) > len(self.early):
+            out += head[len(self.early):]
+            self.early = head
+        return self._out(out), citations
+
+    def finish(self, *, final: bool) -> tuple[str, list[Citation]]:
+        """What is left; for the answer (``final``), with its trailing white space gone."""
+        if self.withheld:
+            return (NOTHING_FOUND if final else ""), []
+        out, citations = self._check(self.buffer)
+        self.buffer = ""
+        return self._out(out.rstrip() if final else out), citations
+
+    def _check(self, done: str) -> tuple[str, list[Citation]]:
+        """``done`` checked, less what of it went out early."""
+        if len(self.early) >= len(done):  # all of it went out already, and it held no marker
+            self.early = self.early[len(done):]
+            return "", []
+        checked, citations = cite(done, self.passages)
+        out, self.early = checked[len(self.early):], ""
+        return out, citations
+
+    def _out(self, text: str) -> str:
+        if not self.started:
+            text = text.lstrip()
+            self.started = bool(text)
+        return text

@@ -21,14 +21,14 @@ from sqlalchemy.orm import Session
 
 from cristal.agents.definition import AgentDefinition, check_grantee
 from cristal.db import Database
-from cristal.db.schema import Agent, AgentShare, AgentVersion, Group, Organization, utcnow
+from cristal.db.schema import Agent, AgentShare, AgentTurn, AgentVersion, Group, Organization, utcnow
 from cristal.errors import AccessDenied, AlreadyExists, InvalidInput, NotFound
 from cristal.identity.authorize import decide, require
 from cristal.identity.directory import in_org, member, user_by_email
 from cristal.identity.principal import Principal
 from cristal.identity.resource import Resource
 
-__all__ = ["create", "edit", "list_agents", "parse_ref", "publish", "remove", "rollback", "share", "sharing_policy",
+__all__ = ["authorized", "create", "edit", "list_agents", "parse_ref", "publish", "remove", "rollback", "share", "sharing_policy",
            "show", "unshare", "versions"]
 
 
@@ -46,9 +46,12 @@ def _grants(s: Session, agent: Agent) -> dict[str, str]:
     return {g.grantee: g.level for g in s.scalars(select(AgentShare).where(AgentShare.agent_id == agent.id))}
 
 
+# Actions that only the edit grants allow (besides the creator and admins); for the others every grant counts.
+EDIT_LEVEL = ("agent.edit", "agent.stats")
+
+
 def _resource(org: Organization, agent: Agent, grants: dict[str, str], action: str) -> Resource:
-    # For use every grant counts; for edit only the edit grants.
-    rules = tuple(sorted(g for g, level in grants.items() if action != "agent.edit" or level == "edit"))
+    rules = tuple(sorted(g for g, level in grants.items() if action not in EDIT_LEVEL or level == "edit"))
     return in_org(org, "agent", agent.slug, acl=rules, owner_user_id=agent.created_by_user_id)
 
 
@@ -68,8 +71,17 @@ def _usable(s: Session, org: Organization, principal: Principal, slug: str) -> t
 
 def _editable(s: Session, org: Organization, principal: Principal, slug: str, details: dict | None = None
               ) -> tuple[Agent, dict[str, str]]:
+    return authorized(s, org, principal, slug, "agent.edit", details)
+
+
+def authorized(s: Session, org: Organization, principal: Principal, slug: str, action: str,
+               details: dict | None = None) -> tuple[Agent, dict[str, str]]:
+    """The agent ``slug`` and its grants if the caller may use it and take ``action`` on it (both audited).
+
+    An agent they may not use is ``NotFound``; one they use but may not take ``action`` on is ``AccessDenied``.
+    """
     agent, grants = _usable(s, org, principal, slug)
-    require(s, principal, "agent.edit", _resource(org, agent, grants, "agent.edit"), details=details)
+    require(s, principal, action, _resource(org, agent, grants, action), details=details)
     return agent, grants
 
 
@@ -188,11 +200,17 @@ def _version_doc(row: AgentVersion, current: int | None) -> dict[str, Any]:
             "note": row.note, "current": row.version == current}
 
 
-def publish(db: Database, org_slug: str, email: str, slug: str, note: str = "") -> dict[str, Any]:
-    """Make the draft version N+1, the one users get from now on."""
+def publish(db: Database, org_slug: str, email: str, slug: str, note: str = "",
+            tested: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Make the draft version N+1, the one users get from now on.
+
+    ``tested``: the draft whose test cases the caller ran; a draft changed since is refused (its tests did not run).
+    """
     with db.session() as s:
         org, principal = member(s, org_slug, email)
         agent, _ = _editable(s, org, principal, slug, details={"change": "publish", "note": note})
+        if tested is not None and dict(agent.draft) != tested:
+            raise InvalidInput(f"the draft of agent {slug!r} changed while its tests ran; publish again")
         row = _new_version(s, agent, dict(agent.draft), email, note)
         return {"agent": agent.slug, **_version_doc(row, agent.published_version)}
 
@@ -302,6 +320,7 @@ def remove(db: Database, org_slug: str, email: str, slug: str) -> dict[str, Any]
         require(s, principal, "agent.remove", _resource(org, agent, grants, "agent.remove"))
         s.execute(delete(AgentShare).where(AgentShare.agent_id == agent.id))
         s.execute(delete(AgentVersion).where(AgentVersion.agent_id == agent.id))
+        s.execute(delete(AgentTurn).where(AgentTurn.agent_id == agent.id))
         s.delete(agent)
         return {"agent": slug, "removed": True}
 

@@ -95,6 +95,48 @@ def org_llm(
              budget_text)
 
 
+@org_app.command("oidc")
+def org_oidc(
+    slug: str,
+    issuer: str | None = typer.Option(None, "--issuer", help="The provider's issuer URL (its discovery document is "
+                                      "ISSUER/.well-known/openid-configuration)."),
+    client_id: str | None = typer.Option(None, "--client-id", help="The client id Cristal is registered under there."),
+    secret_env: str | None = typer.Option(
+        None, "--secret-env", help="Name of the environment variable holding the client secret (must start with "
+                                   "CRISTAL_ORG_KEY_); omit for a public client."),
+    groups_claim: str | None = typer.Option(None, "--groups-claim", help="The id token claim listing the person's groups."),
+    show: bool = typer.Option(False, "--show", help="Print the organization's provider instead of setting it."),
+    remove: bool = typer.Option(False, "--remove", help="Remove the provider (its sessions end now)."),
+    as_email: str | None = AS,
+    json_out: bool = JSON,
+) -> None:
+    """Set the OpenID Connect provider people of an organization sign in to the web app with."""
+    from cristal.identity import oidc
+
+    setting = issuer is not None or client_id is not None or secret_env is not None or groups_claim is not None
+    if show + remove + setting != 1:
+        raise InvalidInput("give --issuer and --client-id (with --secret-env, --groups-claim), or --show, or --remove")
+    if remove:
+        with unit_of_work() as s:
+            oidc.remove_oidc(s, acting(s, slug, as_email), slug)
+        note("{}: sign-in provider removed; its sessions have ended", slug)
+        return
+    with unit_of_work() as s:
+        actor = acting(s, slug, as_email)
+        if show:
+            info = oidc.show_oidc(s, actor, slug)
+        else:
+            if not issuer or not client_id:
+                raise InvalidInput("setting a provider needs both --issuer and --client-id")
+            info = oidc.configure_oidc(s, actor, slug, issuer=issuer, client_id=client_id, secret_env=secret_env,
+                                       groups_claim=groups_claim)
+    if json_out:
+        print_json(info.as_dict())
+    else:
+        note("{}: sign-in with {} as client {} (secret from {}, groups from {})", info.org, info.issuer, info.client_id,
+             info.client_secret_env or "none: a public client", info.groups_claim or "not synced")
+
+
 @user_app.command("add")
 def user_add(
     email: str,

@@ -75,12 +75,63 @@ def agent_edit(agent: str = AGENT, file: str = typer.Argument(..., help="The new
 def agent_publish(agent: str = AGENT, org: str = ORG, as_email: str = AS,
                   note: str = typer.Option("", "--note", help="What changed, kept with the version."),
                   json_out: bool = JSON) -> None:
-    """Publish the draft as the next version: the one users get from now on."""
-    from cristal.agents.store import publish
+    """Publish the draft as the next version: the one users get from now on (after its tests, if it asks that)."""
+    from cristal.agents.evaluation import publish
 
     with database() as db:
-        doc = publish(db, org, as_email, agent, note)
-    _out(doc, json_out, lambda doc: show("published {} version {}", doc["agent"], doc["version"]))
+        doc = publish(db, settings(), org, as_email, agent, note)
+    _out(doc, json_out, lambda doc: show("published {} version {}{}", doc["agent"], doc["version"],
+                                         f" ({doc['tests']['total']} test cases passed)" if "tests" in doc else ""))
+
+
+@agent_app.command("test")
+def agent_test(agent: str = typer.Argument(..., help="AGENT or AGENT@VERSION (default: the published version)."),
+               org: str = ORG, as_email: str = AS,
+               draft: bool = typer.Option(False, "--draft", help="Test the draft instead (those who may edit it)."),
+               json_out: bool = JSON) -> None:
+    """Run the agent's test cases as the employee; exit 1 when one fails."""
+    from cristal.agents.evaluation import run_tests
+
+    with database() as db:
+        doc = run_tests(db, settings(), org, as_email, agent, draft=draft)
+    if json_out:
+        print_json(doc)
+    else:
+        which = "the draft" if doc["draft"] else f"version {doc['version']}"
+        show_table(f"Tests of {doc['agent']} ({which}) as {as_email}", ["#", "question", "result", "why"],
+                   [[c["n"], c["ask"], "pass" if c["passed"] else "FAIL", "; ".join(c["reasons"])] for c in doc["cases"]],
+                   row_style=lambda row: None if row[2] == "pass" else "red")
+        if not doc["cases"]:
+            show("{} has no test cases", doc["agent"])
+        else:
+            show("{} of {} test cases passed", doc["total"] - doc["failed"], doc["total"])
+    if not doc["passed"]:
+        raise typer.Exit(1)
+
+
+@agent_app.command("stats")
+def agent_stats(agent: str = AGENT, org: str = ORG, as_email: str = AS,
+                since: str | None = typer.Option(None, "--since", help="Only turns since then: 7d, 24h, a date "
+                                                 "(2026-11-01) or an ISO time."),
+                json_out: bool = JSON) -> None:
+    """Usage per version: conversations, turns, messages, tool calls, errors, tokens, cost, thumbs up and down."""
+    from cristal.agents.analytics import parse_since, stats
+
+    start = parse_since(since) if since else None
+    with database() as db:
+        doc = stats(db, org, as_email, agent, start)
+    if json_out:
+        print_json(doc)
+        return
+    columns = ["version", "conversations", "turns", "messages", "tool calls", "errors", "tokens", "cost (USD)", "thumbs up",
+               "thumbs down"]
+
+    def row(label: object, d: dict[str, Any]) -> list[object]:
+        return [label, d["conversations"], d["turns"], d["messages"], d["tool_calls"], d["errors"], d["tokens"],
+                f"{d['cost_usd']:.4f}", d["thumbs_up"], d["thumbs_down"]]
+
+    title = f"Usage of {doc['agent']}" + (f" since {doc['since'][:19]}" if doc["since"] else "")
+    show_table(title, columns, [*(row(v["version"], v) for v in doc["versions"]), row("all", doc["total"])])
 
 
 def _print_versions(agent: str, docs: list[dict[str, Any]]) -> None:
@@ -242,12 +293,14 @@ def _print_conversation(doc: dict[str, Any]) -> None:
 @conversation_app.command("list")
 def conversation_list(org: str = ORG, as_email: str = AS,
                       agent: str | None = typer.Option(None, "--agent", help="Only the conversations with this agent."),
+                      query: str | None = typer.Option(None, "--query", help="Only those whose title, questions or "
+                                                       "answers contain this text."),
                       json_out: bool = JSON) -> None:
     """Your conversations, the latest first."""
     from cristal.agents.conversations import list_conversations
 
     with database() as db:
-        docs = list_conversations(db, org, as_email, agent)
+        docs = list_conversations(db, org, as_email, agent, query)
     if json_out:
         print_json({"conversations": docs})
         return
@@ -280,6 +333,24 @@ def conversation_show(conversation: str = CONVERSATION, org: str = ORG, as_email
             show_text(content)
 
 
+@conversation_app.command("rate")
+def conversation_rate(conversation: str = CONVERSATION, org: str = ORG, as_email: str = AS,
+                      up: bool | None = typer.Option(None, "--up/--down", help="Thumbs up or thumbs down."),
+                      message: int | None = typer.Option(None, "--message", help="The answer's seq "
+                                                         "(`cristal conversation show --json`; default: the latest)."),
+                      json_out: bool = JSON) -> None:
+    """Rate an answer of one of your conversations, thumbs up or down (rating again replaces it)."""
+    from cristal.agents.conversations import rate
+    from cristal.errors import InvalidInput
+
+    if up is None:
+        raise InvalidInput("give --up or --down")
+    with database() as db:
+        doc = rate(db, org, as_email, conversation, up, message)
+    _out(doc, json_out, lambda doc: show("rated turn {} of conversation {}: thumbs {}", doc["turn"],
+                                         doc["conversation_id"], doc["rating"]))
+
+
 @conversation_app.command("rename")
 def conversation_rename(conversation: str = CONVERSATION, title: str = typer.Argument(..., help="The new title."),
                         org: str = ORG, as_email: str = AS, json_out: bool = JSON) -> None:
@@ -304,20 +375,24 @@ def conversation_delete(conversation: str = CONVERSATION, org: str = ORG, as_ema
 
 @conversation_app.command("export")
 def conversation_export(conversation: str = CONVERSATION, org: str = ORG, as_email: str = AS,
-                        out: str | None = typer.Option(None, "--out", help="Write the JSON document to this file.")
-                        ) -> None:
-    """One of your conversations as a JSON document with every message (on stdout, or --out FILE)."""
+                        out: str | None = typer.Option(None, "--out", help="Write the document to this file."),
+                        markdown: bool = typer.Option(False, "--markdown", help="Markdown instead of JSON.")) -> None:
+    """One of your conversations as a JSON (or Markdown) document with every message (on stdout, or --out FILE)."""
     import json
     from pathlib import Path
 
-    from cristal.agents.conversations import export
+    from cristal.agents.conversations import as_markdown, export
 
     with database() as db:
         doc = export(db, org, as_email, conversation)
     if out is None:
-        print_json(doc)
+        if markdown:
+            show_text(as_markdown(doc).rstrip("\n"))
+        else:
+            print_json(doc)
         return
-    Path(out).write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    text = as_markdown(doc) if markdown else json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+    Path(out).write_text(text, encoding="utf-8")
     show("wrote conversation {} to {}", doc["conversation_id"], out)
 
 

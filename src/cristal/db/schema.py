@@ -1,4 +1,4 @@
-"""ORM tables of the spine: organizations, users, groups, API keys, audit, LLM usage; custom agents.
+"""ORM tables of the spine: organizations, users, groups, API keys, web sign-in and sessions, audit, LLM usage; custom agents.
 
 Later layers add their own tables in their own modules on the same ``Base``;
 every table change comes with an Alembic migration in ``migrations/versions``.
@@ -276,6 +276,38 @@ class Conversation(Base):
     pending_call: Mapped[dict | None] = mapped_column(JSON)
 
 
+class AgentTurn(Base):
+    """One finished (or failed) turn of an agent, by any way in: what ``cristal agent stats`` counts.
+
+    Counts and usage only, never content: it outlives the conversation it belongs to (a deleted or purged
+    conversation still counted), and goes with its agent or organization. A stored conversation's turn
+    carries its owner's thumbs up (+1) or down (-1).
+    """
+
+    __tablename__ = "agent_turns"
+    __table_args__ = (Index("ix_agent_turns_agent_created", "agent_id", "created_at"),
+                      Index("ix_agent_turns_conversation", "conversation_id", "turn"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    agent_version: Mapped[int] = mapped_column(Integer)
+    via: Mapped[str] = mapped_column(String(20))  # conversation, api, workflow
+    # No foreign key: the counts stay when the conversation is deleted (they say nothing of what was said).
+    conversation_id: Mapped[str | None] = mapped_column(String(36))
+    turn: Mapped[int | None] = mapped_column(Integer)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+    tool_calls: Mapped[int] = mapped_column(Integer, default=0)
+    tool_errors: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[bool] = mapped_column(Boolean, default=False)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    rating: Mapped[int | None] = mapped_column(Integer)  # +1 thumbs up, -1 down, by the conversation's owner
+    rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class ConversationMessage(Base):
     """One OpenAI-format message of a conversation; a turn's answer carries the turn's tool calls, citations and usage."""
 
@@ -291,3 +323,54 @@ class ConversationMessage(Base):
     tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OidcProvider(Base):
+    """An organization's OpenID Connect provider: who signs its people in to the web app (at most one each)."""
+
+    __tablename__ = "oidc_providers"
+
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True,
+                                        autoincrement=False)
+    issuer: Mapped[str] = mapped_column(String(500))
+    client_id: Mapped[str] = mapped_column(String(200))
+    # The *name* of an environment variable holding the client secret; NULL for a public client (PKCE alone).
+    client_secret_env: Mapped[str | None] = mapped_column(String(100))
+    # The id token claim listing the person's groups; NULL leaves group membership to `cristal group`.
+    groups_claim: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebSignIn(Base):
+    """A sign-in under way: sent to the provider, not yet back. Used once (``used_at``), void after ``expires_at``."""
+
+    __tablename__ = "web_sign_ins"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # SHA-256 of the random value in the browser's sign-in cookie: the answer must come back to the same browser.
+    binding_hash: Mapped[str] = mapped_column(String(64))
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    nonce: Mapped[str] = mapped_column(String(100))
+    code_verifier: Mapped[str] = mapped_column(String(128))
+    redirect_uri: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # kept until expiry: a replay is recorded as this org's
+
+
+class WebSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is stored."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (NEVER_REUSE_IDS,)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    issuer: Mapped[str] = mapped_column(String(500))
+    subject: Mapped[str] = mapped_column(String(255))  # the provider's ``sub`` for the person (kept for the audit trail)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

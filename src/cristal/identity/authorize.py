@@ -45,6 +45,7 @@ POLICY: dict[str, Rule] = {
     "org.delete": Rule.INSTALLATION,
     "org.update": Rule.ADMIN,
     "org.read": Rule.MEMBER,
+    "org.oidc.read": Rule.ADMIN,  # the organization's sign-in provider (it is changed with org.update)
     "user.manage": Rule.ADMIN,
     "user.list": Rule.ADMIN,
     "group.manage": Rule.ADMIN,
@@ -52,6 +53,9 @@ POLICY: dict[str, Rule] = {
     "apikey.create": Rule.SELF,
     "apikey.list": Rule.OWNER,
     "apikey.revoke": Rule.OWNER,
+    # web sessions act as their owner: only the person signs themself in (at the provider) and out
+    "session.create": Rule.SELF,
+    "session.revoke": Rule.SELF,
     "audit.read": Rule.ADMIN,
     "usage.read": Rule.ADMIN,
     "llm.call": Rule.MEMBER,
@@ -91,11 +95,14 @@ POLICY: dict[str, Rule] = {
     "agent.share.org": Rule.ADMIN,  # sharing with the whole organization, unless the organization lets members
     "agent.remove": Rule.OWNER,
     "agent.policy": Rule.ADMIN,  # whether members may share agents organization-wide
+    # usage and thumbs per version: those who may edit the agent (its edit grants), its creator and admins
+    "agent.stats": Rule.SHARED,
     # conversations are private to their owner: an admin neither reads nor changes someone else's (SELF)
     "conversation.list": Rule.MEMBER,  # each one listed is the caller's own (filtered in the query)
     "conversation.read": Rule.SELF,  # show, export, continue
     "conversation.write": Rule.SELF,  # append a turn, rename
     "conversation.delete": Rule.SELF,
+    "conversation.rate": Rule.SELF,  # thumbs up or down on an answer: only the conversation's owner
     "conversation.retention": Rule.ADMIN,  # the organization's retention in days (read and change)
     "conversation.purge": Rule.ADMIN,  # delete every conversation older than the retention, whoever owns it
 }

@@ -31,6 +31,18 @@ class OrgInfo:
         return dict(self.__dict__)
 
 
+def check_key_env(name: str) -> str:
+    """``name`` if it may name an organization's secret (a model key, a sign-in client secret), else ``InvalidInput``.
+
+    Only variables meant for this purpose: otherwise an org admin could name
+    any server variable (the database URL...) and receive it as a credential
+    at an endpoint of their choosing.
+    """
+    if not (name.startswith(ORG_KEY_ENV_PREFIX) and name.replace("_", "").isalnum()):
+        raise InvalidInput(f"invalid key variable {name!r}: the name must start with {ORG_KEY_ENV_PREFIX}")
+    return name
+
+
 def _info(session: Session, org: Organization) -> OrgInfo:
     count = session.scalar(select(func.count()).select_from(User).where(User.org_id == org.id)) or 0
     return OrgInfo(org.slug, org.name, count, org.llm_base_url, org.llm_model, org.llm_monthly_budget_usd)
@@ -99,12 +111,7 @@ def configure_llm(
     if model is not None:
         org.llm_model = model
     if api_key_env is not None:
-        # Only variables meant for this purpose: otherwise an org admin could name
-        # any server variable (the database URL...) and receive it as a bearer token
-        # at an endpoint of their choosing.
-        if not (api_key_env.startswith(ORG_KEY_ENV_PREFIX) and api_key_env.replace("_", "").isalnum()):
-            raise InvalidInput(f"invalid key variable {api_key_env!r}: the name must start with {ORG_KEY_ENV_PREFIX}")
-        org.llm_api_key_env = api_key_env
+        org.llm_api_key_env = check_key_env(api_key_env)
     if monthly_budget_usd is not None:
         if monthly_budget_usd < 0:
             raise InvalidInput("the budget must be zero or more US dollars")

@@ -132,3 +132,22 @@ def list_groups(session: Session, actor: Principal, org_slug: str) -> list[Group
         select(Group).options(selectinload(Group.members)).where(Group.org_id == org.id).order_by(Group.name)
     )
     return [GroupInfo(g.name, org.slug, tuple(sorted(u.email for u in g.members))) for g in groups]
+
+
+def sync_groups(session: Session, actor: Principal, org_slug: str, email: str, groups: Iterable[str]) -> UserInfo:
+    """Make the user's groups exactly ``groups`` (what their sign-in provider says); one audit record when that changes.
+
+    Groups named for the first time are created, as with ``join_group``; a group
+    the user leaves stays (others may be in it, and access rules name it).
+    """
+    org = org_by_slug(session, org_slug)
+    user = user_by_email(session, org, email)
+    wanted = sorted({check_group(g) for g in groups})
+    current = sorted(g.name for g in user.groups)
+    if wanted != current:
+        added, removed = sorted(set(wanted) - set(current)), sorted(set(current) - set(wanted))
+        require(session, actor, "group.manage", in_org(org, "user", user.email),
+                details={"op": "sync", "added": added, "removed": removed})
+        user.groups = [_group(session, org, g, create=True) for g in wanted]
+        session.flush()
+    return _user_info(org, user)

@@ -121,11 +121,13 @@ class Gateway:
         model: str | None = None,
         temperature: float | None = None,
         request_id: str | None = None,
+        lenient_tool_arguments: bool = False,
     ) -> ChatStream:
         """A streamed chat completion: iterate for text deltas, then read ``.result``.
 
         Authorization, the budget and the request itself (with its retries)
         happen here, so refusals and HTTP errors raise before iteration.
+        ``lenient_tool_arguments`` as for ``chat``.
         """
         call = self._begin(principal, "chat", model, request_id)
         params = _chat_params(call, messages, tools, tool_choice, temperature, None)
@@ -135,7 +137,7 @@ class Gateway:
             chunks = self._client(call).chat.completions.create(**params)
         except CALL_FAILURES as exc:
             raise self.meter_failure(call, exc, _ms_since(started)) from None
-        return ChatStream(self, call, chunks, _prompt_estimate(messages), started)
+        return ChatStream(self, call, chunks, _prompt_estimate(messages), started, lenient=lenient_tool_arguments)
 
     @overload
     def structured(

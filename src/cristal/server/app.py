@@ -1,7 +1,7 @@
 """The app factory: ``create_app(db, settings)`` builds the ASGI app that ``cristal serve`` runs.
 
 The HTTP layer sits beside the CLI at the top of the layers: every route
-authenticates the caller's API key and then calls the same service functions
+authenticates the caller (an API key, or the web app's session) and then calls the same service functions
 as the CLI, which authorize and audit as that employee. Handlers are plain
 ``def`` functions on purpose: the services are synchronous (SQLAlchemy,
 DBOS, the ``openai`` client), so FastAPI runs them in its thread pool and the
@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from cristal.config import Settings
 from cristal.db import Database
 from cristal.errors import CristalError
-from cristal.server import agents, approvals, audit, me, openai_api, research, runs, search, ui
+from cristal.server import agents, approvals, audit, conversations, me, openai_api, research, runs, search, signin, ui
 from cristal.server.envelope import Envelope
 from cristal.server.errors import install_error_handlers
 from cristal.server.openapi import install_openapi
@@ -54,9 +54,10 @@ def create_app(db: Database, settings: Settings, *, limits: Limits | None = None
     app.state.cristal = state
     install_error_handlers(app, on_not_found=lambda request, exc: _not_found(state, request, exc))
     install_openapi(app)
-    for module in (me, search, research, agents, runs, approvals, audit):
+    for module in (me, search, research, agents, conversations, runs, approvals, audit):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(openai_api.router, prefix="/v1")
+    app.include_router(signin.router)
     app.include_router(ui.router)
 
     @app.get("/healthz", include_in_schema=False)

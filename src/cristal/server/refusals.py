@@ -7,6 +7,11 @@
   guessing at, one of their keys); otherwise to the installation's records
   (``cristal audit`` without ``--org``). A request with no key at all is not
   recorded: that is every browser before sign-in.
+* A sign-in to the web app that does not go through (a bad or reused state,
+  another browser's answer, a code the provider refuses, an id token that
+  fails its checks) is recorded as ``session.create`` / ``deny`` in the
+  organization the sign-in was for (the installation's, when the state names
+  none), with the source address and the reason, under the failed-key limits.
 * A request by an authenticated employee for something their organization
   does not have (another organization's run or approval, an unknown
   deployment) is answered 404 as before and recorded as ``http.not_found`` /
@@ -32,10 +37,12 @@ from cristal.db import Database
 from cristal.errors import CristalError
 from cristal.identity.apikeys import ApiKeyRefused
 from cristal.identity.principal import Principal
+from cristal.identity.signin import SignInRefused
 
 log = logging.getLogger("cristal.server")
 
 FAILED_KEY = "apikey.authenticate"
+FAILED_SIGNIN = "session.create"
 NOT_FOUND = "http.not_found"
 
 
@@ -68,16 +75,26 @@ class Refusals:
         refused = exc if isinstance(exc, ApiKeyRefused) else None
         org_id, org_slug = (refused.org_id, refused.org_slug) if refused else (None, None)
         prefix = refused.prefix if refused else None
+        self._anonymous(request, FAILED_KEY, org_id, org_slug, f"apikey:{prefix}" if prefix else "apikey", "apikey",
+                        exc.message, request_id, {"method": request.method})
+
+    def failed_signin(self, request: Request, exc: SignInRefused, request_id: str) -> None:
+        """Record a sign-in that did not go through, in the organization it was for."""
+        self._anonymous(request, FAILED_SIGNIN, exc.org_id, exc.org_slug, "session", "session", exc.message, request_id, {})
+
+    def _anonymous(self, request: Request, action: str, org_id: int | None, org_slug: str | None, resource: str,
+                   counted: str, reason: str, request_id: str, details: dict[str, str]) -> None:
+        """Record a refusal of someone not signed in, limited per source address and per organization."""
         host, counted_as = source_of(request)
         where = f"org:{org_id}" if org_id is not None else "installation"
-        event = Event(org_id=org_id, org_slug=org_slug, actor=f"anonymous:{host}", action=FAILED_KEY,
-                      resource=f"apikey:{prefix}" if prefix else "apikey", reason=exc.message, request_id=request_id,
-                      details={"source": host, "method": request.method, "path": request.url.path[:200]})
+        event = Event(org_id=org_id, org_slug=org_slug, actor=f"anonymous:{host}", action=action, resource=resource,
+                      reason=reason, request_id=request_id,
+                      details={"source": host, **details, "path": request.url.path[:200]})
         buckets = [
-            Bucket(f"{FAILED_KEY}|{where}|source:{counted_as}", self.failed_keys_per_source, f"anonymous:{counted_as}",
-                   "apikey", "per source address"),
+            Bucket(f"{action}|{where}|source:{counted_as}", self.failed_keys_per_source, f"anonymous:{counted_as}",
+                   counted, "per source address"),
             # Addresses are cheap to change (and a local proxy's X-Forwarded-For is trusted): a ceiling for all of them.
-            Bucket(f"{FAILED_KEY}|{where}", self.failed_keys_per_org, "anonymous", "apikey",
+            Bucket(f"{action}|{where}", self.failed_keys_per_org, "anonymous", counted,
                    "for this organization" if org_id is not None else "for the installation"),
         ]
         self._record(event, buckets)

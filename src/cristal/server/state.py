@@ -17,6 +17,7 @@ from fastapi import Request
 
 from cristal.config import Settings
 from cristal.db import Database
+from cristal.identity.signin import ProviderDocuments
 from cristal.server.envelope import MAX_BODY_BYTES
 from cristal.server.errors import ApiError
 from cristal.server.refusals import Refusals
@@ -57,6 +58,7 @@ class ServerState:
     research_slots: threading.BoundedSemaphore = field(init=False)
     agent_turn_slots: threading.BoundedSemaphore = field(init=False)
     refusals: Refusals = field(init=False)
+    oidc_documents: ProviderDocuments = field(default_factory=ProviderDocuments)  # providers' discovery and keys
 
     def __post_init__(self) -> None:
         self.research_slots = threading.BoundedSemaphore(self.limits.research_concurrency)
@@ -105,12 +107,17 @@ def slot(slots: threading.BoundedSemaphore, busy: str) -> Iterator[None]:
 
     Refused rather than queued: a waiting request would hold a server thread too.
     """
-    if not slots.acquire(blocking=False):
-        raise ApiError(429, busy, headers={"Retry-After": "10"})
+    take_slot(slots, busy)
     try:
         yield
     finally:
         slots.release()
+
+
+def take_slot(slots: threading.BoundedSemaphore, busy: str) -> None:
+    """Take one of ``slots`` (the caller releases it, maybe from another thread); 429 as ``slot`` when none is free."""
+    if not slots.acquire(blocking=False):
+        raise ApiError(429, busy, headers={"Retry-After": "10"})
 
 
 def state_of(request: Request) -> ServerState:

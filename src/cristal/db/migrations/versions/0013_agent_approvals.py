@@ -8,7 +8,7 @@
 - ``conversations.pending_approval`` / ``pending_call``: the approval a conversation waits for, and the call.
 
 Revision ID: 0013_agent_approvals
-Revises: 0010_conversations
+Revises: 0015_web_sessions
 """
 
 import sqlalchemy as sa
@@ -17,7 +17,7 @@ from alembic import op
 import cristal.db.schema
 
 revision = "0013_agent_approvals"
-down_revision = "0010_conversations"
+down_revision = "0015_web_sessions"
 branch_labels = None
 depends_on = None
 
