@@ -269,6 +269,11 @@ class Conversation(Base):
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A write the model asked for that waits for a person (``agents.approvals``): the approval's id and the exact
+    # call. ``pending_approval`` is cleared by a compare-and-set when a turn takes the decided call up, so two
+    # continuations at once cannot both run it.
+    pending_approval: Mapped[str | None] = mapped_column(String(40))
+    pending_call: Mapped[dict | None] = mapped_column(JSON)
 
 
 class AgentTurn(Base):

@@ -74,6 +74,7 @@ POLICY: dict[str, Rule] = {
     "workflow.http": Rule.MEMBER,
     "workflow.python": Rule.MEMBER,  # only functions under CRISTAL_WORKFLOW_PYTHON_MODULES
     "workflow.approval.request": Rule.MEMBER,
+    "conversation.approval.request": Rule.MEMBER,
     "workflow.deploy": Rule.MEMBER,  # a new name; replacing or removing one is workflow.undeploy
     "workflow.undeploy": Rule.OWNER,  # the deployer or an admin
     "workflow.deployments": Rule.MEMBER,  # any member may see and start the organization's deployments
