@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     llm_embedding_model: str | None = None
     llm_timeout_seconds: float = Field(default=60.0, gt=0)
     llm_max_retries: int = Field(default=3, ge=0, le=10)
+    # The time an MCP server has to answer (connect, list its tools, run one tool) when an agent calls it or an
+    # admin lists its tools; a server that takes longer is a tool error, never a hung conversation.
+    mcp_timeout_seconds: float = Field(default=30.0, gt=0)
     # Live agent turns (`cristal chat`, streamed REST and OpenAI-compatible answers) ask the model to stream its
     # tokens; off for an endpoint that cannot stream (tool calls are then still shown as they happen).
     agent_stream_tokens: bool = True

@@ -252,3 +252,34 @@ def test_an_endpoint_that_cannot_stream_still_shows_tool_calls_live(company: Com
     kinds = [k for k, _ in events]
     assert kinds == ["tool_call.started", "tool_call.finished", "text", "citation", "done"]
     assert events[2][1] == {"text": events[-1][1]["answer"], "step": 2}
+
+
+def test_a_write_waits_for_an_approval_and_the_next_message_takes_it_up(client, company: Company, agent: str,  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+                                                                        model: ScriptedModel) -> None:
+    from cristal.agents import store
+    from cristal.agents.definition import load_agent_text
+    from cristal.testing.scripted_model import tool_call
+
+    hook = "http://127.0.0.1:9/hook"
+    store.create(company.db, load_agent_text(
+        "name: poster\ninstructions: Post notes.\nsharing: [group:engineering]\npolicy: {approve: always}\n"
+        f"tools:\n  - http: {{endpoints: [{{name: hook, url: '{hook}', method: POST}}]}}\n"), "acme", FIN)
+    store.publish(company.db, "acme", FIN, "poster")
+    eng = client(ENG)
+    model.push(tool_call("http", {"url": hook, "method": "POST", "json": {"note": "Lunch at noon"}}))
+    first = eng.post(BASE, json={"agent": "poster", "message": "Post 'Lunch at noon'."}).json()
+    cid, [call] = first["conversation_id"], first["tool_calls"]
+    assert first["status"] == "needs_approval" and call["status"] == "needs_approval"
+    early = eng.post(f"{BASE}/{cid}/messages", json={"message": "Go on."})
+    assert early.status_code == 400 and "waits for approval" in error_of(early)["message"]
+
+    assert client(ADMIN).post(f"/api/v1/approvals/{call['approval_id']}/approve").status_code == 200
+    model.push(text("Done."))
+    after = eng.post(f"{BASE}/{cid}/messages", json={"message": "Go on."}).json()
+    taken = after["tool_calls"][0]
+    # The approved call ran through the http action (whose network policy refuses a loopback address here).
+    assert (taken["name"], taken["approval_id"], after["answer"]) == ("http", call["approval_id"], "Done.")
+    assert taken["status"] == "error" and after["status"] == "answered"
+    model.push(text("Nothing more."))
+    again = eng.post(f"{BASE}/{cid}/messages", json={"message": "Anything else?"}).json()
+    assert again["tool_calls"] == []  # taken up once

@@ -11,6 +11,12 @@ conversation (new, or the next turn of an existing one) and all the turn's
 messages in one transaction, so a turn that failed (the model, a budget) leaves
 nothing behind. Each message is the OpenAI-format message the model saw; a
 turn's answer also carries the turn's tool calls, citations, tokens and cost.
+
+A turn that stopped at a call waiting for a person keeps the call on the
+conversation (``pending_approval``, ``pending_call``). Going on takes it up once:
+``take_up`` clears ``pending_approval`` by a compare-and-set (so two continuations
+at once cannot both run it) and ``settle`` stores the call's result as the end of
+the interrupted turn. Deleting a conversation cancels the approval it waits for.
 """
 
 from __future__ import annotations
@@ -20,20 +26,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from cristal.agents import analytics
-from cristal.agents.runtime import TurnResult
+from cristal.agents.runtime import ToolCallRecord, TurnResult
 from cristal.db import Database
 from cristal.db.schema import AgentTurn, Conversation, ConversationMessage, Organization, utcnow
+from cristal.durable import approvals
+from cristal.durable.store import rows_changed
 from cristal.errors import AccessDenied, InvalidInput, NotFound
 from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, member, org_by_slug
 from cristal.identity.principal import Principal
 
 __all__ = ["EXPORT_FORMAT", "History", "as_markdown", "delete_conversation", "export", "history", "list_conversations",
-           "purge", "rate", "record_turn", "rename", "retention", "show"]
+           "purge", "rate", "record_turn", "rename", "retention", "settle", "show", "take_up"]
 
 EXPORT_FORMAT = "cristal.conversation/1"
 TITLE_MAX = 200
@@ -48,6 +56,8 @@ class History:
     version: int
     messages: list[dict[str, Any]]
     turn: int
+    pending_approval: str | None = None  # the approval the conversation waits for
+    pending_call: dict[str, Any] | None = None  # the call it holds (set, without the above: taken up, unsettled)
 
 
 def _owned(s: Session, org: Organization, principal: Principal, conversation_id: str, action: str,
@@ -67,6 +77,7 @@ def _owned(s: Session, org: Organization, principal: Principal, conversation_id:
 def _summary(conv: Conversation) -> dict[str, Any]:
     return {"conversation_id": conv.id, "agent": conv.agent_slug, "version": conv.agent_version, "title": conv.title,
             "owner": conv.user_email, "turns": conv.turns, "tokens": conv.tokens, "cost_usd": round(conv.cost_usd, 6),
+            "pending_approval": conv.pending_approval,
             "created_at": conv.created_at.isoformat(), "updated_at": conv.updated_at.isoformat()}
 
 
@@ -81,7 +92,34 @@ def history(db: Database, org_slug: str, email: str, conversation_id: str) -> Hi
         org, principal = member(s, org_slug, email)
         conv = _owned(s, org, principal, conversation_id, "conversation.read", details={"for": "continue"})
         return History(conv.id, conv.agent_slug, conv.agent_version, [dict(m.content) for m in _messages(s, conv)],
-                       conv.turns + 1)
+                       conv.turns + 1, conv.pending_approval, dict(conv.pending_call) if conv.pending_call else None)
+
+
+def take_up(db: Database, org_slug: str, email: str, conversation_id: str, approval_id: str) -> bool:
+    """Claim the decided call the caller's conversation holds; False when another continuation claimed it first."""
+    with db.session() as s:
+        org, principal = member(s, org_slug, email)
+        conv = _owned(s, org, principal, conversation_id, "conversation.write",
+                      details={"change": "take up approved call", "approval_id": approval_id})
+        return rows_changed(s.execute(update(Conversation).where(Conversation.id == conv.id,
+                                                                 Conversation.pending_approval == approval_id)
+                                      .values(pending_approval=None))) == 1
+
+
+def settle(db: Database, org_slug: str, email: str, conversation_id: str, message: dict[str, Any],
+           record: ToolCallRecord) -> None:
+    """Store the taken-up call's result as the last message of the turn it interrupted, and forget the call."""
+    with db.session() as s:
+        org, principal = member(s, org_slug, email)
+        conv = _owned(s, org, principal, conversation_id, "conversation.write",
+                      details={"change": "settle call", "status": record.status, "approval_id": record.approval_id})
+        s.execute(select(Conversation.id).where(Conversation.id == conv.id).with_for_update())
+        seq = s.scalar(select(func.max(ConversationMessage.seq)).where(ConversationMessage.conversation_id == conv.id)) or 0
+        s.add(ConversationMessage(conversation_id=conv.id, seq=seq + 1, turn=conv.turns, role="tool", content=message,
+                                  created_at=utcnow(), tool_calls=[record.as_dict()], citations=None, tokens=0,
+                                  cost_usd=0.0))
+        conv.pending_call = None
+        conv.updated_at = utcnow()
 
 
 def _title(title: str) -> str:
@@ -131,6 +169,8 @@ def record_turn(db: Database, org_slug: str, email: str, result: TurnResult, que
         analytics.add_turn(s, org.id, result.agent, result.version, "conversation", result, user_id=principal.user_id,
                            conversation_id=conv.id, turn=turn)
         conv.turns = turn
+        conv.pending_approval = result.pending["approval_id"] if result.pending else None
+        conv.pending_call = result.pending
         conv.tokens += result.tokens
         conv.cost_usd += result.cost_usd
         conv.updated_at = now
@@ -266,8 +306,10 @@ def delete_conversation(db: Database, org_slug: str, email: str, conversation_id
     with db.session() as s:
         org, principal = member(s, org_slug, email)
         conv = _owned(s, org, principal, conversation_id, "conversation.delete")
-        _delete(s, [conv.id])
-        return {"conversation_id": conv.id, "deleted": True}
+        cid = conv.id
+        _delete(s, [cid])
+    approvals.cancel_for(db, "conversation", [cid], "the conversation was deleted")
+    return {"conversation_id": cid, "deleted": True}
 
 
 def _check_days(days: int) -> int:
@@ -313,4 +355,6 @@ def purge(db: Database, org_slug: str, days: int | None = None, *, email: str | 
                 details={"days": keep, "deleted": len(ids)})
         if ids:
             _delete(s, ids)
-        return {"org": org.slug, "retention_days": keep, "deleted": len(ids)}
+        slug = org.slug
+    approvals.cancel_for(db, "conversation", ids, "the conversation was purged")
+    return {"org": slug, "retention_days": keep, "deleted": len(ids)}

@@ -12,10 +12,17 @@ passages the tools returned (``agents.citations``).
 Untrusted content cannot act: a ``write`` or ``destructive`` call whose
 arguments carry text that came from a tool result since the user's message
 (``agents.provenance``) — or any such call when the agent's policy is
-``always`` — is not run. Its status is ``refused`` with the reason; a
-waiting approval for agent calls is not wired yet (the approvals table
-belongs to workflow runs). Every tool call leaves an ``agent.tool`` audit
-record, whatever its outcome, besides the records the actions write.
+``always`` — is not run. In a stored conversation (``TurnContext.stored``) it
+waits for a person: the turn asks for an approval of exactly that call
+(``agents.approvals``), answers the model's other calls of that step with a
+refusal, and ends with status ``needs_approval`` and the call in
+``TurnResult.pending`` for the conversation to keep. When the conversation goes
+on, ``run_decided`` runs the approved call once (or tells the model it was
+refused) and ``run_turn`` continues with ``carry_untrusted``: the interrupted
+turn's tool results stay untrusted. A stateless turn (nothing stored, nothing
+could go on) refuses the call, with the reason. Every tool call leaves an
+``agent.tool`` audit record, whatever its outcome, besides the records the
+actions write.
 
 Tool-call idempotency keys are ``CONVERSATION:TURN:STEP.CALL``. ``run_workflow`` and ``operate`` start a
 durable run (``agents.runs``); one that stops at an approval makes the call ``needs_approval`` with its id.
@@ -42,8 +49,10 @@ from typing import Any, ClassVar, Literal
 
 from cristal.actions.base import ActionContext, ActionError, check_size
 from cristal.actions.registry import Registry, build_registry
+from cristal.agents import approvals
 from cristal.agents.allowed import check_agent
 from cristal.agents.citations import Citation, Passage, cite, settled
+from cristal.agents.mcp_tools import mcp_tools
 from cristal.agents.provenance import Provenance
 from cristal.agents.tools import WAITING_FOR_APPROVAL, Tool, build_tools
 from cristal.audit.log import write_audit
@@ -65,7 +74,8 @@ class ToolConfig:
     """A tool of the agent: its name (``search_knowledge``, ``sql``, ``http``, ``research``) and options.
 
     Options: ``sql``: ``{"source": NAME}``; ``http``: ``{"endpoints": [URL_PREFIX, ...]}``;
-    ``search_knowledge``: optional ``{"mode": "hybrid"|"keyword"|"dense"}``.
+    ``search_knowledge``: optional ``{"mode": "hybrid"|"keyword"|"dense"}``; ``mcp`` (may come more than once):
+    ``{"server": NAME, "tools": [TOOL, ...]}``, a server the organization registered.
     """
 
     name: str
@@ -80,7 +90,8 @@ class AgentConfig:
     The knowledge scope (``sources``, ``paths``: folder prefixes within a source) narrows what
     ``search_knowledge`` finds; it never widens the caller's access. ``tags`` is not supported yet (a
     non-empty value is refused). ``approve``: ``untrusted`` stops write/destructive calls whose arguments
-    carry untrusted text, ``always`` stops every write/destructive call.
+    carry untrusted text, ``always`` stops every write/destructive call; ``approvers`` decide them (see
+    ``agents.approvals``; empty: the organization's admins).
     """
 
     slug: str
@@ -96,6 +107,7 @@ class AgentConfig:
     tags: tuple[str, ...] = ()
     tools: tuple[ToolConfig, ...] = ()
     approve: Literal["untrusted", "always"] = "untrusted"
+    approvers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,6 +124,9 @@ class TurnContext:
     # False when nobody wrote the message (a workflow's `agent` step templates it from earlier steps' outputs):
     # its text is then untrusted like a tool result's, so it cannot steer a write or destructive call.
     trusted_message: bool = True
+    # The turn is kept in a stored conversation, so a call can wait for an approval and the conversation go on
+    # after it; False (the stateless ways in): such a call is refused.
+    stored: bool = False
 
     @property
     def org_id(self) -> int:
@@ -154,6 +169,12 @@ class TurnResult:
     messages: list[dict[str, Any]]  # this turn's messages (user, assistant, tool), for the conversation's store
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # The call the turn stopped at, waiting for approval ``approval_id`` (the conversation keeps it), or None.
+    pending: dict[str, Any] | None = None
+
+    @property
+    def status(self) -> Literal["answered", "needs_approval"]:
+        return "needs_approval" if self.pending else "answered"
 
     def usage(self) -> dict[str, Any]:
         """The turn's usage over all its model calls: ``prompt_tokens``, ``completion_tokens``, ``total_tokens``, ``cost_usd``."""
@@ -161,9 +182,9 @@ class TurnResult:
                 "total_tokens": self.prompt_tokens + self.completion_tokens, "cost_usd": self.cost_usd}
 
     def as_dict(self) -> dict[str, Any]:
-        """The ``ask`` shape of DESIGN.md, plus ``tokens``, ``cost_usd`` and ``usage``."""
+        """The ``ask`` shape of DESIGN.md, plus ``status``, ``tokens``, ``cost_usd`` and ``usage``."""
         return {"agent": self.agent, "version": self.version, "conversation_id": self.conversation_id,
-                "answer": self.answer, "citations": [c.as_dict() for c in self.citations],
+                "status": self.status, "answer": self.answer, "citations": [c.as_dict() for c in self.citations],
                 "tool_calls": [c.as_dict() for c in self.tool_calls], "tokens": self.tokens, "cost_usd": self.cost_usd,
                 "usage": self.usage()}
 
@@ -237,34 +258,68 @@ def _system(agent: AgentConfig) -> str:
     return "\n\n".join(line for line in lines if line)
 
 
-def run_turn(ctx: TurnContext, agent: AgentConfig, history: Sequence[dict[str, Any]], user_message: str,
-             on_event: OnEvent | None = None) -> TurnResult:
+def _tools(ctx: TurnContext, agent: AgentConfig) -> dict[str, Tool]:
+    if agent.tags:
+        raise InvalidInput(f"agent {agent.slug!r}: a knowledge scope by tags is not supported yet; use sources and paths")
+    tools = build_tools(ctx.registry or build_registry(), tuple((t.name, t.options) for t in agent.tools if t.name != "mcp"))
+    # MCP tools come from the organization's registered servers (agents.mcp_tools), as the caller's organization.
+    tools.update(mcp_tools(ctx.db, ctx.principal, [t.options for t in agent.tools if t.name == "mcp"], taken=tools))
+    return tools
+
+
+def run_turn(ctx: TurnContext, agent: AgentConfig, history: Sequence[dict[str, Any]], user_message: str | None,
+             on_event: OnEvent | None = None, *, carry_untrusted: bool = False,
+             earlier: Sequence[ToolCallRecord] = ()) -> TurnResult:
     """One turn: ``history`` (earlier OpenAI-format messages, without the system prompt), then ``user_message``.
 
     ``on_event`` is called (on this thread) with each event of the turn as it happens, ``TurnDone`` last;
     a turn that fails raises as without it, after the events of what did happen.
+    ``user_message`` may be ``None`` only to go on after a decided call (``history`` then ends with its result).
+    ``carry_untrusted``: the tool results after the last user message in ``history`` (an interrupted turn's) stay
+    untrusted, and that message trusted. ``earlier``: calls already settled for this turn (listed first).
     """
-    if agent.tags:
-        raise InvalidInput(f"agent {agent.slug!r}: a knowledge scope by tags is not supported yet; use sources and paths")
     if agent.max_steps < 1:
         raise InvalidInput(f"agent {agent.slug!r}: max_steps must be at least 1")
-    if not user_message.strip():
+    if user_message is None:
+        if not history or history[-1].get("role") != "tool":
+            raise InvalidInput("empty message")
+    elif not user_message.strip():
         raise InvalidInput("empty message")
-    tools = build_tools(ctx.registry or build_registry(), tuple((t.name, t.options) for t in agent.tools))
+    tools = _tools(ctx, agent)
     # What the organization allows now, not only when the agent was published.
     check_agent(ctx.db, ctx.settings, ctx.org_id, agent.slug, agent.model, ((t.name, t.options) for t in agent.tools))
     gateway = ctx.gateway or Gateway(ctx.settings, ctx.db)
     try:
-        return _Turn(ctx, agent, tools, gateway, on_event).run(list(history), user_message)
+        turn = _Turn(ctx, agent, tools, gateway, on_event)
+        turn.calls.extend(earlier)
+        if carry_untrusted or user_message is None:
+            turn.carry(history)
+        return turn.run(list(history), user_message)
     finally:
         if ctx.gateway is None:
             gateway.close()
 
 
+def run_decided(ctx: TurnContext, agent: AgentConfig, decided: approvals.DecidedCall,
+                on_event: OnEvent | None = None) -> tuple[dict[str, Any], ToolCallRecord]:
+    """Take up a call a person decided: run exactly the approved call once (as the caller), or refuse it.
+
+    Returns the tool message that answers the model's call and its record (with the approval's id).
+    """
+    turn = _Turn(ctx, agent, _tools(ctx, agent), None, on_event)
+    call = ToolCall(decided.tool_call_id, decided.name, decided.arguments)
+    if decided.approved:
+        turn._emit(ToolCallStarted(call.id, call.name, call.arguments))
+        result = turn.call(call, decided.key, approval_id=decided.approval_id)
+    else:
+        result = turn.record(call, decided.key, "refused", decided.refusal(), decided.approval_id)
+    return tool_message(call, result or {}), turn.calls[-1]
+
+
 class _Turn:
     """The state of one turn: messages, provenance, passages, usage."""
 
-    def __init__(self, ctx: TurnContext, agent: AgentConfig, tools: dict[str, Tool], gateway: Gateway,
+    def __init__(self, ctx: TurnContext, agent: AgentConfig, tools: dict[str, Tool], gateway: Gateway | None,
                  on_event: OnEvent | None = None) -> None:
         self.ctx, self.agent, self.tools, self.gateway = ctx, agent, tools, gateway
         self.on_event = on_event
@@ -281,20 +336,33 @@ class _Turn:
         self.tokens = 0
         self.cost = 0.0
         self.searcher: Searcher | None = None
+        self.pending: dict[str, Any] | None = None
         scope = (agent.sources, agent.paths)
         self.scope = Scope(*scope) if any(scope) else None
 
-    def run(self, history: list[dict[str, Any]], user_message: str) -> TurnResult:
+    def carry(self, history: Sequence[dict[str, Any]]) -> None:
+        """Keep an interrupted turn's provenance: its user message trusted, its tool results untrusted."""
+        last_user = max((i for i, m in enumerate(history) if m.get("role") == "user"), default=-1)
+        if last_user >= 0:
+            self.provenance.trust(str(history[last_user].get("content") or ""))
+        for m in history[last_user + 1:]:
+            if m.get("role") == "tool":
+                self.provenance.distrust(str(m.get("content") or ""))
+
+    def run(self, history: list[dict[str, Any]], user_message: str | None) -> TurnResult:
         agent, ctx = self.agent, self.ctx
         self.provenance.trust(agent.instructions)
-        if ctx.trusted_message:
-            self.provenance.trust(user_message)
-        else:
-            self.provenance.distrust(user_message)
+        new: list[dict[str, Any]] = []
+        if user_message is not None:
+            if ctx.trusted_message:
+                self.provenance.trust(user_message)
+            else:
+                self.provenance.distrust(user_message)
+            new.append({"role": "user", "content": user_message})
         self.provenance.trust(json.dumps([dict(t.options) for t in agent.tools], default=str))
-        new: list[dict[str, Any]] = [{"role": "user", "content": user_message}]
         messages = [{"role": "system", "content": _system(agent)}, *history, *new]
         definitions = [t.definition() for t in self.tools.values()] or None
+        self.provenance.trust(json.dumps(definitions or [], ensure_ascii=False))
         for step in range(1, agent.max_steps + 1):
             self.step = step
             self._check_budget()
@@ -309,10 +377,22 @@ class _Turn:
             if not result.tool_calls:
                 return self._finish(result.text, new)
             for k, call in enumerate(result.tool_calls, start=1):
+                key = f"{ctx.conversation_id}:{ctx.turn}:{step}.{k}"
                 self._emit(ToolCallStarted(call.id, call.name, call.arguments))
-                reply = tool_message(call, self._call(call, f"{ctx.conversation_id}:{ctx.turn}:{step}.{k}"))
+                out: dict[str, Any] | None
+                if self.pending is not None:
+                    # One call waits per turn; the model asks again for the others once the conversation goes on.
+                    out = self.record(call, key, "refused", "not run: the conversation waits for a person to approve "
+                                      f"an earlier call (approval {self.pending['approval_id']}); ask again afterwards")
+                else:
+                    out = self.call(call, key)
+                if out is None:  # waits for its approval: answered when the conversation goes on
+                    continue
+                reply = tool_message(call, out)
                 messages.append(reply)
                 new.append(reply)
+            if self.pending is not None:
+                return self._wait(new)
         raise TurnStopped(f"agent {agent.slug!r} used its {agent.max_steps} steps (max_steps) without answering; "
                           "the model kept calling tools")
 
@@ -323,6 +403,7 @@ class _Turn:
     def _ask_model(self, messages: list[dict[str, Any]], definitions: list[dict[str, Any]] | None, step: int) -> ChatResult:
         """One model call; streamed into ``text`` and ``citation`` events when someone listens."""
         ctx = self.ctx
+        assert self.gateway is not None  # only run_decided has none, and it asks no model
         options: dict[str, Any] = {"tools": definitions, "model": self.agent.model, "lenient_tool_arguments": True,
                                    "request_id": f"{ctx.conversation_id}:{ctx.turn}:{step}"}
         if self.on_event is None or not ctx.settings.agent_stream_tokens:
@@ -372,51 +453,93 @@ class _Turn:
             self._emit(TurnDone(result))
         return result
 
+    def _wait(self, new: list[dict[str, Any]]) -> TurnResult:
+        pending = self.pending or {}
+        answer = (f"This needs a person's approval before it runs: {pending['name']} "
+                  f"{json.dumps(pending['arguments'], ensure_ascii=False, default=str)[:500]} "
+                  f"(approval {pending['approval_id']}, approvers: {', '.join(pending['approvers'])}). "
+                  "Continue this conversation once it is decided.")
+        result = TurnResult(self.agent.slug, self.agent.version, self.ctx.conversation_id, answer, [], self.calls,
+                            self.tokens, round(self.cost, 6), new, self.tokens_in, self.tokens_out, pending=self.pending)
+        if self.on_event is not None:
+            self._emit(TextDelta(answer, self.step))
+            self._emit(TurnDone(result))
+        return result
+
     # ------------------------------------------------------------------
     # Tool calls
 
-    def _call(self, call: ToolCall, key: str) -> dict[str, Any]:
-        """Run (or refuse) one call; returns what the model is told."""
+    def call(self, call: ToolCall, key: str, approval_id: str | None = None) -> dict[str, Any] | None:
+        """Run (or refuse) one call; returns what the model is told, or ``None`` when the call waits for a person.
+
+        ``approval_id``: a person approved exactly this call, so the untrusted-content rule has been applied.
+        """
         tool = self.tools.get(call.name)
         if tool is None:
-            return self._done(call, key, "error", f"unknown tool {call.name!r}; the tools are: {', '.join(self.tools) or 'none'}")
+            return self.record(call, key, "error", f"unknown tool {call.name!r}; the tools are: {', '.join(self.tools) or 'none'}",
+                               approval_id)
         if call.malformed:
-            return self._done(call, key, "error", call.malformed + "; send the arguments as one JSON object")
+            return self.record(call, key, "error", call.malformed + "; send the arguments as one JSON object")
         try:
             spec = tool.spec(call.arguments)
         except InvalidInput as exc:
-            return self._done(call, key, "error", exc.message)
-        if tool.effect != "read":
+            return self.record(call, key, "error", exc.message, approval_id)
+        if tool.effect != "read" and approval_id is None:
             untrusted = self.provenance.untrusted_in(call.arguments)
-            if untrusted or self.agent.approve == "always":
+            unvouched = self.provenance.unvouched_in(call.arguments) if self.provenance.tainted and not untrusted else []
+            if untrusted or unvouched or self.agent.approve == "always":
                 why = (f"its arguments carry text from tool results ({', '.join(repr(u) for u in untrusted)})" if untrusted
+                       else f"after reading tool results its arguments say what no trusted text said "
+                            f"({', '.join(repr(u) for u in unvouched)})" if unvouched
                        else "this agent's policy asks a person to approve every write")
-                return self._done(call, key, "refused",
-                                  f"not run: {call.name} is a {tool.effect} tool and {why}; a person must make this request")
+                return self._stop(call, key, tool, why)
         try:
             output = self._search(spec, key) if tool.name == "search_knowledge" else self._action(tool, spec, key)
         except AccessDenied as exc:
-            return self._done(call, key, "refused", exc.message)
+            return self.record(call, key, "refused", exc.message, approval_id)
         except CristalError as exc:  # ActionError and the one-line errors the layers below raise
-            return self._done(call, key, "error", exc.message)
+            return self.record(call, key, "error", exc.message, approval_id)
         # What a tool returned is untrusted from here on, whatever it says.
         self.provenance.distrust(json.dumps(output, ensure_ascii=False, default=str))
         if isinstance(output, dict) and output.get("status") == WAITING_FOR_APPROVAL:  # a run the tool started stopped for one
-            self._done(call, key, "needs_approval", "", approval_id=str(output.get("approval_id")))
+            self.record(call, key, "needs_approval", f"run {output.get('run_id')} waits for approval {output.get('approval_id')} "
+                        f"by {', '.join(output.get('approvers') or [])}", str(output.get("approval_id")))
             return {"status": "needs_approval", "output": output}
-        self._done(call, key, "ok", "")
+        self.record(call, key, "ok", "", approval_id)
         return {"status": "ok", "output": output}
 
-    def _done(self, call: ToolCall, key: str, status: Status, message: str, approval_id: str | None = None) -> dict[str, Any]:
+    def _stop(self, call: ToolCall, key: str, tool: Tool, why: str) -> dict[str, Any] | None:
+        """A write that needs a person: an approval in a stored conversation, a refusal in a stateless turn."""
+        ctx = self.ctx
+        if not ctx.stored:
+            return self.record(call, key, "refused", f"not run: {call.name} is a {tool.effect} tool and {why}; this "
+                               "conversation is not stored, so it cannot wait for an approval: a person must make "
+                               "this request")
+        exact = {"id": call.id, "name": call.name, "effect": tool.effect, "arguments": call.arguments, "reason": why}
+        try:
+            approval_id, approvers = approvals.request_call(
+                ctx.db, ctx.principal, conversation_id=ctx.conversation_id, key=key, agent=self.agent.slug,
+                version=self.agent.version, call=exact, approvers=self.agent.approvers)
+        except InvalidInput as exc:
+            return self.record(call, key, "refused", f"not run: {call.name} is a {tool.effect} tool and {why}; {exc.message}")
+        self.pending = {**exact, "approval_id": approval_id, "approvers": approvers, "key": key, "turn": ctx.turn}
+        self.record(call, key, "needs_approval", f"{call.name} is a {tool.effect} tool and {why}: it waits for "
+                    f"approval {approval_id} by {', '.join(approvers)}", approval_id)
+        return None
+
+    def record(self, call: ToolCall, key: str, status: Status, message: str,
+               approval_id: str | None = None) -> dict[str, Any]:
+        """Keep and audit one call's outcome; returns what the model is told."""
         ctx = self.ctx
         record = ToolCallRecord(call.name, call.arguments, status, message, approval_id)
         self.calls.append(record)
         details = {"tool": call.name, "arguments": json.dumps(call.arguments, ensure_ascii=False, default=str)[:4000],
-                   "status": status, "conversation_id": ctx.conversation_id, "version": self.agent.version}
+                   "status": status, "conversation_id": ctx.conversation_id, "version": self.agent.version,
+                   **({"approval_id": approval_id} if approval_id else {})}
         with ctx.db.session() as s:
             write_audit(s, principal=ctx.principal, action="agent.tool",
                         resource=Resource(kind="agent", org_id=ctx.org_id, id=self.agent.slug, org_slug=ctx.org),
-                        decision="deny" if status == "refused" else "allow", reason=message[:500] or status,
+                        decision="allow" if status in ("ok", "error") else "deny", reason=message[:500] or status,
                         request_id=key, details=details)
         self._emit(ToolCallFinished(call.id, record))
         return {"status": status, "error" if status == "error" else "reason": message}

@@ -256,7 +256,9 @@ def agent_policy(org: str = ORG, as_email: str = typer.Option(..., "--as", help=
 
 @app.command("ask")
 def ask_command(agent: str = typer.Argument(..., help="AGENT or AGENT@VERSION (a pinned version)."),
-                question: str = typer.Argument(..., help="The question."), org: str = ORG, as_email: str = AS,
+                question: str | None = typer.Argument(
+                    None, help="The question (may be left out to go on with a conversation after an approval)."),
+                org: str = ORG, as_email: str = AS,
                 conversation: str | None = typer.Option(
                     None, "--conversation", help="Continue this conversation of yours (default: start a new one)."),
                 json_out: bool = JSON) -> None:
@@ -274,6 +276,12 @@ def ask_command(agent: str = typer.Argument(..., help="AGENT or AGENT@VERSION (a
     show_text(doc["answer"])
     for c in doc["citations"]:
         show("  [{}] {}: “{}”", c["n"], c["uri"], c["quote"])
+    if doc.get("status") == "needs_approval":
+        waiting = next(c["approval_id"] for c in doc["tool_calls"] if c["status"] == "needs_approval")
+        show("[yellow]waiting for approval {}[/]: an approver runs `cristal approvals approve {} --as EMAIL`; then go on "
+             "with `cristal ask {} --conversation {} --org {} --as {}`", waiting, waiting, agent, doc["conversation_id"],
+             org, as_email)
+        return
     show("[dim]conversation {} (continue it with --conversation)[/]", doc["conversation_id"])
 
 

@@ -74,6 +74,7 @@ POLICY: dict[str, Rule] = {
     "workflow.http": Rule.MEMBER,
     "workflow.python": Rule.MEMBER,  # only functions under CRISTAL_WORKFLOW_PYTHON_MODULES
     "workflow.approval.request": Rule.MEMBER,
+    "conversation.approval.request": Rule.MEMBER,
     "workflow.deploy": Rule.MEMBER,  # a new name; replacing or removing one is workflow.undeploy
     "workflow.undeploy": Rule.OWNER,  # the deployer or an admin
     "workflow.deployments": Rule.MEMBER,  # any member may see and start the organization's deployments
@@ -104,6 +105,10 @@ POLICY: dict[str, Rule] = {
     "conversation.rate": Rule.SELF,  # thumbs up or down on an answer: only the conversation's owner
     "conversation.retention": Rule.ADMIN,  # the organization's retention in days (read and change)
     "conversation.purge": Rule.ADMIN,  # delete every conversation older than the retention, whoever owns it
+    # MCP servers: an admin registers them and chooses their tools; agents call those tools as the caller
+    "mcp.manage": Rule.ADMIN,  # add, remove, list a server's tools, allow tools and set their effect classes
+    "mcp.list": Rule.MEMBER,  # the organization's servers and allowed tools (how to reach them: admins only)
+    "mcp.call": Rule.MEMBER,  # an allowed tool of a registered server, called by an agent as the caller
 }
 
 # Actions the installation principal may take: managing the installation, not reading data.

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI, Request
+from starlette.routing import Route
 
 from cristal.config import Settings
 from cristal.db import Database
@@ -22,19 +23,22 @@ from cristal.errors import CristalError
 from cristal.server import agents, approvals, audit, conversations, me, openai_api, research, runs, search, signin, ui
 from cristal.server.envelope import Envelope
 from cristal.server.errors import install_error_handlers
+from cristal.server.mcp import McpEndpoint
 from cristal.server.openapi import install_openapi
 from cristal.server.state import Limits, ServerState
 
 
 def create_app(db: Database, settings: Settings, *, limits: Limits | None = None) -> FastAPI:
-    """The whole HTTP surface: ``/api/v1`` (REST), ``/v1`` (OpenAI-compatible) and the web UI at ``/``."""
+    """The whole HTTP surface: ``/api/v1`` (REST), ``/v1`` (OpenAI-compatible), ``/mcp`` (MCP) and the web UI at ``/``."""
     state = ServerState(db, settings, limits or Limits())
+    mcp_endpoint = McpEndpoint(state)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         sweeper = asyncio.create_task(state.refusals.sweep_periodically())
         try:
-            yield
+            async with mcp_endpoint.manager.run():  # the MCP transport's task group lives as long as the server
+                yield
         finally:
             sweeper.cancel()
             with suppress(asyncio.CancelledError):
@@ -59,6 +63,9 @@ def create_app(db: Database, settings: Settings, *, limits: Limits | None = None
     app.include_router(openai_api.router, prefix="/v1")
     app.include_router(signin.router)
     app.include_router(ui.router)
+    # An ASGI app, not a FastAPI route: the MCP SDK's transport speaks HTTP itself (JSON-RPC over POST). POST only:
+    # the server is stateless, so there is no stream to GET (it would stay open, idle) and no session to DELETE.
+    app.router.routes.append(Route("/mcp", endpoint=mcp_endpoint, methods=["POST"], include_in_schema=False))
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
