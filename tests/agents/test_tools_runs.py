@@ -100,12 +100,12 @@ def test_run_workflow_starts_the_deployed_workflow_as_the_caller(erp, who, tmp_p
     cfg = analyst(ToolConfig("run_workflow", {"workflow": "sign-off"}))
     call = tool_call("run_workflow", {"inputs": {"amount": 120}})
     with ScriptedModel([call, call, text("Started.")]) as model:
-        result = turn(erp, who(MEMBER), settings_for(model, tmp_path), cfg, "file it")
+        result = turn(erp, who(MEMBER), settings_for(model, tmp_path), cfg, "file my 120 EUR claim")
         offered = model.chat_requests[0].json["tools"][0]["function"]
         outputs = [r.get("output", r) for r in results(model.chat_requests[-1].json)]
     assert "sign-off" in offered["description"] and set(offered["parameters"]["properties"]) == {"inputs"}
     # No worker runs here: the run is queued, and each call of the turn starts its own (its own idempotency key).
-    assert [c.status for c in result.tool_calls] == ["ok", "ok"], result.tool_calls
+    assert [c.status for c in result.tool_calls] == ["ok", "ok"], [c.message for c in result.tool_calls]
     assert outputs[0]["status"] == "queued" and outputs[0]["workflow"] == "sign-off" and "cristal worker" in outputs[0]["note"]
     with erp.session() as s:
         runs = {r.id: r for r in s.scalars(select(WorkflowRun))}
@@ -130,7 +130,7 @@ def test_a_run_stopped_at_its_approval_is_needs_approval_with_the_id(erp, who, t
                                                                     "worker_poll_seconds": 0.05})
         launch(erp, settings, kind="worker", worker_concurrency=2)  # this process works the queue, as `cristal worker`
         try:
-            result = turn(erp, who(MEMBER), settings, cfg, "file it")
+            result = turn(erp, who(MEMBER), settings, cfg, "file my 120 EUR claim")
             output = results(model.chat_requests[-1].json)[-1]
         finally:
             shutdown()
