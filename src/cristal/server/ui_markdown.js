@@ -1,6 +1,6 @@
 "use strict";
 // A safe subset of Markdown for model answers, built as DOM nodes: every piece of the model's text becomes a
-// text node, so markup in an answer (<img onerror=...>, <script>) is shown as the characters it is and never
+// text node, so markup in an answer (an img with onerror, a script element) is shown as the characters it is and never
 // parsed as HTML. Supported: paragraphs, headings, bullet and numbered lists, block quotes, fenced code,
 // `code`, **bold**, *italic*, [links](https://...) (http, https and mailto only) and citation markers [n].
 

@@ -1,0 +1,212 @@
+"""Chat in the web app, in a real headless Chromium against the live server and a scripted model on loopback.
+
+A person signs in, picks an agent, asks, watches the tool call and the streamed
+answer, opens citation [1], and works with the conversation list (search,
+regenerate, rename, export, delete, stop). A model answer full of markup renders
+as inert text. The interface speaks Japanese and German, and Enter while an
+input method is composing does not send.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cristal.testing.scripted_model import Reply, ScriptedModel, text
+from tests.server.conftest import IBAN, Company, LiveServer, person, wait_for
+from tests.server.test_agents_api import QUESTION, SEARCH, _cited_answer, agent, model, settings
+
+__all__ = ["agent", "model", "settings"]  # fixtures shared with the agents API's tests
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+FIN = person("fin", "acme")
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+# Set to write the screenshot docs/web-app.md shows (scripts/screenshots.sh does).
+SCREENSHOTS = os.environ.get("CRISTAL_DOCS_SCREENSHOTS") == "1"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from cristal.operator import chromium
+
+    with chromium() as b:
+        yield b
+
+
+class Page:
+    """A signed-in browser page in its own context, collecting the page's errors."""
+
+    def __init__(self, browser: Any, live: LiveServer, key: str, locale: str = "en-US") -> None:
+        self.context = browser.new_context(locale=locale, accept_downloads=True, viewport={"width": 1200, "height": 800})
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.goto(live.url + "/")
+        self.page.locator("#key").fill(key)
+        self.page.locator("#signin-form button").click()
+        self.page.get_by_text(f"{FIN} · acme").wait_for()
+
+    def ask(self, question: str) -> None:
+        self.page.locator("#chat-input").fill(question)
+        self.page.locator("#send").click()
+
+    def close(self) -> None:
+        self.context.close()
+        # Before sign-in the page asks /api/v1/me for a session cookie; without one that is a 401, logged by Chromium.
+        assert [e for e in self.errors if "status of 401" not in e] == []
+
+
+def _conversations(company: Company) -> list[str]:
+    from cristal.agents import conversations
+
+    return [c["conversation_id"] for c in conversations.list_conversations(company.db, "acme", FIN, None, None)]
+
+
+def test_ask_an_agent_see_the_tool_call_open_the_citation_and_manage_the_conversation(  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+        browser, live: LiveServer, company: Company, agent: str, model: ScriptedModel) -> None:
+    p = Page(browser, live, company.key(FIN))
+    page = p.page
+    try:
+        wait_for(lambda: page.get_by_label("Agent").input_value() == agent, timeout=10, what="the agent picker")
+        model.push(SEARCH, _cited_answer)
+        p.ask(QUESTION)
+        page.get_by_text("Tool search_knowledge: done").wait_for()
+        answer = page.locator(".msg.assistant .body")
+        answer.get_by_text(IBAN["acme"]).wait_for()
+        page.get_by_text(re.compile(r"\d+ tokens")).wait_for()  # the done event: the turn is stored
+        # The tool call is collapsed; opened, it shows its arguments.
+        assert not page.locator("details.tool pre").is_visible()
+        page.locator("details.tool summary").click()
+        assert "supplier IBAN" in page.locator("details.tool pre").inner_text()
+
+        page.get_by_role("button", name=re.compile(r"^Citation 1: .*bank\.md$")).click()
+        quote = page.locator("#citation mark")
+        assert IBAN["acme"] in quote.inner_text()
+        assert page.locator("#citation").get_by_text(re.compile(r"bank\.md$")).is_visible()
+        if SCREENSHOTS:
+            page.screenshot(path=str(DOCS / "web-app-chat.png"))
+
+        conv_list = page.locator("#conv-list")
+        conv_list.get_by_text(QUESTION).wait_for()
+        page.get_by_label("Search conversations").fill("nothing like this")
+        page.get_by_text("No conversation matches.").wait_for()
+        page.get_by_label("Search conversations").fill("SUPPLIER")
+        conv_list.get_by_text(QUESTION).wait_for()
+
+        model.push(text("Asked again: still the same IBAN."))
+        page.get_by_role("button", name="Regenerate").click()
+        page.get_by_text("Asked again: still the same IBAN.").wait_for()
+
+        page.get_by_role("button", name="Rename").click()
+        page.get_by_label("New title").fill("Supplier questions")
+        page.get_by_role("button", name="Save").click()
+        conv_list.get_by_text("Supplier questions").wait_for()
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Export Markdown").click()
+        exported = Path(download.value.path()).read_text(encoding="utf-8")
+        assert "Asked again: still the same IBAN." in exported and IBAN["acme"] in exported
+
+        # A reload forgets the open conversation but not the list; opening it shows both turns, citation included.
+        page.reload()
+        conv_list.get_by_text("Supplier questions").click()
+        page.get_by_text("Asked again: still the same IBAN.").wait_for()
+        assert page.locator(".msg.user").count() == 2
+        page.get_by_role("button", name=re.compile(r"^Citation 1: ")).click()
+        assert IBAN["acme"] in page.locator("#citation mark").inner_text()
+
+        page.get_by_role("button", name="Delete", exact=True).click()
+        page.get_by_role("button", name="Delete for good").click()
+        page.get_by_text("No conversations yet.").wait_for()
+        assert _conversations(company) == []
+
+        # Stop aborts the stream; the turn still finishes on the server and is kept.
+        released = threading.Event()
+
+        def slow(request: dict[str, Any]) -> Reply:
+            released.wait(10)
+            return text("Finished after all.")
+
+        model.push(slow)
+        p.ask("Take your time")
+        page.get_by_role("button", name="Stop").click()
+        page.get_by_text("Stopped.", exact=False).wait_for()
+        released.set()
+        wait_for(lambda: len(_conversations(company)) == 1, timeout=10, what="the stopped turn to be stored")
+        page.get_by_role("button", name="New chat").click()
+        conv_list.get_by_text("Take your time").click()
+        page.get_by_text("Finished after all.").wait_for()
+    finally:
+        p.close()
+
+
+MARKUP = ('<img src=x onerror="window.pwned=1"> <script>window.pwned=2</script> '
+          '**bold** [click](javascript:window.pwned=3) <a href="https://evil.example">a</a>')
+
+
+def test_markup_in_a_model_answer_renders_inert(browser, live: LiveServer, company: Company, agent: str,  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+                                                model: ScriptedModel) -> None:
+    p = Page(browser, live, company.key(FIN))
+    page = p.page
+    try:
+        model.push(text(MARKUP + "\n\n- one\n- two\n\n`<b>code</b>`"))
+        p.ask("Show me some markup")
+        body = page.locator(".msg.assistant .body")
+        body.locator("li").nth(1).wait_for()
+        shown = body.inner_text()
+        assert '<img src=x onerror="window.pwned=1">' in shown and "<script>window.pwned=2</script>" in shown
+        assert "[click](javascript:window.pwned=3)" in shown and "<b>code</b>" in shown
+        assert body.locator("img, script, a, b").count() == 0
+        assert body.locator("strong").inner_text() == "bold" and body.locator("code").inner_text() == "<b>code</b>"
+        assert page.evaluate("window.pwned") is None
+    finally:
+        p.close()
+
+
+def test_japanese_and_german_interface_and_input_method_enter(browser, live: LiveServer, company: Company,  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+                                                              agent: str, model: ScriptedModel) -> None:
+    p = Page(browser, live, company.key(FIN), locale="ja-JP")
+    page = p.page
+    try:
+        assert page.evaluate("document.documentElement.lang") == "ja"
+        page.get_by_role("button", name="新しいチャット").wait_for()
+        assert page.get_by_role("button", name="送信").is_visible()
+        page.get_by_text("会話はまだありません。").wait_for()
+
+        # Enter that confirms an input method's conversion is not a send.
+        box = page.get_by_label("メッセージ")
+        box.fill("ミュンヘンのホテル上限は")
+        requests = len(model.chat_requests)
+        page.evaluate("""() => document.getElementById("chat-input").dispatchEvent(
+            new KeyboardEvent("keydown", {key: "Enter", isComposing: true, bubbles: true, cancelable: true}))""")
+        assert box.input_value() == "ミュンヘンのホテル上限は" and page.locator(".msg.user").count() == 0
+
+        model.push(text("ミュンヘンのホテル上限は1泊150ユーロです。"))
+        box.press("Enter")  # no composition: sends
+        page.get_by_text("ミュンヘンのホテル上限は1泊150ユーロです。").wait_for()
+        assert len(model.chat_requests) == requests + 1
+        assert model.chat_requests[-1].json["messages"][-1]["content"] == "ミュンヘンのホテル上限は"
+        page.get_by_text(re.compile(r"\d+ トークン")).wait_for()
+        page.get_by_label("会話を検索").fill("ホテル")
+        page.locator("#conv-list").get_by_text("ミュンヘンのホテル上限は").wait_for()
+
+        # German, picked in the header, is remembered; dates follow the locale.
+        page.get_by_label("言語").select_option("de")
+        page.get_by_role("button", name="Neuer Chat").wait_for()
+        page.reload()
+        page.get_by_role("button", name="Senden").wait_for()
+        assert page.evaluate("document.documentElement.lang") == "de"
+        item = page.locator("#conv-list li").first.inner_text()
+        expected = page.evaluate("""() => new Intl.DateTimeFormat("de", {year: "numeric"}).format(new Date())""")
+        assert expected in item
+        page.get_by_role("button", name="Läufe").click()
+        page.get_by_role("columnheader", name="Eigentümer").wait_for()
+    finally:
+        p.close()
