@@ -210,3 +210,38 @@ def test_japanese_and_german_interface_and_input_method_enter(browser, live: Liv
         page.get_by_role("columnheader", name="Eigentümer").wait_for()
     finally:
         p.close()
+
+
+def test_chat_signed_in_with_the_company_account(browser, providers, live: LiveServer, company: Company,  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+                                                 agent: str, model: ScriptedModel) -> None:
+    # The session cookie and its CSRF token carry the streamed turn, the rename and the delete.
+    context = browser.new_context(locale="de-DE")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(live.url + "/")
+        page.get_by_label("Organisation", exact=True).fill("acme")
+        page.get_by_role("button", name="Firmen-Anmeldung").click()
+        page.get_by_label("E-mail").fill(FIN)
+        page.get_by_label("Password").fill("pw-fin")
+        page.get_by_role("button", name="Continue").click()
+        page.get_by_text(f"{FIN} · acme").wait_for()
+        model.push(SEARCH, _cited_answer)
+        page.get_by_label("Nachricht").fill(QUESTION)
+        page.get_by_role("button", name="Senden").click()
+        page.get_by_text("Werkzeug search_knowledge: erledigt").wait_for()
+        page.get_by_role("button", name=re.compile(r"^Quelle 1: ")).click()
+        assert IBAN["acme"] in page.locator("#citation mark").inner_text()
+        page.get_by_text(re.compile(r"\d+ Tokens")).wait_for()
+        page.get_by_role("button", name="Umbenennen").click()
+        page.get_by_label("Neuer Titel").fill("Lieferant")
+        page.get_by_label("Neuer Titel").press("Enter")
+        page.locator("#conv-list").get_by_text("Lieferant").wait_for()
+        page.get_by_role("button", name="Löschen", exact=True).click()
+        page.get_by_role("button", name="Endgültig löschen").click()
+        page.get_by_text("Noch keine Unterhaltungen.").wait_for()
+        assert _conversations(company) == []
+    finally:
+        context.close()
+    assert errors == []
