@@ -28,7 +28,7 @@ playwright = pytest.importorskip("playwright.sync_api")
 
 FIN = person("fin", "acme")
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-# Set to write the screenshot docs/web-app.md shows (scripts/screenshots.sh does).
+# Set to 1 to write the screenshot docs/web-app.md shows (the command is in docs/web-app.md).
 SCREENSHOTS = os.environ.get("CRISTAL_DOCS_SCREENSHOTS") == "1"
 
 
