@@ -114,9 +114,9 @@ def test_ask_an_agent_see_the_tool_call_open_the_citation_and_manage_the_convers
         exported = Path(download.value.path()).read_text(encoding="utf-8")
         assert "Asked again: still the same IBAN." in exported and IBAN["acme"] in exported
 
-        # A reload forgets the open conversation but not the list; opening it shows both turns, citation included.
+        # The open conversation is in the address: a reload opens it again, both turns and the citation included.
+        assert re.search(r"#conversation=[\w-]+$", page.url)
         page.reload()
-        conv_list.get_by_text("Supplier questions").click()
         page.get_by_text("Asked again: still the same IBAN.").wait_for()
         assert page.locator(".msg.user").count() == 2
         page.get_by_role("button", name=re.compile(r"^Citation 1: ")).click()
@@ -148,7 +148,8 @@ def test_ask_an_agent_see_the_tool_call_open_the_citation_and_manage_the_convers
 
 
 MARKUP = ('<img src=x onerror="window.pwned=1"> <script>window.pwned=2</script> '
-          '**bold** [click](javascript:window.pwned=3) <a href="https://evil.example">a</a>')
+          '**bold** [click](javascript:window.pwned=3) <a href="https://evil.example">a</a> '
+          '*em* __init__ [docs](https://docs.example/x)')
 
 
 def test_markup_in_a_model_answer_renders_inert(browser, live: LiveServer, company: Company, agent: str,  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
@@ -163,9 +164,21 @@ def test_markup_in_a_model_answer_renders_inert(browser, live: LiveServer, compa
         shown = body.inner_text()
         assert '<img src=x onerror="window.pwned=1">' in shown and "<script>window.pwned=2</script>" in shown
         assert "[click](javascript:window.pwned=3)" in shown and "<b>code</b>" in shown
-        assert body.locator("img, script, a, b").count() == 0
+        assert "__init__" in shown
+        assert body.locator("img, script, b").count() == 0
         assert body.locator("strong").inner_text() == "bold" and body.locator("code").inner_text() == "<b>code</b>"
+        assert body.locator("em").inner_text() == "em"
+        [link] = body.locator("a").all()  # only the https link is a link
+        assert (link.get_attribute("href"), link.get_attribute("rel")) == ("https://docs.example/x", "noopener noreferrer")
         assert page.evaluate("window.pwned") is None
+
+        # Someone else's (or no one's) conversation typed into the address bar: the API's 404, said on the page,
+        # and the conversation that was open stays open.
+        opened = page.url
+        page.goto(opened.split("#")[0] + "#conversation=0123456789abcdef")
+        page.get_by_text("unknown conversation").wait_for()
+        assert page.locator(".msg").count() == 2 and page.url == opened
+        p.errors.remove("Failed to load resource: the server responded with a status of 404 (Not Found)")
     finally:
         p.close()
 

@@ -5,8 +5,20 @@
 const AGENT_KEY = "cristal.agent";
 const chat = { conversationId: null, title: "", lastQuestion: null, controller: null, listSeq: 0 };
 
+// The open conversation is in the address (#conversation=ID), so it can be bookmarked, reloaded and shared
+// with oneself; anyone else's id there is the API's 404, shown as its message.
+function conversationInAddress() {
+  const m = /^#conversation=([\w-]{1,100})$/.exec(location.hash);
+  return m ? m[1] : null;
+}
+
+function setAddress(id) {
+  history.replaceState(null, "", id ? "#conversation=" + encodeURIComponent(id) : location.pathname + location.search);
+}
+
 function resetChat() {
   if (chat.controller) chat.controller.abort();
+  if (conversationInAddress()) setAddress(null);
   Object.assign(chat, { conversationId: null, title: "", lastQuestion: null, controller: null });
   $("messages").replaceChildren();
   $("citation").hidden = true;
@@ -24,7 +36,8 @@ function setBusy(busy) {
 
 async function loadChat() {
   await Promise.all([loadAgents(), loadConversations()]);
-  if (chat.conversationId && !chat.controller) openConversation(chat.conversationId);
+  const id = conversationInAddress() || chat.conversationId;
+  if (id && !chat.controller) openConversation(id);
 }
 
 async function loadAgents() {
@@ -69,6 +82,7 @@ async function openConversation(id) {
     const doc = await api("/conversations/" + encodeURIComponent(id));
     resetChat();
     Object.assign(chat, { conversationId: doc.conversation_id, title: doc.title || "" });
+    setAddress(doc.conversation_id);
     $("agent").replaceChildren(el("option", { value: doc.agent }, doc.agent));
     $("agent").disabled = true;  // a conversation goes on with the agent (and version) it started with
     for (const m of doc.messages) {
@@ -88,7 +102,10 @@ async function openConversation(id) {
     showConversationBar();
     setBusy(false);
     loadConversations();
-  } catch (e) { $("chat-error").textContent = e.message; }
+  } catch (e) {
+    setAddress(chat.conversationId);  // the conversation still open, if any, stays open and in the address
+    $("chat-error").textContent = e.message;
+  }
 }
 
 function turnView() {
@@ -182,7 +199,10 @@ function onTurnEvent(view, kind, data) {
     setCitations(view, data.citations || []);
     renderAnswer(view, data.answer);
     view.status.textContent = t("chat.usage", { tokens: formatNumber(data.tokens || 0) });
-    if (!chat.conversationId) { chat.conversationId = data.conversation_id; chat.title = chat.lastQuestion.slice(0, 200); }
+    if (!chat.conversationId) {
+      chat.conversationId = data.conversation_id; chat.title = chat.lastQuestion.slice(0, 200);
+      setAddress(chat.conversationId);
+    }
     $("agent").disabled = true;
   } else if (kind === "error") {
     view.status.className = "error";
@@ -198,6 +218,7 @@ async function send(question) {
   if (!chat.conversationId) localStorage.setItem(AGENT_KEY, agent);
   chat.lastQuestion = question;
   const view = turnView();
+  view.node.setAttribute("aria-busy", "true");  // screen readers read the answer once, when it is whole
   $("messages").append(el("div", { className: "msg user" }, question), view.node);
   view.status.textContent = t("chat.thinking");
   const controller = new AbortController();
@@ -219,6 +240,7 @@ async function send(question) {
     view.status.className = e.name === "AbortError" ? "meta" : "error";
     view.status.textContent = e.name === "AbortError" ? t("chat.stopped") : e.message;
   } finally {
+    view.node.removeAttribute("aria-busy");
     if (chat.controller === controller) chat.controller = null;
     setBusy(false);
     showConversationBar();
@@ -243,6 +265,12 @@ $("chat-input").addEventListener("keydown", (ev) => {
 $("stop").addEventListener("click", () => { if (chat.controller) chat.controller.abort(); });
 $("regenerate").addEventListener("click", () => { if (chat.lastQuestion) send(chat.lastQuestion); });
 $("new-chat").addEventListener("click", () => { resetChat(); loadAgents(); loadConversations(); $("chat-input").focus(); });
+window.addEventListener("hashchange", () => {
+  const id = conversationInAddress();
+  if (!id || id === chat.conversationId || $("tabs").hidden) return;
+  if (currentTab === "chat") openConversation(id);
+  else show("chat");  // which opens the conversation in the address
+});
 $("citation-close").addEventListener("click", () => { $("citation").hidden = true; });
 
 let searchTimer = null;

@@ -65,7 +65,8 @@ function mdNode(tag, children) {
   return node;
 }
 
-const MD_INLINE = /`([^`]+)`|\*\*([^*]+)\*\*|__([^_]+)__|\*([^*\s][^*]*)\*|\[([^\]\n]+)\]\(([^)\s]+)\)|\[(\d{1,3})\]|\n/g;
+// Only * marks emphasis: _ and __ are left alone, as identifiers such as __init__ are common in answers.
+const MD_INLINE = /`([^`]+)`|\*\*([^*]+)\*\*|\*([^*\s][^*]*)\*|\[([^\]\n]+)\]\(([^)\s]+)\)|\[(\d{1,3})\]|\n/g;
 
 function mdInline(text, citation) {
   const out = [];
@@ -74,15 +75,15 @@ function mdInline(text, citation) {
     if (m.index > last) out.push(document.createTextNode(text.slice(last, m.index)));
     last = m.index + m[0].length;
     if (m[1] !== undefined) out.push(mdNode("code", [document.createTextNode(m[1])]));
-    else if (m[2] !== undefined || m[3] !== undefined) out.push(mdNode("strong", mdInline(m[2] ?? m[3], citation)));
-    else if (m[4] !== undefined) out.push(mdNode("em", mdInline(m[4], citation)));
-    else if (m[5] !== undefined) {
-      if (/^(https?:|mailto:)/i.test(m[6])) {
-        const a = mdNode("a", mdInline(m[5], citation));
-        a.href = m[6]; a.target = "_blank"; a.rel = "noopener noreferrer";
+    else if (m[2] !== undefined) out.push(mdNode("strong", mdInline(m[2], citation)));
+    else if (m[3] !== undefined) out.push(mdNode("em", mdInline(m[3], citation)));
+    else if (m[4] !== undefined) {
+      if (/^(https?:|mailto:)/i.test(m[5])) {
+        const a = mdNode("a", mdInline(m[4], citation));
+        a.href = m[5]; a.target = "_blank"; a.rel = "noopener noreferrer";
         out.push(a);
       } else out.push(document.createTextNode(m[0]));  // javascript:, data: and relative links stay text
-    } else if (m[7] !== undefined) out.push((citation && citation(Number(m[7]))) || document.createTextNode(m[0]));
+    } else if (m[6] !== undefined) out.push((citation && citation(Number(m[6]))) || document.createTextNode(m[0]));
     else out.push(document.createElement("br"));
   }
   if (last < text.length) out.push(document.createTextNode(text.slice(last)));
