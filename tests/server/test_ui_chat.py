@@ -93,6 +93,9 @@ def test_ask_an_agent_see_the_tool_call_open_the_citation_and_manage_the_convers
         assert page.locator("#citation").get_by_text(re.compile(r"bank\.md$")).is_visible()
         if SCREENSHOTS:
             page.screenshot(path=str(DOCS / "web-app-chat.png"))
+        page.keyboard.press("Escape")  # closes the passage and goes back to the marker
+        assert page.locator("#citation").is_hidden()
+        assert page.evaluate("document.activeElement.textContent") == "[1]"
 
         conv_list = page.locator("#conv-list")
         conv_list.get_by_text(QUESTION).wait_for()

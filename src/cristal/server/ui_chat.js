@@ -147,6 +147,7 @@ function renderAnswer(view, text) {
 }
 
 function openCitation(c) {
+  citationOpener = document.activeElement;
   $("citation-heading").textContent = t("chat.citation", { n: c.n });
   $("citation-quote").textContent = c.quote;
   const web = /^https?:\/\//i.test(c.uri);
@@ -271,7 +272,15 @@ window.addEventListener("hashchange", () => {
   if (currentTab === "chat") openConversation(id);
   else show("chat");  // which opens the conversation in the address
 });
-$("citation-close").addEventListener("click", () => { $("citation").hidden = true; });
+// Closing the passage (the button or Escape) takes the keyboard back to the marker that opened it.
+let citationOpener = null;
+function closeCitation() {
+  $("citation").hidden = true;
+  if (citationOpener && citationOpener.isConnected) citationOpener.focus();
+  citationOpener = null;
+}
+$("citation-close").addEventListener("click", closeCitation);
+$("citation").addEventListener("keydown", (ev) => { if (ev.key === "Escape") closeCitation(); });
 
 let searchTimer = null;
 $("conv-q").addEventListener("input", (ev) => {

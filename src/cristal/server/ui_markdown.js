@@ -2,7 +2,7 @@
 // A safe subset of Markdown for model answers, built as DOM nodes: every piece of the model's text becomes a
 // text node, so markup in an answer (an img with onerror, a script element) is shown as the characters it is and never
 // parsed as HTML. Supported: paragraphs, headings, bullet and numbered lists, block quotes, fenced code,
-// `code`, **bold**, *italic*, [links](https://...) (http, https and mailto only) and citation markers [n].
+// `code`, **bold**, *italic*, [links](URL) to http, https and mailto addresses only and citation markers [n].
 
 function renderMarkdown(source, citation) {
   // citation(n): a node for marker [n] (a button when the answer has that citation), or null for plain text.
