@@ -175,6 +175,17 @@ def test_markup_in_a_model_answer_renders_inert(browser, live: LiveServer, compa
         assert (link.get_attribute("href"), link.get_attribute("rel")) == ("https://docs.example/x", "noopener noreferrer")
         assert page.evaluate("window.pwned") is None
 
+        # A stream cut before its last event: what came is shown, marked incomplete, never passed off as whole.
+        page.get_by_role("button", name="New chat").click()
+        page.route("**/api/v1/conversations", lambda route: route.fulfill(
+            status=200, content_type="text/event-stream", body='event: text\ndata: {"text": "Half an ans", "step": 0}\n\n'))
+        p.ask("Are you there?")
+        page.get_by_text("The connection was lost: this answer is incomplete.", exact=False).wait_for()
+        assert page.locator(".msg.assistant .body").inner_text() == "Half an ans"
+        page.unroute("**/api/v1/conversations")
+        page.locator("#conv-list button").first.click()
+        page.locator(".msg.assistant .body li").nth(1).wait_for()
+
         # Someone else's (or no one's) conversation typed into the address bar: the API's 404, said on the page,
         # and the conversation that was open stays open.
         opened = page.url
@@ -258,6 +269,11 @@ def test_chat_signed_in_with_the_company_account(browser, providers, live: LiveS
         page.get_by_role("button", name="Endgültig löschen").click()
         page.get_by_text("Noch keine Unterhaltungen.").wait_for()
         assert _conversations(company) == []
+        # The session is gone (expired, or ended elsewhere): the next request goes back to sign-in, saying why.
+        context.clear_cookies()
+        page.get_by_role("button", name="Neuer Chat").click()
+        page.get_by_role("button", name="Firmen-Anmeldung").wait_for()
+        assert page.locator("#signin-error").inner_text().strip() != ""
     finally:
         context.close()
     assert errors == []

@@ -27,8 +27,10 @@ async function request(path, options) {
   if (!response.ok) {
     let doc = null;
     try { doc = await response.json(); } catch (e) { doc = null; }
-    if (response.status === 401) signOut();
-    throw new Error((doc && doc.error && doc.error.message) || ("HTTP " + response.status));
+    const message = (doc && doc.error && doc.error.message) || ("HTTP " + response.status);
+    // An expired session or a revoked key: back to sign-in, saying why (what was typed in chat stays in the box).
+    if (response.status === 401) { signOut(); $("signin-error").textContent = message; }
+    throw new Error(message);
   }
   return response;
 }
