@@ -138,7 +138,9 @@ def test_ask_an_agent_see_the_tool_call_open_the_citation_and_manage_the_convers
             return text("Finished after all.")
 
         model.push(slow)
+        asked = len(model.chat_requests)
         p.ask("Take your time")
+        wait_for(lambda: len(model.chat_requests) > asked, timeout=10, what="the turn to reach the model")
         page.get_by_role("button", name="Stop").click()
         page.get_by_text("Stopped.", exact=False).wait_for()
         released.set()
