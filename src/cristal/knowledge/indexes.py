@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 
 BUNDLED_DIM = 512
 EMBED_BATCH = 32
-# (principal, model, base URL, name of the key's environment variable) -> an embedder calling that endpoint
-EndpointEmbedderFactory = Callable[[Principal, str, str, str | None], Embedder]
+# (principal, organization whose documents are embedded or None for the principal's own query, model, base URL,
+# name of the key's environment variable) -> an embedder calling that endpoint
+EndpointEmbedderFactory = Callable[[Principal, int | None, str, str, str | None], Embedder]
 
 
 @dataclass(frozen=True)
@@ -110,12 +111,13 @@ class Embedders:
             self._bundled = default_embedder()
         return self._bundled
 
-    def for_index(self, principal: Principal, index: IndexInfo) -> Embedder:
+    def for_index(self, principal: Principal, index: IndexInfo, documents_of: int | None = None) -> Embedder:
+        """The embedder of ``index``; ``documents_of``: embedding that organization's documents (a sync), not a query."""
         if index.backend == "bundled":
             return self.bundled()
         if self._endpoint is None or index.base_url is None:
             raise CristalError(f"this process cannot call embedding endpoints (index {index.key!r} needs the model gateway)")
-        return self._endpoint(principal, index.model, index.base_url, index.api_key_env)
+        return self._endpoint(principal, documents_of, index.model, index.base_url, index.api_key_env)
 
 
 def encode_for(embedder: Embedder, index: IndexInfo, texts: list[str]) -> np.ndarray:
@@ -228,7 +230,7 @@ def build_pending(db: Database, actor: Principal, org_slug: str, embedders: Embe
 def _build(db: Database, actor: Principal, org_id: int, index: IndexInfo, embedders: Embedders) -> BuildReport:
     report = BuildReport(index.model, index.key, "building")
     try:
-        embedder = embedders.for_index(actor, index)
+        embedder = embedders.for_index(actor, index, documents_of=org_id)
         # Chunks written by a sync meanwhile are found by the next round; the last round finds none.
         while todo := _missing(db, org_id, index.key):
             hashes = list(todo)
@@ -282,7 +284,7 @@ def _still_building(db: Database, index: IndexInfo) -> bool:
 def describe(session: Session, actor: Principal, org_slug: str) -> dict:
     """The organization's serving index and the one being built (for ``cristal org embeddings --show``)."""
     org = org_by_slug(session, org_slug)
-    require(session, actor, "org.read", in_org(org, "org", org_slug))
+    require(session, actor, "org.embeddings.read", in_org(org, "org", org_slug))
     pending = building_index(session, org.id)
     return {"serving": serving_index(session, org.id).as_dict(), "building": pending.as_dict() if pending else None}
 

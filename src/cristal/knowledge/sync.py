@@ -255,7 +255,7 @@ def embed_source(
             .where(Document.source_id == source_id)) or 0) - len(todo)
     hashes = list(todo)
     try:
-        embedder = embedders.for_index(actor, index) if hashes else None
+        embedder = embedders.for_index(actor, index, documents_of=org_id) if hashes else None
         for start in range(0, len(hashes), EMBED_BATCH):
             assert embedder is not None
             batch = hashes[start : start + EMBED_BATCH]

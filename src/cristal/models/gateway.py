@@ -224,20 +224,21 @@ class Gateway:
 
     def embed(
         self, principal: Principal, texts: Sequence[str], *, model: str | None = None, request_id: str | None = None,
-        route: EmbeddingRoute | None = None,
+        route: EmbeddingRoute | None = None, for_org: int | None = None,
     ) -> list[list[float]]:
         """One vector per text, in order (several metered requests for long lists).
 
         ``route`` sends them to that endpoint and model (a knowledge index's) instead of the organization's.
+        ``for_org``: the texts are that organization's documents, embedded for its index as part of a sync:
+        authorized as ``knowledge.embed`` (so the installation's scheduled sync may) and metered to it.
         """
         vectors: list[list[float]] = []
         for start in range(0, len(texts), EMBED_BATCH):
-            vectors += self._embed_batch(principal, list(texts[start : start + EMBED_BATCH]), model, request_id, route)
+            call = self._begin(principal, "embedding", model, request_id, route, for_org)
+            vectors += self._embed_batch(call, list(texts[start : start + EMBED_BATCH]))
         return vectors
 
-    def _embed_batch(self, principal: Principal, batch: list[str], model: str | None, request_id: str | None,
-                     route: EmbeddingRoute | None) -> list[list[float]]:
-        call = self._begin(principal, "embedding", model, request_id, route)
+    def _embed_batch(self, call: Call, batch: list[str]) -> list[list[float]]:
         # "float" explicitly: the client's default (base64) is not understood by every compatible server.
         params = {"model": call.model, "input": batch, "encoding_format": "float", **_headers(call)}
         vectors, _usage = self._run(call, lambda client: client.embeddings.create(**params), lambda r: _embedding_result(r, batch))
@@ -247,20 +248,22 @@ class Gateway:
     # The three steps of a call
 
     def _begin(self, principal: Principal, kind: Kind, model: str | None, request_id: str | None,
-               route: EmbeddingRoute | None = None) -> Call:
+               route: EmbeddingRoute | None = None, for_org: int | None = None) -> Call:
         """Authorize, resolve the endpoint and check the budget, in one short transaction."""
         refusal = None
+        org_id = principal.org_id if for_org is None else for_org
         with self.db.session() as session:
-            org = session.get(Organization, principal.org_id) if principal.org_id is not None else None
-            if principal.org_id is not None and org is None:
+            org = session.get(Organization, org_id) if org_id is not None else None
+            if org_id is not None and org is None:
                 raise NotFound(f"the organization of {principal.label} no longer exists")
             endpoint = (resolve_endpoint(self.settings, org) if route is None
                         else embedding_endpoint(self.settings, org, route.base_url, route.api_key_env, route.model))
             wanted = endpoint.model_for(kind, model) or ""
             # The operator has no organization; ``require`` refuses it with the policy's reason.
             resource = in_org(org, "llm", wanted) if org is not None else Resource("llm", None, wanted)
-            require(session, principal, "llm.call", resource, request_id=request_id, details={"kind": kind})
-            assert org is not None  # only members of an organization get past ``llm.call``
+            action = "llm.call" if for_org is None else "knowledge.embed"
+            require(session, principal, action, resource, request_id=request_id, details={"kind": kind})
+            assert org is not None  # only members of an organization get past ``llm.call``, admins past ``knowledge.embed``
             base_url, api_key, chosen = endpoint.require(kind, model)
             refusal = budget_refusal(session, org)
             if refusal:
