@@ -15,7 +15,7 @@ from sqlalchemy import select
 from cristal.config import Settings
 from cristal.db import Database
 from cristal.db.schema import LLMUsage
-from cristal.errors import AccessDenied, InvalidInput, LLMError
+from cristal.errors import AccessDenied, CristalError, InvalidInput, LLMError
 from cristal.identity.directory import resolve_principal
 from cristal.identity.principal import Principal
 from cristal.knowledge import sources
@@ -25,7 +25,8 @@ from cristal.knowledge.search import Searcher
 from cristal.knowledge.sync import sync_source
 from cristal.models.embedder import endpoint_embedders
 from cristal.models.gateway import Gateway
-from cristal.testing.scripted_model import ScriptedModel, http_status
+from cristal.testing.scripted_model import ScriptedModel, fake_embedding, http_status
+from tests.conftest import Invoke
 
 from .conftest import INSTALLATION, write_tree
 
@@ -154,7 +155,7 @@ def test_choosing_a_model_is_an_admins_change_with_a_valid_endpoint(notes: Datab
         assert [r.state for r in s.scalars(select(EmbeddingIndex))] == ["superseded", "superseded"]
 
 
-def test_cli_chooses_a_model_and_sync_builds_it(notes: Database, cli_in_process, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+def test_cli_chooses_a_model_and_sync_builds_it(notes: Database, cli_in_process: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRISTAL_LLM_MAX_RETRIES", "0")
     with ScriptedModel(dimension=8) as model:
         chosen = cli_in_process("org", "embeddings", "acme", "--model", "cli-embed", "--endpoint", model.base_url, "--json")
@@ -167,3 +168,18 @@ def test_cli_chooses_a_model_and_sync_builds_it(notes: Database, cli_in_process,
         assert shown.code == 0 and "cli-embed" in shown.stderr
     bad = cli_in_process("org", "embeddings", "acme", "--bundled", "--model", "x")
     assert bad.code != 0 and "give one of" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_vectors_of_another_dimension_never_enter_an_index(notes: Database, embedders: Embedders, tmp_path: Path) -> None:
+    """The same model name starts answering other vectors (the server was changed under it): refused, not mixed."""
+    def wider(body: dict) -> list[list[float]]:
+        return [fake_embedding(text, 16) for text in body["input"]]
+
+    with ScriptedModel(dimension=8, embedding_script=[None, None, wider, wider]) as model:
+        choose(notes, "first-embed", model.base_url)
+        assert (build := build_pending(notes, INSTALLATION, "acme", embedders)) and build.state == "ready"
+        write_tree(tmp_path / "docs", {"notes/new.md": "# New\n\nA new supplier, Hoshi Glass, delivers on Fridays.\n"})
+        report = sync_source(notes, INSTALLATION, "acme", "notes", embedders=embedders)
+        assert report.embedded == 0 and "now answers 16-dimensional vectors, its index holds 8" in report.skipped[0]["reason"]
+        with pytest.raises(CristalError, match="16-dimensional"):
+            Searcher(notes, embedders).search(who(notes, "fin@acme.example"), "Hoshi Glass", mode="dense")
