@@ -166,6 +166,11 @@ def test_cli_chooses_a_model_and_sync_builds_it(notes: Database, cli_in_process:
         assert '"state": "ready"' in synced.stdout
         shown = cli_in_process("org", "embeddings", "acme", "--show")
         assert shown.code == 0 and "cli-embed" in shown.stderr
+    # An endpoint nobody answers: the sync completes and says why the new index is not serving yet.
+    assert cli_in_process("org", "embeddings", "acme", "--model", "gone", "--endpoint", "http://127.0.0.1:9/v1").code == 0
+    synced = cli_in_process("sync", "--org", "acme")
+    assert synced.code == 0, synced.stderr
+    assert "new embedding index gone: the new index for 'gone' is not complete, searches keep the current one" in synced.stdout
     bad = cli_in_process("org", "embeddings", "acme", "--bundled", "--model", "x")
     assert bad.code != 0 and "give one of" in bad.stderr and "Traceback" not in bad.stderr
 
