@@ -61,7 +61,9 @@ from cristal.db import Database
 from cristal.errors import AccessDenied, CristalError, InvalidInput, LLMError
 from cristal.identity.principal import Principal
 from cristal.identity.resource import Resource
+from cristal.knowledge.indexes import Embedders
 from cristal.knowledge.search import Scope, Searcher
+from cristal.models.embedder import endpoint_embedders
 from cristal.models.gateway import Gateway
 from cristal.models.shapes import ChatResult, ToolCall, tool_message
 
@@ -564,7 +566,7 @@ class _Turn:
     def _search(self, spec: dict[str, Any], key: str) -> dict[str, Any]:
         """The ``search`` action's searcher, within the agent's scope; hits as numbered passages."""
         if self.searcher is None:
-            self.searcher = Searcher(self.ctx.db)
+            self.searcher = Searcher(self.ctx.db, Embedders(endpoint_embedders(self.gateway)))
         hits = self.searcher.search(self.ctx.principal, str(spec["query"]), limit=int(spec.get("limit") or 10),
                                     mode=spec.get("mode") or "hybrid", request_id=key, scope=self.scope)
         self.searches += 1

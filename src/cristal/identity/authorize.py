@@ -59,6 +59,10 @@ POLICY: dict[str, Rule] = {
     "audit.read": Rule.ADMIN,
     "usage.read": Rule.ADMIN,
     "llm.call": Rule.MEMBER,
+    # Embedding an organization's documents for its dense index through the gateway (metered to the organization):
+    # part of a sync, so whoever may sync (an admin, the installation's scheduled sync) may.
+    "knowledge.embed": Rule.ADMIN,
+    "org.embeddings.read": Rule.ADMIN,  # which embedding index serves and which is being built (changed with org.update)
     "source.manage": Rule.ADMIN,
     "source.sync": Rule.ADMIN,
     "source.list": Rule.ADMIN,

@@ -71,11 +71,14 @@ class ServerState:
 
     def searcher(self) -> Searcher:
         """One ``Searcher`` for the process, so the embedding model and matrix are loaded once."""
+        from cristal.knowledge.indexes import Embedders
         from cristal.knowledge.search import Searcher
+        from cristal.models.embedder import endpoint_embedders
 
         with self._lock:
             if self._searcher is None:
-                self._searcher = Searcher(self.db)
+                # The gateway is fetched when an endpoint index is first searched (``gateway()`` takes this lock).
+                self._searcher = Searcher(self.db, Embedders(endpoint_embedders(self.gateway)))
             return self._searcher
 
     def gateway(self) -> Gateway:
