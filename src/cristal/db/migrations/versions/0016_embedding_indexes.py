@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016_embedding_indexes"
-down_revision = "0015_web_sessions"
+down_revision = "0013_agent_approvals"
 branch_labels = None
 depends_on = None
 
