@@ -308,20 +308,26 @@ def run_decided(ctx: TurnContext, agent: AgentConfig, decided: approvals.Decided
 
     Returns the tool message that answers the model's call and its record (with the approval's id).
     """
-    turn = _Turn(ctx, agent, _tools(ctx, agent), None, on_event)
-    call = ToolCall(decided.tool_call_id, decided.name, decided.arguments)
-    if decided.approved:
-        turn._emit(ToolCallStarted(call.id, call.name, call.arguments))
-        result = turn.call(call, decided.key, approval_id=decided.approval_id)
-    else:
-        result = turn.record(call, decided.key, "refused", decided.refusal(), decided.approval_id)
-    return tool_message(call, result or {}), turn.calls[-1]
+    # No model is asked here, but a tool may need the gateway (a search embeds its query through it).
+    gateway = ctx.gateway or Gateway(ctx.settings, ctx.db)
+    try:
+        turn = _Turn(ctx, agent, _tools(ctx, agent), gateway, on_event)
+        call = ToolCall(decided.tool_call_id, decided.name, decided.arguments)
+        if decided.approved:
+            turn._emit(ToolCallStarted(call.id, call.name, call.arguments))
+            result = turn.call(call, decided.key, approval_id=decided.approval_id)
+        else:
+            result = turn.record(call, decided.key, "refused", decided.refusal(), decided.approval_id)
+        return tool_message(call, result or {}), turn.calls[-1]
+    finally:
+        if ctx.gateway is None:
+            gateway.close()
 
 
 class _Turn:
     """The state of one turn: messages, provenance, passages, usage."""
 
-    def __init__(self, ctx: TurnContext, agent: AgentConfig, tools: dict[str, Tool], gateway: Gateway | None,
+    def __init__(self, ctx: TurnContext, agent: AgentConfig, tools: dict[str, Tool], gateway: Gateway,
                  on_event: OnEvent | None = None) -> None:
         self.ctx, self.agent, self.tools, self.gateway = ctx, agent, tools, gateway
         self.on_event = on_event
@@ -405,7 +411,6 @@ class _Turn:
     def _ask_model(self, messages: list[dict[str, Any]], definitions: list[dict[str, Any]] | None, step: int) -> ChatResult:
         """One model call; streamed into ``text`` and ``citation`` events when someone listens."""
         ctx = self.ctx
-        assert self.gateway is not None  # only run_decided has none, and it asks no model
         options: dict[str, Any] = {"tools": definitions, "model": self.agent.model, "lenient_tool_arguments": True,
                                    "request_id": f"{ctx.conversation_id}:{ctx.turn}:{step}"}
         if self.on_event is None or not ctx.settings.agent_stream_tokens:
