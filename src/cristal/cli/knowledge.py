@@ -30,6 +30,7 @@ from cristal.errors import InvalidInput
 if TYPE_CHECKING:
     from cristal.db import Database
     from cristal.knowledge.search import Searcher
+    from cristal.models.gateway import Gateway
 
 app = typer.Typer()
 source_app = typer.Typer(help="Connected systems: folders and databases.", no_args_is_help=True)
@@ -119,12 +120,12 @@ def sync_command(
     from cristal.knowledge.indexes import Embedders, build_pending
     from cristal.knowledge.sync import sync_source
     from cristal.models.embedder import endpoint_embedders
-    from cristal.models.gateway import Gateway
 
     cfg = settings()
     db = open_database(cfg)
-    gateway = Gateway(cfg, db)  # embeddings from an endpoint go through it (authorized, metered, within budget)
-    embedders = Embedders(endpoint_embedders(gateway))
+    # Embeddings from an endpoint go through the gateway (authorized, metered, within budget), opened if needed.
+    gateway = LazyGateway(db)
+    embedders = Embedders(endpoint_embedders(gateway.get))
     reindex = None
     try:
         with db.session() as s:
@@ -213,7 +214,28 @@ def searcher_for(db: Database) -> Iterator[Searcher]:
     from cristal.knowledge.indexes import Embedders
     from cristal.knowledge.search import Searcher
     from cristal.models.embedder import endpoint_embedders
-    from cristal.models.gateway import Gateway
 
-    with Gateway(settings(), db) as gateway:
-        yield Searcher(db, Embedders(endpoint_embedders(gateway)))
+    gateway = LazyGateway(db)
+    try:
+        yield Searcher(db, Embedders(endpoint_embedders(gateway.get)))
+    finally:
+        gateway.close()
+
+
+class LazyGateway:
+    """The LLM gateway, opened when an embedding from an endpoint is first needed (never for a keyword search)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.opened: Gateway | None = None
+
+    def get(self) -> Gateway:
+        if self.opened is None:
+            from cristal.models.gateway import Gateway
+
+            self.opened = Gateway(settings(), self.db)
+        return self.opened
+
+    def close(self) -> None:
+        if self.opened is not None:
+            self.opened.close()

@@ -13,9 +13,12 @@ import hashlib
 import os
 import threading
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
+# numpy loads when a vector is first made: the index bookkeeping (knowledge/indexes.py) imports this module's
+# names, and a keyword search must not pay for numpy (tests/cli/test_startup.py).
+if TYPE_CHECKING:
+    import numpy as np
 
 from cristal.errors import CristalError
 
@@ -64,6 +67,8 @@ class UniversalSentenceEncoder:
         return self._model
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        import numpy as np
+
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         vectors = np.asarray(self._load().encode(list(texts)), dtype=np.float32)
@@ -83,4 +88,6 @@ def default_embedder() -> UniversalSentenceEncoder:
 
 
 def to_blob(vector: np.ndarray) -> bytes:
+    import numpy as np
+
     return np.asarray(vector, dtype=np.float32).tobytes()

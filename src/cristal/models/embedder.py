@@ -8,11 +8,15 @@ the processes above hand to ``cristal.knowledge.indexes.Embedders``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import numpy as np
+# numpy and the gateway (the openai client) load when a vector is first asked for: a keyword search builds
+# this factory but never calls it, and its start-up stays free of both (tests/cli/test_startup.py).
+if TYPE_CHECKING:
+    import numpy as np
 
-from cristal.identity.principal import Principal
-from cristal.models.gateway import EmbeddingRoute, Gateway
+    from cristal.identity.principal import Principal
+    from cristal.models.gateway import EmbeddingRoute, Gateway
 
 
 class GatewayEmbedder:
@@ -27,6 +31,8 @@ class GatewayEmbedder:
         self.dim = 0  # known from the first answer
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        import numpy as np
+
         if not texts:
             return np.zeros((0, self.dim or 1), dtype=np.float32)
         vectors = np.asarray(self.gateway.embed(self.principal, texts, route=self.route, for_org=self.for_org), dtype=np.float32)
@@ -45,7 +51,9 @@ def endpoint_embedders(
     """
 
     def make(principal: Principal, for_org: int | None, model: str, base_url: str, api_key_env: str | None) -> GatewayEmbedder:
-        resolved = gateway if isinstance(gateway, Gateway) else gateway()
+        from cristal.models.gateway import EmbeddingRoute
+
+        resolved = gateway() if callable(gateway) else gateway
         return GatewayEmbedder(resolved, principal, EmbeddingRoute(base_url, model, api_key_env), for_org)
 
     return make
