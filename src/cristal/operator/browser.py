@@ -52,6 +52,7 @@ from cristal.operator.distil_js import (
     POINT_JS,
     QUIET_JS,
     SELECT_JS,
+    SIGNIN_JS,
     TIMERS_INIT_JS,
 )
 from cristal.operator.observation import Observation, element_line
@@ -261,7 +262,7 @@ class BrowserSession:
             return
         if not self.hold_writes or not write_request(request.method) or (self.write_hosts.domains and self.write_hosts.allows(url)):
             route.continue_()
-        elif self._writes == "pass" or self._signs_in(request):
+        elif self._writes == "pass":
             route.continue_()
         elif self._writes == "drop":
             route.abort("blockedbyclient")
@@ -275,12 +276,33 @@ class BrowserSession:
                 # again, exactly, if approved.
                 route.abort("aborted")
 
-    def _signs_in(self, request: Any) -> bool:
-        """A form post carrying one of the run's secrets: signing in with the credentials the run was given."""
-        if not self.secrets or request.resource_type != "document":
-            return False
-        body = (request.post_data_buffer or b"").decode("utf-8", errors="replace")
-        return self.secrets.redact(body) != body
+    def _pass_sign_ins(self) -> bool:
+        """Send at once the held form posts of sign-in forms (``SIGNIN_JS``): signing in needs no approval."""
+        sent = False
+        for h in [h for h in self.held if h.navigation and h.method == "POST"]:
+            try:
+                with self._watchdog("looking at the form that was sent"):
+                    sign_in = h.request.frame.evaluate(SIGNIN_JS, h.request.url)
+            except PlaywrightError:
+                continue
+            if sign_in:
+                self.held.remove(h)
+                self._send(h)
+                sent = True
+        return sent
+
+    def _send(self, h: HeldRequest) -> None:
+        """Send a held request: a fetch goes on; a form post (cancelled when held) is sent again by navigating."""
+        try:
+            if h.navigation:
+                self._resend[h.request.url] = h.request
+                h.request.frame.goto(h.request.url, wait_until="commit", timeout=self.timing.navigation_s * 1000)
+            else:
+                h.route.continue_()
+        except PlaywrightError:
+            pass  # the page went away meanwhile: nothing was sent
+        finally:
+            self._resend.pop(h.request.url, None)
 
     def release(self, approved: bool) -> Outcome:
         """Let the held requests through (``approved``) or abort them, then settle and observe: what that changed.
@@ -297,19 +319,13 @@ class BrowserSession:
         self._writes = "pass" if approved else "drop"
         try:
             for h in held:
-                try:
-                    if h.navigation:
-                        if approved:
-                            self._resend[h.request.url] = h.request
-                            h.request.frame.goto(h.request.url, wait_until="commit", timeout=self.timing.navigation_s * 1000)
-                    elif approved:
-                        h.route.continue_()
-                    else:
+                if approved:
+                    self._send(h)
+                elif not h.navigation:  # a form post was cancelled when it was held
+                    try:
                         h.route.abort("blockedbyclient")
-                except PlaywrightError:
-                    pass  # the page went away meanwhile: nothing was sent
-                finally:
-                    self._resend.pop(h.request.url, None)
+                    except PlaywrightError:
+                        pass
             after = self._after()
         finally:
             self._writes = "hold"
@@ -558,6 +574,8 @@ class BrowserSession:
     def _after(self) -> Observation:
         self._timers("disarm")
         self._settle()
+        if self._pass_sign_ins():
+            self._settle()
         return self.observe()
 
     def _timers(self, what: str) -> None:
