@@ -165,7 +165,7 @@ class HeldRequest:
         return {"method": self.method, "url": self.url, "body": self.body, "kind": self.kind}
 
     def line(self) -> str:
-        body = f" with body {self.body[:200]!r}" if self.body else ""
+        body = f" with body {self.body!r}" if self.body else ""  # already bounded by body_view
         return f"{self.method} {self.url}{body}"
 
 
