@@ -132,6 +132,21 @@ def test_an_approved_form_post_is_sent_exactly_once(db, alice, browser, site: Si
     assert "looks irreversible" in approver.asked[0]["reason"]  # the words are the second signal, in the reason
 
 
+def test_enter_that_submits_a_form_waits_too_and_rejected_sends_nothing(db, alice, browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+    approver = Approver("rejected")
+    script = [*login_steps(), act("click", 'link "New expense"'), act("fill", 'textbox "Description"', text="Parking"),
+              act("fill", 'textbox "Amount (EUR)"', text="7.50"), tool_call("press", {"key": "Enter"}),
+              tool_call("done", {"result": "refused"})]
+    config = RunConfig(task="File parking", start_url=site.url("/login"), secrets=Secrets({"PASSWORD": PASSWORD}), approve=approver)
+    with ScriptedModel(script) as model, Gateway(model_settings(model.base_url), db) as gateway:
+        result = run_operator(db, alice, config, gateway=gateway, browser=browser)
+    assert result.status == "done", (result.reason, _outcomes(result))
+    assert len(approver.asked) == 1 and approver.asked[0]["tool"] == "press"
+    assert approver.asked[0]["requests"][0]["body"].startswith("description=Parking&amount=7.50")
+    assert "POST /expenses" not in site.site.hits and len(site.site.claims) == 2
+    assert result.final_url == site.url("/expenses/new")  # the cancelled post left the page as it was
+
+
 @pytest.mark.parametrize(("method", "writes"), [("GET", False), ("head", False), ("OPTIONS", False), ("POST", True),
                                                ("put", True), ("PATCH", True), ("DELETE", True)])
 def test_write_requests_by_method(method: str, writes: bool) -> None:

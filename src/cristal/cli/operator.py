@@ -119,7 +119,7 @@ def replay_command(
     file: Path = typer.Argument(..., help="A recording made by `cristal operate --record FILE`."),
     json_out: bool = JSON,
     secret: list[str] = typer.Option([], "--secret", help="NAME=VALUE (or NAME, read from $NAME) for each secret the recording types."),
-    allow_irreversible: bool = typer.Option(False, "--allow-irreversible", help="Repeat irreversible-looking actions too."),
+    allow_irreversible: bool = typer.Option(False, "--allow-irreversible", help="Repeat actions that send changes to a server too."),
     org: str | None = typer.Option(None, "--org", help="Organization slug (default: the recording's)."),
     as_email: str | None = typer.Option(None, "--as", help="The employee the replay acts for (default: the recording's)."),
 ) -> None:

@@ -97,5 +97,5 @@ ACTIONS = (Action(
     name="operate", spec=OperateSpec, effect="destructive", run=run, limit="operate", retriable=False,
     no_retry_reason="it would repeat its actions",
     description="Do a task in the organization's web applications through a real browser, within a domain allow-list; "
-                "irreversible-looking actions wait for a human approval.",
+                "the changes an action sends to a server wait for a human approval.",
 ),)

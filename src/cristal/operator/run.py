@@ -87,7 +87,7 @@ _Ending = tuple[str, str | None, str | None, dict[str, Any] | None]
 
 @dataclass(frozen=True)
 class ApprovalDecision:
-    """A person's answer to one irreversible-looking action."""
+    """A person's answer to one action that needs approval (the requests it sends, or a link that deletes)."""
 
     decision: str  # approved | rejected | timeout | cancelled
     approval_id: str
@@ -115,7 +115,7 @@ class RunConfig:
     keep_full: int = 3  # newest steps whose observation stays in the conversation
     model: str | None = None
     timing: Timing = field(default_factory=Timing)
-    approve: Approver | None = None  # asks people about irreversible-looking actions; None: the run ends instead
+    approve: Approver | None = None  # asks people about the requests an action sends; None: the run ends instead
     run_id: str | None = None  # default: a fresh op_... id
     workflow_run_id: str | None = None  # the workflow run this task is a step of
 

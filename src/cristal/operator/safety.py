@@ -13,7 +13,7 @@ The allow-list itself lives in ``cristal.net.policy`` (shared with ``http`` work
 
 All three come from the run's configuration only. Page text reaches the model
 as data; nothing the page says (or the model answers) can add a domain, reveal
-a secret or switch off the approval of an irreversible-looking action.
+a secret or switch off the approval of a state-changing request.
 """
 
 from __future__ import annotations
