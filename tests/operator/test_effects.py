@@ -147,6 +147,22 @@ def test_enter_that_submits_a_form_waits_too_and_rejected_sends_nothing(db, alic
     assert result.final_url == site.url("/expenses/new")  # the cancelled post left the page as it was
 
 
+def test_fetch_delete_and_xhr_patch_behind_harmless_labels_wait(db, alice, browser, site: SiteServer) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+    approver = Approver("approved", "rejected")
+    script = [*login_steps(), tool_call("goto", {"url": site.url("/quick")}), act("click", 'button "OK"'),
+              act("click", 'button "Apply"'), tool_call("done", {"result": "removed one"})]
+    config = RunConfig(task="Tidy my claims", start_url=site.url("/login"), secrets=Secrets({"PASSWORD": PASSWORD}), approve=approver)
+    with ScriptedModel(script) as model, Gateway(model_settings(model.base_url), db) as gateway:
+        result = run_operator(db, alice, config, gateway=gateway, browser=browser)
+        told = [m["content"] for m in model.chat_requests[-1].messages if m["role"] == "tool"][-1]
+    assert result.status == "done", (result.reason, _outcomes(result))
+    assert [(r["method"], r["kind"]) for p in approver.asked for r in p["requests"]] == [("DELETE", "fetch"), ("PATCH", "xhr")]
+    assert approver.asked[1]["requests"][0]["body"] == "description=Taxi+(airport)"
+    assert site.site.hits.count("DELETE /expenses/2") == 1 and "PATCH /expenses/1" not in site.site.hits
+    assert [(c.id, c.description) for c in site.site.claims] == [(1, "Taxi to airport")]
+    assert "Not sent." in told  # the page saw the rejected XHR fail
+
+
 @pytest.mark.parametrize(("method", "writes"), [("GET", False), ("head", False), ("OPTIONS", False), ("POST", True),
                                                ("put", True), ("PATCH", True), ("DELETE", True)])
 def test_write_requests_by_method(method: str, writes: bool) -> None:
