@@ -49,6 +49,7 @@ def test_bad_input_is_one_line(ocli, site: SiteServer, tmp_path: Path) -> None: 
             (["operate", "x", *AS, "--start-url", site.url("/"), "--allow-domain", "intranet.example"], 2, "outside the allowed domains"),
             (["operate", "x", *AS, "--start-url", "file:///etc/passwd"], 2, "must be an http(s) URL"),
             (["operate", "x", *AS, "--start-url", site.url("/"), "--secret", "NOPE"], 2, "--secret NOPE"),
+            (["operate", "x", *AS, "--start-url", site.url("/"), "--allow-writes", "a b"], 2, "not a host for --allow-writes: 'a b'"),
             (["operate", "x", *AS, "--start-url", f"http://127.0.0.1:{closed}/"], 1, "connection refused"),
             (["replay", str(tmp_path / "missing.json")], 2, "no such recording"),
             (["operate", "x", *AS, "--start-url", site.url("/"), "--approver", "finance"], 2, "--approver: invalid approver 'finance'"),

@@ -183,7 +183,14 @@ def validate(config: RunConfig, org_domains: tuple[str, ...] | None = None) -> A
 
 def write_hosts(config: RunConfig) -> tuple[str, ...]:
     """The run's ``allow_writes`` as normalised domains (``host`` or ``host:port``); bad entries are bad input."""
-    return tuple(dict.fromkeys(normalise_domain(d) for d in config.allow_writes))
+    hosts: list[str] = []
+    for entry in config.allow_writes:
+        try:
+            hosts.append(normalise_domain(entry))
+        except InvalidInput:
+            raise InvalidInput(f"not a host for --allow-writes: {entry!r} "
+                               "(use a host name such as intranet.example.com, optionally with :PORT)") from None
+    return tuple(dict.fromkeys(hosts))
 
 
 def upload_files(files: tuple[Path, ...]) -> dict[str, Path]:
