@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     llm_embedding_model: str | None = None
     llm_timeout_seconds: float = Field(default=60.0, gt=0)
     llm_max_retries: int = Field(default=3, ge=0, le=10)
+    # The time an MCP server has to answer (connect, list its tools, run one tool) when an agent calls it or an
+    # admin lists its tools; a server that takes longer is a tool error, never a hung conversation.
+    mcp_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Live agent turns (`cristal chat`, streamed REST and OpenAI-compatible answers) ask the model to stream its
+    # tokens; off for an endpoint that cannot stream (tool calls are then still shown as they happen).
+    agent_stream_tokens: bool = True
     prices: dict[str, LLMPrice] = Field(default_factory=dict)
     # Workflow ``http`` steps refuse loopback, link-local, private, multicast and unspecified
     # addresses unless this is set: workflow files come from any member, and those addresses
@@ -89,6 +95,16 @@ class Settings(BaseSettings):
     # function that writes files or opens sockets would run with the worker's rights.
     # ``CRISTAL_WORKFLOW_PYTHON_MODULES=pkg.a,pkg.b`` or ``workflow_python_modules = ["pkg.a"]``.
     workflow_python_modules: Annotated[tuple[str, ...], NoDecode] = ()
+
+    # What agents may use, per organization slug ("*": every organization without an entry of its own).
+    # ``agent_models``: model names an agent file may name besides the organization's own chat model;
+    # ``agent_tools``: the tool kinds agents may have (no entry: every kind). Checked when an agent is
+    # created, edited or published and at every turn. ``agent_models = {"acme" = ["small", "large"]}``.
+    agent_models: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    agent_tools: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # How long an agent's run_workflow/operate tool waits for the run it started to finish or to stop
+    # at an approval before it answers with the run's status as it is (queued, running).
+    agent_run_wait_seconds: float = Field(default=5.0, ge=0, le=600)
 
     # The durable runtime (``cristal.durable``). A worker claims at most ``--concurrency`` runs per
     # poll of the queue, so the poll interval bounds its throughput for short runs.

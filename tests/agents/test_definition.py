@@ -45,7 +45,7 @@ def test_a_full_file_loads(tmp_path: Path) -> None:
     assert spec["tools"][0] == {"search_knowledge": {}}
     assert spec["tools"][2]["sql"]["queries"] == {"open_expenses": "select id from expenses where owner = :email"}
     assert spec["tools"][3]["http"]["endpoints"][0]["method"] == "GET"
-    assert spec["policy"] == {"approve": "always", "tests_must_pass": False}
+    assert spec["policy"] == {"approve": "always", "approvers": [], "tests_must_pass": False}
     assert spec["budgets"] == {"steps": 8, "tokens": 20000, "cost": 0.5}
 
 

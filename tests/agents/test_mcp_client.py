@@ -67,8 +67,9 @@ def test_server_process_is_gone_after_a_call(settings: Settings) -> None:
 def test_a_hanging_tool_is_a_timeout_error_and_the_server_is_stopped(settings: Settings, tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
     with pytest.raises(ActionError) as err:
-        call_tool(stdio(), "hang_with_pid", {"path": str(pidfile)}, 2.0, settings=settings)
-    assert err.value.message == "MCP server 'test' did not answer (tool 'hang_with_pid') within 2s"
+        # Long enough for the server to start and write its pid on a busy machine (its imports alone take a second).
+        call_tool(stdio(), "hang_with_pid", {"path": str(pidfile)}, 6.0, settings=settings)
+    assert err.value.message == "MCP server 'test' did not answer (tool 'hang_with_pid') within 6s"
     assert err.value.retriable
     assert not _alive(int(pidfile.read_text()))
 

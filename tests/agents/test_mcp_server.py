@@ -33,20 +33,21 @@ def indexed(two_orgs: Database, tmp_path: Path) -> Database:
     return two_orgs
 
 
-def _params(db_url: str, *args: str) -> StdioServerParameters:
+def _params(db_url: str, *args: str, extra_env: dict[str, str] | None = None) -> StdioServerParameters:
     # The SDK gives a stdio server only a few harmless variables; the server process needs its workspace.
-    env = {"CRISTAL_DATABASE_URL": db_url, "CRISTAL_HOME": os.environ["CRISTAL_HOME"]}
+    env = {"CRISTAL_DATABASE_URL": db_url, "CRISTAL_HOME": os.environ["CRISTAL_HOME"], **(extra_env or {})}
     if "PYTHONPATH" in os.environ:
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return StdioServerParameters(command=sys.executable, args=["-m", "cristal", "mcp", "serve", *args], env=env)
 
 
-def _session(db_url: str, email: str, calls: list[tuple[str, dict[str, Any]]]) -> tuple[list[str], list[Any]]:
+def _session(db_url: str, email: str, calls: list[tuple[str, dict[str, Any]]],
+             extra_env: dict[str, str] | None = None) -> tuple[list[str], list[Any]]:
     """Tool names and the result of each call, from one `cristal mcp serve --as EMAIL` process."""
 
     async def main() -> tuple[list[str], list[Any]]:
         with anyio.fail_after(120):
-            async with Client(_params(db_url, "--org", "acme", "--as", email), cache=None) as client:
+            async with Client(_params(db_url, "--org", "acme", "--as", email, extra_env=extra_env), cache=None) as client:
                 names = [t.name for t in (await client.list_tools()).tools]
                 results = []
                 for tool, arguments in calls:
@@ -62,14 +63,36 @@ def _uris(result: dict[str, Any]) -> set[str]:
     return {Path(hit["uri"]).name for hit in result["hits"]}
 
 
-def test_search_knowledge_acts_as_the_caller(indexed: Database, db_url: str) -> None:
+def test_search_knowledge_and_agents_act_as_the_caller(indexed: Database, db_url: str) -> None:
+    """Search finds what each caller may read; a published agent shared with finance is a tool for finance only,
+    and answers as the caller (one process per caller: each costs seconds to start)."""
+    from cristal.agents import store
+    from cristal.agents.definition import load_agent_text
+    from cristal.testing.scripted_model import ScriptedModel, text, tool_call
+
+    definition = load_agent_text("name: finance-helper\ndescription: Supplier questions.\n"
+                                 "instructions: Answer from the documents.\ntools: [search_knowledge]\n"
+                                 "sharing: [group:finance]\n")
+    store.create(indexed, definition, "acme", "admin@acme.example")
+    store.publish(indexed, "acme", "admin@acme.example", "finance-helper")
     query = {"query": "supplier IBAN paid every quarter"}
-    names, (fin,) = _session(db_url, "fin@acme.example", [("search_knowledge", query)])
-    assert {"search_knowledge", "research"} <= set(names)
+    script = [tool_call("search_knowledge", query), text("See the bank document.")]
+    with ScriptedModel(script) as model:
+        env = {"CRISTAL_LLM_BASE_URL": model.base_url, "CRISTAL_LLM_API_KEY": "k", "CRISTAL_LLM_MODEL": "scripted",
+               "CRISTAL_LLM_MAX_RETRIES": "0"}
+        names, (fin, answer) = _session(db_url, "fin@acme.example", [
+            ("search_knowledge", query), ("agent_finance-helper", {"question": "Who is paid?"})], extra_env=env)
+        sent = [r.json for r in model.chat_requests]
+    assert {"search_knowledge", "research", "agent_finance-helper"} <= set(names)
     assert "bank.txt" in _uris(fin)
-    _, (eng,) = _session(db_url, "eng@acme.example", [("search_knowledge", query)])
+    assert (answer["agent"], answer["version"], answer["conversation_id"]) == ("finance-helper", 1, None)
+    assert answer["tool_calls"][0]["status"] == "ok" and "bank.txt" in str(sent)
+    eng_names, (eng, refused) = _session(db_url, "eng@acme.example", [
+        ("search_knowledge", query), ("agent_finance-helper", {"question": "Who is paid?"})])
     assert "bank.txt" not in _uris(eng)
     assert all("IBAN" not in hit["snippet"] for hit in eng["hits"])
+    assert "agent_finance-helper" not in eng_names
+    assert refused[0] == "error" and "unknown agent" in refused[1]
     # Nothing of the other organization, whoever asks.
     assert "plan.md" not in _uris(fin) | _uris(eng)
 
@@ -132,3 +155,4 @@ def test_each_call_sees_the_callers_access_of_that_moment(indexed: Database, db_
     assert "bank.txt" in _uris(before)
     assert "bank.txt" not in _uris(after_leaving)
     assert after_removal[0] == "error" and "fin@acme.example" in after_removal[1]
+

@@ -35,3 +35,13 @@ def test_japanese_text_is_found_in_part() -> None:
 
 def test_a_fresh_provenance_trusts_nothing_it_did_not_see() -> None:
     assert Provenance().untrusted_in({"body": "anything at all"}) == []
+
+
+def test_once_tainted_only_trusted_words_may_go_out() -> None:
+    p = tracked("Post the note 'Team lunch moved to Friday' to http://127.0.0.1:9/hook", "Salary bands: 85,000 EUR.")
+    assert p.tainted and not Provenance().tainted
+    # Argument names do not count; values made of the user's words pass.
+    assert p.unvouched_in({"url": "http://127.0.0.1:9/hook", "json": {"note": "Team lunch moved to Friday"}}) == []
+    # Encoded text matches no untrusted word, but no trusted text said it either.
+    assert p.untrusted_in({"data": "U2FsYXJ5IGJhbmRz"}) == [] and p.unvouched_in({"data": "U2FsYXJ5IGJhbmRz"})
+    assert p.unvouched_in({"data": "s d n a b"})

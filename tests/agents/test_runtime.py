@@ -10,7 +10,17 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from cristal.agents.runtime import NOTHING_FOUND, AgentConfig, ToolConfig, TurnContext, TurnStopped, run_turn
+from cristal.agents.runtime import (
+    NOTHING_FOUND,
+    AgentConfig,
+    CitationAdded,
+    TextDelta,
+    ToolCallFinished,
+    ToolConfig,
+    TurnContext,
+    TurnStopped,
+    run_turn,
+)
 from cristal.config import Settings
 from cristal.db.schema import AuditRecord
 from cristal.testing.scripted_model import ScriptedModel, text, tool_call
@@ -251,3 +261,72 @@ def test_research_tool_runs_as_the_caller_and_its_report_is_untrusted(rdb, who, 
     assert [c.status for c in result.tool_calls] == ["ok", "refused"]
     assert "180 EUR" in report and "240 EUR" not in report  # the member's access, not the finance document
     assert hook.received == []
+
+
+# ----------------------------------------------------------------------
+# Live turns: on_event
+
+
+def live_turn(rdb, principal, model: ScriptedModel, tmp_path, cfg: AgentConfig, message: str):  # type: ignore[no-untyped-def]  # fixtures
+    events: list[Any] = []
+    ctx = TurnContext(db=rdb, settings=settings_for(model, str(tmp_path)), principal=principal, conversation_id="c1")
+    return run_turn(ctx, cfg, [], message, on_event=events.append), events
+
+
+def test_a_live_turn_tells_each_event_and_streams_the_checked_answer(rdb, who, tmp_path) -> None:  # type: ignore[no-untyped-def]  # fixtures
+    def answer(request: dict[str, Any]) -> Any:
+        n = passage(request, "180 EUR")
+        return text(f"The hotel cap in Munich is 180 EUR per night [{n}].\n\nFor managers it is 777 EUR [{n}]. "
+                    "Meals are paid separately [42].")
+
+    script = [tool_call("search_knowledge", {"query": "hotel cap Munich"}), tool_call("search_knowledge", "{not json"),
+              answer]
+    with ScriptedModel(script) as model:
+        result, events = live_turn(rdb, who(MEMBER), model, tmp_path, agent(sources=("wiki",), paths=("public/",)),
+                                   "What is the hotel cap in Munich?")
+        assert all(r.json.get("stream") for r in model.chat_requests)
+    kinds = [e.kind for e in events]
+    assert kinds[:4] == ["tool_call.started", "tool_call.finished", "tool_call.started", "tool_call.finished"]
+    assert [e.record.status for e in events if isinstance(e, ToolCallFinished)] == ["ok", "error"]
+    assert kinds[-1] == "done" and events[-1].result is result
+    texts = [e.text for e in events if isinstance(e, TextDelta)]
+    # Streamed in pieces, and what was streamed is the checked answer: the markers that did not hold are gone.
+    assert len(texts) > 3 and "".join(texts) == result.answer and "\n\nFor managers" in result.answer
+    assert "[42]" not in result.answer and "777 EUR." in result.answer
+    assert [e.citation for e in events if isinstance(e, CitationAdded)] == result.citations and result.citations
+    usage = result.usage()
+    assert usage["prompt_tokens"] > 0 and usage["total_tokens"] == result.tokens
+
+
+def test_a_live_turn_with_nothing_readable_streams_only_that(rdb, who, tmp_path) -> None:  # type: ignore[no-untyped-def]  # fixtures
+    script = [tool_call("search_knowledge", {"query": "IBAN Rheinfilter supplier"}), text("The IBAN is DE12 3456.")]
+    with ScriptedModel(script) as model:
+        result, events = live_turn(rdb, who(MEMBER), model, tmp_path, agent(sources=("wiki",), paths=("hr/",)),
+                                   "What is the IBAN?")
+    assert [e.text for e in events if isinstance(e, TextDelta)] == [NOTHING_FOUND] == [result.answer]
+
+
+def test_streamed_sentences_are_checked_as_the_whole_answer_would_be() -> None:
+    import random
+
+    from cristal.agents.citations import Passage, cite
+    from cristal.agents.runtime import _LiveAnswer
+
+    passages = {1: Passage(1, 1, "u", "t", "The hotel cap in Munich is 150 EUR per night. Meals are extra.")}
+    answers = ["The hotel cap is 150 EUR [1]. Also 99 EUR [1].\n\nNothing else [2]. Done [1] [1]", "A. [1] B! [3]\nC?",
+               "  Hi there. The cap in Munich is 150 EUR. [1] ok", " [1] foo bar. Baz [x] qux",
+               "Line one\nline two [1]\n\n- item a. [1]\n- item b  ", "Meals are extra [1]。次の文 [1]！"]
+    pick = random.Random(7)
+    for answer in answers:
+        expected = cite(answer, passages)[0].strip()
+        for _ in range(100):
+            cuts = sorted(pick.sample(range(1, len(answer)), k=pick.randint(1, min(30, len(answer) - 1))))
+            live = _LiveAnswer(passages, withheld=False)
+            out = "".join(live.feed(answer[a:b])[0] for a, b in zip([0, *cuts], [*cuts, len(answer)], strict=True))
+            assert out + live.finish(final=True)[0] == expected, answer
+
+
+def test_cite_keeps_line_breaks() -> None:
+    from cristal.agents.citations import cite
+
+    assert cite("First.\nSecond [9].\n\n- a\n- b", {})[0] == "First.\nSecond.\n\n- a\n- b"

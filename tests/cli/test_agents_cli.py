@@ -8,7 +8,10 @@ from unittest.mock import ANY
 
 import pytest
 
+from tests.agents.conftest import Hook, hook
 from tests.conftest import CliResult, Invoke
+
+__all__ = ["hook"]  # the fixture, shared with the agents tests
 
 AGENT = """\
 name: expense-helper
@@ -317,3 +320,77 @@ def test_tests_gate_publish_and_stats_count_turns_and_thumbs(cli_in_process: Inv
     assert run("agent", "stats", "policy-bot", "--org", "acme", "--as", "ops@acme.example").code == 3
     bad = run("agent", "stats", "policy-bot", *me, "--since", "last tuesday")
     assert bad.code == 2 and "invalid --since" in bad.stderr
+
+
+POSTER = """\
+name: poster
+instructions: Post what the user asks to the hook.
+sharing: [group:engineering]
+tools:
+  - http: {{endpoints: [{{name: hook, url: "{url}", method: POST}}]}}
+policy: {{approve: always, approvers: ["group:finance"]}}
+"""
+
+
+def test_a_write_waits_for_an_approval_and_goes_on_after_it(cli_in_process: Invoke, tmp_path: Path, hook: Hook,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from cristal.testing.scripted_model import ScriptedModel, text, tool_call
+
+    run = cli_in_process
+    for args in (("init",), ("org", "create", "acme"),
+                 ("user", "add", "fin@acme.example", "--org", "acme", "--group", "finance"),
+                 ("user", "add", "eng@acme.example", "--org", "acme", "--group", "engineering")):
+        assert run(*args).code == 0, args
+    fin, eng = ("--org", "acme", "--as", "fin@acme.example"), ("--org", "acme", "--as", "eng@acme.example")
+    assert run("agent", "create", _file(tmp_path, POSTER.format(url=hook.url)), *fin).code == 0
+    assert run("agent", "publish", "poster", *fin).code == 0
+    note = {"note": "Lunch at noon"}
+    with ScriptedModel([tool_call("http", {"url": hook.url, "method": "POST", "json": note}), text("Posted.")]) as model:
+        for name, value in (("BASE_URL", model.base_url), ("API_KEY", "k"), ("MODEL", "scripted")):
+            monkeypatch.setenv(f"CRISTAL_LLM_{name}", value)
+        monkeypatch.setenv("CRISTAL_WORKFLOW_HTTP_ALLOW_PRIVATE", "true")
+        asked = _json(run("ask", "poster", "Post the note 'Lunch at noon' to the hook.", *eng, "--json"))
+        cid, [call] = asked["conversation_id"], asked["tool_calls"]
+        assert asked["status"] == "needs_approval" and call["status"] == "needs_approval" and hook.received == []
+
+        [approval] = _json(run("approvals", "list", *fin, "--json"))["approvals"]
+        assert (approval["id"], approval["subject"]) == (call["approval_id"], "conversation")
+        assert approval["details"]["arguments"] == call["arguments"] and approval["approvers"] == ["group:finance"]
+        listed = run("approvals", "list", *fin)
+        assert "call: http" in listed.stdout and "Lunch at noon" in listed.stdout
+        early = run("ask", "poster", *eng, "--conversation", cid)
+        assert early.code == 2 and "waits for approval" in early.stderr and len(early.stderr.strip().splitlines()) == 1
+        denied = run("approvals", "approve", call["approval_id"], "--as", "eng@acme.example")
+        assert denied.code != 0 and "may not decide" in denied.stderr  # not among the approvers
+        assert run("approvals", "approve", call["approval_id"], "--as", "fin@acme.example").code == 0
+
+        after = _json(run("ask", "poster", *eng, "--conversation", cid, "--json"))
+        model.push(tool_call("http", {"url": hook.url, "method": "POST", "json": note}))
+        shown = run("ask", "poster", "Post the note 'Lunch at noon' to the hook.", *eng)
+    assert shown.code == 0 and "waiting for approval apr_" in shown.stdout and "--conversation" in shown.stdout
+    assert after["answer"] == "Posted." and after["tool_calls"][0]["status"] == "ok"
+    assert hook.received == [("POST", "/hook", note)]  # once: the second ask waits
+    no_question = run("ask", "poster", *eng)
+    assert no_question.code == 2 and "question is empty" in no_question.stderr
+
+
+def test_a_model_or_tool_the_organization_does_not_allow_is_one_line(workspace: Invoke, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    run = workspace
+    me = ("--org", "acme", "--as", "fin@acme.example")
+    named = _file(tmp_path, "name: big\ninstructions: x\nmodel: large\n")
+    refused = run("agent", "create", named, *me)
+    assert refused.code == 2 and refused.stderr.count("\n") == 1
+    assert "organization 'acme' does not offer the model 'large'" in refused.stderr
+    monkeypatch.setenv("CRISTAL_AGENT_MODELS", '{"acme": ["large"]}')
+    monkeypatch.setenv("CRISTAL_AGENT_TOOLS", '{"*": ["search_knowledge"]}')
+    assert run("agent", "create", named, *me).code == 0
+    operate = _file(tmp_path, "name: filer\ninstructions: x\ntools:\n  - operate: {allow_domains: [apps.example]}\n", "f.yaml")
+    refused = run("agent", "create", operate, *me)
+    assert refused.code == 2 and "does not allow the tool 'operate' (it allows: search_knowledge)" in refused.stderr
+    # Allowed when drafted, no longer when published (or asked).
+    monkeypatch.delenv("CRISTAL_AGENT_TOOLS")
+    assert run("agent", "create", operate, *me).code == 0
+    monkeypatch.setenv("CRISTAL_AGENT_TOOLS", '{"acme": ["search_knowledge"]}')
+    refused = run("agent", "publish", "filer", *me)
+    assert refused.code == 2 and "does not allow the tool 'operate'" in refused.stderr

@@ -42,6 +42,27 @@ def test_demo_runs_and_is_repeatable(cli) -> None:  # type: ignore[no-untyped-de
     assert operator["recorded_status"] == "done" and operator["replay_status"] == "complete"
     assert operator["task_done_after_replay"] is True
 
+    agents = summary["agents"]
+    assert [p["agent"] for p in agents["published"]] == ["erp-analyst", "expense-filer", "travel-expense-helper"]
+    travel = [a for a in agents["asks"] if a["agent"] == "travel-expense-helper"]
+    assert len(travel) == 3 and len({a["question"] for a in travel}) == 3  # German, Japanese, English
+    for ask in travel:
+        assert "180 EUR" in ask["answer"] and "150 EUR" in ask["answer"]
+        assert {c["uri"].rsplit("/", 1)[-1] for c in ask["citations"]} == {"2025-09-15_hotelobergrenze-muenchen.eml",
+                                                                          "reisekostenrichtlinie-2025.md"}
+        assert all(c["quote"] for c in ask["citations"])
+    assert any("ホテル" in a["answer"] for a in travel) and any("hotel cap" in a["answer"] for a in travel)
+    finance, sales = (a for a in agents["asks"] if a["agent"] == "erp-analyst")
+    assert finance["as"] == "lukas.weber@aozora-de.example" and sales["as"] == "jonas.becker@aozora-de.example"
+    assert finance["question"] == sales["question"]
+    assert finance["tool_calls"][0]["status"] == "ok" and "1284 EUR" in finance["answer"]
+    assert sales["tool_calls"][0]["status"] == "refused" and "1284" not in sales["answer"]
+    [filed] = [a for a in agents["asks"] if a["agent"] == "expense-filer"]
+    [call] = filed["tool_calls"]
+    assert call["name"] == "operate" and call["status"] == "needs_approval" and call["approval_id"] in filed["answer"]
+    run = agents["operator_run"]
+    assert run["waited_for"] == call["approval_id"] and run["status"] == "succeeded" and run["claim_submitted"] is True
+
     second = json.loads(cli("demo", "--json").stdout)
     assert second["organizations_created"] == [] and second["users_created"] == [] and second["sources_added"] == []
     assert all(r["added"] == 0 and r["updated"] == 0 and r["embedded"] == 0 for r in second["sync"])
@@ -54,3 +75,4 @@ def test_demo_prints_tables(cli) -> None:  # type: ignore[no-untyped-def]  # pyt
     result = cli("demo")
     assert result.code == 0
     assert "Aozora Group" in result.stdout and "denied" in result.stdout and "Gehaltsbänder 2025" in result.stdout
+    assert "Asking the agents" in result.stdout and "Expense filer" in result.stdout

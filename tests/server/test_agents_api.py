@@ -197,3 +197,32 @@ def test_turns_beyond_the_servers_concurrency_are_429(company: Company, settings
         oai = openai.OpenAI(base_url=server.url + "/v1", api_key=company.key(FIN), max_retries=0, timeout=30)
         with pytest.raises(openai.RateLimitError, match="agent turns"):
             oai.chat.completions.create(model=f"agent:{agent}", messages=[{"role": "user", "content": QUESTION}])
+
+
+def test_stateless_ask_refuses_a_write_and_approvals_show_a_conversations_exact_call(  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+        client, company: Company, model: ScriptedModel, settings: Settings) -> None:
+    from cristal.agents.ask import ask
+
+    hook = "http://127.0.0.1:9/hook"
+    definition = load_agent_text("name: poster\ninstructions: Post notes.\nsharing: [group:engineering]\n"
+                                 f"tools:\n  - http: {{endpoints: [{{name: hook, url: '{hook}', method: POST}}]}}\n"
+                                 "policy: {approve: always}\n")
+    store.create(company.db, definition, "acme", FIN)
+    store.publish(company.db, "acme", FIN, "poster")
+    post = tool_call("http", {"url": hook, "method": "POST", "json": {"note": "Lunch at noon"}})
+
+    model.push(post, text("Not posted."))
+    doc = client(ENG).post("/api/v1/agents/poster/ask", json={"question": "Post 'Lunch at noon'."}).json()
+    [call] = doc["tool_calls"]
+    assert doc["status"] == "answered" and call["status"] == "refused" and "not stored" in call["message"]
+
+    # A stored conversation (cristal ask) waits instead; the admins see the exact call over HTTP.
+    model.push(post)
+    waiting = ask(company.db, settings, "acme", ENG, "poster", "Post 'Lunch at noon'.")
+    [approval] = client(person("admin", "acme")).get("/api/v1/approvals").json()["approvals"]
+    assert (approval["id"], approval["subject"], approval["run_id"]) == (
+        waiting["tool_calls"][0]["approval_id"], "conversation", waiting["conversation_id"])
+    assert approval["details"]["arguments"] == {"url": hook, "method": "POST", "json": {"note": "Lunch at noon"}}
+    assert approval["details"]["tool"] == "http" and approval["can_decide"] is True
+    assert [a["can_decide"] for a in client(ENG).get("/api/v1/approvals").json()["approvals"]] == [False]  # the asker's
+    assert client(FIN).get("/api/v1/approvals").json()["approvals"] == []

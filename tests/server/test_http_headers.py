@@ -69,7 +69,8 @@ def test_openapi_documents_400_with_the_error_body_and_no_422(client: ClientFor)
     assert "HTTPValidationError" not in text
     # FastAPI's validation 422 is gone; a 422 is only an agent's spent turn budget, with the error body.
     with_422 = {p: ops["post"]["responses"]["422"] for p, ops in doc["paths"].items() if "422" in ops.get("post", {}).get("responses", {})}
-    assert set(with_422) == {"/api/v1/agents/{ref}/ask", "/v1/chat/completions"}
+    assert set(with_422) == {"/api/v1/agents/{ref}/ask", "/v1/chat/completions", "/api/v1/conversations",
+                             "/api/v1/conversations/{conversation_id}/messages"}
     assert all(r["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
                for r in with_422.values())
     assert doc["components"]["securitySchemes"]["apiKey"] == {**doc["components"]["securitySchemes"]["apiKey"],

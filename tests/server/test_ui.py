@@ -36,6 +36,7 @@ def test_sign_in_search_approve_and_follow_the_run(browser, live: LiveServer, co
         page.get_by_label("API key").fill(company.key(person("fin", "acme")))
         page.get_by_role("button", name="Sign in").click()
         page.get_by_text("fin@acme.example · acme").wait_for()
+        page.get_by_role("button", name="Search", exact=True).first.click()  # the tab (chat opens first)
         page.get_by_label("Search query").fill("supplier IBAN")
         page.get_by_role("button", name="Search", exact=True).last.click()
         page.get_by_text("Supplier payments").wait_for()
@@ -85,6 +86,7 @@ def test_sign_in_with_the_company_account_and_out(browser, providers, live: Live
         cookie = next(c for c in context.cookies() if c["name"] == "__Host-cristal-session")
         assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Lax"
         # A state-changing request from the page carries the CSRF token.
+        page.get_by_role("button", name="Search", exact=True).first.click()  # the tab (chat opens first)
         page.get_by_label("Search query").fill("supplier IBAN")
         page.get_by_role("button", name="Search", exact=True).last.click()
         page.get_by_text("Supplier payments").wait_for()

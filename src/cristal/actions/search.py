@@ -17,12 +17,18 @@ class SearchSpec(Spec):
 
 
 def run(ctx: ActionContext, spec: dict[str, Any]) -> Any:
+    from cristal.knowledge.indexes import Embedders
     from cristal.knowledge.search import Searcher
+    from cristal.models.embedder import endpoint_embedders
+    from cristal.models.gateway import Gateway
 
     def go() -> list[dict[str, Any]]:
-        # Searcher authorizes "knowledge.search" and writes the document.read audit record.
-        hits = Searcher(ctx.db).search(ctx.principal, str(spec["query"]), limit=int(spec.get("limit") or 10),
-                                       mode=spec.get("mode") or "hybrid", request_id=ctx.key)
+        # Searcher authorizes "knowledge.search" and writes the document.read audit record; the gateway embeds
+        # the query only if the organization's index comes from an endpoint.
+        with Gateway(ctx.settings, ctx.db) as gateway:
+            hits = Searcher(ctx.db, Embedders(endpoint_embedders(gateway))).search(
+                ctx.principal, str(spec["query"]), limit=int(spec.get("limit") or 10),
+                mode=spec.get("mode") or "hybrid", request_id=ctx.key)
         return [hit.as_dict() for hit in hits]
 
     try:

@@ -43,11 +43,29 @@ class Citation:
         return {"n": self.n, "doc_id": self.doc_id, "uri": self.uri, "quote": self.quote}
 
 
+def settled(text: str) -> int:
+    """How much of ``text``, an answer still arriving, is whole sentences that ``cite`` can check already.
+
+    A sentence is whole once something other than white space or another ``[n]`` marker follows it; checking
+    the text up to there alone gives what ``cite`` gives for the whole answer.
+    """
+    end = 0
+    for m in _SENTENCE.finditer(text):
+        rest = text[m.end():].lstrip()
+        if m.end() > m.start() and rest and not rest.startswith("["):
+            end = m.end()
+    return end
+
+
 def cite(answer: str, passages: dict[int, Passage]) -> tuple[str, list[Citation]]:
     """The answer without the markers that do not hold, and the citations that do (in order of first use)."""
     cited: dict[int, Citation] = {}
     out: list[str] = []
+    pos = 0
     for m in _SENTENCE.finditer(answer):
+        # What lies between two sentences (a line break the pattern stops at) is kept as it is.
+        out.append(answer[pos:m.start()])
+        pos = m.end()
         sentence = m.group()
         claim = _MARK.sub("", sentence).strip()
 
@@ -65,4 +83,5 @@ def cite(answer: str, passages: dict[int, Passage]) -> tuple[str, list[Citation]
             return mark.group()
 
         out.append(_MARK.sub(keep, sentence))
+    out.append(answer[pos:])
     return "".join(out), list(cited.values())

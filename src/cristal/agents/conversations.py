@@ -11,28 +11,37 @@ conversation (new, or the next turn of an existing one) and all the turn's
 messages in one transaction, so a turn that failed (the model, a budget) leaves
 nothing behind. Each message is the OpenAI-format message the model saw; a
 turn's answer also carries the turn's tool calls, citations, tokens and cost.
+
+A turn that stopped at a call waiting for a person keeps the call on the
+conversation (``pending_approval``, ``pending_call``). Going on takes it up once:
+``take_up`` clears ``pending_approval`` by a compare-and-set (so two continuations
+at once cannot both run it) and ``settle`` stores the call's result as the end of
+the interrupted turn. Deleting a conversation cancels the approval it waits for.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from cristal.agents import analytics
-from cristal.agents.runtime import TurnResult
+from cristal.agents.runtime import ToolCallRecord, TurnResult
 from cristal.db import Database
 from cristal.db.schema import AgentTurn, Conversation, ConversationMessage, Organization, utcnow
+from cristal.durable import approvals
+from cristal.durable.store import rows_changed
 from cristal.errors import AccessDenied, InvalidInput, NotFound
 from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, member, org_by_slug
 from cristal.identity.principal import Principal
 
-__all__ = ["EXPORT_FORMAT", "History", "delete_conversation", "export", "history", "list_conversations", "purge",
-           "rate", "record_turn", "rename", "retention", "show"]
+__all__ = ["EXPORT_FORMAT", "History", "as_markdown", "delete_conversation", "export", "history", "list_conversations",
+           "purge", "rate", "record_turn", "rename", "retention", "settle", "show", "take_up"]
 
 EXPORT_FORMAT = "cristal.conversation/1"
 TITLE_MAX = 200
@@ -47,6 +56,8 @@ class History:
     version: int
     messages: list[dict[str, Any]]
     turn: int
+    pending_approval: str | None = None  # the approval the conversation waits for
+    pending_call: dict[str, Any] | None = None  # the call it holds (set, without the above: taken up, unsettled)
 
 
 def _owned(s: Session, org: Organization, principal: Principal, conversation_id: str, action: str,
@@ -66,6 +77,7 @@ def _owned(s: Session, org: Organization, principal: Principal, conversation_id:
 def _summary(conv: Conversation) -> dict[str, Any]:
     return {"conversation_id": conv.id, "agent": conv.agent_slug, "version": conv.agent_version, "title": conv.title,
             "owner": conv.user_email, "turns": conv.turns, "tokens": conv.tokens, "cost_usd": round(conv.cost_usd, 6),
+            "pending_approval": conv.pending_approval,
             "created_at": conv.created_at.isoformat(), "updated_at": conv.updated_at.isoformat()}
 
 
@@ -80,7 +92,34 @@ def history(db: Database, org_slug: str, email: str, conversation_id: str) -> Hi
         org, principal = member(s, org_slug, email)
         conv = _owned(s, org, principal, conversation_id, "conversation.read", details={"for": "continue"})
         return History(conv.id, conv.agent_slug, conv.agent_version, [dict(m.content) for m in _messages(s, conv)],
-                       conv.turns + 1)
+                       conv.turns + 1, conv.pending_approval, dict(conv.pending_call) if conv.pending_call else None)
+
+
+def take_up(db: Database, org_slug: str, email: str, conversation_id: str, approval_id: str) -> bool:
+    """Claim the decided call the caller's conversation holds; False when another continuation claimed it first."""
+    with db.session() as s:
+        org, principal = member(s, org_slug, email)
+        conv = _owned(s, org, principal, conversation_id, "conversation.write",
+                      details={"change": "take up approved call", "approval_id": approval_id})
+        return rows_changed(s.execute(update(Conversation).where(Conversation.id == conv.id,
+                                                                 Conversation.pending_approval == approval_id)
+                                      .values(pending_approval=None))) == 1
+
+
+def settle(db: Database, org_slug: str, email: str, conversation_id: str, message: dict[str, Any],
+           record: ToolCallRecord) -> None:
+    """Store the taken-up call's result as the last message of the turn it interrupted, and forget the call."""
+    with db.session() as s:
+        org, principal = member(s, org_slug, email)
+        conv = _owned(s, org, principal, conversation_id, "conversation.write",
+                      details={"change": "settle call", "status": record.status, "approval_id": record.approval_id})
+        s.execute(select(Conversation.id).where(Conversation.id == conv.id).with_for_update())
+        seq = s.scalar(select(func.max(ConversationMessage.seq)).where(ConversationMessage.conversation_id == conv.id)) or 0
+        s.add(ConversationMessage(conversation_id=conv.id, seq=seq + 1, turn=conv.turns, role="tool", content=message,
+                                  created_at=utcnow(), tool_calls=[record.as_dict()], citations=None, tokens=0,
+                                  cost_usd=0.0))
+        conv.pending_call = None
+        conv.updated_at = utcnow()
 
 
 def _title(title: str) -> str:
@@ -130,21 +169,53 @@ def record_turn(db: Database, org_slug: str, email: str, result: TurnResult, que
         analytics.add_turn(s, org.id, result.agent, result.version, "conversation", result, user_id=principal.user_id,
                            conversation_id=conv.id, turn=turn)
         conv.turns = turn
+        conv.pending_approval = result.pending["approval_id"] if result.pending else None
+        conv.pending_call = result.pending
         conv.tokens += result.tokens
         conv.cost_usd += result.cost_usd
         conv.updated_at = now
         return _summary(conv)
 
 
-def list_conversations(db: Database, org_slug: str, email: str, agent: str | None = None) -> list[dict[str, Any]]:
-    """The caller's own conversations, the latest first (optionally with one agent)."""
+def _text(content: dict[str, Any]) -> str:
+    """What a person wrote or read in a stored message: its text (tool results are not part of it)."""
+    if content.get("role") not in ("user", "assistant"):
+        return ""
+    value = content.get("content")
+    if isinstance(value, list):
+        return " ".join(str(p.get("text", "")) for p in value if isinstance(p, dict))
+    return value if isinstance(value, str) else ""
+
+
+def _matching(s: Session, convs: list[Conversation], query: str) -> list[Conversation]:
+    """The conversations whose title or whose questions and answers contain ``query`` (case-insensitive)."""
+    needle = query.casefold()
+    found = {c.id for c in convs if needle in c.title.casefold()}
+    rest = [c.id for c in convs if c.id not in found]
+    if rest:
+        # Matched here rather than in SQL: the JSON of a message is stored escaped (non-ASCII as \uXXXX).
+        rows = s.execute(select(ConversationMessage.conversation_id, ConversationMessage.content)
+                         .where(ConversationMessage.conversation_id.in_(rest),
+                                ConversationMessage.role.in_(("user", "assistant"))))
+        found |= {cid for cid, content in rows if needle in _text(dict(content)).casefold()}
+    return [c for c in convs if c.id in found]
+
+
+def list_conversations(db: Database, org_slug: str, email: str, agent: str | None = None,
+                       query: str | None = None) -> list[dict[str, Any]]:
+    """The caller's own conversations, the latest first (optionally with one agent, or containing ``query``)."""
     with db.session() as s:
         org, principal = member(s, org_slug, email)
-        query = select(Conversation).where(Conversation.org_id == org.id, Conversation.user_id == principal.user_id)
+        select_ = select(Conversation).where(Conversation.org_id == org.id, Conversation.user_id == principal.user_id)
         if agent:
-            query = query.where(Conversation.agent_slug == agent)
-        docs = [_summary(c) for c in s.scalars(query.order_by(Conversation.updated_at.desc(), Conversation.id))]
-        require(s, principal, "conversation.list", in_org(org, "conversation"), details={"listed": len(docs)})
+            select_ = select_.where(Conversation.agent_slug == agent)
+        convs = list(s.scalars(select_.order_by(Conversation.updated_at.desc(), Conversation.id)))
+        details: dict[str, Any] = {}
+        if query is not None and query.strip():
+            convs = _matching(s, convs, query.strip())
+            details["query"] = query.strip()[:200]
+        docs = [_summary(c) for c in convs]
+        require(s, principal, "conversation.list", in_org(org, "conversation"), details={"listed": len(docs), **details})
         return docs
 
 
@@ -165,6 +236,26 @@ def export(db: Database, org_slug: str, email: str, conversation_id: str) -> dic
     """``show`` as a self-describing document: ``format``, ``org``, ``exported_at``, then the conversation."""
     doc = show(db, org_slug, email, conversation_id)
     return {"format": EXPORT_FORMAT, "org": org_slug, "exported_at": utcnow().isoformat(), **doc}
+
+
+def as_markdown(doc: dict[str, Any]) -> str:
+    """An exported conversation (``export``) as Markdown: a heading, then each question and answer with its sources."""
+    lines = [f"# {doc['title']}", "",
+             f"Conversation `{doc['conversation_id']}` with agent `{doc['agent']}` version {doc['version']}, "
+             f"by {doc['owner']} in {doc['org']}; {doc['turns']} turns, {doc['tokens']} tokens, "
+             f"{doc['cost_usd']} USD. Exported {doc['exported_at'][:19]} UTC.", ""]
+    for m in doc["messages"]:
+        text = _text(m["message"])
+        if m["role"] == "user":
+            lines += [f"## {m['turn']}. You", "", text, ""]
+        elif m["role"] == "assistant" and m["tool_calls"] is not None:  # the turn's answer
+            lines += [f"### {doc['agent']}", ""]
+            lines += [f"- tool `{c['name']}` ({c['status']}): `{json.dumps(c['arguments'], ensure_ascii=False)}`"
+                      for c in m["tool_calls"]]
+            lines += ([""] if m["tool_calls"] else []) + [text, ""]
+            lines += [f"- [{c['n']}] {c['uri']}: “{c['quote']}”" for c in m["citations"] or []]
+            lines += [""] if m["citations"] else []
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def rename(db: Database, org_slug: str, email: str, conversation_id: str, title: str) -> dict[str, Any]:
@@ -215,8 +306,10 @@ def delete_conversation(db: Database, org_slug: str, email: str, conversation_id
     with db.session() as s:
         org, principal = member(s, org_slug, email)
         conv = _owned(s, org, principal, conversation_id, "conversation.delete")
-        _delete(s, [conv.id])
-        return {"conversation_id": conv.id, "deleted": True}
+        cid = conv.id
+        _delete(s, [cid])
+    approvals.cancel_for(db, "conversation", [cid], "the conversation was deleted")
+    return {"conversation_id": cid, "deleted": True}
 
 
 def _check_days(days: int) -> int:
@@ -262,4 +355,6 @@ def purge(db: Database, org_slug: str, days: int | None = None, *, email: str | 
                 details={"days": keep, "deleted": len(ids)})
         if ids:
             _delete(s, ids)
-        return {"org": org.slug, "retention_days": keep, "deleted": len(ids)}
+        slug = org.slug
+    approvals.cancel_for(db, "conversation", ids, "the conversation was purged")
+    return {"org": slug, "retention_days": keep, "deleted": len(ids)}

@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from cristal import yamlfile
 from cristal.actions import Spec
+from cristal.actions.fields import approver_rules
 from cristal.errors import InvalidInput
 from cristal.identity.validation import check_email, check_group
 
@@ -24,6 +25,8 @@ __all__ = ["TOOL_KINDS", "AgentDefinition", "check_grantee", "load_agent", "load
 
 MAX_FILE_BYTES = 256 * 1024
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# Approvers named by role rather than by name (see ``agents.approvals``).
+APPROVER_WORDS = ("admins", "caller")
 LANGUAGE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
 
 
@@ -82,9 +85,16 @@ class RunWorkflowTool(Spec):
 
 
 class OperateTool(Spec):
-    """The Operator, within these web domains (and the organization's allow-list)."""
+    """The Operator, within these web domains (and the organization's allow-list); ``approvers`` decide its
+    irreversible actions (default: the person who asked)."""
 
     allow_domains: list[str] = Field(min_length=1)
+    approvers: list[str] = Field(default_factory=list)
+
+    @field_validator("approvers")
+    @classmethod
+    def _approvers(cls, v: list[str]) -> list[str]:
+        return approver_rules(v)
 
 
 class McpTool(Spec):
@@ -168,6 +178,24 @@ class Policy(Spec):
     # "untrusted": a write or destructive call waits for an approval when its arguments carry untrusted content;
     # "always": every such call waits.
     approve: Literal["untrusted", "always"] = "untrusted"
+    # Who decides those approvals: group:NAME, user:EMAIL, "admins" (the organization's admins when the call is
+    # made) or "caller" (the person talking to the agent). Empty: the admins.
+    approvers: list[str] = Field(default_factory=list, max_length=50)
+
+    @field_validator("approvers")
+    @classmethod
+    def _approvers(cls, v: list[str]) -> list[str]:
+        out: list[str] = []
+        for item in v:
+            text = str(item).strip()
+            if text not in APPROVER_WORDS:
+                grantee, level = check_grantee(text)
+                if grantee == "org" or level != "use":
+                    raise ValueError(f"invalid approver {item!r}: use group:NAME, user:EMAIL, admins or caller")
+                text = grantee
+            if text not in out:
+                out.append(text)
+        return out
     # `cristal agent publish` runs the draft's test cases first and refuses a draft whose tests fail.
     tests_must_pass: bool = False
 

@@ -130,13 +130,13 @@ def publish(db: Database, settings: Settings, org_slug: str, email: str, slug: s
     try:
         target = _target(db, org_slug, email, slug, True)
     except NotFound:  # not theirs to edit: the store gives the refusal (or the unknown agent) it always gave
-        return store.publish(db, org_slug, email, slug, note)
+        return store.publish(db, org_slug, email, slug, note, settings=settings)
     spec = target[2]
     if not (spec.get("policy") or {}).get("tests_must_pass"):
-        return store.publish(db, org_slug, email, slug, note)
+        return store.publish(db, org_slug, email, slug, note, settings=settings)
     report = _run(db, settings, org_slug, email, target, True)
     if not report["passed"]:
         raise InvalidInput(f"agent {slug!r}: {report['failed']} of {report['total']} test cases fail, so it is not "
                            f"published (policy.tests_must_pass); {_failures(report)}")
-    doc = store.publish(db, org_slug, email, slug, note, tested=spec)
+    doc = store.publish(db, org_slug, email, slug, note, tested=spec, settings=settings)
     return {**doc, "tests": {k: report[k] for k in ("passed", "failed", "total")}}

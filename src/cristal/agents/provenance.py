@@ -12,6 +12,14 @@ in untrusted text and nowhere in trusted text. Words are compared lower-cased
 Chinese, Japanese or Korean script are cut into overlapping pieces).
 The rule errs on the side of stopping: a word the model could only have read in
 a tool result stops the call (see ``agents.runtime``), even if the model meant well.
+
+A fully hijacked model can hide what it read by encoding it (base64, reversed,
+one character at a time), so no word of it matches. Hence the second rule,
+``unvouched_in``: once untrusted text has entered the turn (``tainted``), a
+value in a write's arguments may only be made of words trusted text said (the
+user, the instructions, the tool configuration and definitions); argument names
+do not count. What is left is a covert channel through the choice and order of
+trusted words: ``policy.approve: always`` closes it.
 """
 
 from __future__ import annotations
@@ -47,6 +55,15 @@ def _grams(ws: list[str]) -> set[tuple[str, ...]]:
     return {tuple(ws[i : i + NGRAM]) for i in range(len(ws) - NGRAM + 1)}
 
 
+def values_of(value: Any) -> str:
+    """Every string and number inside ``value`` but the keys of its mappings, joined by newlines."""
+    if isinstance(value, dict):
+        return "\n".join(values_of(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return "\n".join(values_of(v) for v in value)
+    return flatten(value)
+
+
 def flatten(value: Any) -> str:
     """Every string and number inside ``value`` (JSON arguments), joined by newlines."""
     if isinstance(value, str):
@@ -73,6 +90,11 @@ class Provenance:
         self.trusted_words.update(ws)
         self.trusted_grams |= _grams(ws)
 
+    @property
+    def tainted(self) -> bool:
+        """Untrusted text has entered the turn."""
+        return bool(self.untrusted_words or self.untrusted_grams)
+
     def distrust(self, text: str) -> None:
         """Text that entered the conversation from a tool result."""
         ws = words(text)
@@ -86,3 +108,7 @@ class Provenance:
         found += [" ".join(g) for g in _grams(ws) if g in self.untrusted_grams and g not in self.trusted_grams
                   and not all(w in self.trusted_words for w in g)]
         return found[:5]
+
+    def unvouched_in(self, arguments: Any) -> list[str]:
+        """The words of the argument values that no trusted text said (empty: all were), at most five."""
+        return [w for w in dict.fromkeys(words(values_of(arguments))) if w not in self.trusted_words][:5]

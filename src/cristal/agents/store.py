@@ -19,7 +19,9 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from cristal.agents.allowed import check_spec
 from cristal.agents.definition import AgentDefinition, check_grantee
+from cristal.config import Settings
 from cristal.db import Database
 from cristal.db.schema import Agent, AgentShare, AgentTurn, AgentVersion, Group, Organization, utcnow
 from cristal.errors import AccessDenied, AlreadyExists, InvalidInput, NotFound
@@ -148,10 +150,17 @@ def _summary(s: Session, org: Organization, principal: Principal, agent: Agent, 
     }
 
 
-def create(db: Database, definition: AgentDefinition, org_slug: str, email: str) -> dict[str, Any]:
-    """A new agent whose draft is ``definition``, created by ``email``; its ``sharing`` is granted at once."""
+def create(db: Database, definition: AgentDefinition, org_slug: str, email: str, *,
+           settings: Settings | None = None) -> dict[str, Any]:
+    """A new agent whose draft is ``definition``, created by ``email``; its ``sharing`` is granted at once.
+
+    With ``settings``, the model and tools are checked against what the organization allows (``agents.allowed``),
+    here as in ``edit`` and ``publish``.
+    """
     with db.session() as s:
         org, principal = member(s, org_slug, email)
+        if settings is not None:
+            check_spec(settings, org, definition.name, definition.spec())
         require(s, principal, "agent.create", in_org(org, "agent", definition.name), details={"name": definition.name})
         now = utcnow()
         agent = Agent(org_id=org.id, slug=definition.name, created_by_user_id=principal.user_id, created_by_email=email,
@@ -167,13 +176,16 @@ def create(db: Database, definition: AgentDefinition, org_slug: str, email: str)
         return _summary(s, org, principal, agent, grants)
 
 
-def edit(db: Database, org_slug: str, email: str, slug: str, definition: AgentDefinition) -> dict[str, Any]:
+def edit(db: Database, org_slug: str, email: str, slug: str, definition: AgentDefinition, *,
+         settings: Settings | None = None) -> dict[str, Any]:
     """Replace the draft (published versions do not change); a ``sharing`` list in the file replaces the grants."""
     if definition.name != slug:
         raise InvalidInput(f"the file names the agent {definition.name!r}, not {slug!r}: an agent's name does not change")
     with db.session() as s:
         org, principal = member(s, org_slug, email)
         agent, grants = _editable(s, org, principal, slug, details={"change": "draft"})
+        if settings is not None:
+            check_spec(settings, org, slug, definition.spec())
         if "sharing" in definition.model_fields_set:
             changes = _changes(grants, dict(definition.grants))
             _require_share(s, org, principal, agent, grants, changes)
@@ -201,14 +213,16 @@ def _version_doc(row: AgentVersion, current: int | None) -> dict[str, Any]:
 
 
 def publish(db: Database, org_slug: str, email: str, slug: str, note: str = "",
-            tested: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Make the draft version N+1, the one users get from now on.
+            tested: dict[str, Any] | None = None, *, settings: Settings | None = None) -> dict[str, Any]:
+    """Make the draft version N+1, the one users get from now on (with ``settings``, checked as in ``create``).
 
     ``tested``: the draft whose test cases the caller ran; a draft changed since is refused (its tests did not run).
     """
     with db.session() as s:
         org, principal = member(s, org_slug, email)
         agent, _ = _editable(s, org, principal, slug, details={"change": "publish", "note": note})
+        if settings is not None:
+            check_spec(settings, org, slug, dict(agent.draft))
         if tested is not None and dict(agent.draft) != tested:
             raise InvalidInput(f"the draft of agent {slug!r} changed while its tests ran; publish again")
         row = _new_version(s, agent, dict(agent.draft), email, note)

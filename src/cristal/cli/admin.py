@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from cristal.cli.runtime import JSON, acting, note, print_json, show_table, show_text, unit_of_work
+from cristal.cli.runtime import JSON, acting, note, print_json, settings, show_table, show_text, unit_of_work
 from cristal.errors import InvalidInput
 
 app = typer.Typer()
@@ -93,6 +93,52 @@ def org_llm(
         budget_text = "none" if info.llm_monthly_budget_usd is None else f"${info.llm_monthly_budget_usd:,.2f}/month"
         note("{}: endpoint {}, model {}, budget {}", info.slug, info.llm_base_url or "(default)", info.llm_model or "(default)",
              budget_text)
+
+
+@org_app.command("embeddings")
+def org_embeddings(
+    slug: str,
+    endpoint: str | None = typer.Option(
+        None, "--endpoint", help="OpenAI-compatible base URL serving /embeddings (default: the organization's LLM endpoint)."),
+    model: str | None = typer.Option(None, "--model", help="The embedding model's name at that endpoint."),
+    api_key_env: str | None = typer.Option(
+        None, "--api-key-env", help="Name of the environment variable holding the endpoint's key (must start with CRISTAL_ORG_KEY_)."),
+    bundled: bool = typer.Option(False, "--bundled", help="Go back to the bundled offline model."),
+    show_only: bool = typer.Option(False, "--show", help="Print the index searches use and the one being built."),
+    as_email: str | None = AS,
+    json_out: bool = JSON,
+) -> None:
+    """Choose the organization's embedding model; `cristal sync` then builds its new index while searches keep the old one."""
+    from cristal.identity.directory import org_by_slug
+    from cristal.identity.orgs import check_key_env
+    from cristal.knowledge import indexes
+    from cristal.models.endpoint import resolve_endpoint
+
+    if show_only + bundled + (model is not None) != 1:
+        raise InvalidInput("give one of --model NAME (with --endpoint URL), --bundled or --show")
+    if bundled and (endpoint or api_key_env):
+        raise InvalidInput("--bundled takes no --endpoint or --api-key-env")
+    cfg = settings()
+    with unit_of_work() as s:
+        actor = acting(s, slug, as_email)
+        if show_only:
+            info = indexes.describe(s, actor, slug)
+        else:
+            if model is not None and endpoint is None:
+                endpoint = resolve_endpoint(cfg, org_by_slug(s, slug)).base_url
+                if endpoint is None:
+                    raise InvalidInput("no endpoint: give --endpoint URL (no LLM endpoint is configured to fall back on)")
+            chosen = indexes.choose_model(s, actor, slug, model=model, base_url=endpoint,
+                                          api_key_env=check_key_env(api_key_env) if api_key_env else None)
+            info = indexes.describe(s, actor, slug) | {"chosen": chosen.as_dict()}
+    if json_out:
+        print_json(info)
+        return
+    serving, building = info["serving"], info["building"]
+    note("{}: searches use {} ({})", slug, serving["model"], serving["base_url"] or "bundled")
+    if building:
+        note("building {} ({}){}: run `cristal sync --org {}` to embed every chunk for it", building["model"],
+             building["base_url"] or "bundled", f" - last attempt: {building['reason']}" if building["reason"] else "", slug)
 
 
 @org_app.command("oidc")

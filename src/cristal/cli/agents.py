@@ -46,7 +46,7 @@ def agent_create(file: str = typer.Argument(..., help="The agent file (YAML)."),
 
     definition = load_agent(file)
     with database() as db:
-        doc = create(db, definition, org, as_email)
+        doc = create(db, definition, org, as_email, settings=settings())
     if json_out:
         print_json(doc)
         return
@@ -63,7 +63,7 @@ def agent_edit(agent: str = AGENT, file: str = typer.Argument(..., help="The new
 
     definition = load_agent(file)
     with database() as db:
-        doc = edit(db, org, as_email, agent, definition)
+        doc = edit(db, org, as_email, agent, definition, settings=settings())
     if json_out:
         print_json(doc)
     else:
@@ -256,7 +256,9 @@ def agent_policy(org: str = ORG, as_email: str = typer.Option(..., "--as", help=
 
 @app.command("ask")
 def ask_command(agent: str = typer.Argument(..., help="AGENT or AGENT@VERSION (a pinned version)."),
-                question: str = typer.Argument(..., help="The question."), org: str = ORG, as_email: str = AS,
+                question: str | None = typer.Argument(
+                    None, help="The question (may be left out to go on with a conversation after an approval)."),
+                org: str = ORG, as_email: str = AS,
                 conversation: str | None = typer.Option(
                     None, "--conversation", help="Continue this conversation of yours (default: start a new one)."),
                 json_out: bool = JSON) -> None:
@@ -269,10 +271,17 @@ def ask_command(agent: str = typer.Argument(..., help="AGENT or AGENT@VERSION (a
         print_json(doc)
         return
     for call in doc["tool_calls"]:
-        show("[dim]tool {} {}: {}[/]", call["name"], call["status"], call.get("message") or "")
+        waits = f"approval {call['approval_id']} (cristal approvals approve ID --as APPROVER)" if call.get("approval_id") else ""
+        show("[dim]tool {} {}: {}[/]", call["name"], call["status"], call.get("message") or waits)
     show_text(doc["answer"])
     for c in doc["citations"]:
         show("  [{}] {}: “{}”", c["n"], c["uri"], c["quote"])
+    if doc.get("status") == "needs_approval":
+        waiting = next(c["approval_id"] for c in doc["tool_calls"] if c["status"] == "needs_approval")
+        show("[yellow]waiting for approval {}[/]: an approver runs `cristal approvals approve {} --as EMAIL`; then go on "
+             "with `cristal ask {} --conversation {} --org {} --as {}`", waiting, waiting, agent, doc["conversation_id"],
+             org, as_email)
+        return
     show("[dim]conversation {} (continue it with --conversation)[/]", doc["conversation_id"])
 
 
@@ -285,12 +294,14 @@ def _print_conversation(doc: dict[str, Any]) -> None:
 @conversation_app.command("list")
 def conversation_list(org: str = ORG, as_email: str = AS,
                       agent: str | None = typer.Option(None, "--agent", help="Only the conversations with this agent."),
+                      query: str | None = typer.Option(None, "--query", help="Only those whose title, questions or "
+                                                       "answers contain this text."),
                       json_out: bool = JSON) -> None:
     """Your conversations, the latest first."""
     from cristal.agents.conversations import list_conversations
 
     with database() as db:
-        docs = list_conversations(db, org, as_email, agent)
+        docs = list_conversations(db, org, as_email, agent, query)
     if json_out:
         print_json({"conversations": docs})
         return
@@ -365,20 +376,24 @@ def conversation_delete(conversation: str = CONVERSATION, org: str = ORG, as_ema
 
 @conversation_app.command("export")
 def conversation_export(conversation: str = CONVERSATION, org: str = ORG, as_email: str = AS,
-                        out: str | None = typer.Option(None, "--out", help="Write the JSON document to this file.")
-                        ) -> None:
-    """One of your conversations as a JSON document with every message (on stdout, or --out FILE)."""
+                        out: str | None = typer.Option(None, "--out", help="Write the document to this file."),
+                        markdown: bool = typer.Option(False, "--markdown", help="Markdown instead of JSON.")) -> None:
+    """One of your conversations as a JSON (or Markdown) document with every message (on stdout, or --out FILE)."""
     import json
     from pathlib import Path
 
-    from cristal.agents.conversations import export
+    from cristal.agents.conversations import as_markdown, export
 
     with database() as db:
         doc = export(db, org, as_email, conversation)
     if out is None:
-        print_json(doc)
+        if markdown:
+            show_text(as_markdown(doc).rstrip("\n"))
+        else:
+            print_json(doc)
         return
-    Path(out).write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    text = as_markdown(doc) if markdown else json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+    Path(out).write_text(text, encoding="utf-8")
     show("wrote conversation {} to {}", doc["conversation_id"], out)
 
 

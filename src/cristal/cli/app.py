@@ -14,7 +14,22 @@ from collections.abc import Sequence
 
 import typer
 
-from cristal.cli import admin, agents, audit, demo, knowledge, mcp, operator, research, serve, setup, usage, webapps, workflows
+from cristal.cli import (
+    admin,
+    agents,
+    audit,
+    chat,
+    demo,
+    knowledge,
+    mcp,
+    operator,
+    research,
+    serve,
+    setup,
+    usage,
+    webapps,
+    workflows,
+)
 from cristal.errors import CristalError
 
 app = typer.Typer(
@@ -25,7 +40,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # Unnamed, so each module's commands and groups appear at the top level, in this order.
-for _module in (setup, demo, admin, knowledge, research, operator, workflows, agents, mcp, serve, webapps, audit, usage):
+for _module in (setup, demo, admin, knowledge, research, operator, workflows, agents, chat, mcp, serve, webapps, audit, usage):
     app.add_typer(_module.app)
 
 

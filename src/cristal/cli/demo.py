@@ -92,6 +92,7 @@ def _searches(db: Database) -> list[dict]:
 @app.command("demo")
 def demo_command(json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables.")) -> None:
     """Load the sample company (Aozora Group), index its knowledge and run the showcase."""
+    from cristal.cli.demo_agents import run_demo_agents
     from cristal.identity.principal import Principal
     from cristal.operator.demo import run_demo_operator
     from cristal.research.demo import demo_research
@@ -117,6 +118,7 @@ def demo_command(json_out: bool = typer.Option(False, "--json", help="Print a JS
         summary["research"] = demo_research(db, home)
         summary["workflow"] = run_demo_workflow(db, home)
         summary["operator"] = run_demo_operator(db, home)
+        summary["agents"] = run_demo_agents(db, cfg, home)
     finally:
         db.dispose()
 
@@ -170,6 +172,27 @@ def _show(summary: dict) -> None:
          "task done according to the app's database: {}\n  recording: {}  (try: cristal webapps, cristal replay FILE)",
          o["as"], o["task"], o["steps"], o["recorded_status"], o["replay_status"], o["replayed_steps"], o["replay_seconds"],
          "yes" if o["task_done_after_replay"] else "NO", o["record"])
+
+    a = summary["agents"]
+    show_table("Agents (published by anna.schmidt, shared with aozora-de; scripted model on loopback)",
+               ["agent", "version", "tools", "what it does"],
+               [[p["agent"], p["version"], ", ".join(p["tools"]), p["description"]] for p in a["published"]])
+
+    def calls(ask: dict) -> str:
+        return "\n".join(f"{c['name']}: {c['status']}" + (f" {c['approval_id']}" if c.get("approval_id") else "")
+                         for c in ask["tool_calls"])
+
+    show_table("Asking the agents: each employee gets what they may see, with verified citations",
+               ["agent", "employee", "question", "answer", "tool calls"],
+               [[q["agent"], q["as"], q["question"], q["answer"] + "".join(f"\n[{c['n']}] {c['uri'].rsplit('/', 1)[-1]}"
+                                                                          for c in q["citations"]), calls(q)]
+                for q in a["asks"]])
+    r = a["operator_run"]
+    show("[bold]Expense filer[/]: the Operator run {} waited for approval {}; {} (finance) approved {} step(s); run {}; "
+         "claim submitted according to the Expenses app: {}", r["run_id"], r["waited_for"], r["approver"], len(r["approved"]),
+         r["status"], "yes" if r["claim_submitted"] else "NO")
+    show('try: [bold]cristal ask travel-expense-helper "Wie hoch ist die Hotelobergrenze in München?" --org aozora-de '
+         '--as jonas.becker@aozora-de.example[/] (with CRISTAL_LLM_BASE_URL set to a model)')
 
     show_table("Authorization in action (every decision is in the audit trail)", ["actor", "asks to list users of", "result"],
                [[c["actor"], c["lists users of"], c["result"]] for c in summary["access_checks"]],

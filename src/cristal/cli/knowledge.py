@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
@@ -23,6 +26,10 @@ from cristal.cli.runtime import (
     unit_of_work,
 )
 from cristal.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from cristal.db import Database
+    from cristal.knowledge.search import Searcher
 
 app = typer.Typer()
 source_app = typer.Typer(help="Connected systems: folders and databases.", no_args_is_help=True)
@@ -109,10 +116,16 @@ def sync_command(
 ) -> None:
     """Bring the index up to date with new, changed and deleted documents."""
     from cristal.knowledge import sources
+    from cristal.knowledge.indexes import Embedders, build_pending
     from cristal.knowledge.sync import sync_source
+    from cristal.models.embedder import endpoint_embedders
+    from cristal.models.gateway import Gateway
 
     cfg = settings()
     db = open_database(cfg)
+    gateway = Gateway(cfg, db)  # embeddings from an endpoint go through it (authorized, metered, within budget)
+    embedders = Embedders(endpoint_embedders(gateway))
+    reindex = None
     try:
         with db.session() as s:
             actor = acting(s, org, as_email)
@@ -128,11 +141,16 @@ def sync_command(
                 def on_progress(phase: str, done: int, total: int, task: TaskID = task, source_name: str = source_name) -> None:
                     bar.update(task, description=markup("{}: {}", source_name, phase), completed=done, total=total or None)
 
-                reports.append(sync_source(db, actor, org, source_name, embed=not keyword_only, progress=on_progress, settings=cfg))
+                reports.append(sync_source(db, actor, org, source_name, embed=not keyword_only, embedders=embedders,
+                                           progress=on_progress, settings=cfg))
+            if not keyword_only:
+                bar.add_task(markup("new embedding index"), total=None)
+                reindex = build_pending(db, actor, org, embedders)
     finally:
+        gateway.close()
         db.dispose()
     if json_out:
-        print_json({"sources": [r.as_dict() for r in reports]})
+        print_json({"sources": [r.as_dict() for r in reports], "reindex": reindex.as_dict() if reindex else None})
         return
     for r in reports:
         show("[bold]{}[/]: {} added, {} updated, {} unchanged, {} access changed, {} deleted, {} chunks, "
@@ -142,6 +160,12 @@ def sync_command(
             show("  kept {} documents the scan could not see", r.kept_unseen)
         for problem in r.skipped:
             show("  [yellow]skipped[/] {}: {}", problem["id"], problem["reason"])
+    if reindex is not None:
+        if reindex.state == "ready":
+            show("new embedding index [bold]{}[/] is complete ({} embedded): searches use it now", reindex.model, reindex.embedded)
+        else:
+            show("  [yellow]new embedding index[/] {}: {} ({} embedded so far)", reindex.model, reindex.reason or reindex.state,
+                 reindex.embedded)
 
 
 @app.command("search")
@@ -156,17 +180,16 @@ def search_command(
 ) -> None:
     """Search the organization's knowledge as an employee."""
     from cristal.knowledge.batch import read_queries
-    from cristal.knowledge.search import Searcher, is_mode
+    from cristal.knowledge.search import is_mode
 
     if not is_mode(mode):
         raise InvalidInput(f"invalid --mode {mode!r}: use hybrid, keyword or dense")
     if (query is None) == (queries is None):
         raise InvalidInput("give either a QUERY or --queries FILE.jsonl")
     batch = read_queries(queries) if queries is not None else None
-    with database() as db:
+    with database() as db, searcher_for(db) as searcher:
         with db.session() as s:
             principal = acting(s, org, as_email)
-        searcher = Searcher(db)
         if batch is not None:
             for item in batch:
                 hits = searcher.search(principal, item.query, limit=limit, mode=mode)
@@ -182,3 +205,15 @@ def search_command(
     for n, h in enumerate(hits, 1):
         show("[bold]{}. {}[/] [dim]({}, {})[/]", n, h.title, h.lang, h.uri)
         show("   {}", h.snippet)
+
+
+@contextmanager
+def searcher_for(db: Database) -> Iterator[Searcher]:
+    """A searcher that embeds queries with each organization's own model (an endpoint's through the gateway)."""
+    from cristal.knowledge.indexes import Embedders
+    from cristal.knowledge.search import Searcher
+    from cristal.models.embedder import endpoint_embedders
+    from cristal.models.gateway import Gateway
+
+    with Gateway(settings(), db) as gateway:
+        yield Searcher(db, Embedders(endpoint_embedders(gateway)))

@@ -149,6 +149,12 @@ def show_text(text: str) -> None:
     _console().print(text, markup=False)
 
 
+def show_inline(text: str) -> None:
+    """Print ``text`` as it is on stdout with no line end, at once (a streamed answer's next piece)."""
+    _console().print(text, markup=False, end="")
+    sys.stdout.flush()
+
+
 def cell(value: object) -> Text:
     """A table cell showing ``value`` as plain text; a ``Text`` is kept (its styles were set in code)."""
     if isinstance(value, Text):

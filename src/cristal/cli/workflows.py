@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -353,6 +354,9 @@ def approvals_list(org: str = typer.Option(..., "--org"), as_email: str = typer.
         show("[bold]{}[/] {} / {} by {} — {}" + mark, i.id, i.workflow, i.step_id, i.owner, i.status)
         if i.message:
             show("   {}", i.message)
+        if i.subject == "conversation" and i.details:
+            # The exact call that runs if approved: the approver decides on this, not on a summary.
+            show("   call: {} {}", i.details.get("tool"), json.dumps(i.details.get("arguments"), ensure_ascii=False))
 
 
 def _decide(approval_id: str, as_email: str, decision: str, comment: str | None, json_out: bool) -> None:

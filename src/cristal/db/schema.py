@@ -269,6 +269,11 @@ class Conversation(Base):
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A write the model asked for that waits for a person (``agents.approvals``): the approval's id and the exact
+    # call. ``pending_approval`` is cleared by a compare-and-set when a turn takes the decided call up, so two
+    # continuations at once cannot both run it.
+    pending_approval: Mapped[str | None] = mapped_column(String(40))
+    pending_call: Mapped[dict | None] = mapped_column(JSON)
 
 
 class AgentTurn(Base):
@@ -369,3 +374,30 @@ class WebSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class McpServerEntry(Base):
+    """An MCP server an org admin registered for the organization's agents, and which of its tools they may use.
+
+    Credentials are never stored: ``env`` and ``headers`` map what the server sees to the *names* of the
+    variables (``CRISTAL_ORG_KEY_...``) their values are read from when a connection opens.
+    """
+
+    __tablename__ = "mcp_servers"
+    __table_args__ = (UniqueConstraint("org_id", "name", name="uq_mcp_servers_org_name"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    transport: Mapped[str] = mapped_column(String(10))  # stdio | http
+    command: Mapped[str | None] = mapped_column(Text)
+    args: Mapped[list] = mapped_column(JSON)
+    env: Mapped[dict] = mapped_column(JSON)
+    url: Mapped[str | None] = mapped_column(Text)
+    headers: Mapped[dict] = mapped_column(JSON)
+    # The tools agents may use: name -> {"effect": read|write|destructive|null (null counts as write),
+    # "description", "input_schema"} as the server described them when the admin allowed them.
+    tools: Mapped[dict] = mapped_column(JSON)
+    created_by_email: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -65,6 +65,14 @@ class WorkflowStep(Base):
 
 
 class WorkflowApproval(Base):
+    """A human approval a subject waits for: a workflow run's step, or an agent conversation's tool call.
+
+    ``subject`` says which: for ``workflow``, ``run_id`` is a ``workflow_runs`` id; for ``conversation``, it is
+    the conversation's id and ``step_id`` the tool call's key. So ``run_id`` names no table (no foreign key);
+    the row goes with its organization. ``details`` is what the approver is shown besides the message (for a
+    conversation: the exact tool call, fixed when it was requested).
+    """
+
     __tablename__ = "workflow_approvals"
     __table_args__ = (
         UniqueConstraint("run_id", "step_id", name="uq_workflow_approvals_run_step"),
@@ -72,9 +80,11 @@ class WorkflowApproval(Base):
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"))
+    subject: Mapped[str] = mapped_column(String(20), default="workflow")
+    run_id: Mapped[str] = mapped_column(String(200))
     step_id: Mapped[str] = mapped_column(String(63))
-    org_id: Mapped[int] = mapped_column(Integer)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    details: Mapped[dict | None] = mapped_column(JSON)
     owner_email: Mapped[str] = mapped_column(String(320))
     workflow_name: Mapped[str] = mapped_column(String(200))
     approvers: Mapped[list] = mapped_column(JSON)

@@ -59,6 +59,10 @@ POLICY: dict[str, Rule] = {
     "audit.read": Rule.ADMIN,
     "usage.read": Rule.ADMIN,
     "llm.call": Rule.MEMBER,
+    # Embedding an organization's documents for its dense index through the gateway (metered to the organization):
+    # part of a sync, so whoever may sync (an admin, the installation's scheduled sync) may.
+    "knowledge.embed": Rule.ADMIN,
+    "org.embeddings.read": Rule.ADMIN,  # which embedding index serves and which is being built (changed with org.update)
     "source.manage": Rule.ADMIN,
     "source.sync": Rule.ADMIN,
     "source.list": Rule.ADMIN,
@@ -74,6 +78,7 @@ POLICY: dict[str, Rule] = {
     "workflow.http": Rule.MEMBER,
     "workflow.python": Rule.MEMBER,  # only functions under CRISTAL_WORKFLOW_PYTHON_MODULES
     "workflow.approval.request": Rule.MEMBER,
+    "conversation.approval.request": Rule.MEMBER,
     "workflow.deploy": Rule.MEMBER,  # a new name; replacing or removing one is workflow.undeploy
     "workflow.undeploy": Rule.OWNER,  # the deployer or an admin
     "workflow.deployments": Rule.MEMBER,  # any member may see and start the organization's deployments
@@ -104,6 +109,10 @@ POLICY: dict[str, Rule] = {
     "conversation.rate": Rule.SELF,  # thumbs up or down on an answer: only the conversation's owner
     "conversation.retention": Rule.ADMIN,  # the organization's retention in days (read and change)
     "conversation.purge": Rule.ADMIN,  # delete every conversation older than the retention, whoever owns it
+    # MCP servers: an admin registers them and chooses their tools; agents call those tools as the caller
+    "mcp.manage": Rule.ADMIN,  # add, remove, list a server's tools, allow tools and set their effect classes
+    "mcp.list": Rule.MEMBER,  # the organization's servers and allowed tools (how to reach them: admins only)
+    "mcp.call": Rule.MEMBER,  # an allowed tool of a registered server, called by an agent as the caller
 }
 
 # Actions the installation principal may take: managing the installation, not reading data.

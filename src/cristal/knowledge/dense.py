@@ -21,6 +21,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cristal.errors import CristalError
 from cristal.knowledge.index import index_tokens
 from cristal.knowledge.schema import Chunk, Document, DocumentAccess, Embedding
 
@@ -106,10 +107,15 @@ class DenseIndex:
         matchers: list[str] | None,
         k: int,
     ) -> list[tuple[int, float]]:
-        """(chunk id, cosine) of the ``k`` nearest chunks readable under ``matchers``; ``None`` means all (admins)."""
+        """(chunk id, cosine) of the ``k`` nearest chunks readable under ``matchers``; ``None`` means all (admins).
+
+        ``model`` is the index's key (``cristal.knowledge.indexes``): only vectors stored under it are read.
+        """
         m = self.matrix(session, org_id, model)
         if len(m.chunk_ids) == 0:
             return []
+        if m.vectors.shape[1] != len(query_vector):  # one key is one model, so this is a stored vector gone wrong
+            raise CristalError(f"the query vector has {len(query_vector)} dimensions, the index {model!r} {m.vectors.shape[1]}")
         scores = m.vectors @ query_vector.astype(np.float32)
         if matchers is not None:
             scores = np.where(m.readable(matchers), scores, -np.inf)

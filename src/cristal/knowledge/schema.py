@@ -108,3 +108,30 @@ class IndexState(Base):
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
     generation: Mapped[int] = mapped_column(Integer, default=0)
     token: Mapped[str] = mapped_column(String(32))
+
+
+class EmbeddingIndex(Base):
+    """One dense index of an organization: the model that made it, and whether it may be searched yet.
+
+    ``key`` is what the index's vectors are stored under (``Embedding.model``): one key, one model, one
+    vector space. Searches read the newest ``ready`` index (none yet: the bundled model); a newer
+    ``building`` one is filled in the background and becomes ``ready`` only once every chunk has its
+    vector, so a half-built index is never searched and vectors of two models are never mixed.
+    """
+
+    __tablename__ = "embedding_indexes"
+    __table_args__ = (Index("ix_embedding_indexes_org_state", "org_id", "state"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    backend: Mapped[str] = mapped_column(String(20))  # "bundled" or "endpoint"
+    model: Mapped[str] = mapped_column(String(200))
+    # An endpoint index's route: its base URL (NULL: the organization's LLM endpoint) and key variable.
+    base_url: Mapped[str | None] = mapped_column(String(500))
+    api_key_env: Mapped[str | None] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(100))
+    dim: Mapped[int | None] = mapped_column(Integer)  # known from the first vector
+    state: Mapped[str] = mapped_column(String(20))  # building, ready, retired, superseded
+    reason: Mapped[str | None] = mapped_column(Text)  # why the last build attempt stopped
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

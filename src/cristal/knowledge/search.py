@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, aliased
 
 from cristal.audit.log import write_audit
 from cristal.db import Database
-from cristal.errors import InvalidInput
+from cristal.errors import CristalError, InvalidInput
 from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, org_by_slug
 from cristal.identity.principal import Principal
@@ -37,7 +37,7 @@ from cristal.knowledge.tokenize import tokens
 if TYPE_CHECKING:
     from cristal.db.schema import Organization
     from cristal.knowledge.dense import DenseIndex
-    from cristal.knowledge.embed import Embedder
+    from cristal.knowledge.indexes import Embedders
 
 Mode = Literal["hybrid", "keyword", "dense"]
 
@@ -169,22 +169,27 @@ def snippet(text: str, query_tokens: set[str], lang: str, width: int = 280) -> s
 
 
 class Searcher:
-    """Search for one database; holds the embedder and the dense matrices so queries share them."""
+    """Search for one database; holds the embedders and the dense matrices so queries share them.
 
-    def __init__(self, db: Database, embedder: Embedder | None = None) -> None:
+    ``embedders`` gives the embedder of each organization's serving index; without one only the
+    bundled model is available (an organization searching an endpoint index then gets keyword
+    results in hybrid mode, and an error in dense mode).
+    """
+
+    def __init__(self, db: Database, embedders: Embedders | None = None) -> None:
         self.db = db
-        self._embedder = embedder
+        self._embedders = embedders
         self._dense: DenseIndex | None = None
 
     # numpy and the embedding model load with the first dense search, not with this module:
     # `cristal search --mode keyword` needs neither.
     @property
-    def embedder(self) -> Embedder:
-        if self._embedder is None:
-            from cristal.knowledge.embed import default_embedder
+    def embedders(self) -> Embedders:
+        if self._embedders is None:
+            from cristal.knowledge.indexes import Embedders
 
-            self._embedder = default_embedder()
-        return self._embedder
+            self._embedders = Embedders()
+        return self._embedders
 
     @property
     def dense(self) -> DenseIndex:
@@ -243,14 +248,27 @@ class Searcher:
             rankings["keyword"] = keyword_search(s, org.id, query_tokens, matchers, depth)
             rankings["compound"] = compound_search(s, org.id, query, matchers, depth)
         if mode in ("hybrid", "dense"):
-            vector = self.embedder.encode([query])[0]
-            rankings["dense"] = self.dense.search(s, org.id, self.embedder.name, vector, matchers, depth)
+            try:
+                rankings["dense"] = self._dense_ranking(s, principal, org.id, query, matchers, depth)
+            except CristalError:
+                if mode == "dense":
+                    raise
+                # An endpoint down or over budget: hybrid search still answers from the keyword index.
         readable = readable_chunks(org.id, matchers)
         if scope is not None:
             readable = and_(readable, scope.condition(org.id))
         fused = rrf(rankings, WEIGHTS_BY_LANG.get(lang, WEIGHTS), foreign=_foreign(s, rankings, lang, readable))
         hits = self._hits(s, fused, set(query_tokens), readable, limit)
         return hits
+
+    def _dense_ranking(self, s: Session, principal: Principal, org_id: int, query: str, matchers: list[str] | None,
+                       depth: int) -> list[tuple[int, float]]:
+        """The dense ranking from the organization's serving index, the query embedded by that index's own model."""
+        from cristal.knowledge.indexes import encode_for, serving_index
+
+        index = serving_index(s, org_id)
+        vector = encode_for(self.embedders.for_index(principal, index), index, [query])[0]
+        return self.dense.search(s, org_id, index.key, vector, matchers, depth)
 
     @staticmethod
     def _hits(

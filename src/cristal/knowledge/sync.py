@@ -10,7 +10,9 @@
    the scan could not read, whose documents are kept.
 4. Dense embeddings are computed afterwards in batches, cached by content
    hash, so keyword search is ready first and unchanged text is never
-   embedded twice.
+   embedded twice. They go into the index searches read now (see
+   ``cristal.knowledge.indexes``); a new index being built gets them from
+   ``build_pending``. An embedder that fails is a reason in the summary.
 
 Problems (corrupt files, undecodable text, unreadable folders, a database
 failing mid-sync) are reported in the summary; the rest of the sync completes.
@@ -27,27 +29,26 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from sqlalchemy import insert, select
+from sqlalchemy import distinct, func, select
 
 from cristal.config import Settings, load_settings
 from cristal.db import Database
 from cristal.db.schema import utcnow
-from cristal.errors import NotFound
+from cristal.errors import CristalError, NotFound
 from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, org_by_slug
 from cristal.identity.principal import Principal
 from cristal.knowledge.connectors import CONNECTORS, Item, ScanProblem
 from cristal.knowledge.connectors.base import RemembersPrevious
-from cristal.knowledge.embed import Embedder, default_embedder, to_blob
-from cristal.knowledge.index import bump_generation, delete_documents, embedding_input, set_access, write_document
+from cristal.knowledge.index import bump_generation, delete_documents, set_access, write_document
+from cristal.knowledge.indexes import EMBED_BATCH, Embedders, encode_for, missing_inputs, serving_index, store_vectors
 from cristal.knowledge.parse import DocumentLimits, ParseError, parse_bytes
 from cristal.knowledge.pii import redact_document
-from cristal.knowledge.schema import Chunk, Document, Embedding, Source
+from cristal.knowledge.schema import Chunk, Document, Source
 from cristal.knowledge.sources import source_by_name
 
 # Bump when parsing or chunking changes, so every document is re-indexed once.
 PIPELINE_VERSION = "1"
-EMBED_BATCH = 32
 # The source's last-sync record names this many skipped documents with their reasons.
 LAST_SYNC_SKIPPED_ITEMS = 200
 
@@ -91,7 +92,7 @@ def sync_source(
     name: str,
     *,
     embed: bool = True,
-    embedder: Embedder | None = None,
+    embedders: Embedders | None = None,
     progress: ProgressFn = _no_progress,
     settings: Settings | None = None,
 ) -> SyncReport:
@@ -109,16 +110,17 @@ def sync_source(
         org_id, source_id = org.id, source_by_name(s, org.id, name).id
     busy = f"source {name!r} of {org_slug!r} is being synced by another process; try again when it has finished"
     with db.exclusive(f"sync:source:{source_id}", busy):
-        return _sync_locked(db, org_id, source_id, name, embed, embedder, progress, limits, started)
+        return _sync_locked(db, actor, org_id, source_id, name, embed, embedders, progress, limits, started)
 
 
 def _sync_locked(
     db: Database,
+    actor: Principal,
     org_id: int,
     source_id: int,
     name: str,
     embed: bool,
-    embedder: Embedder | None,
+    embedders: Embedders | None,
     progress: ProgressFn,
     limits: DocumentLimits,
     started: float,
@@ -176,7 +178,7 @@ def _sync_locked(
         report.deleted = len(gone)
 
     if embed:
-        embed_source(db, org_id, source_id, embedder or default_embedder(), report, progress)
+        embed_source(db, actor, org_id, source_id, embedders or Embedders(), report, progress)
 
     report.seconds = round(time.perf_counter() - started, 3)
     with db.session() as s:
@@ -237,40 +239,29 @@ def _sync_item(
 
 
 def embed_source(
-    db: Database, org_id: int, source_id: int, embedder: Embedder, report: SyncReport, progress: ProgressFn = _no_progress
+    db: Database, actor: Principal, org_id: int, source_id: int, embedders: Embedders, report: SyncReport,
+    progress: ProgressFn = _no_progress,
 ) -> None:
-    """Embed every chunk of the source whose text has no embedding for this model yet."""
+    """Embed every chunk of the source that has no vector in the organization's serving index yet.
+
+    The embedder failing (an endpoint down, over budget) stops embedding with the reason in the
+    summary: the documents stay indexed for keyword search, and the next sync embeds the rest.
+    """
     with db.session() as s:
-        rows = s.execute(
-            select(Chunk.embed_hash, Document.title, Chunk.heading, Chunk.text)
-            .join(Document, Document.id == Chunk.doc_id)
-            .where(Document.source_id == source_id)
-        ).all()
-        # A join, not an IN list of every hash: a large source has more hashes than SQL allows parameters.
-        have = set(s.scalars(
-            select(Embedding.content_hash).distinct()
-            .join(Chunk, Chunk.embed_hash == Embedding.content_hash)
-            .join(Document, Document.id == Chunk.doc_id)
-            .where(Document.source_id == source_id, Embedding.model == embedder.name)
-        ))
-    todo: dict[str, str] = {}
-    for embed_hash, title, heading, text in rows:
-        if embed_hash not in have:
-            todo.setdefault(embed_hash, embedding_input(title, heading, text))
-    report.embeddings_reused = len(have)
+        index = serving_index(s, org_id)
+        todo = missing_inputs(s, org_id, index.key, source_id)
+        report.embeddings_reused = (s.scalar(
+            select(func.count(distinct(Chunk.embed_hash))).join(Document, Document.id == Chunk.doc_id)
+            .where(Document.source_id == source_id)) or 0) - len(todo)
     hashes = list(todo)
-    if not hashes:
-        return
-    for start in range(0, len(hashes), EMBED_BATCH):
-        batch = hashes[start : start + EMBED_BATCH]
-        vectors = embedder.encode([todo[h] for h in batch])
-        with db.session() as s:
-            existing = set(s.scalars(select(Embedding.content_hash)
-                                     .where(Embedding.model == embedder.name, Embedding.content_hash.in_(batch))))
-            fresh = [{"content_hash": h, "model": embedder.name, "vector": to_blob(v)}
-                     for h, v in zip(batch, vectors, strict=True) if h not in existing]
-            if fresh:
-                s.execute(insert(Embedding), fresh)
-            bump_generation(s, org_id)
-        report.embedded += len(batch)
-        progress("embed", min(start + EMBED_BATCH, len(hashes)), len(hashes))
+    try:
+        embedder = embedders.for_index(actor, index, documents_of=org_id) if hashes else None
+        for start in range(0, len(hashes), EMBED_BATCH):
+            assert embedder is not None
+            batch = hashes[start : start + EMBED_BATCH]
+            store_vectors(db, org_id, index, batch, encode_for(embedder, index, [todo[h] for h in batch]))
+            report.embedded += len(batch)
+            progress("embed", min(start + EMBED_BATCH, len(hashes)), len(hashes))
+    except CristalError as exc:
+        report.skipped.append({"id": "(embeddings)", "reason": f"{len(hashes) - report.embedded} chunks not embedded "
+                               f"with {index.model!r}, keyword search has them: {exc}"})

@@ -77,3 +77,19 @@ def resolve_endpoint(settings: Settings, org: Organization | None) -> Endpoint:
         org_slug=org.slug if org is not None else None,
         api_key_env=key_env,
     )
+
+
+def embedding_endpoint(settings: Settings, org: Organization | None, base_url: str, api_key_env: str | None, model: str) -> Endpoint:
+    """The endpoint of an embedding index: its own URL and model, with the same rules for the key.
+
+    The key comes from the index's own variable if it names one; else the installation's key, but
+    only to the installation's own base URL (never to a URL an organization chose).
+    """
+    if api_key_env:
+        api_key = secret_from_env(api_key_env)
+    elif base_url.rstrip("/") == (settings.llm_base_url or "").rstrip("/"):
+        api_key = settings.llm_api_key
+    else:
+        api_key = KEYLESS
+    return Endpoint(base_url=base_url, api_key=api_key, chat_model=None, embedding_model=model,
+                    org_slug=org.slug if org is not None else None, api_key_env=api_key_env)

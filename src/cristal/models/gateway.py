@@ -40,7 +40,7 @@ from cristal.identity.directory import in_org
 from cristal.identity.principal import Principal
 from cristal.identity.resource import Resource
 from cristal.models.call import Call
-from cristal.models.endpoint import Kind, resolve_endpoint
+from cristal.models.endpoint import Kind, embedding_endpoint, resolve_endpoint
 from cristal.models.failures import CALL_FAILURES, BadResponse, describe_failure
 from cristal.models.metering import Status, budget_refusal, estimate_tokens, record_usage
 from cristal.models.prices import PriceTable
@@ -48,6 +48,16 @@ from cristal.models.shapes import ChatResult, StructuredResult, ToolCall, Usage,
 from cristal.models.stream import ChatStream
 
 M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class EmbeddingRoute:
+    """Where an embedding call goes when it is not the organization's default: a URL, a model, a key variable."""
+
+    base_url: str
+    model: str
+    api_key_env: str | None = None
+
 R = TypeVar("R")
 
 Messages = Sequence[dict[str, Any]]
@@ -121,11 +131,13 @@ class Gateway:
         model: str | None = None,
         temperature: float | None = None,
         request_id: str | None = None,
+        lenient_tool_arguments: bool = False,
     ) -> ChatStream:
         """A streamed chat completion: iterate for text deltas, then read ``.result``.
 
         Authorization, the budget and the request itself (with its retries)
         happen here, so refusals and HTTP errors raise before iteration.
+        ``lenient_tool_arguments`` as for ``chat``.
         """
         call = self._begin(principal, "chat", model, request_id)
         params = _chat_params(call, messages, tools, tool_choice, temperature, None)
@@ -135,7 +147,7 @@ class Gateway:
             chunks = self._client(call).chat.completions.create(**params)
         except CALL_FAILURES as exc:
             raise self.meter_failure(call, exc, _ms_since(started)) from None
-        return ChatStream(self, call, chunks, _prompt_estimate(messages), started)
+        return ChatStream(self, call, chunks, _prompt_estimate(messages), started, lenient=lenient_tool_arguments)
 
     @overload
     def structured(
@@ -213,16 +225,22 @@ class Gateway:
         raise LLMError(f"the model did not answer valid JSON for {label} after 2 attempts: {problem}")
 
     def embed(
-        self, principal: Principal, texts: Sequence[str], *, model: str | None = None, request_id: str | None = None
+        self, principal: Principal, texts: Sequence[str], *, model: str | None = None, request_id: str | None = None,
+        route: EmbeddingRoute | None = None, for_org: int | None = None,
     ) -> list[list[float]]:
-        """One vector per text, in order (several metered requests for long lists)."""
+        """One vector per text, in order (several metered requests for long lists).
+
+        ``route`` sends them to that endpoint and model (a knowledge index's) instead of the organization's.
+        ``for_org``: the texts are that organization's documents, embedded for its index as part of a sync:
+        authorized as ``knowledge.embed`` (so the installation's scheduled sync may) and metered to it.
+        """
         vectors: list[list[float]] = []
         for start in range(0, len(texts), EMBED_BATCH):
-            vectors += self._embed_batch(principal, list(texts[start : start + EMBED_BATCH]), model, request_id)
+            call = self._begin(principal, "embedding", model, request_id, route, for_org)
+            vectors += self._embed_batch(call, list(texts[start : start + EMBED_BATCH]))
         return vectors
 
-    def _embed_batch(self, principal: Principal, batch: list[str], model: str | None, request_id: str | None) -> list[list[float]]:
-        call = self._begin(principal, "embedding", model, request_id)
+    def _embed_batch(self, call: Call, batch: list[str]) -> list[list[float]]:
         # "float" explicitly: the client's default (base64) is not understood by every compatible server.
         params = {"model": call.model, "input": batch, "encoding_format": "float", **_headers(call)}
         vectors, _usage = self._run(call, lambda client: client.embeddings.create(**params), lambda r: _embedding_result(r, batch))
@@ -231,19 +249,23 @@ class Gateway:
     # ------------------------------------------------------------------
     # The three steps of a call
 
-    def _begin(self, principal: Principal, kind: Kind, model: str | None, request_id: str | None) -> Call:
+    def _begin(self, principal: Principal, kind: Kind, model: str | None, request_id: str | None,
+               route: EmbeddingRoute | None = None, for_org: int | None = None) -> Call:
         """Authorize, resolve the endpoint and check the budget, in one short transaction."""
         refusal = None
+        org_id = principal.org_id if for_org is None else for_org
         with self.db.session() as session:
-            org = session.get(Organization, principal.org_id) if principal.org_id is not None else None
-            if principal.org_id is not None and org is None:
+            org = session.get(Organization, org_id) if org_id is not None else None
+            if org_id is not None and org is None:
                 raise NotFound(f"the organization of {principal.label} no longer exists")
-            endpoint = resolve_endpoint(self.settings, org)
+            endpoint = (resolve_endpoint(self.settings, org) if route is None
+                        else embedding_endpoint(self.settings, org, route.base_url, route.api_key_env, route.model))
             wanted = endpoint.model_for(kind, model) or ""
             # The operator has no organization; ``require`` refuses it with the policy's reason.
             resource = in_org(org, "llm", wanted) if org is not None else Resource("llm", None, wanted)
-            require(session, principal, "llm.call", resource, request_id=request_id, details={"kind": kind})
-            assert org is not None  # only members of an organization get past ``llm.call``
+            action = "llm.call" if for_org is None else "knowledge.embed"
+            require(session, principal, action, resource, request_id=request_id, details={"kind": kind})
+            assert org is not None  # only members of an organization get past ``llm.call``, admins past ``knowledge.embed``
             base_url, api_key, chosen = endpoint.require(kind, model)
             refusal = budget_refusal(session, org)
             if refusal:

@@ -35,8 +35,10 @@ class ChatStream:
     ``LLMError`` from the iteration.
     """
 
-    def __init__(self, meter: CallMeter, call: Call, chunks: Any, prompt_estimate: int, started: float) -> None:
+    def __init__(self, meter: CallMeter, call: Call, chunks: Any, prompt_estimate: int, started: float, *,
+                 lenient: bool = False) -> None:
         self._meter = meter
+        self._lenient = lenient  # tool arguments that are not a JSON object: a call with ``malformed`` set
         self._call = call
         self._chunks = chunks
         self._prompt_estimate = prompt_estimate
@@ -134,7 +136,7 @@ class ChatStream:
             # Not SSE, or cut off: nothing says the answer is whole.
             raise BadResponse("the stream ended without a finish reason", tokens_in=tokens_in, tokens_out=tokens_out)
         calls: list[ToolCall] = [
-            parse_tool_call(p.id, p.name, "".join(p.arguments)) for _, p in sorted(self._calls.items())
+            parse_tool_call(p.id, p.name, "".join(p.arguments), lenient=self._lenient) for _, p in sorted(self._calls.items())
         ]
         if not self._end():
             return  # closed meanwhile, and metered as a partial answer

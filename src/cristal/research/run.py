@@ -25,6 +25,7 @@ from cristal.db import Database
 from cristal.errors import AccessDenied, InvalidInput, LLMError
 from cristal.identity.directory import in_org, org_by_slug
 from cristal.identity.principal import Principal
+from cristal.knowledge.indexes import Embedders
 from cristal.knowledge.language import detect_language
 from cristal.knowledge.schema import Document
 from cristal.knowledge.search import MAX_QUERY_CHARS, Hit, Searcher
@@ -136,7 +137,11 @@ class _Run:
         self.public_id = workflow_run_id or run_id  # what the user sees and resumes by
         self.settings, self.budget, self.store = settings, budget, store
         self.progress = progress or (lambda kind, message: None)
-        self.searcher = searcher or Searcher(db)
+        if searcher is None:
+            from cristal.models.embedder import endpoint_embedders
+
+            searcher = Searcher(db, Embedders(endpoint_embedders(self.model)))
+        self.searcher = searcher
         self.gateway: Gateway | None = gateway
         self._own_gateway = False
         self.started = time.monotonic()
@@ -148,7 +153,7 @@ class _Run:
     # -- budgets and checkpoints
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        return self.searcher.embedder.encode(texts)
+        return self.searcher.embedders.bundled().encode(texts)
 
     def elapsed(self) -> float:
         return self.seconds_before + time.monotonic() - self.started

@@ -15,26 +15,30 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI, Request
+from starlette.routing import Route
 
 from cristal.config import Settings
 from cristal.db import Database
 from cristal.errors import CristalError
-from cristal.server import agents, approvals, audit, me, openai_api, research, runs, search, signin, ui
+from cristal.server import agents, approvals, audit, conversations, me, openai_api, research, runs, search, signin, ui
 from cristal.server.envelope import Envelope
 from cristal.server.errors import install_error_handlers
+from cristal.server.mcp import McpEndpoint
 from cristal.server.openapi import install_openapi
 from cristal.server.state import Limits, ServerState
 
 
 def create_app(db: Database, settings: Settings, *, limits: Limits | None = None) -> FastAPI:
-    """The whole HTTP surface: ``/api/v1`` (REST), ``/v1`` (OpenAI-compatible) and the web UI at ``/``."""
+    """The whole HTTP surface: ``/api/v1`` (REST), ``/v1`` (OpenAI-compatible), ``/mcp`` (MCP) and the web UI at ``/``."""
     state = ServerState(db, settings, limits or Limits())
+    mcp_endpoint = McpEndpoint(state)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         sweeper = asyncio.create_task(state.refusals.sweep_periodically())
         try:
-            yield
+            async with mcp_endpoint.manager.run():  # the MCP transport's task group lives as long as the server
+                yield
         finally:
             sweeper.cancel()
             with suppress(asyncio.CancelledError):
@@ -54,11 +58,14 @@ def create_app(db: Database, settings: Settings, *, limits: Limits | None = None
     app.state.cristal = state
     install_error_handlers(app, on_not_found=lambda request, exc: _not_found(state, request, exc))
     install_openapi(app)
-    for module in (me, search, research, agents, runs, approvals, audit):
+    for module in (me, search, research, agents, conversations, runs, approvals, audit):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(openai_api.router, prefix="/v1")
     app.include_router(signin.router)
     app.include_router(ui.router)
+    # An ASGI app, not a FastAPI route: the MCP SDK's transport speaks HTTP itself (JSON-RPC over POST). POST only:
+    # the server is stateless, so there is no stream to GET (it would stay open, idle) and no session to DELETE.
+    app.router.routes.append(Route("/mcp", endpoint=mcp_endpoint, methods=["POST"], include_in_schema=False))
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -10,15 +10,16 @@ other fields are passed on selectively (never headers or endpoint options).
 Each agent the caller may use is also a model, ``agent:SLUG`` (or
 ``agent:SLUG@N`` for a pinned version): the request's earlier messages are the
 history, its last user message the question, and the agent's tools run on the
-server as the caller (``server.agents.run_agent``). The answer is the
-message's content; its citations are ``choices[0].message.citations`` and the
-rest of the turn (tool calls, tokens, cost) a top-level ``cristal`` object.
+server as the caller (``server.agents.agent_turn``). The answer is the
+message's content; its citations are ``choices[0].message.citations``, its
+``usage`` the turn's tokens over all its model calls (and ``cost_usd``), and
+the rest of the turn (tool calls, tokens, cost) a top-level ``cristal``
+object. With ``stream: true`` the chunks go out while the turn runs.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,7 +35,7 @@ from cristal.identity.authorize import require
 from cristal.identity.directory import in_org
 from cristal.models.endpoint import resolve_endpoint
 from cristal.models.shapes import ChatResult
-from cristal.server.agents import TURN_STOPPED_STATUS, run_agent
+from cristal.server.agents import STREAM_HEADERS, TURN_STOPPED_STATUS, LiveTurn, agent_turn, run_in_slot
 from cristal.server.auth import Caller, current_caller
 from cristal.server.errors import ApiError, classify, error_body
 from cristal.server.openapi import error_responses
@@ -202,23 +203,47 @@ def _agent_completion(state: ServerState, caller: Caller, body: ChatBody) -> JSO
     where = f"messages.{len(body.messages) - 1}"
     if last.get("role") != "user":
         raise InvalidInput(f"{where}.role: the last message to an agent must be the user's question")
-    turn = run_agent(state, caller, body.model.removeprefix(AGENT_PREFIX), history, _text_of(last.get("content"), where))
-    model = f"{AGENT_PREFIX}{turn.agent}@{turn.version}"
-    citations = [c.as_dict() for c in turn.citations]
+    turn = agent_turn(state, caller, body.model.removeprefix(AGENT_PREFIX), history, _text_of(last.get("content"), where))
+    if body.stream:
+        live = LiveTurn(state, lambda on_event: turn.run(on_event).as_dict(), caller.request_id)
+        include_usage = bool((body.stream_options or {}).get("include_usage"))
+        model = f"{AGENT_PREFIX}{turn.agent}@{turn.version}"
+        return StreamingResponse(_agent_sse(caller, model, live, include_usage), media_type="text/event-stream",
+                                 headers=STREAM_HEADERS)
+    doc = run_in_slot(state, lambda: turn.run(None)).as_dict()
     # Nothing is stored over this API (the client sends the history), so no conversation id is given out.
-    extra = {"agent": turn.agent, "version": turn.version, "tool_calls": [c.as_dict() for c in turn.tool_calls],
-             "tokens": turn.tokens, "cost_usd": turn.cost_usd}
-    if not body.stream:
-        return JSONResponse({
-            "id": _completion_id(caller), "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": turn.answer, "citations": citations},
-                         "finish_reason": "stop"}],
-            "cristal": extra,
-        })
-    # The turn has finished before the first byte (tokens are not streamed live yet): send it as OpenAI's chunks.
+    return JSONResponse({
+        "id": _completion_id(caller), "object": "chat.completion", "created": int(time.time()),
+        "model": f"{AGENT_PREFIX}{doc['agent']}@{doc['version']}",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": doc["answer"], "citations": doc["citations"]},
+                     "finish_reason": "stop"}],
+        "usage": doc["usage"], "cristal": _extra(doc),
+    })
+
+
+def _extra(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: doc[k] for k in ("agent", "version", "tool_calls", "tokens", "cost_usd", "usage")}
+
+
+def _agent_sse(caller: Caller, model: str, live: LiveTurn, include_usage: bool) -> Iterator[str]:
+    """A live agent turn as OpenAI's chunks, sent as it happens.
+
+    The answer's text goes out as ``content`` deltas; tool calls (run on the server) and citations as chunks
+    without choices that carry ``cristal.event`` (OpenAI clients skip them); the last chunk has
+    ``finish_reason`` ``stop``, the citations and the ``cristal`` summary; then the usage chunk when
+    ``stream_options.include_usage`` asks for it. A turn that fails ends with an ``error`` event.
+    """
     chunk = _chunker(caller, model)
-    events = [chunk({"role": "assistant", "content": ""}),
-              *(chunk({"content": word}) for word in re.findall(r"\s*\S+\s*", turn.answer)),
-              chunk({"citations": citations}, "stop", cristal=extra), "data: [DONE]\n\n"]
-    return StreamingResponse(iter(events), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    yield chunk({"role": "assistant", "content": ""})
+    for kind, data in live:
+        if kind == "text":
+            yield chunk({"content": data["text"]})
+        elif kind == "done":
+            yield chunk({"citations": data["citations"]}, "stop", cristal=_extra(data))
+            if include_usage:
+                yield chunk(None, usage=data["usage"])
+        elif kind == "error":
+            yield f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+        else:
+            yield chunk(None, cristal={"event": kind, **data})
+    yield "data: [DONE]\n\n"

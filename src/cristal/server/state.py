@@ -71,11 +71,14 @@ class ServerState:
 
     def searcher(self) -> Searcher:
         """One ``Searcher`` for the process, so the embedding model and matrix are loaded once."""
+        from cristal.knowledge.indexes import Embedders
         from cristal.knowledge.search import Searcher
+        from cristal.models.embedder import endpoint_embedders
 
         with self._lock:
             if self._searcher is None:
-                self._searcher = Searcher(self.db)
+                # The gateway is fetched when an endpoint index is first searched (``gateway()`` takes this lock).
+                self._searcher = Searcher(self.db, Embedders(endpoint_embedders(self.gateway)))
             return self._searcher
 
     def gateway(self) -> Gateway:
@@ -107,12 +110,17 @@ def slot(slots: threading.BoundedSemaphore, busy: str) -> Iterator[None]:
 
     Refused rather than queued: a waiting request would hold a server thread too.
     """
-    if not slots.acquire(blocking=False):
-        raise ApiError(429, busy, headers={"Retry-After": "10"})
+    take_slot(slots, busy)
     try:
         yield
     finally:
         slots.release()
+
+
+def take_slot(slots: threading.BoundedSemaphore, busy: str) -> None:
+    """Take one of ``slots`` (the caller releases it, maybe from another thread); 429 as ``slot`` when none is free."""
+    if not slots.acquire(blocking=False):
+        raise ApiError(429, busy, headers={"Retry-After": "10"})
 
 
 def state_of(request: Request) -> ServerState:

@@ -243,6 +243,10 @@ class _Script(Generic[_S]):
         with self._lock:
             self._steps.extend(_Queued(step, _times(step)) for step in steps)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._steps.clear()
+
     def __len__(self) -> int:
         with self._lock:
             return sum(queued.left for queued in self._steps)
@@ -587,6 +591,10 @@ class ScriptedModel:
     def push(self, *steps: Step) -> None:
         """Append steps to the chat script (e.g. between turns of a test)."""
         self._script.push(steps)
+
+    def clear(self) -> None:
+        """Forget the steps not answered yet (a suite that reuses one model drops what a turn left over)."""
+        self._script.clear()
 
     @property
     def remaining(self) -> int:
