@@ -140,7 +140,8 @@ def bench_replay(browser, site: SiteServer, db: Database, principal: Principal, 
         site.site.claims = Site().claims
         record = tmp / f"run{i}.json"
         script = [*login_steps(), *new_claim_steps(), act("click", 'button "Save draft"'), tool_call("done", {"result": "ok"})]
-        config = RunConfig(task="File a claim", start_url=site.url("/login"), secrets=Secrets({"PASSWORD": PASSWORD}), record=record)
+        config = RunConfig(task="File a claim", start_url=site.url("/login"), secrets=Secrets({"PASSWORD": PASSWORD}), record=record,
+                           allow_writes=(site.url("/").split("/")[2],))  # saving the draft posts a form
         with ScriptedModel(script) as model, Gateway(Settings(llm_base_url=model.base_url, llm_api_key="k", llm_model="scripted"), db) as gw:
             started = time.perf_counter()
             result = run_operator(db, principal, config, gateway=gw, browser=browser)

@@ -4,7 +4,8 @@ Server-rendered forms, a login by e-mail and password (a cookie session), a
 list of claims with a Delete button per row, a new-claim form with "Save
 draft" (reversible) and "Submit claim" (irreversible), plus pages for shadow
 DOM, iframes, other domains, a page that never finishes loading and one that
-keeps changing. State lives in memory (``Site.claims``) so tests can check it.
+keeps changing, and quick actions that write by ``fetch`` DELETE and XHR PATCH
+behind harmless labels. State lives in memory (``Site.claims``) so tests can check it.
 ``Site.variant = "renamed"`` renames the form's buttons, to make a replay
 diverge.
 """
@@ -114,6 +115,24 @@ def _external_page(site: Site) -> str:
 <script>fetch("{other}/beacon").catch(() => {{}});</script>""")
 
 
+QUICK = _page("Quick actions", """<h1>Quick actions</h1>
+<p>Remove the team lunch claim: <button id=ok>OK</button></p>
+<p>Rename the taxi claim: <button id=apply>Apply</button></p>
+<p role=status id=status></p>
+<script>
+const say = (t) => { document.getElementById('status').textContent = t; };
+document.getElementById('ok').onclick = () => fetch('/expenses/2', {method: 'DELETE'})
+  .then((r) => say(r.ok ? 'Removed.' : 'Failed.'), () => say('Not sent.'));
+document.getElementById('apply').onclick = () => {
+  const x = new XMLHttpRequest();
+  x.open('PATCH', '/expenses/1');
+  x.setRequestHeader('Content-Type', 'application/x-www-form-urlencoded');
+  x.onload = () => say('Renamed.'); x.onerror = () => say('Not sent.');
+  x.send('description=Taxi+(airport)');
+};
+</script>""")
+
+
 TICKER = _page("Ticker", """<h1>Live</h1><p id=t>0</p><button onclick="document.title='clicked'">Poke</button>
 <script>let n = 0; setInterval(() => { document.getElementById('t').textContent = String(++n); }, 20);</script>""")
 
@@ -172,6 +191,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, _page("Never", "<p>Loading…</p><script src=/hang.js></script>"))
         elif path == "/expenses":
             self._send(200, _list_page(self.site)) if self._logged_in() else self._redirect("/login")
+        elif path == "/quick":
+            self._send(200, QUICK) if self._logged_in() else self._redirect("/login")
         elif path == "/expenses/new":
             self._send(200, _new_page(self.site)) if self._logged_in() else self._redirect("/login")
         else:
@@ -216,6 +237,33 @@ class _Handler(BaseHTTPRequestHandler):
             self._redirect("/expenses")
         else:
             self._send(404, _page("Not found", "<h1>Not found</h1>"))
+
+
+    def _claim_write(self) -> int | None:
+        """The claim id of ``/expenses/ID`` for a logged-in DELETE or PATCH (noted in ``hits``), else answered here."""
+        self.site.hits.append(f"{self.command} {self.path}")
+        parts = urlsplit(self.path).path.strip("/").split("/")
+        if not self._logged_in() or len(parts) != 2 or parts[0] != "expenses" or not parts[1].isdigit():
+            self._send(404, "{}", content_type="application/json")
+            return None
+        return int(parts[1])
+
+    def do_DELETE(self) -> None:
+        claim_id = self._claim_write()
+        if claim_id is not None:
+            with self.site.lock:
+                self.site.claims = [c for c in self.site.claims if c.id != claim_id]
+            self._send(200, "{}", content_type="application/json")
+
+    def do_PATCH(self) -> None:
+        form = self._form()  # read the body before answering
+        claim_id = self._claim_write()
+        if claim_id is not None:
+            with self.site.lock:
+                for c in self.site.claims:
+                    if c.id == claim_id and form.get("description"):
+                        c.description = form["description"]
+            self._send(200, "{}", content_type="application/json")
 
 
 class _Server(ThreadingHTTPServer):

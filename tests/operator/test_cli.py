@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cristal.testing.scripted_model import ScriptedModel, tool_call
 from tests.operator.conftest import model_env
@@ -22,8 +23,10 @@ def test_operate_records_and_replay_repeats(ocli, site: SiteServer, tmp_path: Pa
     record = tmp_path / "claim.json"
     script = [*login_steps(), *new_claim_steps(), act("click", 'button "Save draft"'), tool_call("done", {"result": "Saved the draft"})]
     with ScriptedModel(script) as model:
+        # saving a draft posts a form: the run allows writes to the site's host, so nothing waits (and the replay
+        # reads that from the record)
         r = ocli("operate", "File my train ticket as a draft", *AS, "--start-url", site.url("/login"), "--record", str(record),
-                 "--secret", "PASSWORD", "--json", extra_env=_env(model))
+                 "--secret", "PASSWORD", "--allow-writes", urlsplit(site.url("/")).netloc, "--json", extra_env=_env(model))
     assert r.code == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["status"] == "done" and doc["result"] == "Saved the draft" and len(doc["steps"]) == 10
@@ -46,6 +49,7 @@ def test_bad_input_is_one_line(ocli, site: SiteServer, tmp_path: Path) -> None: 
             (["operate", "x", *AS, "--start-url", site.url("/"), "--allow-domain", "intranet.example"], 2, "outside the allowed domains"),
             (["operate", "x", *AS, "--start-url", "file:///etc/passwd"], 2, "must be an http(s) URL"),
             (["operate", "x", *AS, "--start-url", site.url("/"), "--secret", "NOPE"], 2, "--secret NOPE"),
+            (["operate", "x", *AS, "--start-url", site.url("/"), "--allow-writes", "a b"], 2, "not a host for --allow-writes: 'a b'"),
             (["operate", "x", *AS, "--start-url", f"http://127.0.0.1:{closed}/"], 1, "connection refused"),
             (["replay", str(tmp_path / "missing.json")], 2, "no such recording"),
             (["operate", "x", *AS, "--start-url", site.url("/"), "--approver", "finance"], 2, "--approver: invalid approver 'finance'"),
@@ -60,7 +64,7 @@ def test_bad_input_is_one_line(ocli, site: SiteServer, tmp_path: Path) -> None: 
     assert r.code != 0 and "CRISTAL_LLM_BASE_URL" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-def test_operate_uses_script_bound_widgets_without_allow_irreversible(ocli, db_url: str, apps) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+def test_operate_uses_script_bound_widgets_with_writes_allowed_to_the_app(ocli, db_url: str, apps) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     from cristal.db import Database
     from cristal.sample.webapps import AppState
     from cristal.sample.webapps.tasks import TASKS_BY_ID
@@ -75,7 +79,7 @@ def test_operate_uses_script_bound_widgets_without_allow_irreversible(ocli, db_u
               tool_call("done", {"result": "flagged"})]
     with ScriptedModel(script) as model:
         r = ocli("operate", task.instruction, "--org", "acme", "--as", task.as_email, "--start-url", apps.url(task.start_path),
-                 "--json", extra_env=model_env(model.base_url))
+                 "--allow-writes", urlsplit(apps.url("/")).netloc, "--json", extra_env=model_env(model.base_url))
     assert r.code == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["status"] == "done" and [s["ok"] for s in doc["steps"]] == [True] * 5

@@ -4,6 +4,7 @@ and the apps' own database decides whether the task was done."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from cristal.db import Database
 from cristal.models import Gateway
@@ -30,7 +31,7 @@ def _sign_in(email: str) -> list[Any]:
 def test_files_a_draft_claim_in_the_expenses_app(db: Database, browser, apps: WebApps) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     task = TASK["expenses-file-taxi-claim"]
     script = taxi_claim_policy(task.as_email)  # the same scripted policy the demo records
-    config = RunConfig(task=task.instruction, start_url=apps.url(task.start_path))
+    config = RunConfig(task=task.instruction, start_url=apps.url(task.start_path), allow_writes=(urlsplit(apps.url("/")).netloc,))
     result = _run(db, employee(db, task.as_email), browser, script, config)
     assert result.status == "done", result.reason
     assert all(s["ok"] for s in result.steps), [s["outcome"] for s in result.steps]
@@ -42,8 +43,9 @@ def test_submitting_a_claim_pauses_then_succeeds_with_approval(db: Database, bro
     principal = employee(db, task.as_email)
     open_claim = [*_sign_in(task.as_email), act("click", 'link "Claim 101"')]
     config = RunConfig(task=task.instruction, start_url=apps.url(task.start_path))
-    paused = _run(db, principal, browser, [*open_claim, act("click", 'button "Submit for approval"')], config)
-    assert paused.status == "needs_approval" and "Submit for approval" in paused.reason
+    paused = _run(db, principal, browser, [*open_claim, act("click", 'button "Submit for approval"'),
+                                           act("click", 'button "Confirm submission"')], config)
+    assert paused.status == "needs_approval" and "Confirm submission" in paused.reason and "it sends POST" in paused.reason
     assert not AppState(apps.db_path).changes().claims
     config.allow_irreversible = True
     script = [*open_claim, act("click", 'button "Submit for approval"'), act("click", 'button "Confirm submission"'),

@@ -1,11 +1,13 @@
 """Every widget class of the sample apps' workspace pages, driven through the Operator by a scripted policy in a
-real Chromium; each task is decided by the app's own database. None needs ``allow_irreversible``."""
+real Chromium; each task is decided by the app's own database. None needs ``allow_irreversible``: the runs allow
+writes to the app's host (the tasks do write), so no request waits for approval."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from playwright.sync_api import Browser
 
@@ -24,7 +26,8 @@ def _run(db: Database, browser: Browser, apps: WebApps, task: WebTask, script: l
          **config: Any) -> tuple[RunResult, list[dict[str, Any]]]:
     """Sign in as the task's employee, then the script; the run's result and every request the model got."""
     steps = [act("fill", 'textbox "E-mail address"', text=task.as_email), act("click", 'button "Sign in"'), *script]
-    run = RunConfig(task=task.instruction, start_url=apps.url(task.start_path), **config)
+    run = RunConfig(task=task.instruction, start_url=apps.url(task.start_path), allow_writes=(urlsplit(apps.url("/")).netloc,),
+                    **config)
     with ScriptedModel(steps) as model, Gateway(model_settings(model.base_url), db) as gateway:
         result = run_operator(db, employee(db, task.as_email), run, gateway=gateway, browser=browser)
         return result, [dict(r.json) for r in model.chat_requests]

@@ -1,5 +1,5 @@
 """The `operate` step kind in workflow files: validated up front, and run on the engine by `cristal workflow run`
-in the sample company's Expenses app, with each irreversible action approved by someone else in finance."""
+in the sample company's Expenses app, with the request that submits it approved by someone else in finance."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def test_action_approval_ids_are_unique_per_run_step_item_and_action() -> None:
     assert operator_run_id(meta("run_a", "x", None)) == operator_run_id(meta("run_a", "x", None)) != operator_run_id(meta("run_a", "x", 0))
 
 
-def test_a_workflow_submits_a_claim_after_two_approvals(ocli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+def test_a_workflow_submits_a_claim_once_its_request_is_approved(ocli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
     task = TASKS_BY_ID["expenses-submit-draft"]
     assert ocli("user", "add", task.as_email, "--org", "acme").code == 0
     script = [act("fill", 'textbox "E-mail address"', text=task.as_email), act("click", 'button "Sign in"'),
@@ -104,17 +104,20 @@ steps:
                                  "--json"], env={**ocli.env, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         decided: list[str] = []
         deadline = time.monotonic() + 120
-        while len(decided) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        while not decided and time.monotonic() < deadline and proc.poll() is None:
             pending = json.loads(ocli("approvals", "list", "--org", "acme", "--as", USER, "--json").stdout)["approvals"]
             for item in pending:  # alice is in finance; the employee who started the run is not
-                assert not AppState(apps.db_path).changes().claims  # nothing is submitted before the approvals
+                assert not AppState(apps.db_path).changes().claims  # nothing is submitted before the approval
+                assert "it sends POST " in item["message"] and "/expenses/101/submit" in item["message"]  # the request itself
                 assert ocli("approvals", "approve", item["id"], "--as", USER).code == 0
                 decided.append(item["step_id"])
             time.sleep(0.2)
         stdout, stderr = proc.communicate(timeout=120)
         done = task.check(AppState(apps.db_path))
     assert proc.returncode == 0, stderr
-    assert decided == ["submit@4", "submit@5"]  # one approval per irreversible action
+    # "Submit for approval" only opens the confirmation dialog (nothing is sent): the one approval is for the
+    # confirmation's post
+    assert decided == ["submit@5"]
     doc = json.loads(stdout)
     assert doc["status"] == "succeeded" and doc["steps"][0]["output"]["result"] == "submitted claim 101"
     assert done  # the app's own database says the draft was submitted, and nothing else changed

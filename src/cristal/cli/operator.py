@@ -45,13 +45,15 @@ def operate_command(
     start_url: str = typer.Option(..., "--start-url", help="Where the browser starts."),
     allow_domain: list[str] = typer.Option([], "--allow-domain",
         help="A domain the run may reach (repeatable); default: the start URL's host and port."),
+    allow_writes: list[str] = typer.Option([], "--allow-writes",
+        help="A host whose state-changing requests (form posts, non-GET fetches) need no approval (repeatable)."),
     record: Path | None = typer.Option(None, "--record", help="Save the trajectory as JSON (for `cristal replay`)."),
     json_out: bool = JSON,
     secret: list[str] = typer.Option([], "--secret", help="NAME=VALUE (or NAME, read from $NAME): the model sees only {{NAME}}."),
     allow_irreversible: bool = typer.Option(False, "--allow-irreversible",
-        help="Let actions that look irreversible (submit, pay, delete, send ...) run without an approval."),
+        help="Let actions that send changes to a server (form posts, non-GET fetches) run without an approval."),
     approver: list[str] = typer.Option([], "--approver",
-        help="Who approves irreversible-looking actions: group:NAME or user:EMAIL (repeatable; default: the employee)."),
+        help="Who approves the changes an action sends: group:NAME or user:EMAIL (repeatable; default: the employee)."),
     approval_timeout: str = typer.Option("1h", "--approval-timeout",
         help="How long an action waits for its approval (30s, 10m, 2h ...); then the run stops."),
     max_steps: int = typer.Option(30, "--max-steps", help="Stop after this many actions."),
@@ -77,6 +79,7 @@ def operate_command(
     except ValueError as exc:
         raise InvalidInput(f"{'--approver' if 'approver' in str(exc) else '--approval-timeout'}: {exc}") from None
     config = RunConfig(task=task, start_url=start_url, allow_domains=tuple(allow_domain), secrets=secrets,
+                       allow_writes=tuple(allow_writes),
                        allow_irreversible=allow_irreversible, max_steps=max_steps, max_seconds=max_seconds, record=record,
                        screenshots=screenshots and record is not None, vision=vision, model=model)
     validate(config)
@@ -116,7 +119,7 @@ def replay_command(
     file: Path = typer.Argument(..., help="A recording made by `cristal operate --record FILE`."),
     json_out: bool = JSON,
     secret: list[str] = typer.Option([], "--secret", help="NAME=VALUE (or NAME, read from $NAME) for each secret the recording types."),
-    allow_irreversible: bool = typer.Option(False, "--allow-irreversible", help="Repeat irreversible-looking actions too."),
+    allow_irreversible: bool = typer.Option(False, "--allow-irreversible", help="Repeat actions that send changes to a server too."),
     org: str | None = typer.Option(None, "--org", help="Organization slug (default: the recording's)."),
     as_email: str | None = typer.Option(None, "--as", help="The employee the replay acts for (default: the recording's)."),
 ) -> None:

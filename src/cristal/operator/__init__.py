@@ -3,7 +3,7 @@
 ``run_operator`` drives a headless Chromium (one isolated context per run)
 with a model choosing tool calls through the LLM gateway; ``replay_trajectory``
 repeats a recorded run with no model. The rules of a run (allowed domains,
-secrets, approval of irreversible-looking actions) live in ``safety``; every
+secrets, approval of the state-changing requests actions send) live in ``safety``; every
 action is authorized (``operator.act``) and audited.
 
 Names are imported on first use, as in ``cristal.models``: Playwright and the

@@ -34,13 +34,14 @@ class OperateSpec(Spec):
     a workflow file can never name another variable of the worker (its LLM key, say). The
     organization part is checked when the step runs. ``record`` is a plain file name ending in
     ``.json`` (or ``true``): the record is written under ``$CRISTAL_HOME/records/<org>/``.
-    ``approvers`` decide irreversible-looking actions (default: the run's owner); an action
-    waits at most ``approval_timeout``.
+    ``approvers`` decide the state-changing requests an action sends (default: the run's owner),
+    except to the hosts of ``allow_writes``; an action waits at most ``approval_timeout``.
     """
 
     task: str = Field(min_length=1)
     start_url: str = Field(min_length=1)
     allow_domains: list[str] = Field(default_factory=list)
+    allow_writes: list[str] = Field(default_factory=list)  # hosts whose state-changing requests need no approval
     secrets: list[str] | dict[str, str] = Field(default_factory=list)
     max_steps: int = Field(30, ge=1, le=1000)
     max_seconds: float = Field(300.0, gt=0, le=86_400)
@@ -96,5 +97,5 @@ ACTIONS = (Action(
     name="operate", spec=OperateSpec, effect="destructive", run=run, limit="operate", retriable=False,
     no_retry_reason="it would repeat its actions",
     description="Do a task in the organization's web applications through a real browser, within a domain allow-list; "
-                "irreversible-looking actions wait for a human approval.",
+                "the changes an action sends to a server wait for a human approval.",
 ),)

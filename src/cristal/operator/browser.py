@@ -13,6 +13,13 @@ A watchdog bounds every call into the page: a script that keeps the page busy
 otherwise hang ``page.evaluate`` forever. Past ``Timing.script_s`` the script
 is terminated through the DevTools protocol (the page is closed if even that
 does not help) and the run stops with ``StopRun`` saying so.
+
+With ``hold_writes`` (a run without ``allow_irreversible``) every request that
+may change state on a server (``write_request``: any method but GET, HEAD,
+OPTIONS) is held by the route, unanswered, outside the write-allowed hosts: the
+action that caused it returns, ``held`` lists the requests, and ``release``
+lets them through (approved) or aborts them (rejected) before the page settles.
+A click that only changes the page sends nothing and never waits.
 """
 
 from __future__ import annotations
@@ -45,10 +52,11 @@ from cristal.operator.distil_js import (
     POINT_JS,
     QUIET_JS,
     SELECT_JS,
+    SIGNIN_JS,
     TIMERS_INIT_JS,
 )
 from cristal.operator.observation import Observation, element_line
-from cristal.operator.safety import AllowList, Secrets
+from cristal.operator.safety import AllowList, Secrets, body_view, write_request
 
 LAUNCH_ARGS = [
     "--no-sandbox",
@@ -140,6 +148,27 @@ class Outcome:
     ms: float = 0.0
 
 
+@dataclass
+class HeldRequest:
+    """A state-changing request kept waiting in the browser until a person decides on it."""
+
+    method: str
+    url: str  # redacted, as the approver sees it
+    body: str  # a bounded, redacted view
+    kind: str  # Playwright's resource type: document (a form post), fetch, xhr, ping ...
+    route: Any = field(repr=False)
+    request: Any = field(repr=False)
+    navigation: bool = False  # a form post: aborted at once, sent again by ``release`` when approved
+
+    def shown(self) -> dict[str, str]:
+        """What the approver, the record and the audit trail see."""
+        return {"method": self.method, "url": self.url, "body": self.body, "kind": self.kind}
+
+    def line(self) -> str:
+        body = f" with body {self.body!r}" if self.body else ""  # already bounded by body_view
+        return f"{self.method} {self.url}{body}"
+
+
 @dataclass(frozen=True)
 class Timing:
     """Caps for one run; every wait in the browser is bounded by one of these."""
@@ -158,8 +187,14 @@ class BrowserSession:
 
     def __init__(self, browser: Browser, allow: AllowList, secrets: Secrets | None = None, *, timing: Timing | None = None,
                  viewport: tuple[int, int] = (1280, 900), allow_dialogs: bool = False,
-                 files: Mapping[str, Path] | None = None) -> None:
+                 files: Mapping[str, Path] | None = None, hold_writes: bool = False,
+                 write_hosts: tuple[str, ...] = ()) -> None:
         self.allow = allow
+        self.hold_writes = hold_writes
+        self.write_hosts = AllowList(tuple(write_hosts))  # writes to these go through without approval
+        self.held: list[HeldRequest] = []
+        self._writes = "hold"  # hold | pass (approved: follow-up writes go on) | drop (rejected: they are aborted too)
+        self._resend: dict[str, Any] = {}  # URL -> an approved form post's request, to send once by navigating there
         self.files = dict(files or {})  # name -> path: the only files upload() may send
         self.viewport = viewport
         self.secrets = secrets or Secrets()
@@ -213,12 +248,92 @@ class BrowserSession:
     # -- network and page events
 
     def _route(self, route: Any) -> None:
-        url = route.request.url
-        if self.allow.allows(url):
-            route.continue_()
-        else:
+        request = route.request
+        url = request.url
+        if not self.allow.allows(url):
             self.blocked.append(self.secrets.redact(url)[:200])
             route.abort("blockedbyclient")
+            return
+        if url in self._resend and request.method == "GET" and request.is_navigation_request():
+            # release() navigates here to send an approved form post: this request becomes that post, once
+            original = self._resend.pop(url)
+            route.continue_(method=original.method, post_data=original.post_data_buffer,
+                            headers={**request.headers, **original.headers})
+            return
+        if not self.hold_writes or not write_request(request.method) or (self.write_hosts.domains and self.write_hosts.allows(url)):
+            route.continue_()
+        elif self._writes == "pass":
+            route.continue_()
+        elif self._writes == "drop":
+            route.abort("blockedbyclient")
+        else:  # answered later by release(): the page waits as for a slow server
+            navigation = request.is_navigation_request()
+            self.held.append(HeldRequest(request.method, self.secrets.redact(url), self.secrets.redact(body_view(request.post_data_buffer)),
+                                         request.resource_type, route, request, navigation))
+            if navigation:
+                # Chromium answers no script of a page whose navigation is paused, so a form post cannot wait
+                # like a fetch: it is cancelled (the page stays as it is; "aborted" shows no error page) and sent
+                # again, exactly, if approved.
+                route.abort("aborted")
+
+    def _pass_sign_ins(self) -> bool:
+        """Send at once the held form posts of sign-in forms (``SIGNIN_JS``): signing in needs no approval."""
+        sent = False
+        for h in [h for h in self.held if h.navigation and h.method == "POST"]:
+            try:
+                with self._watchdog("looking at the form that was sent"):
+                    sign_in = h.request.frame.evaluate(SIGNIN_JS, h.request.url)
+            except PlaywrightError:
+                continue
+            if sign_in:
+                self.held.remove(h)
+                self._send(h)
+                sent = True
+        return sent
+
+    def _send(self, h: HeldRequest) -> None:
+        """Send a held request: a fetch goes on; a form post (cancelled when held) is sent again by navigating."""
+        try:
+            if h.navigation:
+                self._resend[h.request.url] = h.request
+                h.request.frame.goto(h.request.url, wait_until="commit", timeout=self.timing.navigation_s * 1000)
+            else:
+                h.route.continue_()
+        except PlaywrightError:
+            pass  # the page went away meanwhile: nothing was sent
+        finally:
+            self._resend.pop(h.request.url, None)
+
+    def release(self, approved: bool) -> Outcome:
+        """Let the held requests through (``approved``) or abort them, then settle and observe: what that changed.
+
+        While the page settles, further writes it makes as a consequence go on (approved) or are aborted as well.
+        """
+        self._check_alive()
+        before = self.last or self.observe()
+        url_before = self.page.url
+        started = time.perf_counter()
+        held, self.held = self.held, []
+        self.blocked.clear()
+        self.dialogs.clear()
+        self._writes = "pass" if approved else "drop"
+        try:
+            for h in held:
+                if approved:
+                    self._send(h)
+                elif not h.navigation:  # a form post was cancelled when it was held
+                    try:
+                        h.route.abort("blockedbyclient")
+                    except PlaywrightError:
+                        pass
+            after = self._after()
+        finally:
+            self._writes = "hold"
+        changes = _changes(before, after, self)
+        what = "sent" if approved else "did not send"
+        message = f"{what} {'; '.join(h.line() for h in held)}. {describe_changes(changes)}"
+        return Outcome(True, self.secrets.redact(message), self.secrets.redact(url_before), self.secrets.redact(self.page.url),
+                       None, changes, _ms(started))
 
     def _route_ws(self, ws: Any) -> None:
         if self.allow.allows(ws.url):
@@ -251,7 +366,8 @@ class BrowserSession:
         message = self.secrets.redact(f"{dialog.type}: {dialog.message}")[:300]
         self.dialogs.append(message)
         try:
-            if dialog.type == "alert" or (dialog.type == "confirm" and self.allow_dialogs):
+            # With held writes, accepting a confirm() commits nothing: the request it leads to waits for approval.
+            if dialog.type == "alert" or (dialog.type == "confirm" and (self.allow_dialogs or self.hold_writes)):
                 dialog.accept()
             else:  # confirm() guards destructive actions; prompt() would need input the run has not got
                 dialog.dismiss()
@@ -410,11 +526,22 @@ class BrowserSession:
             raise
 
     def act(self, tool: str, args: dict[str, Any], element: dict[str, Any] | None = None, *,
-            target: dict[str, Any] | None = None, budget_s: float | None = None) -> Outcome:
+            target: dict[str, Any] | None = None, budget_s: float | None = None, approved: bool = False) -> Outcome:
         """Carry out one action (already checked by the run's safety rules) and observe the result.
 
         ``target`` is where ``drag`` drops its element; ``budget_s`` what is left of the run's time (bounds ``wait``).
+        ``approved``: a person allowed this action beforehand, so the writes it sends are not held again.
+        State-changing requests it sends are otherwise in ``held`` afterwards, waiting for ``release``.
         """
+        if approved:
+            self._writes = "pass"
+        try:
+            return self._act(tool, args, element, target, budget_s)
+        finally:
+            self._writes = "hold"
+
+    def _act(self, tool: str, args: dict[str, Any], element: dict[str, Any] | None, target: dict[str, Any] | None,
+             budget_s: float | None) -> Outcome:
         self._check_alive()
         before = self.last or self.observe()
         url_before = self.page.url
@@ -447,6 +574,8 @@ class BrowserSession:
     def _after(self) -> Observation:
         self._timers("disarm")
         self._settle()
+        if self._pass_sign_ins():
+            self._settle()
         return self.observe()
 
     def _timers(self, what: str) -> None:
@@ -616,7 +745,8 @@ class BrowserSession:
             if role not in ("checkbox", "radio"):  # a styled control's input sits under its drawing: handled below
                 self._uncovered(loc, element, label)
             try:
-                loc.click(timeout=self.timing.action_s * 1000, position=position)
+                # no_wait_after: a held form post is a navigation that starts only once approved; settling waits for loads
+                loc.click(timeout=self.timing.action_s * 1000, position=position, no_wait_after=True)
             except PlaywrightTimeout:
                 if role in ("checkbox", "radio"):  # a styled control whose input is visually hidden: its label takes the click
                     loc.dispatch_event("click")
@@ -634,7 +764,7 @@ class BrowserSession:
             if to.count() == 0:
                 raise _ActionFailed(f"error: element [{target['id']}] is no longer on the page; look at the new observation")
             self._uncovered(loc, element, label)
-            loc.drag_to(to, timeout=self.timing.action_s * 1000, source_position=position)
+            loc.drag_to(to, timeout=self.timing.action_s * 1000, source_position=position, no_wait_after=True)
             return f"dragged {label} onto {element_line(target)}"
         if tool == "upload":
             return self._upload(args, element, loc, label)
@@ -699,7 +829,7 @@ class BrowserSession:
         if unknown:
             shown = ", ".join(repr(o) for o in labels)
             raise _ActionFailed(f"error: {label} has no option {unknown[0]!r}; its options are {shown}")
-        loc.select_option(value=values, timeout=self.timing.action_s * 1000)
+        loc.select_option(value=values, timeout=self.timing.action_s * 1000, no_wait_after=True)
         chosen = ", ".join(repr(w) for w in wanted)
         return f"selected {chosen} in {label}" + (" (only these are selected now)" if multiple else "")
 
@@ -715,7 +845,7 @@ class BrowserSession:
             self._uncovered(loc, element, label)
             try:
                 with self.page.expect_file_chooser(timeout=self.timing.cover_s * 2000) as chooser:
-                    loc.click(timeout=self.timing.action_s * 1000)
+                    loc.click(timeout=self.timing.action_s * 1000, no_wait_after=True)
             except PlaywrightTimeout:
                 raise _ActionFailed(f"error: {label} did not open a file chooser; "
                                     "upload to a file field (or the button that opens one)") from None
@@ -763,7 +893,9 @@ class BrowserSession:
 
     def _busy(self) -> bool:
         # Requests of this page still running (streams and long polls are cut off by the settle cap).
-        return any(_safe_frame_page(r) is self.page for r in list(self._inflight))
+        # A held request waits for a person, not for the server: it does not keep the page from settling.
+        held = {id(h.request) for h in self.held}
+        return any(_safe_frame_page(r) is self.page and id(r) not in held for r in list(self._inflight))
 
 
 async def _quietly(coroutine: Any) -> None:

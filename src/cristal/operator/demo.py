@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cristal.config import Settings
 from cristal.db import Database
@@ -62,7 +63,9 @@ def run_demo_operator(db: Database, home: Path) -> dict[str, Any]:
     with chromium() as browser:
         with serve_webapps(apps_db, today=lambda: EPISODE_DAY) as apps:
             port = int(apps.base_url.rsplit(":", 1)[1])
-            config = RunConfig(task=task.instruction, start_url=apps.url(task.start_path), record=record)
+            # Filing a draft posts a form: the demo's run allows writes to the sample app (the replay reads it from the record).
+            config = RunConfig(task=task.instruction, start_url=apps.url(task.start_path), record=record,
+                               allow_writes=(urlsplit(apps.url("/")).netloc,))
             with ScriptedModel(taxi_claim_policy(task.as_email)) as model:
                 settings = Settings(llm_base_url=model.base_url, llm_api_key="scripted", llm_model="scripted", llm_max_retries=0)
                 with Gateway(settings, db) as gateway:

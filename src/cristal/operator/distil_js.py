@@ -748,3 +748,16 @@ FOCUS_JS = r"""
   return out;
 }
 """
+
+# Whether a form of the page that posts to the URL is a sign-in form (a password field, or a field the page
+# marks as the user name): signing in changes no data of the application, so its post needs no approval.
+SIGNIN_JS = r"""
+(url) => {
+  const forms = [...document.forms].filter((f) => {
+    try { return new URL(f.getAttribute('action') || '', document.baseURI).href === url; } catch (e) { return false; }
+  });
+  return forms.some((f) => f.querySelector('input[type=password], input[autocomplete~=username], '
+                                          + 'input[autocomplete~=current-password]') !== null
+                           && f.querySelector('input[autocomplete~=new-password]') === null);
+}
+"""

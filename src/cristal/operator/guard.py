@@ -2,9 +2,12 @@
 
 ``operator.run`` is required to start, ``operator.act`` before every action,
 each with an audit record naming the action, the element's fingerprint and the
-URL. Actions the run's rules refuse (a domain outside the allow-list, an
-irreversible-looking action without ``allow_irreversible``) are audited as
-``deny`` and never reach the browser.
+URL. Actions the run's rules refuse (a domain outside the allow-list, a link
+or ``goto`` whose URL says it deletes, without ``allow_irreversible``) are
+audited as ``deny`` and never reach the browser; so is a state-changing
+request that an action sent and the browser holds (``held``) until it is
+approved. The word rules for buttons and keys are only a hint then, named in
+the approval's reason: a button's label never pauses a run by itself.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class Verdict:
 
     kind: str
     message: str = ""
+    hint: str = ""  # why the action also looks irreversible by its words (shown with any request it sends)
 
 
 def element_summary(element: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -66,24 +70,41 @@ class Guard:
                 message = f"{self.secrets.redact(url)} is outside this run's allowed domains ({self.allow.describe()})"
                 self._deny(action, element, session, step, message)
                 return Verdict("error", f"error: {message}; the run cannot go there")
-            reason = irreversible_url(url)
-        elif action.tool in ("click", "click_point") and element is not None:  # click_point: what is at the point
-            reason = irreversible_click(element)
+            reason = irreversible_url(url)  # a GET that deletes shows in no method: its words pause it
+        hint = None
+        if action.tool in ("click", "click_point") and element is not None:  # click_point: what is at the point
+            if element.get("role") == "link":
+                reason = irreversible_click(element)
+            else:
+                hint = irreversible_click(element)
         elif action.tool == "drag" and target is not None:  # dropping onto "Delete" is deleting
-            reason = irreversible_click(target)
-        elif action.tool == "press":
-            reason = irreversible_key(action.args["key"], session.focused())
+            hint = irreversible_click(target)
+        elif action.tool == "press" and not self.allow_irreversible:
+            hint = irreversible_key(action.args["key"], session.focused())
         if reason and not self.allow_irreversible:
             reason = self.secrets.redact(reason)
             self._deny(action, element, session, step, f"needs approval: {reason}")
             return Verdict("approval", reason)
-        return Verdict("ok")
+        return Verdict("ok", hint=self.secrets.redact(hint) if hint else "")
 
-    def act(self, action: Action, element: dict[str, Any] | None, url: str, step: int, *, approval_id: str | None = None) -> None:
-        """``operator.act``, audited with the action, the element's fingerprint, the URL and the approval that allowed it."""
+    def held(self, action: Action, element: dict[str, Any] | None, session: BrowserSession, step: int,
+             requests: list[dict[str, str]], reason: str) -> None:
+        """Audit the requests an action sent that wait for approval (``deny`` until a person allows them)."""
+        with self.db.session() as s:
+            details = self._details(action, element, session.page.url, step)
+            details["requests"] = self.secrets.redact_all(requests)
+            write_audit(s, principal=self.principal, action="operator.act", resource=self.resource, decision="deny",
+                        reason=f"needs approval: {reason}"[:500], request_id=self.run_id, details=details)
+
+    def act(self, action: Action, element: dict[str, Any] | None, url: str, step: int, *, approval_id: str | None = None,
+            requests: list[dict[str, str]] | None = None) -> None:
+        """``operator.act``, audited with the action, the element's fingerprint, the URL, the approval that allowed it
+        and the held requests it let through."""
         details = self._details(action, element, url, step)
         if approval_id is not None:
             details["approval"] = approval_id
+        if requests:
+            details["requests"] = self.secrets.redact_all(requests)
         with self.db.session() as s:
             require(s, self.principal, "operator.act", self.resource, request_id=self.run_id, details=details)
 

@@ -6,7 +6,7 @@ tag, DOM path, row context and attributes), then by the best fuzzy match of
 the same role with a near-identical name. The replay stops with a clear report
 at the first step whose element can no longer be found (or is ambiguous), or
 whose action now fails. The run's rules still hold: the recorded allow-list,
-and irreversible-looking actions only with ``allow_irreversible``. Secrets
+and state-changing requests (or links that say they delete) only with ``allow_irreversible``. Secrets
 are asked for again (the record holds only their names).
 """
 
@@ -163,7 +163,8 @@ class _Replay:
             self.guard.start({"replay_of": self.t.get("run_id"), "start_url": self.t["start_url"],
                               "allow_domains": list(self.allow.domains), "steps": len(self.steps)})
             session = BrowserSession(self.browser, self.allow, self.secrets, timing=self.timing,
-                                     allow_dialogs=self.guard.allow_irreversible)
+                                     allow_dialogs=self.guard.allow_irreversible, hold_writes=not self.guard.allow_irreversible,
+                                     write_hosts=tuple(self.t.get("allow_writes") or ()))
             self.progress("open", self.t["start_url"])
             session.open(self.t["start_url"])
             for step in self.steps:
@@ -229,6 +230,15 @@ class _Replay:
         self.guard.act(action, element, obs.url, n)
         self.progress("act", f"step {n}: {tool} " + (element_line(element) if element else str(args)[:80]))
         outcome = session.act(tool, args, element, target=target)
+        if session.held:  # the step sends a change to a server: a replay has nobody to ask, so it is not sent
+            sent = "; ".join(h.line() for h in session.held)
+            requests = [h.shown() for h in session.held]
+            session.release(False)
+            results.append({"n": n, "tool": tool, "ok": False, "match": how or None, "outcome": "needs approval"})
+            reason = self.secrets.redact(f"it sends {sent}" + (f"; and {verdict.hint}" if verdict.hint else ""))
+            self.guard.held(action, element, session, n, requests, reason)
+            return ("needs_approval", f"step {n}: {reason} (replay with --allow-irreversible to permit it)",
+                    {"step": n, "reason": reason})
         entry = {"n": n, "tool": tool, "ok": outcome.ok, "match": how or None, "outcome": outcome.message, "ms": outcome.ms,
                  "url_after": outcome.url_after, "recorded_url_after": step.get("url_after")}
         results.append(entry)

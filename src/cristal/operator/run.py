@@ -6,10 +6,13 @@ time limit (``step_limit``, ``time_limit``), or when something makes going on po
 endpoint fails, access is refused). Whatever the ending, the browser context is
 closed and the record so far is kept.
 
-An irreversible-looking action (without ``allow_irreversible``) goes to
-``RunConfig.approve`` — on the workflow engine, an approval that people decide
-while the run waits with its browser open: approved, the action is carried out;
-rejected, the model is told and goes on; no decision in time ends the run
+What needs approval is decided by effect: the state-changing requests an action
+sends (form posts, non-GET ``fetch``/XHR) are held in the browser, outside the
+hosts of ``RunConfig.allow_writes``, and shown to the approver; a link or
+``goto`` whose URL says it deletes pauses before it is followed. Without
+``allow_irreversible`` such an action goes to ``RunConfig.approve`` — on the workflow engine, an approval that people decide
+while the run waits with its browser open: approved, the held requests go through
+(once); rejected, they are aborted and never reach the server, the model is told and goes on; no decision in time ends the run
 (``approval_timeout``), and so does cancelling the workflow run (``cancelled``).
 Without that hook the run ends with ``needs_approval``.
 
@@ -40,12 +43,12 @@ from cristal.identity.principal import Principal
 from cristal.models.endpoint import resolve_endpoint
 from cristal.models.gateway import Gateway
 from cristal.models.shapes import ChatResult, ToolCall
-from cristal.operator.browser import BrowserSession, StopRun, Timing, _first_line, chromium
+from cristal.operator.browser import BrowserSession, Outcome, StopRun, Timing, _first_line, chromium
 from cristal.operator.guard import Guard, element_summary
 from cristal.operator.observation import Observation, element_line
 from cristal.operator.policy import load_org_domains
 from cristal.operator.record import Recorder
-from cristal.operator.safety import AllowList, Secrets
+from cristal.operator.safety import AllowList, Secrets, normalise_domain
 from cristal.operator.tools import Action, BadCall, parse_call, tools_for
 
 SYSTEM_PROMPT = """\
@@ -68,8 +71,10 @@ _SECRETS_ON = ("You never see secret values. To type a secret, write its placeho
                "for example fill(element, \"{{{{{first}}}}}\"). Secrets of this run: {names}.")
 _SECRETS_OFF = "This run has no secrets; never invent passwords."
 _IRREVERSIBLE_ON = "Irreversible actions (submitting, paying, deleting, sending, approving) are allowed in this run."
-_IRREVERSIBLE_OFF = ("Irreversible-looking actions (submitting, paying, deleting, sending, approving) need a person's approval: "
-                     "the run pauses when you attempt one, so prepare everything else first.")
+_IRREVERSIBLE_OFF = ("Actions that send a change to a server (submitting or saving a form, paying, deleting, sending, approving) "
+                     "need a person's approval{writes}: the run pauses when one sends its request, so prepare everything else "
+                     "first. Clicks that only change the page (opening, filtering, typing) never wait.")
+_WRITES = " (except changes sent to {hosts})"
 
 _FILES = "\n- Files you may upload (only these, by name, with upload(element, file)): {names}."
 _VISION = ("\n- With each observation comes a screenshot of the viewport ({width}x{height} pixels). For something the element "
@@ -82,7 +87,7 @@ _Ending = tuple[str, str | None, str | None, dict[str, Any] | None]
 
 @dataclass(frozen=True)
 class ApprovalDecision:
-    """A person's answer to one irreversible-looking action."""
+    """A person's answer to one action that needs approval (the requests it sends, or a link that deletes)."""
 
     decision: str  # approved | rejected | timeout | cancelled
     approval_id: str
@@ -100,6 +105,7 @@ class RunConfig:
     allow_domains: tuple[str, ...] = ()
     secrets: Secrets = field(default_factory=Secrets)
     allow_irreversible: bool = False
+    allow_writes: tuple[str, ...] = ()  # hosts whose state-changing requests need no approval
     max_steps: int = 30
     max_seconds: float = 300.0
     record: Path | None = None
@@ -109,7 +115,7 @@ class RunConfig:
     keep_full: int = 3  # newest steps whose observation stays in the conversation
     model: str | None = None
     timing: Timing = field(default_factory=Timing)
-    approve: Approver | None = None  # asks people about irreversible-looking actions; None: the run ends instead
+    approve: Approver | None = None  # asks people about the requests an action sends; None: the run ends instead
     run_id: str | None = None  # default: a fresh op_... id
     workflow_run_id: str | None = None  # the workflow run this task is a step of
 
@@ -171,7 +177,20 @@ def validate(config: RunConfig, org_domains: tuple[str, ...] | None = None) -> A
     if outside:
         raise InvalidInput(f"--allow-domain {outside[0]} is outside the organization's allowed domains ({org_list}); {fix}")
     upload_files(config.files)
+    write_hosts(config)
     return allow
+
+
+def write_hosts(config: RunConfig) -> tuple[str, ...]:
+    """The run's ``allow_writes`` as normalised domains (``host`` or ``host:port``); bad entries are bad input."""
+    hosts: list[str] = []
+    for entry in config.allow_writes:
+        try:
+            hosts.append(normalise_domain(entry))
+        except InvalidInput:
+            raise InvalidInput(f"not a host for --allow-writes: {entry!r} "
+                               "(use a host name such as intranet.example.com, optionally with :PORT)") from None
+    return tuple(dict.fromkeys(hosts))
 
 
 def upload_files(files: tuple[Path, ...]) -> dict[str, Path]:
@@ -233,6 +252,7 @@ class OperatorRun:
         return self.secrets.redact_dict({
             "run_id": self.run_id, "task": c.task, "org": self.principal.org_slug, "as": self.principal.email,
             "start_url": c.start_url, "allow_domains": list(self.allow.domains), "allow_irreversible": c.allow_irreversible,
+            "allow_writes": list(write_hosts(c)),
             "org_allowed_domains": None if self.allow.org_domains is None else list(self.allow.org_domains),
             "workflow_run_id": c.workflow_run_id,
             "secrets": self.secrets.names, "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -250,7 +270,8 @@ class OperatorRun:
             if self.config.record is not None:
                 self.recorder = Recorder(self.config.record, self._header())
             self.session = BrowserSession(self.browser, self.allow, self.secrets, timing=self.config.timing,
-                                          allow_dialogs=self.config.allow_irreversible, files=upload_files(self.config.files))
+                                          allow_dialogs=self.config.allow_irreversible, files=upload_files(self.config.files),
+                                          hold_writes=not self.config.allow_irreversible, write_hosts=write_hosts(self.config))
             self.progress("open", self.config.start_url)
             self.observation = self.session.open(self.config.start_url)
             status, result, reason, pending = self._loop()
@@ -380,24 +401,12 @@ class OperatorRun:
             self._refused(turn, call, step, verdict.message)
             return None
         approval_id = None
-        if verdict.kind == "approval":
+        if verdict.kind == "approval":  # a GET whose URL says it deletes: asked before it is followed
             pending = {"step": n, "tool": action.tool, "args": action.args, "element": element_summary(element),
                        "url": url_before, "reason": verdict.message, "description": _describe(action, element)}
-            if self.config.approve is None:
-                step.update(outcome=f"paused: needs approval: {verdict.message}", pending=True)
-                self.recorder.add(step)
-                turn.tool_messages.append(_tool(call, "paused: this action needs a person's approval"))
-                return ("needs_approval", None,
-                        f"needs approval: {verdict.message} (run again with --allow-irreversible to permit it)", pending)
-            asked = time.monotonic()
-            answer = self.config.approve(pending)
-            self.waited += time.monotonic() - asked
-            approval_id = answer.approval_id
-            self.approvals.append({"step": n, "approval_id": answer.approval_id, "decision": answer.decision, "by": answer.by,
-                                   "comment": answer.comment, "action": pending["description"]})
-            step["approval"] = self.approvals[-1]
-            if answer.decision != "approved":
-                return self._not_approved(turn, call, step, answer, pending)
+            approval_id, finished, ending = self._approval(turn, call, step, pending, held=False)
+            if finished:
+                return ending
         self.guard.act(action, element, url_before, n, approval_id=approval_id)
         shot = self._screenshot() if self.config.screenshots else None
         self.progress("act", _describe(action, element))
@@ -405,9 +414,14 @@ class OperatorRun:
         self.session.allow_dialogs = self.config.allow_irreversible or approval_id is not None
         try:
             outcome = self.session.act(action.tool, action.args, None if action.tool == "click_point" else element,
-                                       target=target, budget_s=self.config.max_seconds - self._elapsed())
+                                       target=target, budget_s=self.config.max_seconds - self._elapsed(),
+                                       approved=approval_id is not None)
         finally:
             self.session.allow_dialogs = self.config.allow_irreversible
+        if self.session.held:  # the action sent state-changing requests: they wait in the browser for a person
+            outcome, finished, ending = self._held(turn, call, step, action, element, url_before, verdict.hint, outcome)
+            if finished:
+                return ending
         self.observation = self.session.last
         assert self.observation is not None
         step.update(ok=outcome.ok, outcome=outcome.message, url_after=outcome.url_after,
@@ -423,13 +437,73 @@ class OperatorRun:
             self.progress("error", outcome.message[:200])
         return None
 
+    def _held(self, turn: _Turn, call: ToolCall, step: dict[str, Any], action: Action, element: dict[str, Any] | None,
+              url_before: str, hint: str, outcome: Outcome) -> tuple[Outcome, bool, _Ending | None]:
+        """Ask about the requests the action sent (held in the browser); approved, they go through once.
+
+        Returns the action's outcome, whether the call ends here (refused or the run stops) and the run's ending.
+        """
+        assert self.session is not None
+        n = step["n"]
+        held = list(self.session.held)
+        requests = [h.shown() for h in held]
+        reason = "it sends " + "; ".join(h.line() for h in held) + (f"; and {hint}" if hint else "")
+        pending = {"step": n, "tool": action.tool, "args": action.args, "element": element_summary(element), "url": url_before,
+                   "reason": reason, "description": _describe(action, element), "requests": requests}
+        step["requests"] = requests
+        self.guard.held(action, element, self.session, n, requests, reason)
+        approval_id, finished, ending = self._approval(turn, call, step, pending, held=True)
+        if finished:
+            return outcome, True, ending
+        released = self.session.release(True)
+        self.guard.act(action, element, url_before, n, approval_id=approval_id, requests=requests)
+        message = f"{outcome.message}; approved ({approval_id}): {released.message}"
+        return Outcome(released.ok, message, outcome.url_before, released.url_after, element, released.changes,
+                       round(outcome.ms + released.ms, 2)), False, None
+
+    def _approval(self, turn: _Turn, call: ToolCall, step: dict[str, Any], pending: dict[str, Any], *,
+                  held: bool) -> tuple[str | None, bool, _Ending | None]:
+        """Ask a person about ``pending``: (the approval id when approved, whether the call ends here, the run's ending).
+
+        ``held``: the action already ran and its requests wait in the browser; unless approved they are aborted.
+        """
+        assert self.session is not None
+        if self.config.approve is None:
+            if held:
+                self._drop()
+            step.update(outcome=f"paused: needs approval: {pending['reason']}", pending=True)
+            self.recorder.add(step)
+            turn.tool_messages.append(_tool(call, "paused: this action needs a person's approval"))
+            return None, True, ("needs_approval", None,
+                                f"needs approval: {pending['reason']} (run again with --allow-irreversible to permit it)", pending)
+        asked = time.monotonic()
+        answer = self.config.approve(pending)
+        self.waited += time.monotonic() - asked
+        self.approvals.append({"step": pending["step"], "approval_id": answer.approval_id, "decision": answer.decision,
+                               "by": answer.by, "comment": answer.comment, "action": pending["description"]})
+        if held:
+            self.approvals[-1]["requests"] = pending["requests"]
+        step["approval"] = self.approvals[-1]
+        if answer.decision == "approved":
+            return answer.approval_id, False, None
+        if held:
+            self._drop()
+        return None, True, self._not_approved(turn, call, step, answer, pending)
+
+    def _drop(self) -> None:
+        """Abort the held requests (they never reach the server) and look at the page they leave."""
+        assert self.session is not None
+        self.session.release(False)
+        self.observation = self.session.last
+
     def _not_approved(self, turn: _Turn, call: ToolCall, step: dict[str, Any], answer: ApprovalDecision,
                       pending: dict[str, Any]) -> _Ending | None:
         """A rejection goes back to the model (the run goes on); no decision in time ends the run."""
         if answer.decision == "rejected":
             why = f": {self.secrets.redact(answer.comment)}" if answer.comment else ""
+            undone = "Its request was not sent" if pending.get("requests") else "It was not carried out"
             message = (f"refused: {answer.by or 'the approver'} rejected this action (approval {answer.approval_id}){why}. "
-                       "It was not carried out. Do not try it again; finish what you can without it, or call done(result) "
+                       f"{undone}. Do not try it again; finish what you can without it, or call done(result) "
                        "to report that it was refused.")
             self._refused(turn, call, step, message)
             return None
@@ -469,8 +543,14 @@ class OperatorRun:
                   if self.config.vision and self.session else "")
         return SYSTEM_PROMPT.format(who=self.principal.email or self.principal.label, domains=self.allow.describe(),
                                     secrets=secrets,
-                                    irreversible=_IRREVERSIBLE_ON if self.config.allow_irreversible else _IRREVERSIBLE_OFF,
+                                    irreversible=self._irreversible(),
                                     files=files, vision=vision)
+
+    def _irreversible(self) -> str:
+        if self.config.allow_irreversible:
+            return _IRREVERSIBLE_ON
+        hosts = write_hosts(self.config)
+        return _IRREVERSIBLE_OFF.format(writes=_WRITES.format(hosts=", ".join(hosts)) if hosts else "")
 
     def _messages(self, image: bytes | None) -> list[dict[str, Any]]:
         keep = max(1, self.config.keep_full)

@@ -1,10 +1,19 @@
 """The rules a run cannot talk its way out of: the domain allow-list, secrets, irreversible actions.
 
+Irreversible actions are decided by their effect: every request an action makes
+that can change something on a server (any method but GET, HEAD and OPTIONS: a
+form post, a ``fetch``/XHR that PUTs, PATCHes or DELETEs, a beacon) is held in
+the browser until a person approves it (``write_request``), unless the run allows
+writes to that host. The word lists below are the second signal: they are named
+in the approval's reason, and a link or a ``goto`` whose URL says "delete" (a
+write some applications do by GET, which no method shows) pauses before it is
+followed.
+
 The allow-list itself lives in ``cristal.net.policy`` (shared with ``http`` workflow steps).
 
 All three come from the run's configuration only. Page text reaches the model
 as data; nothing the page says (or the model answers) can add a domain, reveal
-a secret or switch off the approval of an irreversible-looking action.
+a secret or switch off the approval of a state-changing request.
 """
 
 from __future__ import annotations
@@ -19,7 +28,8 @@ from urllib.parse import quote, quote_plus, urlsplit
 from cristal.errors import InvalidInput
 from cristal.net.policy import AllowList, normalise_domain
 
-__all__ = ["AllowList", "Secrets", "irreversible_click", "irreversible_key", "irreversible_url", "normalise_domain"]
+__all__ = ["SAFE_METHODS", "AllowList", "Secrets", "body_view", "irreversible_click", "irreversible_key", "irreversible_url",
+           "normalise_domain", "write_request"]
 
 # ----------------------------------------------------------------------
 # Secrets
@@ -241,3 +251,26 @@ def _path(url: str) -> str:
         return ""
     parts = urlsplit(url)
     return f"{parts.path} {parts.query}".replace("/", " ")
+
+
+# ----------------------------------------------------------------------
+# Requests that change state
+
+# Methods HTTP defines as safe (RFC 9110, 9.2.1): they only read, so they never wait for a person.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+BODY_VIEW_CHARS = 600  # what an approver sees of a request body
+
+
+def write_request(method: str) -> bool:
+    """Whether a request with ``method`` may change state on its server (and so waits for approval)."""
+    return method.upper() not in SAFE_METHODS
+
+
+def body_view(data: bytes | None, limit: int = BODY_VIEW_CHARS) -> str:
+    """A bounded, printable view of a request body for the approver (binary bytes replaced, the rest counted)."""
+    if not data:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"

@@ -115,6 +115,7 @@ def operate(db: Database, settings: Settings, meta: Meta, principal: Principal, 
     max_seconds = float(spec["max_seconds"]) if meta.timeout is None else min(float(spec["max_seconds"]), meta.timeout)
     config = RunConfig(
         task=str(spec["task"]), start_url=str(spec["start_url"]), allow_domains=tuple(str(d) for d in spec["allow_domains"]),
+        allow_writes=tuple(str(d) for d in spec.get("allow_writes") or ()),
         secrets=_secrets(db, spec["secrets"], local, principal.org_slug or ""), allow_irreversible=bool(spec["allow_irreversible"]),
         max_steps=int(spec["max_steps"]), max_seconds=max_seconds, record=record,
         screenshots=bool(spec.get("screenshots")) and record is not None, vision=bool(spec.get("vision")), model=spec.get("model"),

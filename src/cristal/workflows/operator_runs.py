@@ -35,6 +35,7 @@ def operate_workflow(config: RunConfig, *, approvers: list[str], approval_timeou
     """
     step: dict[str, Any] = {
         "task": "{{ inputs.task }}", "start_url": "{{ inputs.start_url }}", "allow_domains": list(config.allow_domains),
+        "allow_writes": list(config.allow_writes),
         "secrets": secret_names, "max_steps": config.max_steps, "max_seconds": config.max_seconds, "model": config.model,
         "approvers": approvers, "approval_timeout": approval_timeout, "allow_irreversible": config.allow_irreversible,
         "screenshots": config.screenshots, "vision": config.vision,

@@ -7,7 +7,8 @@ so the Operator is tried on what people meet at work:
   cursor), a star per row bound with ``el.onclick``, "Mark all as read" drawn as a ``<span>``, folders as a
   plain list whose clicks a listener on the list handles, rows dragged onto a folder to move them, a pager
   with the current page, a search that highlights matches inside words (``<mark>Bern</mark>ardine``). A
-  message's "Move to" menu opens on hover.
+  message's "Move to" menu opens on hover; its private note's "Submit" only shows the note on the page,
+  while "Archive it: OK" moves the message by ``fetch`` (approvals are decided by effect, not by label).
 * **Travel requests** (``/travel/``): rows that act as links; a form whose inputs are preceded by label text
   but not linked to it, a destination autocomplete that asks the server after a 600 ms debounce and whose
   suggestions cover the fields below, a date picker with "Prev"/"Next" as ``<a>`` without ``href`` and days
