@@ -21,8 +21,8 @@ import json
 import sqlite3
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -180,7 +180,7 @@ def _sql(erp: ErpCopy, args: SqlArgs) -> Any:
 
 
 def _pending(con: sqlite3.Connection, erp: ErpCopy, expense_id: int) -> sqlite3.Row:
-    row = con.execute("SELECT * FROM expenses WHERE id = ? AND org = ?", (expense_id, erp.org)).fetchone()
+    row: sqlite3.Row | None = con.execute("SELECT * FROM expenses WHERE id = ? AND org = ?", (expense_id, erp.org)).fetchone()
     if row is None:
         raise ToolRefused(f"no expense {expense_id}")
     if row["status"] != "pending":

@@ -225,7 +225,7 @@ def bindings(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_JINJA = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)  # noqa: S701 - plain text, never HTML
+_JINJA = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
 def render(value: Any, context: dict[str, Any]) -> Any:

@@ -180,6 +180,7 @@ class ToolsEnv(gymnasium.Env[str, Any]):
             raise RuntimeError("the episode is over: call reset()")
         self._steps += 1
         terminated = False
+        info: dict[str, Any]
         try:
             kind, value = parse_action(action)
         except ValueError as exc:
@@ -233,7 +234,7 @@ class ToolsEnv(gymnasium.Env[str, Any]):
         reward = 1.0 if state_matches and not missing and not failed else 0.0
         return {"reward": reward, "state_matches": state_matches, "facts_missing": missing, "checks_failed": failed}
 
-    def render(self) -> str | None:  # type: ignore[override]  # ansi: the conversation as text
+    def render(self) -> str | None:  # ansi: the conversation as text
         return "\n".join(f"{m['role']}: {m.get('content') or json.dumps(m.get('tool_calls'))}" for m in self.messages)
 
     def close(self) -> None:

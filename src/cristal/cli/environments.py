@@ -1,0 +1,122 @@
+"""``cristal env``: list the training environments, run rollouts of a policy, and evaluate it (pass@k, pass^k)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from cristal.cli.runtime import JSON, note, print_json, settings, show_table
+
+if TYPE_CHECKING:
+    from cristal.environments.rollouts import Rollout
+    from cristal.environments.task import TaskDefinition
+
+app = typer.Typer()
+env_app = typer.Typer(help="Training environments: tasks over the sample company with rewards from the state left behind.",
+                      no_args_is_help=True)
+app.add_typer(env_app, name="env")
+
+TASK_FILES = typer.Option([], "--task-file", help="A task file of your own (repeatable), beside the built-in tasks.")
+POLICY = typer.Option(..., "--policy", help="scripted:NAME (solve, wrong, silent) or an OpenAI-compatible base URL.")
+MODEL = typer.Option(None, "--model", help="The model at a URL policy (default: CRISTAL_LLM_MODEL).")
+MAX_STEPS = typer.Option(None, "--max-steps", min=1, max=500, help="Steps before a rollout is cut off (default: the task's).")
+
+
+def _chosen(env: str, task_files: list[Path]) -> list[TaskDefinition]:
+    from cristal.environments.catalog import select, tasks
+
+    return select(env, tasks(task_files))
+
+
+def _rollouts(env: str, policy: str, seeds: int, task_files: list[Path], model: str | None,
+              max_steps: int | None) -> list[Rollout]:
+    from cristal.environments.policies import make_policy
+    from cristal.environments.rollouts import run_rollouts
+
+    chosen = _chosen(env, task_files)
+    key = ""
+    if policy.startswith(("http://", "https://")):  # only an endpoint needs the settings (its model and key)
+        cfg = settings()
+        model, key = model or cfg.llm_model, cfg.llm_api_key or ""
+    factory = make_policy(policy, model=model or "", api_key=key)
+    note("running {} rollouts of {} on {} environments", seeds * len(chosen), policy, len(chosen))
+    return run_rollouts(chosen, factory, seeds, max_steps=max_steps)
+
+
+@env_app.command("list")
+def list_command(task_file: list[Path] = TASK_FILES, json_out: bool = JSON) -> None:
+    """List the environments: their Gymnasium id, family and task."""
+    from cristal.environments.catalog import tasks
+
+    found = tasks(task_file)
+    if json_out:
+        print_json({"environments": [{"id": t.env_id, "family": t.family, "task": t.name, "description": t.description,
+                                      "tools": t.tools} for t in found]})
+        return
+    show_table("Environments", ["id", "family", "description"], [[t.env_id, t.family, t.description] for t in found])
+
+
+@env_app.command("run")
+def run_command(
+    env: str = typer.Argument(..., help="An environment id, a task name, a family (tools) or all."),
+    policy: str = POLICY,
+    seeds: int = typer.Option(1, "--seeds", min=1, max=10_000, help="Rollouts per task, with seeds 0 .. N-1."),
+    out: Path | None = typer.Option(None, "--out", help="Also write each rollout, with its messages, as a JSONL line."),
+    task_file: list[Path] = TASK_FILES,
+    model: str | None = MODEL,
+    max_steps: int | None = MAX_STEPS,
+    json_out: bool = JSON,
+) -> None:
+    """Run rollouts of a policy: one per task and seed; each gets its own copy of the state."""
+    done = _rollouts(env, policy, seeds, task_file, model, max_steps)
+    if out is not None:
+        tmp = out.with_name(out.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            for r in done:
+                fh.write(json.dumps(r.as_json(), ensure_ascii=False, default=str) + "\n")
+        tmp.replace(out)  # never half a file
+        note("wrote {} rollouts to {}", len(done), out)
+    if json_out:
+        print_json({"rollouts": [r.as_json(messages=False) for r in done]})
+        return
+    show_table(None, ["environment", "seed", "reward", "steps", "seconds", "why"],
+               [[r.env_id, r.seed, r.reward, r.steps, r.seconds, r.error or _why(r)] for r in done])
+
+
+def _why(r: Rollout) -> str:
+    d = r.details
+    parts = [] if d.get("state_matches", True) else ["state differs from the goal"]
+    if d.get("facts_missing"):
+        parts.append("not told: " + ", ".join(d["facts_missing"]))
+    parts += d.get("checks_failed", [])
+    if not r.terminated and not r.error:
+        parts.append("step limit")
+    return "; ".join(parts)
+
+
+@env_app.command("eval")
+def eval_command(
+    env: str = typer.Argument(..., help="An environment id, a task name, a family (tools) or all."),
+    policy: str = POLICY,
+    episodes: int = typer.Option(8, "--episodes", "--seeds", min=1, max=10_000, help="Rollouts per task (seeds 0 .. N-1)."),
+    task_file: list[Path] = TASK_FILES,
+    model: str | None = MODEL,
+    max_steps: int | None = MAX_STEPS,
+    json_out: bool = JSON,
+) -> None:
+    """Evaluate a policy: success, mean reward, pass@k and pass^k (k up to 8) per task and overall."""
+    from cristal.environments.rollouts import summarize
+
+    report = summarize(_rollouts(env, policy, episodes, task_file, model, max_steps))
+    if json_out:
+        print_json(report)
+        return
+    ks = list(report["overall"].get("pass_hat_k", {}))
+    rows = [[env_id, m["episodes"], m["success"], m["mean_reward"], *(m["pass_hat_k"][k] for k in ks), m["errors"]]
+            for env_id, m in report["tasks"].items()]
+    o = report["overall"]
+    rows.append(["overall", o["episodes"], o.get("success"), o.get("mean_reward"), *(o["pass_hat_k"][k] for k in ks), ""])
+    show_table(f"{policy}", ["environment", "n", "success", "reward", *(f"pass^{k}" for k in ks), "errors"], rows)

@@ -1,0 +1,181 @@
+"""The tools family: task files, seeded instances, isolation between rollouts, rewards, Gymnasium, policies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium
+import pytest
+
+from cristal.environments.catalog import builtin_tasks, select, tasks
+from cristal.environments.gym import register_envs
+from cristal.environments.policies import Scripted, make_policy
+from cristal.environments.rollouts import pass_at_k, pass_hat_k, rollout, run_rollouts, summarize
+from cristal.environments.task import load_task
+from cristal.environments.tools import ToolsEnv, told
+from cristal.errors import InvalidInput
+from cristal.testing.scripted_model import ScriptedModel, text, tool_call
+
+SEEDS = 2
+
+
+@pytest.fixture(scope="module")
+def catalog():  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+    return builtin_tasks()
+
+
+def _task(catalog, name):  # type: ignore[no-untyped-def]
+    return select(name, catalog)[0]
+
+
+def test_at_least_five_task_templates_with_ids(catalog) -> None:  # type: ignore[no-untyped-def]
+    assert len(catalog) >= 5
+    assert all(t.env_id == f"cristal/tools-{t.name}-v0" and t.family == "tools" for t in catalog)
+
+
+@pytest.mark.parametrize("policy, expected", [("solve", 1.0), ("wrong", 0.0)])
+def test_scripted_policies_solve_and_fail_every_task(catalog, policy: str, expected: float) -> None:  # type: ignore[no-untyped-def]
+    done = run_rollouts(catalog, lambda: Scripted(policy), SEEDS)
+    assert len(done) == len(catalog) * SEEDS
+    assert all(r.error is None for r in done), [r.error for r in done]
+    assert {r.reward for r in done} == {expected}, [(r.task, r.seed, r.details) for r in done]
+
+
+def test_doing_the_work_without_telling_the_facts_is_not_rewarded(catalog) -> None:  # type: ignore[no-untyped-def]
+    r = rollout(_task(catalog, "file-mileage"), 0, Scripted("silent"))
+    assert r.reward == 0.0 and r.details["state_matches"] and r.details["facts_missing"]
+
+
+def test_same_seed_same_instance_and_seeds_differ(catalog) -> None:  # type: ignore[no-untyped-def]
+    task = _task(catalog, "file-mileage")
+    envs = [ToolsEnv(task) for _ in range(2)]
+    try:
+        first = [envs[0].reset(seed=s)[0] for s in (7, 7)]
+        other = envs[1].reset(seed=7)[0]
+        assert first[0] == first[1] == other
+        instructions = {envs[0].reset(seed=s)[0] for s in range(6)}
+        assert len(instructions) > 1
+    finally:
+        for env in envs:
+            env.close()
+
+
+def test_rollouts_never_share_state(catalog, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    task = _task(catalog, "hotel-over-cap")
+    a, b = ToolsEnv(task, workdir=tmp_path), ToolsEnv(task, workdir=tmp_path)
+    try:
+        a.reset(seed=1)
+        b.reset(seed=1)
+        assert a.erp is not None and b.erp is not None and a.erp.path != b.erp.path
+        before = b.erp.snapshot()
+        obs = a.step({"name": "approve_expense", "arguments": {"expense_id": 47}})[0]
+        assert json.loads(obs)["status"] == "approved"
+        assert b.erp.snapshot() == before  # the other rollout does not see the write
+        assert b.step({"name": "sql", "arguments": {"query": "select status from expenses where id = 47"}})[0] == \
+            json.dumps({"rows": [{"status": "pending"}], "truncated": False})
+        # a new episode of the same environment starts from a fresh copy, and the old folder is gone
+        old = a.erp.path
+        a.reset(seed=1)
+        assert not old.exists()
+        assert a.step({"name": "sql", "arguments": {"query": "select status from expenses where id = 47"}})[0].count("pending") == 1
+    finally:
+        a.close()
+        b.close()
+    assert list(tmp_path.iterdir()) == []  # closing removes each rollout's folder
+
+
+def test_bad_actions_are_observations_and_the_step_limit_ends_the_episode(catalog) -> None:  # type: ignore[no-untyped-def]
+    env = ToolsEnv(_task(catalog, "hotel-over-cap"), max_steps=5)
+    try:
+        env.reset(seed=0)
+        assert env.step("not json")[0].startswith("error: an action is a JSON object")
+        assert env.step({"name": "drop_table", "arguments": {}})[0].startswith("error: unknown tool 'drop_table'")
+        assert "pending" in env.step({"name": "approve_expense", "arguments": {"expense_id": 36}})[0]  # approved already
+        assert env.step({"name": "sql", "arguments": {"query": "delete from expenses"}})[0].startswith("error:")
+        obs, reward, terminated, truncated, info = env.step('{"name": "update_expense", "arguments": "{\\"expense_id\\": 47}"}')
+        assert obs.startswith("error: nothing to update")
+        assert (reward, terminated, truncated) == (0.0, False, True)
+        assert info["reward_details"]["state_matches"] is False
+        with pytest.raises(RuntimeError):
+            env.step({"message": "hello"})
+    finally:
+        env.close()
+
+
+def test_the_simulated_employee_reveals_the_hidden_goal_only_when_asked(catalog) -> None:  # type: ignore[no-untyped-def]
+    env = ToolsEnv(_task(catalog, "file-mileage"))
+    try:
+        obs, _ = env.reset(seed=3)
+        assert "travel and expense policy" in obs.lower() and "mileage" in obs
+        miles = env.instance.values["miles"]  # type: ignore[union-attr]
+        assert str(miles) not in env.step({"message": "Sure, I will file it."})[0]
+        assert f"{miles} miles" in env.step({"message": "How many miles did you drive?"})[0]
+    finally:
+        env.close()
+
+
+def test_gymnasium_make_by_registered_id() -> None:
+    ids = register_envs()
+    assert "cristal/tools-file-mileage-v0" in ids and register_envs() == ids  # registering again is harmless
+    env = gymnasium.make("cristal/tools-expense-status-v0", max_steps=4)
+    try:
+        obs, info = env.reset(seed=2)
+        assert isinstance(obs, str) and {t["function"]["name"] for t in info["tools"]} == {"sql", "done"}
+        instance = env.unwrapped.instance  # type: ignore[attr-defined]
+        env.step({"message": " and ".join(instance.facts)})
+        _, reward, terminated, _, _ = env.step({"name": "done", "arguments": {}})
+        assert terminated and reward == 1.0
+    finally:
+        env.close()
+
+
+def test_a_model_behind_an_endpoint_plays_through_tool_calls(catalog) -> None:  # type: ignore[no-untyped-def]
+    task = _task(catalog, "expense-status")
+    probe = ToolsEnv(task)
+    probe.reset(seed=4)
+    facts = probe.instance.facts  # type: ignore[union-attr]
+    probe.close()
+    script = [tool_call("sql", {"query": "select status, amount from expenses"}), text(f"It is {facts[0]}, {facts[1]} USD."),
+              tool_call("done", {})]
+    with ScriptedModel(script) as model:
+        r = rollout(task, 4, make_policy(model.base_url, model="scripted")())
+        assert r.reward == 1.0, r.details
+        sent = model.chat_requests[0].json
+        assert {t["function"]["name"] for t in sent["tools"]} == {"sql", "done"}
+        assert model.chat_requests[1].json["messages"][-1]["role"] == "tool"
+
+
+def test_pass_at_k_and_pass_hat_k() -> None:
+    assert pass_at_k(4, 2, 2) == pytest.approx(1 - 1 / 6) and pass_hat_k(4, 2, 2) == pytest.approx(1 / 6)
+    assert pass_at_k(8, 0, 8) == 0.0 and pass_hat_k(8, 8, 8) == 1.0
+
+
+def test_summary_per_task_and_overall(catalog) -> None:  # type: ignore[no-untyped-def]
+    chosen = [_task(catalog, "expense-status"), _task(catalog, "file-mileage")]
+    report = summarize(run_rollouts(chosen, lambda: Scripted("solve"), 3) + run_rollouts(chosen[:1], lambda: Scripted("wrong"), 1))
+    status = report["tasks"]["cristal/tools-expense-status-v0"]
+    assert status["episodes"] == 4 and status["success"] == 0.75 and status["pass_hat_k"]["4"] == 0.0
+    assert set(status["pass_at_k"]) == {"1", "2", "3", "4"}
+    assert report["overall"]["success"] == pytest.approx((0.75 + 1.0) / 2, abs=1e-4)
+
+
+def test_numbers_are_told_in_any_spelling() -> None:
+    assert told("975", "the reimbursed amount is $975.00.") and told("1284.5", "1,284.50 eur")
+    assert not told("97.5", "975") and told("approved", "it is approved")
+
+
+def test_task_file_errors_name_file_line_and_field(tmp_path: Path, catalog) -> None:  # type: ignore[no-untyped-def]
+    good = (Path(__file__).parents[2] / "src/cristal/environments/tasks/expense-status.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good.replace("tools: [sql, done]", "tools: [sql, done, rm_rf]"))
+    with pytest.raises(InvalidInput, match=r"bad\.yaml:\d+: tools: unknown tool 'rm_rf'"):
+        load_task(bad)
+    bad.write_text(good + "colour: blue\n")
+    with pytest.raises(InvalidInput, match=r"bad\.yaml:\d+: colour: unknown field"):
+        load_task(bad)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(good.replace("name: expense-status", "name: my-status"))
+    assert [t.name for t in tasks([mine])][-1] == "my-status"
+    with pytest.raises(InvalidInput, match="two tasks have the environment id"):
+        tasks([mine, mine])
