@@ -179,3 +179,11 @@ def test_task_file_errors_name_file_line_and_field(tmp_path: Path, catalog) -> N
     assert [t.name for t in tasks([mine])][-1] == "my-status"
     with pytest.raises(InvalidInput, match="two tasks have the environment id"):
         tasks([mine, mine])
+
+
+def test_the_ten_line_example_in_the_docs_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    page = (Path(__file__).parents[2] / "docs/environments.md").read_text()
+    example = page.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len([line for line in example.splitlines() if line.strip()]) == 10
+    exec(compile(example, "docs/environments.md", "exec"), {})  # noqa: S102 - the documentation's own example
+    assert capsys.readouterr().out.startswith("1.0 {")
