@@ -41,3 +41,29 @@ def test_env_bad_input_is_one_line() -> None:
                  ("env", "run", "all", "--policy", "agent:helper"), ("env", "list", "--task-file", "/nonexistent.yaml")):
         result = invoke_in_process(*args)
         assert result.code != 0 and result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), (args, result)
+
+
+def test_stored_rollouts_export_as_chat_messages_with_tools(cli_in_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert cli_in_process("init").code == 0
+    for policy, seeds in (("scripted:solve", "2"), ("scripted:wrong", "1")):
+        result = cli_in_process("env", "run", "file-mileage", "--policy", policy, "--seeds", seeds, "--store")
+        assert result.code == 0 and "stored" in result.stderr, result.stderr
+    cli_in_process("env", "run", "file-mileage", "--policy", "scripted:solve", "--seeds", "1", "--store")  # seed 0 again
+    out = tmp_path / "train.jsonl"
+    result = cli_in_process("env", "export", "--out", str(out), "--min-reward", "1", "--json")
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout) == {"out": str(out), "read": 3, "written": 2, "duplicates": 1}
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 2 and all(set(line) == {"messages", "tools"} for line in lines)
+    roles = [m["role"] for m in lines[0]["messages"]]
+    assert roles[:2] == ["system", "user"] and "tool" in roles and roles[-1] == "tool"
+    call = next(m for m in lines[0]["messages"] if m.get("tool_calls"))["tool_calls"][0]
+    assert call["type"] == "function" and json.loads(call["function"]["arguments"])["category"] == "mileage"
+    assert {t["function"]["name"] for t in lines[0]["tools"]} == {"sql", "submit_expense", "done"}
+    everything = json.loads(cli_in_process("env", "export", "--out", str(out), "--env", "tools", "--json").stdout)
+    assert everything["written"] == 3
+
+
+def test_storing_needs_an_initialised_workspace() -> None:
+    result = invoke_in_process("env", "run", "file-mileage", "--policy", "scripted:solve", "--store")
+    assert result.code != 0 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1

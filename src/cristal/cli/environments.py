@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from cristal.cli.runtime import JSON, note, print_json, settings, show_table
+from cristal.cli.runtime import JSON, database, note, print_json, settings, show, show_table, unit_of_work
 
 if TYPE_CHECKING:
     from cristal.environments.rollouts import Rollout
@@ -23,6 +23,7 @@ TASK_FILES = typer.Option([], "--task-file", help="A task file of your own (repe
 POLICY = typer.Option(..., "--policy", help="scripted:NAME (solve, wrong, silent) or an OpenAI-compatible base URL.")
 MODEL = typer.Option(None, "--model", help="The model at a URL policy (default: CRISTAL_LLM_MODEL).")
 MAX_STEPS = typer.Option(None, "--max-steps", min=1, max=500, help="Steps before a rollout is cut off (default: the task's).")
+STORE = typer.Option(False, "--store", help="Keep the rollouts in the workspace database (for `cristal env export`).")
 
 
 def _chosen(env: str, task_files: list[Path]) -> list[TaskDefinition]:
@@ -32,7 +33,7 @@ def _chosen(env: str, task_files: list[Path]) -> list[TaskDefinition]:
 
 
 def _rollouts(env: str, policy: str, seeds: int, task_files: list[Path], model: str | None,
-              max_steps: int | None) -> list[Rollout]:
+              max_steps: int | None, store: bool) -> list[Rollout]:
     from cristal.environments.policies import make_policy
     from cristal.environments.rollouts import run_rollouts
 
@@ -42,8 +43,18 @@ def _rollouts(env: str, policy: str, seeds: int, task_files: list[Path], model: 
         cfg = settings()
         model, key = model or cfg.llm_model, cfg.llm_api_key or ""
     factory = make_policy(policy, model=model or "", api_key=key)
+    if store:
+        with database():  # the workspace must be initialised: found out before the rollouts, not after
+            pass
     note("running {} rollouts of {} on {} environments", seeds * len(chosen), policy, len(chosen))
-    return run_rollouts(chosen, factory, seeds, max_steps=max_steps)
+    done = run_rollouts(chosen, factory, seeds, max_steps=max_steps)
+    if store:
+        from cristal.environments.store import save
+
+        with unit_of_work() as session:
+            batch = save(session, done)
+        note("stored {} rollouts as batch {}", len(done), batch)
+    return done
 
 
 @env_app.command("list")
@@ -68,10 +79,11 @@ def run_command(
     task_file: list[Path] = TASK_FILES,
     model: str | None = MODEL,
     max_steps: int | None = MAX_STEPS,
+    store: bool = STORE,
     json_out: bool = JSON,
 ) -> None:
     """Run rollouts of a policy: one per task and seed; each gets its own copy of the state."""
-    done = _rollouts(env, policy, seeds, task_file, model, max_steps)
+    done = _rollouts(env, policy, seeds, task_file, model, max_steps, store)
     if out is not None:
         tmp = out.with_name(out.name + ".tmp")
         with tmp.open("w", encoding="utf-8") as fh:
@@ -105,12 +117,13 @@ def eval_command(
     task_file: list[Path] = TASK_FILES,
     model: str | None = MODEL,
     max_steps: int | None = MAX_STEPS,
+    store: bool = STORE,
     json_out: bool = JSON,
 ) -> None:
     """Evaluate a policy: success, mean reward, pass@k and pass^k (k up to 8) per task and overall."""
     from cristal.environments.rollouts import summarize
 
-    report = summarize(_rollouts(env, policy, episodes, task_file, model, max_steps))
+    report = summarize(_rollouts(env, policy, episodes, task_file, model, max_steps, store))
     if json_out:
         print_json(report)
         return
@@ -120,3 +133,23 @@ def eval_command(
     o = report["overall"]
     rows.append(["overall", o["episodes"], o.get("success"), o.get("mean_reward"), *(o["pass_hat_k"][k] for k in ks), ""])
     show_table(f"{policy}", ["environment", "n", "success", "reward", *(f"pass^{k}" for k in ks), "errors"], rows)
+
+
+@env_app.command("export")
+def export_command(
+    out: Path = typer.Option(..., "--out", help="The JSONL file to write (replaced whole)."),
+    min_reward: float | None = typer.Option(None, "--min-reward", help="Only rollouts with at least this reward."),
+    env: str | None = typer.Option(None, "--env", help="Only this environment id, task name or family."),
+    policy: str | None = typer.Option(None, "--policy", help="Only rollouts of this policy (as stored)."),
+    json_out: bool = JSON,
+) -> None:
+    """Write stored rollouts as OpenAI chat messages with tool calls plus the tools' schemas, one per line."""
+    from cristal.environments.store import export
+
+    with unit_of_work() as session:
+        counts = export(session, out, min_reward=min_reward, env=env, policy=policy)
+    if json_out:
+        print_json({"out": str(out), **counts})
+        return
+    show("wrote {} of {} rollouts to {} ({} duplicates left out)", counts["written"], counts["read"], str(out),
+         counts["duplicates"])

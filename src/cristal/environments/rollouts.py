@@ -40,6 +40,7 @@ class Rollout:
     steps: int
     seconds: float
     terminated: bool
+    model: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)
@@ -61,7 +62,8 @@ def rollout(task: TaskDefinition, seed: int, policy: Policy, *, max_steps: int |
     """One episode of ``policy`` on ``task``'s instance for ``seed``."""
     started = time.monotonic()
     env = ToolsEnv(task, max_steps=max_steps)
-    result = Rollout(task.env_id, task.name, task.family, seed, policy.name, 0.0, 0, 0.0, False)
+    result = Rollout(task.env_id, task.name, task.family, seed, policy.name, 0.0, 0, 0.0, False,
+                     model=getattr(policy, "model", None))
     try:
         observation, info = env.reset(seed=seed)
         result.tools = info["tools"]
