@@ -187,3 +187,19 @@ def test_the_ten_line_example_in_the_docs_runs(capsys: pytest.CaptureFixture[str
     assert len([line for line in example.splitlines() if line.strip()]) == 10
     exec(compile(example, "docs/environments.md", "exec"), {})  # noqa: S102 - the documentation's own example
     assert capsys.readouterr().out.startswith("1.0 {")
+
+
+def test_a_broken_task_is_reported_per_rollout_and_the_run_goes_on(tmp_path: Path, catalog) -> None:  # type: ignore[no-untyped-def]
+    base = (Path(__file__).parents[2] / "src/cristal/environments/tasks/hotel-over-cap.yaml").read_text()
+    broken_checker = tmp_path / "checker.yaml"
+    broken_checker.write_text(base.replace("name: hotel-over-cap", "name: bad-checker")
+                              + "checker:\n  - {sql: select flag from no_such_table, says: the flag is set}\n")
+    broken_reference = tmp_path / "reference.yaml"
+    broken_reference.write_text(base.replace("name: hotel-over-cap", "name: bad-reference")
+                                .replace("{expense_id: 47}}", "{expense_id: 1}}"))
+    chosen = [load_task(broken_checker), load_task(broken_reference), _task(catalog, "expense-status")]
+    done = run_rollouts(chosen, lambda: Scripted("solve"), 1)
+    assert [r.task for r in done] == ["bad-checker", "bad-reference", "expense-status"]
+    assert done[0].reward == 0.0 and "the flag is set: cannot run" in done[0].details["checks_failed"][0]
+    assert done[1].reward == 0.0 and "reference action approve_expense fails: no expense 1" in (done[1].error or "")
+    assert done[2].reward == 1.0

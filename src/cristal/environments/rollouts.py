@@ -58,10 +58,13 @@ class Rollout:
         return out
 
 
-def rollout(task: TaskDefinition, seed: int, policy: Policy, *, max_steps: int | None = None) -> Rollout:
-    """One episode of ``policy`` on ``task``'s instance for ``seed``."""
+def rollout(task: TaskDefinition, seed: int, policy: Policy, *, max_steps: int | None = None,
+            env: ToolsEnv | None = None) -> Rollout:
+    """One episode of ``policy`` on ``task``'s instance for ``seed`` (in ``env`` when given: a new episode of it,
+    on fresh state; otherwise in an environment of its own, closed afterwards)."""
     started = time.monotonic()
-    env = ToolsEnv(task, max_steps=max_steps)
+    own = env is None
+    env = env or ToolsEnv(task, max_steps=max_steps)
     result = Rollout(task.env_id, task.name, task.family, seed, policy.name, 0.0, 0, 0.0, False,
                      model=getattr(policy, "model", None))
     try:
@@ -80,15 +83,24 @@ def rollout(task: TaskDefinition, seed: int, policy: Policy, *, max_steps: int |
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
         result.messages = list(env.messages)
-        env.close()
+        if own:
+            env.close()
         result.seconds = round(time.monotonic() - started, 4)
     return result
 
 
 def run_rollouts(tasks: list[TaskDefinition], policy: Callable[[], Policy], seeds: int, *,
                  max_steps: int | None = None) -> list[Rollout]:
-    """``seeds`` rollouts of a fresh policy per task (seeds ``0 .. seeds-1``)."""
-    return [rollout(task, seed, policy(), max_steps=max_steps) for task in tasks for seed in range(seeds)]
+    """``seeds`` rollouts of a fresh policy per task (seeds ``0 .. seeds-1``); each task's environment is reset per
+    rollout, which gives every rollout fresh state of its own."""
+    done = []
+    for task in tasks:
+        env = ToolsEnv(task, max_steps=max_steps)
+        try:
+            done += [rollout(task, seed, policy(), env=env) for seed in range(seeds)]
+        finally:
+            env.close()
+    return done
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

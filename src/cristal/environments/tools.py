@@ -131,6 +131,7 @@ class ToolsEnv(gymnasium.Env[str, Any]):
         self.policy_text = (DOCUMENTS / task.policy).read_text(encoding="utf-8")
         self.tool_schemas = [TOOLS[name].schema() for name in task.tools]
         self._folder: Path | None = None
+        self._template: ErpCopy | None = None  # the start ERP built once per environment, copied per episode
         self.erp: ErpCopy | None = None
         self.instance: TaskInstance | None = None
         self.messages: list[dict[str, Any]] = []
@@ -142,7 +143,10 @@ class ToolsEnv(gymnasium.Env[str, Any]):
 
     def _fresh(self, name: str) -> ErpCopy:
         assert self._folder is not None
-        return ErpCopy.create(self._folder / name, self.task.start_state.org)
+        if self._template is None:
+            folder = Path(tempfile.mkdtemp(prefix=f"cristal-env-{self.task.name}-template-", dir=self.workdir))
+            self._template = ErpCopy.build(folder, self.task.start_state.org)
+        return self._template.copy(self._folder / f"{name}.db")
 
     def _discard(self) -> None:
         if self._folder is not None:
@@ -154,6 +158,7 @@ class ToolsEnv(gymnasium.Env[str, Any]):
         if seed is None:
             seed = int(self.np_random.integers(0, 2**31 - 1))
         self._discard()
+        self.messages, self._over, self.erp, self.instance = [], True, None, None  # nothing of the last episode survives
         if self.workdir is not None:
             self.workdir.mkdir(parents=True, exist_ok=True)
         self._folder = Path(tempfile.mkdtemp(prefix=f"cristal-env-{self.task.name}-", dir=self.workdir))
@@ -168,7 +173,7 @@ class ToolsEnv(gymnasium.Env[str, Any]):
             if reply.startswith("error:"):
                 raise InvalidInput(f"task {self.task.name} (seed {seed}): reference action {name} fails: {reply[7:]}")
         self._goal = goal.snapshot(self.task.ignore)
-        shutil.rmtree(goal.path.parent.parent, ignore_errors=True)  # build_erp's folder: FOLDER/goal/sample/erp-ORG.db
+        goal.path.unlink()
         self.erp, self.instance, self._steps, self._over = start, instance, 0, False
         system = SYSTEM.format(company=self.task.start_state.org, email=instance.email, policy=self.policy_text.strip())
         self.messages = [{"role": "system", "content": system}, {"role": "user", "content": instance.instruction}]
@@ -239,5 +244,8 @@ class ToolsEnv(gymnasium.Env[str, Any]):
 
     def close(self) -> None:
         self._discard()
+        if self._template is not None:
+            shutil.rmtree(self._template.path.parent.parent, ignore_errors=True)  # build_erp's FOLDER/sample/erp-ORG.db
+            self._template = None
         self.erp = None
         super().close()
