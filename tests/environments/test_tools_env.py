@@ -203,3 +203,12 @@ def test_a_broken_task_is_reported_per_rollout_and_the_run_goes_on(tmp_path: Pat
     assert done[0].reward == 0.0 and "the flag is set: cannot run" in done[0].details["checks_failed"][0]
     assert done[1].reward == 0.0 and "reference action approve_expense fails: no expense 1" in (done[1].error or "")
     assert done[2].reward == 1.0
+
+
+def test_rollouts_in_worker_processes_match_the_ones_in_process(catalog) -> None:  # type: ignore[no-untyped-def]
+    from cristal.environments.policies import PolicySpec
+
+    chosen = [_task(catalog, "file-mileage")]
+    here = run_rollouts(chosen, PolicySpec("scripted:solve"), 2)
+    there = run_rollouts(chosen, PolicySpec("scripted:solve"), 2, workers=2)
+    assert [(r.env_id, r.seed, r.reward, r.messages) for r in there] == [(r.env_id, r.seed, r.reward, r.messages) for r in here]

@@ -23,6 +23,7 @@ TASK_FILES = typer.Option([], "--task-file", help="A task file of your own (repe
 POLICY = typer.Option(..., "--policy", help="scripted:NAME (solve, wrong, silent) or an OpenAI-compatible base URL.")
 MODEL = typer.Option(None, "--model", help="The model at a URL policy (default: CRISTAL_LLM_MODEL).")
 MAX_STEPS = typer.Option(None, "--max-steps", min=1, max=500, help="Steps before a rollout is cut off (default: the task's).")
+WORKERS = typer.Option(1, "--workers", min=1, max=256, help="Processes to run the rollouts in (default 1).")
 STORE = typer.Option(False, "--store", help="Keep the rollouts in the workspace database (for `cristal env export`).")
 
 
@@ -33,8 +34,8 @@ def _chosen(env: str, task_files: list[Path]) -> list[TaskDefinition]:
 
 
 def _rollouts(env: str, policy: str, seeds: int, task_files: list[Path], model: str | None,
-              max_steps: int | None, store: bool) -> list[Rollout]:
-    from cristal.environments.policies import make_policy
+              max_steps: int | None, store: bool, workers: int) -> list[Rollout]:
+    from cristal.environments.policies import PolicySpec
     from cristal.environments.rollouts import run_rollouts
 
     chosen = _chosen(env, task_files)
@@ -42,12 +43,13 @@ def _rollouts(env: str, policy: str, seeds: int, task_files: list[Path], model: 
     if policy.startswith(("http://", "https://")):  # only an endpoint needs the settings (its model and key)
         cfg = settings()
         model, key = model or cfg.llm_model, cfg.llm_api_key or ""
-    factory = make_policy(policy, model=model or "", api_key=key)
+    spec = PolicySpec(policy, model or "", key)
+    spec.factory()  # an unknown policy is refused before anything runs
     if store:
         with database():  # the workspace must be initialised: found out before the rollouts, not after
             pass
     note("running {} rollouts of {} on {} environments", seeds * len(chosen), policy, len(chosen))
-    done = run_rollouts(chosen, factory, seeds, max_steps=max_steps)
+    done = run_rollouts(chosen, spec, seeds, max_steps=max_steps, workers=workers)
     if store:
         from cristal.environments.store import save
 
@@ -80,10 +82,11 @@ def run_command(
     model: str | None = MODEL,
     max_steps: int | None = MAX_STEPS,
     store: bool = STORE,
+    workers: int = WORKERS,
     json_out: bool = JSON,
 ) -> None:
     """Run rollouts of a policy: one per task and seed; each gets its own copy of the state."""
-    done = _rollouts(env, policy, seeds, task_file, model, max_steps, store)
+    done = _rollouts(env, policy, seeds, task_file, model, max_steps, store, workers)
     if out is not None:
         tmp = out.with_name(out.name + ".tmp")
         with tmp.open("w", encoding="utf-8") as fh:
@@ -118,12 +121,13 @@ def eval_command(
     model: str | None = MODEL,
     max_steps: int | None = MAX_STEPS,
     store: bool = STORE,
+    workers: int = WORKERS,
     json_out: bool = JSON,
 ) -> None:
     """Evaluate a policy: success, mean reward, pass@k and pass^k (k up to 8) per task and overall."""
     from cristal.environments.rollouts import summarize
 
-    report = summarize(_rollouts(env, policy, episodes, task_file, model, max_steps, store))
+    report = summarize(_rollouts(env, policy, episodes, task_file, model, max_steps, store, workers))
     if json_out:
         print_json(report)
         return

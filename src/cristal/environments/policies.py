@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cristal.environments.tools import ToolsEnv
@@ -96,6 +97,18 @@ class Endpoint:
             return {"message": message.content or ""}
         self._queued.extend(calls[1:])
         return calls[0]
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """What ``--policy`` names, with the endpoint's model and key: a value that can travel to a worker process."""
+
+    spec: str
+    model: str = ""
+    api_key: str = field(default="", repr=False)
+
+    def factory(self) -> Callable[[], Policy]:
+        return make_policy(self.spec, model=self.model, api_key=self.api_key)
 
 
 def make_policy(spec: str, *, model: str = "", api_key: str = "") -> Callable[[], Policy]:

@@ -15,13 +15,15 @@ randomised instance of the task, so pass^k measures reliability across instances
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from math import comb
 from typing import Any
 
-from cristal.environments.policies import Policy
+from cristal.environments.policies import Policy, PolicySpec
 from cristal.environments.task import TaskDefinition
 from cristal.environments.tools import ToolsEnv
 from cristal.errors import CristalError
@@ -89,18 +91,45 @@ def rollout(task: TaskDefinition, seed: int, policy: Policy, *, max_steps: int |
     return result
 
 
-def run_rollouts(tasks: list[TaskDefinition], policy: Callable[[], Policy], seeds: int, *,
-                 max_steps: int | None = None) -> list[Rollout]:
-    """``seeds`` rollouts of a fresh policy per task (seeds ``0 .. seeds-1``); each task's environment is reset per
-    rollout, which gives every rollout fresh state of its own."""
-    done = []
-    for task in tasks:
-        env = ToolsEnv(task, max_steps=max_steps)
-        try:
-            done += [rollout(task, seed, policy(), env=env) for seed in range(seeds)]
-        finally:
-            env.close()
-    return done
+def _task_rollouts(task: TaskDefinition, seeds: list[int], policy: Callable[[], Policy],
+                   max_steps: int | None) -> list[Rollout]:
+    env = ToolsEnv(task, max_steps=max_steps)
+    try:
+        return [rollout(task, seed, policy(), env=env) for seed in seeds]
+    finally:
+        env.close()
+
+
+def _job(task: TaskDefinition, seeds: list[int], policy: PolicySpec, max_steps: int | None) -> list[Rollout]:
+    """A worker process's share: some seeds of one task."""
+    return _task_rollouts(task, seeds, policy.factory(), max_steps)
+
+
+def run_rollouts(tasks: list[TaskDefinition], policy: Callable[[], Policy] | PolicySpec, seeds: int, *,
+                 max_steps: int | None = None, workers: int = 1) -> list[Rollout]:
+    """``seeds`` rollouts of a fresh policy per task (seeds ``0 .. seeds-1``), in task and seed order.
+
+    Each task's environment is reset per rollout, which gives every rollout fresh state of its own. With
+    ``workers`` above 1 (``policy`` then a ``PolicySpec``, which can be sent to a process) the seeds of each task are
+    shared among that many processes; a process that dies is reported as an error on each of its rollouts.
+    """
+    if workers <= 1:
+        factory = policy.factory() if isinstance(policy, PolicySpec) else policy
+        return [r for task in tasks for r in _task_rollouts(task, list(range(seeds)), factory, max_steps)]
+    if not isinstance(policy, PolicySpec):
+        raise TypeError("rollouts in worker processes need a PolicySpec")
+    chunks = [(task, list(range(seeds))[i::workers]) for task in tasks for i in range(min(workers, seeds))]
+    done: list[Rollout] = []
+    # spawn, not fork: the parent may hold threads (an HTTP server, a database pool) that a forked child would copy
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_job, task, chunk, policy, max_steps) for task, chunk in chunks]
+        for (task, chunk), future in zip(chunks, futures, strict=True):
+            try:
+                done += future.result()
+            except Exception as exc:  # noqa: BLE001 - a worker that died: its rollouts are reported, not dropped
+                done += [Rollout(task.env_id, task.name, task.family, seed, policy.spec, 0.0, 0, 0.0, False,
+                                 error=f"worker failed: {type(exc).__name__}: {exc}") for seed in chunk]
+    return sorted(done, key=lambda r: ([t.env_id for t in tasks].index(r.env_id), r.seed))
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
