@@ -38,7 +38,8 @@ def test_env_run_writes_rollouts_with_messages(tmp_path: Path) -> None:
 
 def test_env_bad_input_is_one_line() -> None:
     for args in (("env", "eval", "nope", "--policy", "scripted:solve"), ("env", "run", "all", "--policy", "scripted:bad"),
-                 ("env", "run", "all", "--policy", "agent:helper"), ("env", "list", "--task-file", "/nonexistent.yaml")):
+                 ("env", "run", "all", "--policy", "agent:helper"), ("env", "list", "--task-file", "/nonexistent.yaml"),
+                 ("env", "run", "all", "--policy", "scripted:solve", "--user", "ftp://x")):
         result = invoke_in_process(*args)
         assert result.code != 0 and result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), (args, result)
 

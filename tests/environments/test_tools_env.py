@@ -212,3 +212,19 @@ def test_rollouts_in_worker_processes_match_the_ones_in_process(catalog) -> None
     here = run_rollouts(chosen, PolicySpec("scripted:solve"), 2)
     there = run_rollouts(chosen, PolicySpec("scripted:solve"), 2, workers=2)
     assert [(r.env_id, r.seed, r.reward, r.messages) for r in there] == [(r.env_id, r.seed, r.reward, r.messages) for r in here]
+
+
+def test_a_model_can_play_the_employee(catalog) -> None:  # type: ignore[no-untyped-def]
+    from cristal.environments.users import UserSpec
+
+    with ScriptedModel([text("About forty miles, I think.")]) as model:
+        env = ToolsEnv(_task(catalog, "file-mileage"), user=UserSpec(model.base_url, "scripted").make())
+        try:
+            env.reset(seed=3)
+            miles = env.instance.values["miles"]  # type: ignore[union-attr]
+            assert env.step({"message": "How far did you drive?"})[0] == "About forty miles, I think."
+        finally:
+            env.close()
+        sent = model.chat_requests[0].json["messages"]
+    assert f"{miles} miles" in sent[0]["content"] and "Policy" not in sent[0]["content"]  # the hidden goal, not the policy
+    assert [m["role"] for m in sent[1:]] == ["assistant", "user"] and sent[-1]["content"] == "How far did you drive?"

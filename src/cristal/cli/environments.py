@@ -24,6 +24,8 @@ POLICY = typer.Option(..., "--policy", help="scripted:NAME (solve, wrong, silent
 MODEL = typer.Option(None, "--model", help="The model at a URL policy (default: CRISTAL_LLM_MODEL).")
 MAX_STEPS = typer.Option(None, "--max-steps", min=1, max=500, help="Steps before a rollout is cut off (default: the task's).")
 WORKERS = typer.Option(1, "--workers", min=1, max=256, help="Processes to run the rollouts in (default 1).")
+USER = typer.Option(None, "--user", help="An OpenAI-compatible base URL whose model plays the employee (default: scripted).")
+USER_MODEL = typer.Option(None, "--user-model", help="The model at --user (default: CRISTAL_LLM_MODEL).")
 STORE = typer.Option(False, "--store", help="Keep the rollouts in the workspace database (for `cristal env export`).")
 
 
@@ -34,22 +36,34 @@ def _chosen(env: str, task_files: list[Path]) -> list[TaskDefinition]:
 
 
 def _rollouts(env: str, policy: str, seeds: int, task_files: list[Path], model: str | None,
-              max_steps: int | None, store: bool, workers: int) -> list[Rollout]:
+              max_steps: int | None, store: bool, workers: int, user: str | None, user_model: str | None) -> list[Rollout]:
     from cristal.environments.policies import PolicySpec
     from cristal.environments.rollouts import run_rollouts
+    from cristal.environments.users import UserSpec
+    from cristal.errors import InvalidInput
 
     chosen = _chosen(env, task_files)
     key = ""
-    if policy.startswith(("http://", "https://")):  # only an endpoint needs the settings (its model and key)
+    simulated = UserSpec()
+    if policy.startswith(("http://", "https://")) or user:  # only an endpoint needs the settings (its model and key)
         cfg = settings()
-        model, key = model or cfg.llm_model, cfg.llm_api_key or ""
+        key = cfg.llm_api_key or ""
+        if policy.startswith(("http://", "https://")):
+            model = model or cfg.llm_model
+        if user:
+            if not user.startswith(("http://", "https://")):
+                raise InvalidInput(f"--user {user!r} is not an http(s) URL")
+            user_model = user_model or cfg.llm_model
+            if not user_model:
+                raise InvalidInput("a simulated user endpoint needs a model: set CRISTAL_LLM_MODEL or pass --user-model")
+            simulated = UserSpec(user, user_model, key)
     spec = PolicySpec(policy, model or "", key)
     spec.factory()  # an unknown policy is refused before anything runs
     if store:
         with database():  # the workspace must be initialised: found out before the rollouts, not after
             pass
     note("running {} rollouts of {} on {} environments", seeds * len(chosen), policy, len(chosen))
-    done = run_rollouts(chosen, spec, seeds, max_steps=max_steps, workers=workers)
+    done = run_rollouts(chosen, spec, seeds, max_steps=max_steps, workers=workers, user=simulated)
     if store:
         from cristal.environments.store import save
 
@@ -83,10 +97,12 @@ def run_command(
     max_steps: int | None = MAX_STEPS,
     store: bool = STORE,
     workers: int = WORKERS,
+    user: str | None = USER,
+    user_model: str | None = USER_MODEL,
     json_out: bool = JSON,
 ) -> None:
     """Run rollouts of a policy: one per task and seed; each gets its own copy of the state."""
-    done = _rollouts(env, policy, seeds, task_file, model, max_steps, store, workers)
+    done = _rollouts(env, policy, seeds, task_file, model, max_steps, store, workers, user, user_model)
     if out is not None:
         tmp = out.with_name(out.name + ".tmp")
         with tmp.open("w", encoding="utf-8") as fh:
@@ -122,12 +138,14 @@ def eval_command(
     max_steps: int | None = MAX_STEPS,
     store: bool = STORE,
     workers: int = WORKERS,
+    user: str | None = USER,
+    user_model: str | None = USER_MODEL,
     json_out: bool = JSON,
 ) -> None:
     """Evaluate a policy: success, mean reward, pass@k and pass^k (k up to 8) per task and overall."""
     from cristal.environments.rollouts import summarize
 
-    report = summarize(_rollouts(env, policy, episodes, task_file, model, max_steps, store, workers))
+    report = summarize(_rollouts(env, policy, episodes, task_file, model, max_steps, store, workers, user, user_model))
     if json_out:
         print_json(report)
         return

@@ -26,6 +26,7 @@ from typing import Any
 from cristal.environments.policies import Policy, PolicySpec
 from cristal.environments.task import TaskDefinition
 from cristal.environments.tools import ToolsEnv
+from cristal.environments.users import UserSpec
 from cristal.errors import CristalError
 
 MAX_K = 8
@@ -92,37 +93,40 @@ def rollout(task: TaskDefinition, seed: int, policy: Policy, *, max_steps: int |
 
 
 def _task_rollouts(task: TaskDefinition, seeds: list[int], policy: Callable[[], Policy],
-                   max_steps: int | None) -> list[Rollout]:
-    env = ToolsEnv(task, max_steps=max_steps)
+                   max_steps: int | None, user: UserSpec) -> list[Rollout]:
+    env = ToolsEnv(task, max_steps=max_steps, user=user.make())
     try:
         return [rollout(task, seed, policy(), env=env) for seed in seeds]
     finally:
         env.close()
 
 
-def _job(task: TaskDefinition, seeds: list[int], policy: PolicySpec, max_steps: int | None) -> list[Rollout]:
+def _job(task: TaskDefinition, seeds: list[int], policy: PolicySpec, max_steps: int | None,
+         user: UserSpec) -> list[Rollout]:
     """A worker process's share: some seeds of one task."""
-    return _task_rollouts(task, seeds, policy.factory(), max_steps)
+    return _task_rollouts(task, seeds, policy.factory(), max_steps, user)
 
 
 def run_rollouts(tasks: list[TaskDefinition], policy: Callable[[], Policy] | PolicySpec, seeds: int, *,
-                 max_steps: int | None = None, workers: int = 1) -> list[Rollout]:
+                 max_steps: int | None = None, workers: int = 1, user: UserSpec | None = None) -> list[Rollout]:
     """``seeds`` rollouts of a fresh policy per task (seeds ``0 .. seeds-1``), in task and seed order.
 
     Each task's environment is reset per rollout, which gives every rollout fresh state of its own. With
     ``workers`` above 1 (``policy`` then a ``PolicySpec``, which can be sent to a process) the seeds of each task are
     shared among that many processes; a process that dies is reported as an error on each of its rollouts.
+    ``user`` chooses the simulated employee (default: the scripted one).
     """
+    user = user or UserSpec()
     if workers <= 1:
         factory = policy.factory() if isinstance(policy, PolicySpec) else policy
-        return [r for task in tasks for r in _task_rollouts(task, list(range(seeds)), factory, max_steps)]
+        return [r for task in tasks for r in _task_rollouts(task, list(range(seeds)), factory, max_steps, user)]
     if not isinstance(policy, PolicySpec):
         raise TypeError("rollouts in worker processes need a PolicySpec")
     chunks = [(task, list(range(seeds))[i::workers]) for task in tasks for i in range(min(workers, seeds))]
     done: list[Rollout] = []
     # spawn, not fork: the parent may hold threads (an HTTP server, a database pool) that a forked child would copy
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_job, task, chunk, policy, max_steps) for task, chunk in chunks]
+        futures = [pool.submit(_job, task, chunk, policy, max_steps, user) for task, chunk in chunks]
         for (task, chunk), future in zip(chunks, futures, strict=True):
             try:
                 done += future.result()

@@ -30,6 +30,7 @@ from gymnasium import spaces
 
 from cristal.environments.erp import TOOLS, ErpCopy
 from cristal.environments.task import TaskDefinition, TaskInstance, bindings
+from cristal.environments.users import SimulatedUser, scripted_user
 from cristal.errors import InvalidInput
 from cristal.sample.knowledge import DOCUMENTS
 
@@ -121,8 +122,9 @@ class ToolsEnv(gymnasium.Env[str, Any]):
     metadata = {"render_modes": ["ansi"]}  # noqa: RUF012 - gymnasium's own class attribute
 
     def __init__(self, task: TaskDefinition, *, workdir: str | Path | None = None, max_steps: int | None = None,
-                 render_mode: str | None = None) -> None:
+                 user: SimulatedUser = scripted_user, render_mode: str | None = None) -> None:
         self.task = task
+        self.user = user
         self.max_steps = max_steps or task.max_steps
         self.workdir = Path(workdir) if workdir is not None else None
         self.render_mode = render_mode
@@ -193,7 +195,7 @@ class ToolsEnv(gymnasium.Env[str, Any]):
         else:
             if kind == "message":
                 self.messages.append({"role": "assistant", "content": value})
-                observation = self.instance.reply(value)
+                observation = self.user(self.instance, self.messages)
                 self.messages.append({"role": "user", "content": observation})
                 info = {"kind": "message"}
             else:
