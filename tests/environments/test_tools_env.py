@@ -140,7 +140,7 @@ def test_a_model_behind_an_endpoint_plays_through_tool_calls(catalog) -> None:  
               tool_call("done", {})]
     with ScriptedModel(script) as model:
         r = rollout(task, 4, make_policy(model.base_url, model="scripted")())
-        assert r.reward == 1.0, r.details
+        assert r.reward == 1.0 and r.tokens > 0 and r.model == "scripted", r.details
         sent = model.chat_requests[0].json
         assert {t["function"]["name"] for t in sent["tools"]} == {"sql", "done"}
         assert model.chat_requests[1].json["messages"][-1]["role"] == "tool"

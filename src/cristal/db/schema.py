@@ -389,6 +389,7 @@ class EnvRollout(Base):
     seed: Mapped[int] = mapped_column(BigInteger)
     policy: Mapped[str] = mapped_column(String(500))
     model: Mapped[str | None] = mapped_column(String(200))
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     reward: Mapped[float] = mapped_column(Float)
     steps: Mapped[int] = mapped_column(Integer)
     seconds: Mapped[float] = mapped_column(Float)

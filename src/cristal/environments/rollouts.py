@@ -44,6 +44,7 @@ class Rollout:
     seconds: float
     terminated: bool
     model: str | None = None
+    tokens: int = 0  # the policy model's tokens (prompt and completion), as its endpoint reported them
     details: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)
@@ -86,6 +87,7 @@ def rollout(task: TaskDefinition, seed: int, policy: Policy, *, max_steps: int |
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
         result.messages = list(env.messages)
+        result.tokens = int(getattr(policy, "tokens", 0))
         if own:
             env.close()
         result.seconds = round(time.monotonic() - started, 4)
@@ -153,6 +155,7 @@ def _metrics(rows: list[Rollout]) -> dict[str, Any]:
         "errors": sum(r.error is not None for r in rows),
         "mean_steps": round(sum(r.steps for r in rows) / n, 2) if n else 0.0,
         "seconds": round(sum(r.seconds for r in rows), 3),
+        "tokens": sum(r.tokens for r in rows),
         "pass_at_k": {str(k): round(pass_at_k(n, c, k), 4) for k in ks},
         "pass_hat_k": {str(k): round(pass_hat_k(n, c, k), 4) for k in ks},
     }
@@ -164,7 +167,8 @@ def summarize(rollouts: list[Rollout]) -> dict[str, Any]:
     for r in rollouts:
         by_task.setdefault(r.env_id, []).append(r)
     per_task = {env_id: _metrics(rows) for env_id, rows in by_task.items()}
-    overall: dict[str, Any] = {"tasks": len(per_task), "episodes": len(rollouts)}
+    overall: dict[str, Any] = {"tasks": len(per_task), "episodes": len(rollouts),
+                               "tokens": sum(r.tokens for r in rollouts), "seconds": round(sum(r.seconds for r in rollouts), 3)}
     if per_task:
         tables = list(per_task.values())
         for key in ("success", "mean_reward"):

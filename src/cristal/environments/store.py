@@ -26,7 +26,7 @@ def save(session: Session, rollouts: list[Rollout]) -> str:
     """Store ``rollouts`` as one batch; returns the batch id."""
     batch = "envb_" + secrets.token_hex(8)
     session.add_all(EnvRollout(
-        batch=batch, env_id=r.env_id, task=r.task, family=r.family, seed=r.seed, policy=r.policy, model=r.model,
+        batch=batch, env_id=r.env_id, task=r.task, family=r.family, seed=r.seed, policy=r.policy, model=r.model, tokens=r.tokens,
         reward=r.reward, steps=r.steps, seconds=r.seconds, terminated=r.terminated, error=r.error, details=r.details,
         messages=r.messages, tools=r.tools) for r in rollouts)
     return batch

@@ -1,7 +1,7 @@
 """training environments: stored rollouts with their provenance (``cristal env run --store``, ``cristal env export``)
 
 - ``env_rollouts``: one rollout of an environment: the batch it ran in, environment id, task, family, seed, policy
-  and model, reward, steps, time, whether it ended on its own, its error, the reward's details, and the conversation
+  and model, the policy model's tokens, reward, steps, time, whether it ended on its own, its error, the reward's details, and the conversation
   (OpenAI chat messages) with the tools' JSON schemas.
 
 Revision ID: 0018_env_rollouts
@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("seed", sa.BigInteger(), nullable=False),
         sa.Column("policy", sa.String(length=500), nullable=False),
         sa.Column("model", sa.String(length=200), nullable=True),
+        sa.Column("tokens", sa.BigInteger(), nullable=False),
         sa.Column("reward", sa.Float(), nullable=False),
         sa.Column("steps", sa.Integer(), nullable=False),
         sa.Column("seconds", sa.Float(), nullable=False),
