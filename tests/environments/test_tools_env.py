@@ -228,3 +228,13 @@ def test_a_model_can_play_the_employee(catalog) -> None:  # type: ignore[no-unty
         sent = model.chat_requests[0].json["messages"]
     assert f"{miles} miles" in sent[0]["content"] and "Policy" not in sent[0]["content"]  # the hidden goal, not the policy
     assert [m["role"] for m in sent[1:]] == ["assistant", "user"] and sent[-1]["content"] == "How far did you drive?"
+
+
+def test_every_task_has_a_valid_instance_for_many_seeds(catalog) -> None:  # type: ignore[no-untyped-def]
+    for task in catalog:
+        env = ToolsEnv(task)
+        try:
+            for seed in range(16):
+                env.reset(seed=seed)  # raises when a reference action fails on the instance
+        finally:
+            env.close()
