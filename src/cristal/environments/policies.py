@@ -14,7 +14,6 @@ are oracles for testing the environments and the scoring, not agents.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,8 +123,3 @@ def make_policy(spec: str, *, model: str = "", api_key: str = "") -> Callable[[]
     if spec.startswith("agent:"):
         raise InvalidInput("agent:SLUG policies are not supported yet; use scripted:NAME or an OpenAI-compatible URL")
     raise InvalidInput(f"unknown policy {spec!r}: scripted:NAME ({', '.join(SCRIPTED)}) or an http(s) URL")
-
-
-def action_json(action: Any) -> str:
-    """An action as one JSON line (for logs)."""
-    return json.dumps(action, ensure_ascii=False)

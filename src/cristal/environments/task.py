@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -188,7 +189,8 @@ class TaskDefinition(_Model):
             raise InvalidInput(f"task {self.name}: {exc}") from None
 
 
-QueryRows = Any  # Callable[[str, dict[str, Any]], list[dict[str, Any]]]; Any keeps pydantic out of it
+QueryRows = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
+"""Reads rows of the start state: ``query(sql, bindings)``."""
 
 
 @dataclass(frozen=True)

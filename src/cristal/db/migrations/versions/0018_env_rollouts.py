@@ -1,8 +1,8 @@
 """training environments: stored rollouts with their provenance (``cristal env run --store``, ``cristal env export``)
 
-- ``env_rollouts``: one rollout of an environment: the batch it ran in, environment id, task, family, seed, policy
-  and model, the policy model's tokens, reward, steps, time, whether it ended on its own, its error, the reward's details, and the conversation
-  (OpenAI chat messages) with the tools' JSON schemas.
+- ``env_rollouts``: one rollout of an environment: the batch it ran in, environment id, task, family, seed,
+  policy and model, the policy model's tokens, reward, steps, time, whether it ended on its own, its error, the
+  reward's details, and the conversation (OpenAI chat messages) with the tools' JSON schemas.
 
 Revision ID: 0018_env_rollouts
 Revises: 0015_web_sessions
