@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import invoke_in_process
+from tests.conftest import Invoke, invoke_in_process
 
 
 def test_env_list_json_gives_id_and_family() -> None:
@@ -44,7 +44,7 @@ def test_env_bad_input_is_one_line() -> None:
         assert result.code != 0 and result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), (args, result)
 
 
-def test_stored_rollouts_export_as_chat_messages_with_tools(cli_in_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_stored_rollouts_export_as_chat_messages_with_tools(cli_in_process: Invoke, tmp_path: Path) -> None:
     assert cli_in_process("init").code == 0
     for policy, seeds in (("scripted:solve", "2"), ("scripted:wrong", "1")):
         result = cli_in_process("env", "run", "file-mileage", "--policy", policy, "--seeds", seeds, "--store")

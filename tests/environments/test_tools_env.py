@@ -12,7 +12,7 @@ from cristal.environments.catalog import builtin_tasks, select, tasks
 from cristal.environments.gym import register_envs
 from cristal.environments.policies import Scripted, make_policy
 from cristal.environments.rollouts import pass_at_k, pass_hat_k, rollout, run_rollouts, summarize
-from cristal.environments.task import load_task
+from cristal.environments.task import TaskDefinition, load_task
 from cristal.environments.tools import ToolsEnv, told
 from cristal.errors import InvalidInput
 from cristal.testing.scripted_model import ScriptedModel, text, tool_call
@@ -21,33 +21,33 @@ SEEDS = 2
 
 
 @pytest.fixture(scope="module")
-def catalog():  # type: ignore[no-untyped-def]  # pytest fixtures are untyped
+def catalog() -> list[TaskDefinition]:
     return builtin_tasks()
 
 
-def _task(catalog, name):  # type: ignore[no-untyped-def]
+def _task(catalog: list[TaskDefinition], name: str) -> TaskDefinition:
     return select(name, catalog)[0]
 
 
-def test_at_least_five_task_templates_with_ids(catalog) -> None:  # type: ignore[no-untyped-def]
+def test_at_least_five_task_templates_with_ids(catalog: list[TaskDefinition]) -> None:
     assert len(catalog) >= 5
     assert all(t.env_id == f"cristal/tools-{t.name}-v0" and t.family == "tools" for t in catalog)
 
 
 @pytest.mark.parametrize("policy, expected", [("solve", 1.0), ("wrong", 0.0)])
-def test_scripted_policies_solve_and_fail_every_task(catalog, policy: str, expected: float) -> None:  # type: ignore[no-untyped-def]
+def test_scripted_policies_solve_and_fail_every_task(catalog: list[TaskDefinition], policy: str, expected: float) -> None:
     done = run_rollouts(catalog, lambda: Scripted(policy), SEEDS)
     assert len(done) == len(catalog) * SEEDS
     assert all(r.error is None for r in done), [r.error for r in done]
     assert {r.reward for r in done} == {expected}, [(r.task, r.seed, r.details) for r in done]
 
 
-def test_doing_the_work_without_telling_the_facts_is_not_rewarded(catalog) -> None:  # type: ignore[no-untyped-def]
+def test_doing_the_work_without_telling_the_facts_is_not_rewarded(catalog: list[TaskDefinition]) -> None:
     r = rollout(_task(catalog, "file-mileage"), 0, Scripted("silent"))
     assert r.reward == 0.0 and r.details["state_matches"] and r.details["facts_missing"]
 
 
-def test_same_seed_same_instance_and_seeds_differ(catalog) -> None:  # type: ignore[no-untyped-def]
+def test_same_seed_same_instance_and_seeds_differ(catalog: list[TaskDefinition]) -> None:
     task = _task(catalog, "file-mileage")
     envs = [ToolsEnv(task) for _ in range(2)]
     try:
@@ -61,7 +61,7 @@ def test_same_seed_same_instance_and_seeds_differ(catalog) -> None:  # type: ign
             env.close()
 
 
-def test_rollouts_never_share_state(catalog, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_rollouts_never_share_state(catalog: list[TaskDefinition], tmp_path: Path) -> None:
     task = _task(catalog, "hotel-over-cap")
     a, b = ToolsEnv(task, workdir=tmp_path), ToolsEnv(task, workdir=tmp_path)
     try:
@@ -85,7 +85,7 @@ def test_rollouts_never_share_state(catalog, tmp_path: Path) -> None:  # type: i
     assert list(tmp_path.iterdir()) == []  # closing removes each rollout's folder
 
 
-def test_bad_actions_are_observations_and_the_step_limit_ends_the_episode(catalog) -> None:  # type: ignore[no-untyped-def]
+def test_bad_actions_are_observations_and_the_step_limit_ends_the_episode(catalog: list[TaskDefinition]) -> None:
     env = ToolsEnv(_task(catalog, "hotel-over-cap"), max_steps=5)
     try:
         env.reset(seed=0)
@@ -103,12 +103,12 @@ def test_bad_actions_are_observations_and_the_step_limit_ends_the_episode(catalo
         env.close()
 
 
-def test_the_simulated_employee_reveals_the_hidden_goal_only_when_asked(catalog) -> None:  # type: ignore[no-untyped-def]
+def test_the_simulated_employee_reveals_the_hidden_goal_only_when_asked(catalog: list[TaskDefinition]) -> None:
     env = ToolsEnv(_task(catalog, "file-mileage"))
     try:
         obs, _ = env.reset(seed=3)
         assert "travel and expense policy" in obs.lower() and "mileage" in obs
-        miles = env.instance.values["miles"]  # type: ignore[union-attr]
+        miles = env.instance.values["miles"]  # type: ignore[union-attr]  # set by reset()
         assert str(miles) not in env.step({"message": "Sure, I will file it."})[0]
         assert f"{miles} miles" in env.step({"message": "How many miles did you drive?"})[0]
     finally:
@@ -122,7 +122,7 @@ def test_gymnasium_make_by_registered_id() -> None:
     try:
         obs, info = env.reset(seed=2)
         assert isinstance(obs, str) and {t["function"]["name"] for t in info["tools"]} == {"sql", "done"}
-        instance = env.unwrapped.instance  # type: ignore[attr-defined]
+        instance = env.unwrapped.instance  # type: ignore[attr-defined]  # gymnasium.make wraps our ToolsEnv
         env.step({"message": " and ".join(instance.facts)})
         _, reward, terminated, _, _ = env.step({"name": "done", "arguments": {}})
         assert terminated and reward == 1.0
@@ -130,11 +130,11 @@ def test_gymnasium_make_by_registered_id() -> None:
         env.close()
 
 
-def test_a_model_behind_an_endpoint_plays_through_tool_calls(catalog) -> None:  # type: ignore[no-untyped-def]
+def test_a_model_behind_an_endpoint_plays_through_tool_calls(catalog: list[TaskDefinition]) -> None:
     task = _task(catalog, "expense-status")
     probe = ToolsEnv(task)
     probe.reset(seed=4)
-    facts = probe.instance.facts  # type: ignore[union-attr]
+    facts = probe.instance.facts  # type: ignore[union-attr]  # set by reset()
     probe.close()
     script = [tool_call("sql", {"query": "select status, amount from expenses"}), text(f"It is {facts[0]}, {facts[1]} USD."),
               tool_call("done", {})]
@@ -151,7 +151,7 @@ def test_pass_at_k_and_pass_hat_k() -> None:
     assert pass_at_k(8, 0, 8) == 0.0 and pass_hat_k(8, 8, 8) == 1.0
 
 
-def test_summary_per_task_and_overall(catalog) -> None:  # type: ignore[no-untyped-def]
+def test_summary_per_task_and_overall(catalog: list[TaskDefinition]) -> None:
     chosen = [_task(catalog, "expense-status"), _task(catalog, "file-mileage")]
     report = summarize(run_rollouts(chosen, lambda: Scripted("solve"), 3) + run_rollouts(chosen[:1], lambda: Scripted("wrong"), 1))
     status = report["tasks"]["cristal/tools-expense-status-v0"]
@@ -165,7 +165,7 @@ def test_numbers_are_told_in_any_spelling() -> None:
     assert not told("97.5", "975") and told("approved", "it is approved")
 
 
-def test_task_file_errors_name_file_line_and_field(tmp_path: Path, catalog) -> None:  # type: ignore[no-untyped-def]
+def test_task_file_errors_name_file_line_and_field(tmp_path: Path, catalog: list[TaskDefinition]) -> None:
     good = (Path(__file__).parents[2] / "src/cristal/environments/tasks/expense-status.yaml").read_text()
     bad = tmp_path / "bad.yaml"
     bad.write_text(good.replace("tools: [sql, done]", "tools: [sql, done, rm_rf]"))
@@ -189,7 +189,7 @@ def test_the_ten_line_example_in_the_docs_runs(capsys: pytest.CaptureFixture[str
     assert capsys.readouterr().out.startswith("1.0 {")
 
 
-def test_a_broken_task_is_reported_per_rollout_and_the_run_goes_on(tmp_path: Path, catalog) -> None:  # type: ignore[no-untyped-def]
+def test_a_broken_task_is_reported_per_rollout_and_the_run_goes_on(tmp_path: Path, catalog: list[TaskDefinition]) -> None:
     base = (Path(__file__).parents[2] / "src/cristal/environments/tasks/hotel-over-cap.yaml").read_text()
     broken_checker = tmp_path / "checker.yaml"
     broken_checker.write_text(base.replace("name: hotel-over-cap", "name: bad-checker")
@@ -205,7 +205,7 @@ def test_a_broken_task_is_reported_per_rollout_and_the_run_goes_on(tmp_path: Pat
     assert done[2].reward == 1.0
 
 
-def test_rollouts_in_worker_processes_match_the_ones_in_process(catalog) -> None:  # type: ignore[no-untyped-def]
+def test_rollouts_in_worker_processes_match_the_ones_in_process(catalog: list[TaskDefinition]) -> None:
     from cristal.environments.policies import PolicySpec
 
     chosen = [_task(catalog, "file-mileage")]
@@ -214,14 +214,14 @@ def test_rollouts_in_worker_processes_match_the_ones_in_process(catalog) -> None
     assert [(r.env_id, r.seed, r.reward, r.messages) for r in there] == [(r.env_id, r.seed, r.reward, r.messages) for r in here]
 
 
-def test_a_model_can_play_the_employee(catalog) -> None:  # type: ignore[no-untyped-def]
+def test_a_model_can_play_the_employee(catalog: list[TaskDefinition]) -> None:
     from cristal.environments.users import UserSpec
 
     with ScriptedModel([text("About forty miles, I think.")]) as model:
         env = ToolsEnv(_task(catalog, "file-mileage"), user=UserSpec(model.base_url, "scripted").make())
         try:
             env.reset(seed=3)
-            miles = env.instance.values["miles"]  # type: ignore[union-attr]
+            miles = env.instance.values["miles"]  # type: ignore[union-attr]  # set by reset()
             assert env.step({"message": "How far did you drive?"})[0] == "About forty miles, I think."
         finally:
             env.close()
@@ -230,7 +230,7 @@ def test_a_model_can_play_the_employee(catalog) -> None:  # type: ignore[no-unty
     assert [m["role"] for m in sent[1:]] == ["assistant", "user"] and sent[-1]["content"] == "How far did you drive?"
 
 
-def test_every_task_has_a_valid_instance_for_many_seeds(catalog) -> None:  # type: ignore[no-untyped-def]
+def test_every_task_has_a_valid_instance_for_many_seeds(catalog: list[TaskDefinition]) -> None:
     for task in catalog:
         env = ToolsEnv(task)
         try:
