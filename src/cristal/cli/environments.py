@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.table import Column
 
 from cristal.cli.runtime import JSON, database, note, print_json, settings, show, show_table, unit_of_work
 
@@ -15,6 +16,11 @@ if TYPE_CHECKING:
     from cristal.environments.task import TaskDefinition
 
 app = typer.Typer()
+
+
+def env_column(header: str = "environment") -> Column:
+    """Environment ids are never cut short: they are what a reader copies into the next command."""
+    return Column(header, overflow="fold", min_width=len("cristal/tools-non-reimbursable-v0"))
 env_app = typer.Typer(help="Training environments: tasks over the sample company with rewards from the state left behind.",
                       no_args_is_help=True)
 app.add_typer(env_app, name="env")
@@ -83,7 +89,7 @@ def list_command(task_file: list[Path] = TASK_FILES, json_out: bool = JSON) -> N
         print_json({"environments": [{"id": t.env_id, "family": t.family, "task": t.name, "description": t.description,
                                       "tools": t.tools} for t in found]})
         return
-    show_table("Environments", ["id", "family", "description"], [[t.env_id, t.family, t.description] for t in found])
+    show_table("Environments", [env_column("id"), "family", "description"], [[t.env_id, t.family, t.description] for t in found])
 
 
 @env_app.command("run")
@@ -113,7 +119,7 @@ def run_command(
     if json_out:
         print_json({"rollouts": [r.as_json(messages=False) for r in done]})
         return
-    show_table(None, ["environment", "seed", "reward", "steps", "seconds", "why"],
+    show_table(None, [env_column(), "seed", "reward", "steps", "seconds", "why"],
                [[r.env_id, r.seed, r.reward, r.steps, r.seconds, r.error or _why(r)] for r in done])
 
 
@@ -154,7 +160,7 @@ def eval_command(
             for env_id, m in report["tasks"].items()]
     o = report["overall"]
     rows.append(["overall", o["episodes"], o.get("success"), o.get("mean_reward"), *(o["pass_hat_k"][k] for k in ks), ""])
-    show_table(f"{policy}", ["environment", "n", "success", "reward", *(f"pass^{k}" for k in ks), "errors"], rows)
+    show_table(f"{policy}", [env_column(), "n", "success", "reward", *(f"pass^{k}" for k in ks), "errors"], rows)
 
 
 @env_app.command("export")
