@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import gymnasium
@@ -238,3 +239,15 @@ def test_every_task_has_a_valid_instance_for_many_seeds(catalog: list[TaskDefini
                 env.reset(seed=seed)  # raises when a reference action fails on the instance
         finally:
             env.close()
+
+
+def test_gymnasiums_own_environment_checker_passes(catalog: list[TaskDefinition]) -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    env = ToolsEnv(_task(catalog, "hotel-over-cap"))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the checker reports problems as warnings
+            check_env(env, skip_render_check=True)
+    finally:
+        env.close()

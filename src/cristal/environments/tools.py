@@ -53,6 +53,9 @@ class Utterance(spaces.Space[str]):
     def contains(self, x: Any) -> bool:
         return isinstance(x, str)
 
+    def sample(self, mask: Any = None, probability: Any = None) -> str:
+        return "".join(chr(int(c)) for c in self.np_random.integers(32, 127, size=int(self.np_random.integers(0, 40))))
+
     @property
     def is_np_flattenable(self) -> bool:
         return False
@@ -64,6 +67,13 @@ class ToolCallSpace(spaces.Space[Any]):
     def __init__(self, tools: tuple[str, ...]) -> None:
         super().__init__()
         self.tools = tools
+
+    def sample(self, mask: Any = None, probability: Any = None) -> Any:
+        """A tool call without arguments or a short message (what ``gymnasium``'s checks and random agents use)."""
+        choice = int(self.np_random.integers(0, len(self.tools) + 1))
+        if choice == len(self.tools):
+            return {"message": "Hello."}
+        return {"name": self.tools[choice], "arguments": {}}
 
     def contains(self, x: Any) -> bool:
         try:
