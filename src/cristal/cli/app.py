@@ -20,6 +20,7 @@ from cristal.cli import (
     audit,
     chat,
     demo,
+    environments,
     knowledge,
     mcp,
     operator,
@@ -40,7 +41,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # Unnamed, so each module's commands and groups appear at the top level, in this order.
-for _module in (setup, demo, admin, knowledge, research, operator, workflows, agents, chat, mcp, serve, webapps, audit, usage):
+for _module in (setup, demo, admin, knowledge, research, operator, workflows, agents, chat, mcp, environments, serve, webapps, audit,
+                usage):
     app.add_typer(_module.app)
 
 

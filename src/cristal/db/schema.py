@@ -1,4 +1,5 @@
-"""ORM tables of the spine: organizations, users, groups, API keys, web sign-in and sessions, audit, LLM usage; custom agents.
+"""ORM tables of the spine: organizations, users, groups, API keys, web sign-in and sessions, audit, LLM usage; custom
+agents; training environments' rollouts.
 
 Later layers add their own tables in their own modules on the same ``Base``;
 every table change comes with an Alembic migration in ``migrations/versions``.
@@ -401,3 +402,32 @@ class McpServerEntry(Base):
     created_by_email: Mapped[str] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EnvRollout(Base):
+    """One rollout of a training environment, with its provenance: which environment, task and seed, which policy
+    (and model), the reward and why, and the conversation as OpenAI chat messages with the tools' schemas.
+    ``batch`` groups the rollouts of one ``cristal env run``/``eval``. Environments are the installation's (built on
+    the sample company), so a rollout belongs to no organization."""
+
+    __tablename__ = "env_rollouts"
+    __table_args__ = (Index("ix_env_rollouts_env_reward", "env_id", "reward"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch: Mapped[str] = mapped_column(String(40), index=True)
+    env_id: Mapped[str] = mapped_column(String(200))
+    task: Mapped[str] = mapped_column(String(100))
+    family: Mapped[str] = mapped_column(String(32))
+    seed: Mapped[int] = mapped_column(BigInteger)
+    policy: Mapped[str] = mapped_column(String(500))
+    model: Mapped[str | None] = mapped_column(String(200))
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    reward: Mapped[float] = mapped_column(Float)
+    steps: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+    terminated: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict] = mapped_column(JSON)
+    messages: Mapped[list] = mapped_column(JSON)
+    tools: Mapped[list] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
