@@ -1,6 +1,6 @@
 """The caller's stored conversations over HTTP: ``/api/v1/conversations`` (list, search, show, rename, delete,
-export) and their turns (``POST /api/v1/conversations`` starts one with an agent, ``POST
-/api/v1/conversations/{id}/messages`` goes on with one).
+export), their attachments (``/api/v1/conversations/{id}/attachments``) and their turns (``POST
+/api/v1/conversations`` starts one with an agent, ``POST /api/v1/conversations/{id}/messages`` goes on with one).
 
 Every route is the caller's own business: the service (``agents.conversations``)
 decides each read and change through ``authorize`` with the ``SELF`` rule and
@@ -15,6 +15,8 @@ runs (``server.agents.LiveTurn``).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -40,6 +42,13 @@ class MessageBody(BaseModel):
 
 class StartBody(MessageBody):
     agent: str = Field(min_length=1, max_length=200, description="SLUG or SLUG@VERSION")
+
+
+class AttachBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    filename: str = Field(min_length=1, max_length=255, description="Its extension picks the parser (.pdf, .docx, "
+                          ".html, .eml, .md, .txt)")
+    content_base64: str = Field(min_length=1, description="The file's bytes, base64 (standard alphabet)")
 
 
 class RenameBody(BaseModel):
@@ -75,6 +84,32 @@ def post_message(conversation_id: str, body: MessageBody, request: Request,
                  caller: Caller = Depends(current_caller)) -> dict[str, Any] | StreamingResponse:
     """The next turn of one of the caller's conversations, with the agent version it started with."""
     return _turn(request, caller, "", body, conversation_id)
+
+
+@router.post("/conversations/{conversation_id}/attachments", responses=error_responses(404, 413))
+def attach(conversation_id: str, body: AttachBody, request: Request,
+           caller: Caller = Depends(current_caller)) -> dict[str, Any]:
+    """Attach a file to one of the caller's conversations: parsed to text, read by its agent in this conversation only."""
+    from cristal.agents import conversations
+    from cristal.errors import InvalidInput
+
+    try:
+        data = base64.b64decode(body.content_base64, validate=True)
+    except binascii.Error:
+        raise InvalidInput("content_base64 is not valid base64") from None
+    state = state_of(request)
+    doc: dict[str, Any] = conversations.attach(state.db, state.settings, caller.org_slug, caller.email,
+                                               conversation_id, body.filename, data)
+    return doc
+
+
+@router.get("/conversations/{conversation_id}/attachments")
+def list_attachments(conversation_id: str, request: Request, caller: Caller = Depends(current_caller)) -> dict[str, Any]:
+    """The files attached to one of the caller's conversations (without their text)."""
+    from cristal.agents import conversations
+
+    return {"attachments": conversations.attachments_of(state_of(request).db, caller.org_slug, caller.email,
+                                                        conversation_id)}
 
 
 @router.get("/conversations")
