@@ -23,6 +23,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from cristal.errors import InvalidInput
 from cristal.knowledge.search import MAX_QUERY_CHARS
 from cristal.server.agents import TURN_STOPPED_STATUS, LiveTurn, run_in_slot, server_sent_events, wants_stream
 from cristal.server.auth import Caller, current_caller
@@ -34,21 +35,29 @@ router = APIRouter(tags=["conversations"])
 TITLE_MAX = 200  # as agents.conversations.TITLE_MAX (not imported: that would load the agent runtime at start)
 
 
-class MessageBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    message: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
-    stream: bool = False
-
-
-class StartBody(MessageBody):
-    agent: str = Field(min_length=1, max_length=200, description="SLUG or SLUG@VERSION")
-
-
 class AttachBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     filename: str = Field(min_length=1, max_length=255, description="Its extension picks the parser (.pdf, .docx, "
                           ".html, .eml, .md, .txt)")
     content_base64: str = Field(min_length=1, description="The file's bytes, base64 (standard alphabet)")
+
+    def data(self) -> bytes:
+        """The file's bytes; ``InvalidInput`` (a 400) for content that is not base64."""
+        try:
+            return base64.b64decode(self.content_base64, validate=True)
+        except binascii.Error:
+            raise InvalidInput(f"content_base64 of {self.filename!r} is not valid base64") from None
+
+
+class MessageBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    message: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    stream: bool = False
+    attachments: list[AttachBody] = Field(default_factory=list, description="Files to attach with this turn")
+
+
+class StartBody(MessageBody):
+    agent: str = Field(min_length=1, max_length=200, description="SLUG or SLUG@VERSION")
 
 
 class RenameBody(BaseModel):
@@ -61,8 +70,9 @@ def _turn(request: Request, caller: Caller, ref: str, body: MessageBody,
     from cristal.agents.ask import prepare
 
     state = state_of(request)
+    files = [(a.filename, a.data()) for a in body.attachments]
     prepared = prepare(state.db, state.settings, caller.org_slug, caller.email, ref, body.message,
-                       conversation_id=conversation_id, gateway=state.gateway())
+                       conversation_id=conversation_id, gateway=state.gateway(), attach=files)
     if wants_stream(request, body.stream):
         return server_sent_events(LiveTurn(state, prepared.run, caller.request_id))
     doc: dict[str, Any] = run_in_slot(state, prepared.run)
@@ -91,15 +101,10 @@ def attach(conversation_id: str, body: AttachBody, request: Request,
            caller: Caller = Depends(current_caller)) -> dict[str, Any]:
     """Attach a file to one of the caller's conversations: parsed to text, read by its agent in this conversation only."""
     from cristal.agents import conversations
-    from cristal.errors import InvalidInput
 
-    try:
-        data = base64.b64decode(body.content_base64, validate=True)
-    except binascii.Error:
-        raise InvalidInput("content_base64 is not valid base64") from None
     state = state_of(request)
     doc: dict[str, Any] = conversations.attach(state.db, state.settings, caller.org_slug, caller.email,
-                                               conversation_id, body.filename, data)
+                                               conversation_id, body.filename, body.data())
     return doc
 
 
