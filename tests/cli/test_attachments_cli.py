@@ -50,3 +50,25 @@ def test_ask_attach_reads_the_file_in_its_conversation_only(cli_in_process: Invo
     assert big.code != 0 and "attachment_max_bytes" in big.stderr and len(big.stderr.strip().splitlines()) == 1
     assert _json(run("conversation", "list", *me, "--json"))["conversations"] == before
     assert len(_json(run("conversation", "attachments", cid, *me, "--json"))["attachments"]) == 3
+
+
+def test_chat_attach_sends_the_file_with_the_next_message(cli_in_process: Invoke, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from cristal.testing.scripted_model import ScriptedModel, text
+
+    run = _acme(cli_in_process, ("fin", "--group", "finance"), ("eng", "--group", "engineering"))
+    me = ("--org", "acme", "--as", "fin@acme.example")
+    assert run("agent", "create", _file(tmp_path, ASKABLE), *me).code == 0
+    assert run("agent", "publish", "finance-helper", *me).code == 0
+    notes = _file(tmp_path, "The locker code is 4711.", "locker.txt")
+    with ScriptedModel([text("Hello."), text("4711."), text("Still 4711.")]) as model:
+        _use_model(monkeypatch, model.base_url)
+        tool = _file(tmp_path, "MZ", "tool.exe")
+        lines = ["Hello", f"/attach {tool}", f"/attach {notes}", "Locker code?", "Again?"]
+        result = run("chat", "finance-helper", *me, input="".join(f"{line}\n" for line in lines))
+        seen = [json.dumps(r.json["messages"]) for r in model.chat_requests]
+    assert "unsupported file type: .exe" in result.stderr and result.code != 0  # told at once; the chat went on
+    assert "4711" not in seen[0] and "4711" in seen[1] and "4711" in seen[2]
+    [conversation] = _json(run("conversation", "list", *me, "--json"))["conversations"]
+    attached = _json(run("conversation", "attachments", conversation["conversation_id"], *me, "--json"))["attachments"]
+    assert [a["filename"] for a in attached] == ["locker.txt"]

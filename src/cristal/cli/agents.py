@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import typer
 
-from cristal.cli.runtime import JSON, database, print_json, settings, show, show_table, show_text
-from cristal.errors import InvalidInput
+from cristal.cli.runtime import JSON, database, print_json, read_attachment, settings, show, show_table, show_text
 
 app = typer.Typer()
 agent_app = typer.Typer(help="Custom agents: versioned definitions, shared with people and groups.", no_args_is_help=True)
@@ -290,20 +288,6 @@ def ask_command(agent: str = typer.Argument(..., help="AGENT or AGENT@VERSION (a
              org, as_email)
         return
     show("[dim]conversation {} (continue it with --conversation)[/]", doc["conversation_id"])
-
-
-def read_attachment(path: str, max_bytes: int) -> tuple[str, bytes]:
-    """A file to attach, as (name, bytes); ``InvalidInput`` when it cannot be read or is over ``max_bytes``
-    (checked before it is read)."""
-    file = Path(path)
-    try:
-        size = file.stat().st_size
-        if size > max_bytes:
-            raise InvalidInput(f"cannot attach {file.name}: {size} bytes, more than the {max_bytes} allowed "
-                               "(attachment_max_bytes)")
-        return file.name, file.read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"cannot attach {path}: {exc.strerror or type(exc).__name__}") from None
 
 
 @conversation_app.command("attach")
