@@ -65,6 +65,7 @@ def test_attachments_are_read_by_the_owners_agent_only(client, company: Company,
     for body, status, kind in ((_file("tool.exe", b"MZ"), 400, "invalid_request"),
                                (_file("broken.pdf", b"%PDF-1.7 broken"), 400, "invalid_request"),
                                ({"filename": "x.txt", "content_base64": "not base64!"}, 400, "invalid_request"),
+                               ({"filename": "x.txt", "content_base64": "é"}, 400, "invalid_request"),
                                (_file("big.txt", b"x" * (2 * 1024 * 1024)), 413, "body_too_large")):
         response = fin.post(f"{BASE}/{cid}/attachments", json=body)
         assert response.status_code == status and error_of(response)["type"] == kind, response.text

@@ -16,7 +16,6 @@ runs (``server.agents.LiveTurn``).
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -45,7 +44,7 @@ class AttachBody(BaseModel):
         """The file's bytes; ``InvalidInput`` (a 400) for content that is not base64."""
         try:
             return base64.b64decode(self.content_base64, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a character outside ASCII
             raise InvalidInput(f"content_base64 of {self.filename!r} is not valid base64") from None
 
 
