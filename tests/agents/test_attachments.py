@@ -70,6 +70,7 @@ def test_the_model_reads_an_attachment_in_its_conversation_only(two_orgs: Databa
     doc = conv.show(db, "acme", FIN, cid)
     assert [(a["filename"], a["truncated"]) for a in doc["attachments"]] == [("notes.md", False)]
     assert all("PELICAN" not in json.dumps(m["message"]) for m in doc["messages"] if m["role"] != "assistant")
+    assert "Attached: `notes.md`." in conv.as_markdown(conv.export(db, "acme", FIN, cid))
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Chunk).where(Chunk.text.contains("PELICAN"))) == 0
 

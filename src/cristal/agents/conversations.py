@@ -257,6 +257,8 @@ def as_markdown(doc: dict[str, Any]) -> str:
              f"Conversation `{doc['conversation_id']}` with agent `{doc['agent']}` version {doc['version']}, "
              f"by {doc['owner']} in {doc['org']}; {doc['turns']} turns, {doc['tokens']} tokens, "
              f"{doc['cost_usd']} USD. Exported {doc['exported_at'][:19]} UTC.", ""]
+    if doc.get("attachments"):
+        lines += ["Attached: " + ", ".join(f"`{a['filename']}`" for a in doc["attachments"]) + ".", ""]
     for m in doc["messages"]:
         text = _text(m["message"])
         if m["role"] == "user":
