@@ -137,3 +137,16 @@ def test_a_write_carrying_attachment_text_waits_for_approval(two_orgs: Database,
         doc = ask(db, cfg, "acme", FIN, "helper", "Summarize my notes", attach=[("notes.md", NOTE)])
     assert doc["status"] == "needs_approval" and hook.received == []
     assert doc["tool_calls"][0]["status"] == "needs_approval"
+
+
+def test_an_attached_docx_that_inflates_hugely_is_refused(two_orgs: Database, tmp_path) -> None:  # type: ignore[no-untyped-def]  # fixtures
+    from tests.knowledge.test_document_limits import bomb_docx
+
+    db = two_orgs
+    publish(db)
+    data = bomb_docx(tmp_path / "report.docx", 2 * 1024 * 1024).read_bytes()
+    with ScriptedModel([text("Hi.")]) as model:
+        cfg = settings_for(model, tmp_path, knowledge_max_unzipped_bytes=1024 * 1024)
+        with pytest.raises(InvalidInput, match=r"cannot attach report\.docx: DOCX unpacks to"):
+            ask(db, cfg, "acme", FIN, "helper", "Read it", attach=[("report.docx", data)])
+    assert counts(db) == (0, 0)

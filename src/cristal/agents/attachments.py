@@ -27,7 +27,7 @@ from cristal.agents.runtime import AttachedText
 from cristal.config import Settings
 from cristal.db.schema import Conversation, ConversationAttachment, utcnow
 from cristal.errors import InvalidInput
-from cristal.knowledge.parse import ParseError, parse_bytes
+from cristal.knowledge.parse import DocumentLimits, ParseError, parse_bytes
 
 __all__ = ["NewAttachment", "as_text", "check_count", "describe", "of", "parse", "store", "texts"]
 
@@ -51,7 +51,8 @@ def parse(settings: Settings, filename: str, data: bytes) -> NewAttachment:
     if not name:
         raise InvalidInput("the attachment has no file name")
     try:
-        doc = parse_bytes(data, name, max_bytes=settings.attachment_max_bytes)
+        # The ingestion's limits too: a small DOCX can inflate to gigabytes.
+        doc = parse_bytes(data, name, max_bytes=settings.attachment_max_bytes, limits=DocumentLimits.from_settings(settings))
     except ParseError as exc:
         raise InvalidInput(f"cannot attach {name}: {exc}") from None
     text = doc.text.strip()
