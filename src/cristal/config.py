@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     knowledge_max_document_chars: int = Field(default=5_000_000, ge=1)
     knowledge_max_document_chunks: int = Field(default=20_000, ge=1)
     knowledge_max_unzipped_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    # Files attached to a conversation (``agents.attachments``): at most this many bytes each, their text cut at
+    # ``attachment_max_chars`` (the model reads all of a conversation's attachments in every turn), at most
+    # ``attachment_max_count`` per conversation.
+    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    attachment_max_chars: int = Field(default=100_000, ge=1)
+    attachment_max_count: int = Field(default=10, ge=1)
 
     # Modules whose functions workflow ``python`` steps may call (a module and its submodules):
     # none unless the installation lists them. Workflow files come from any member, and a

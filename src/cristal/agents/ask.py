@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cristal.agents import analytics, conversations, store
+from cristal.agents import analytics, attachments, conversations, store
 from cristal.agents.approvals import DecidedCall, decided_call
 from cristal.agents.runtime import (
     AgentConfig,
@@ -130,6 +130,7 @@ class PreparedTurn:
     question: str | None
     new: bool
     held: DecidedCall | dict[str, Any] | None = None
+    attached: tuple[attachments.NewAttachment, ...] = ()  # files asked with, stored with the turn
 
     def run(self, on_event: OnEvent | None = None) -> dict[str, Any]:
         """Run and store the turn: the ``ask`` shape of DESIGN.md (``on_event`` as for ``run_turn``)."""
@@ -142,7 +143,8 @@ class PreparedTurn:
         result = counted_turn(self.ctx, self.config, history, self.question, "conversation", stored=True,
                               conversation_id=None if self.new else self.ctx.conversation_id, on_event=on_event,
                               carry_untrusted=bool(earlier), earlier=earlier)
-        conversations.record_turn(self.db, self.org_slug, self.email, result, self.question or "", new=self.new)
+        conversations.record_turn(self.db, self.org_slug, self.email, result, self.question or "", new=self.new,
+                                  attached=self.attached, settings=self.ctx.settings)
         return result.as_dict()
 
     def _take_up(self, on_event: OnEvent | None) -> tuple[dict[str, Any], ToolCallRecord]:
@@ -185,13 +187,15 @@ def _held(db: Database, past: conversations.History) -> DecidedCall | dict[str, 
 
 
 def prepare(db: Database, settings: Settings, org_slug: str, email: str, ref: str, question: str | None,
-            conversation_id: str | None = None, gateway: Gateway | None = None) -> PreparedTurn:
+            conversation_id: str | None = None, gateway: Gateway | None = None,
+            attach: Sequence[tuple[str, bytes]] = ()) -> PreparedTurn:
     """Decide everything about a turn of agent ``ref`` as ``email`` before it runs (errors raise here).
 
     With ``conversation_id``, the caller's stored conversation goes on (``NotFound`` for anyone else's) with
     the version it started with, unless ``SLUG@N`` pins another; ``ref`` may then be empty (its agent). A call
     the conversation waits for must be decided (``InvalidInput`` otherwise); then ``question`` may be ``None``
-    (the model just continues after the call).
+    (the model just continues after the call). ``attach``: files (name, bytes) to attach to the conversation with
+    this turn, parsed here (``InvalidInput`` for a bad one) and stored with the turn once it has finished.
     """
     if question is not None or conversation_id is None:
         check_question(question or "")
@@ -207,19 +211,27 @@ def prepare(db: Database, settings: Settings, org_slug: str, email: str, ref: st
     held = _held(db, past) if past is not None else None
     if held is None and question is None:
         raise InvalidInput(f"conversation {conversation_id!r} waits for no approval: give a question to go on")
+    if attach and question is None:
+        raise InvalidInput("attach files with a question")
+    attached = tuple(attachments.parse(settings, name, data) for name, data in attach)
+    earlier = past.attachments if past else ()
+    attachments.check_count(settings, len(earlier), len(attached))
     with db.session() as s:
         _, principal = member(s, org_slug, email)
     ctx = TurnContext(db=db, settings=settings, principal=principal, gateway=gateway, stored=True,
-                      conversation_id=past.conversation_id if past else str(uuid.uuid4()), turn=past.turn if past else 1)
-    return PreparedTurn(db, org_slug, email, ctx, config, past.messages if past else [], question, past is None, held)
+                      conversation_id=past.conversation_id if past else str(uuid.uuid4()), turn=past.turn if past else 1,
+                      attachments=(*earlier, *map(attachments.as_text, attached)))
+    return PreparedTurn(db, org_slug, email, ctx, config, past.messages if past else [], question, past is None, held,
+                        attached)
 
 
 def ask(db: Database, settings: Settings, org_slug: str, email: str, ref: str, question: str | None,
-        conversation_id: str | None = None, *, gateway: Gateway | None = None) -> dict[str, Any]:
+        conversation_id: str | None = None, *, gateway: Gateway | None = None,
+        attach: Sequence[tuple[str, bytes]] = ()) -> dict[str, Any]:
     """One question to agent ``ref`` (``SLUG`` or ``SLUG@N``) as ``email``: the ``ask`` shape of DESIGN.md.
 
     With ``conversation_id``, the caller's stored conversation goes on (``NotFound`` for anyone else's); a call it
     waits for is taken up first, and then ``question`` may be ``None`` (the model just continues).
     ``gateway``: a long-lived one (a server's, pooling connections); by default one for this turn.
     """
-    return prepare(db, settings, org_slug, email, ref, question, conversation_id, gateway).run()
+    return prepare(db, settings, org_slug, email, ref, question, conversation_id, gateway, attach).run()

@@ -22,6 +22,7 @@ the interrupted turn. Deleting a conversation cancels the approval it waits for.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,10 +30,11 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from cristal.agents import analytics
-from cristal.agents.runtime import ToolCallRecord, TurnResult
+from cristal.agents import analytics, attachments
+from cristal.agents.runtime import AttachedText, ToolCallRecord, TurnResult
+from cristal.config import Settings
 from cristal.db import Database
-from cristal.db.schema import AgentTurn, Conversation, ConversationMessage, Organization, utcnow
+from cristal.db.schema import AgentTurn, Conversation, ConversationAttachment, ConversationMessage, Organization, utcnow
 from cristal.durable import approvals
 from cristal.durable.store import rows_changed
 from cristal.errors import AccessDenied, InvalidInput, NotFound
@@ -40,7 +42,8 @@ from cristal.identity.authorize import require
 from cristal.identity.directory import in_org, member, org_by_slug
 from cristal.identity.principal import Principal
 
-__all__ = ["EXPORT_FORMAT", "History", "as_markdown", "delete_conversation", "export", "history", "list_conversations",
+__all__ = ["EXPORT_FORMAT", "History", "as_markdown", "attach", "attachments_of", "delete_conversation", "export", "history",
+           "list_conversations",
            "purge", "rate", "record_turn", "rename", "retention", "settle", "show", "take_up"]
 
 EXPORT_FORMAT = "cristal.conversation/1"
@@ -58,9 +61,10 @@ class History:
     turn: int
     pending_approval: str | None = None  # the approval the conversation waits for
     pending_call: dict[str, Any] | None = None  # the call it holds (set, without the above: taken up, unsettled)
+    attachments: tuple[AttachedText, ...] = ()  # the files attached to it, as the model reads them
 
 
-def _owned(s: Session, org: Organization, principal: Principal, conversation_id: str, action: str,
+def owned(s: Session, org: Organization, principal: Principal, conversation_id: str, action: str,
            details: dict | None = None) -> Conversation:
     """The caller's own conversation (audited); ``NotFound`` for anyone else's, whatever their role."""
     unknown = NotFound(f"unknown conversation {conversation_id!r} in organization {org.slug!r}")
@@ -90,16 +94,17 @@ def history(db: Database, org_slug: str, email: str, conversation_id: str) -> Hi
     """The caller's conversation, to continue it (``conversation.read``, audited)."""
     with db.session() as s:
         org, principal = member(s, org_slug, email)
-        conv = _owned(s, org, principal, conversation_id, "conversation.read", details={"for": "continue"})
+        conv = owned(s, org, principal, conversation_id, "conversation.read", details={"for": "continue"})
         return History(conv.id, conv.agent_slug, conv.agent_version, [dict(m.content) for m in _messages(s, conv)],
-                       conv.turns + 1, conv.pending_approval, dict(conv.pending_call) if conv.pending_call else None)
+                       conv.turns + 1, conv.pending_approval, dict(conv.pending_call) if conv.pending_call else None,
+                       attachments.texts(s, conv.id))
 
 
 def take_up(db: Database, org_slug: str, email: str, conversation_id: str, approval_id: str) -> bool:
     """Claim the decided call the caller's conversation holds; False when another continuation claimed it first."""
     with db.session() as s:
         org, principal = member(s, org_slug, email)
-        conv = _owned(s, org, principal, conversation_id, "conversation.write",
+        conv = owned(s, org, principal, conversation_id, "conversation.write",
                       details={"change": "take up approved call", "approval_id": approval_id})
         return rows_changed(s.execute(update(Conversation).where(Conversation.id == conv.id,
                                                                  Conversation.pending_approval == approval_id)
@@ -111,7 +116,7 @@ def settle(db: Database, org_slug: str, email: str, conversation_id: str, messag
     """Store the taken-up call's result as the last message of the turn it interrupted, and forget the call."""
     with db.session() as s:
         org, principal = member(s, org_slug, email)
-        conv = _owned(s, org, principal, conversation_id, "conversation.write",
+        conv = owned(s, org, principal, conversation_id, "conversation.write",
                       details={"change": "settle call", "status": record.status, "approval_id": record.approval_id})
         s.execute(select(Conversation.id).where(Conversation.id == conv.id).with_for_update())
         seq = s.scalar(select(func.max(ConversationMessage.seq)).where(ConversationMessage.conversation_id == conv.id)) or 0
@@ -130,8 +135,13 @@ def _title(title: str) -> str:
 
 
 def record_turn(db: Database, org_slug: str, email: str, result: TurnResult, question: str, *,
-                new: bool) -> dict[str, Any]:
-    """Store a finished turn in one transaction: a new conversation (``new``) or the next turn of the caller's own."""
+                new: bool, attached: Sequence[attachments.NewAttachment] = (),
+                settings: Settings | None = None) -> dict[str, Any]:
+    """Store a finished turn in one transaction: a new conversation (``new``) or the next turn of the caller's own.
+
+    ``attached``: files the turn was asked with (their text read by the model in it), stored with it
+    (``settings`` then gives their limits).
+    """
     with db.session() as s:
         org, principal = member(s, org_slug, email)
         now = utcnow()
@@ -149,12 +159,14 @@ def record_turn(db: Database, org_slug: str, email: str, result: TurnResult, que
             s.flush()
             seq = 0
         else:
-            conv = _owned(s, org, principal, result.conversation_id, "conversation.write",
+            conv = owned(s, org, principal, result.conversation_id, "conversation.write",
                           details={"change": "turn", "version": result.version})
             # Lock the row (PostgreSQL) so two turns sent at once get distinct sequence numbers.
             s.execute(select(Conversation.id).where(Conversation.id == conv.id).with_for_update())
             seq = s.scalar(select(func.max(ConversationMessage.seq))
                            .where(ConversationMessage.conversation_id == conv.id)) or 0
+        if attached:
+            attachments.store(s, settings or Settings(), conv, attached)
         turn = conv.turns + 1
         last = len(result.messages) - 1
         for i, message in enumerate(result.messages):
@@ -228,8 +240,9 @@ def show(db: Database, org_slug: str, email: str, conversation_id: str) -> dict[
     """The caller's conversation with every message (``conversation.read``, audited)."""
     with db.session() as s:
         org, principal = member(s, org_slug, email)
-        conv = _owned(s, org, principal, conversation_id, "conversation.read")
-        return {**_summary(conv), "messages": [_message_doc(m) for m in _messages(s, conv)]}
+        conv = owned(s, org, principal, conversation_id, "conversation.read")
+        return {**_summary(conv), "messages": [_message_doc(m) for m in _messages(s, conv)],
+                "attachments": [attachments.describe(a) for a in attachments.of(s, conv.id)]}
 
 
 def export(db: Database, org_slug: str, email: str, conversation_id: str) -> dict[str, Any]:
@@ -244,6 +257,8 @@ def as_markdown(doc: dict[str, Any]) -> str:
              f"Conversation `{doc['conversation_id']}` with agent `{doc['agent']}` version {doc['version']}, "
              f"by {doc['owner']} in {doc['org']}; {doc['turns']} turns, {doc['tokens']} tokens, "
              f"{doc['cost_usd']} USD. Exported {doc['exported_at'][:19]} UTC.", ""]
+    if doc.get("attachments"):
+        lines += ["Attached: " + ", ".join(f"`{a['filename']}`" for a in doc["attachments"]) + ".", ""]
     for m in doc["messages"]:
         text = _text(m["message"])
         if m["role"] == "user":
@@ -263,7 +278,7 @@ def rename(db: Database, org_slug: str, email: str, conversation_id: str, title:
     new_title = _title(title)
     with db.session() as s:
         org, principal = member(s, org_slug, email)
-        conv = _owned(s, org, principal, conversation_id, "conversation.write",
+        conv = owned(s, org, principal, conversation_id, "conversation.write",
                       details={"change": "rename", "title": new_title})
         conv.title = new_title
         conv.updated_at = utcnow()
@@ -276,7 +291,7 @@ def rate(db: Database, org_slug: str, email: str, conversation_id: str, up: bool
     ``seq`` (``conversation show``), by default the latest. Rating again replaces the rating."""
     with db.session() as s:
         org, principal = member(s, org_slug, email)
-        conv = _owned(s, org, principal, conversation_id, "conversation.rate",
+        conv = owned(s, org, principal, conversation_id, "conversation.rate",
                       details={"rating": "up" if up else "down", "seq": seq})
         if seq is None:
             turn = conv.turns
@@ -296,8 +311,9 @@ def rate(db: Database, org_slug: str, email: str, conversation_id: str, up: bool
 
 
 def _delete(s: Session, ids: list[str]) -> None:
-    # Messages first: SQLite enforces the cascade only with foreign keys on.
+    # Messages and attachments first: SQLite enforces the cascade only with foreign keys on.
     s.execute(delete(ConversationMessage).where(ConversationMessage.conversation_id.in_(ids)))
+    s.execute(delete(ConversationAttachment).where(ConversationAttachment.conversation_id.in_(ids)))
     s.execute(delete(Conversation).where(Conversation.id.in_(ids)))
 
 
@@ -305,7 +321,7 @@ def delete_conversation(db: Database, org_slug: str, email: str, conversation_id
     """Delete the caller's conversation and its messages."""
     with db.session() as s:
         org, principal = member(s, org_slug, email)
-        conv = _owned(s, org, principal, conversation_id, "conversation.delete")
+        conv = owned(s, org, principal, conversation_id, "conversation.delete")
         cid = conv.id
         _delete(s, [cid])
     approvals.cancel_for(db, "conversation", [cid], "the conversation was deleted")
@@ -358,3 +374,24 @@ def purge(db: Database, org_slug: str, days: int | None = None, *, email: str | 
         slug = org.slug
     approvals.cancel_for(db, "conversation", ids, "the conversation was purged")
     return {"org": slug, "retention_days": keep, "deleted": len(ids)}
+
+
+def attach(db: Database, settings: Settings, org_slug: str, email: str, conversation_id: str, filename: str,
+           data: bytes) -> dict[str, Any]:
+    """Attach a file to the caller's conversation (``conversation.write``, audited); parsed before anything is stored."""
+    item = attachments.parse(settings, filename, data)
+    with db.session() as s:
+        org, principal = member(s, org_slug, email)
+        conv = owned(s, org, principal, conversation_id, "conversation.write",
+                     details={"change": "attach", "filename": item.filename, "size_bytes": item.size_bytes})
+        doc = attachments.store(s, settings, conv, [item])[0]
+        conv.updated_at = utcnow()
+        return {"conversation_id": conv.id, **doc}
+
+
+def attachments_of(db: Database, org_slug: str, email: str, conversation_id: str) -> list[dict[str, Any]]:
+    """The caller's conversation's attachments, oldest first, without their text (``conversation.read``, audited)."""
+    with db.session() as s:
+        org, principal = member(s, org_slug, email)
+        conv = owned(s, org, principal, conversation_id, "conversation.read", details={"for": "attachments"})
+        return [attachments.describe(a) for a in attachments.of(s, conv.id)]

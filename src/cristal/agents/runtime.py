@@ -113,6 +113,29 @@ class AgentConfig:
 
 
 @dataclass(frozen=True)
+class AttachedText:
+    """A file attached to the conversation, as its parsed text: untrusted (whoever wrote the file addresses the model)."""
+
+    attachment_id: str
+    filename: str
+    text: str
+
+
+ATTACHMENTS_CALL_ID = "attachments"
+
+
+def attachment_messages(attachments: Sequence[AttachedText]) -> list[dict[str, Any]]:
+    """The conversation's attachments as a call of the model's and its result, so the model reads them as a tool's
+    output (data, not instructions). Given anew in every turn and never stored as messages of the conversation."""
+    if not attachments:
+        return []
+    call = ToolCall(ATTACHMENTS_CALL_ID, "read_attachments", {})
+    files = [{"attachment_id": a.attachment_id, "filename": a.filename, "text": a.text} for a in attachments]
+    return [{"role": "assistant", "content": None, "tool_calls": [call.as_openai()]},
+            tool_message(call, {"attached_files": files})]
+
+
+@dataclass(frozen=True)
 class TurnContext:
     """Who talks to the agent (the caller, whose rights every tool call has), in which conversation and turn."""
 
@@ -129,6 +152,9 @@ class TurnContext:
     # The turn is kept in a stored conversation, so a call can wait for an approval and the conversation go on
     # after it; False (the stateless ways in): such a call is refused.
     stored: bool = False
+    # The files attached to this conversation (``agents.attachments``): the model reads them in every turn, as
+    # untrusted content.
+    attachments: tuple[AttachedText, ...] = ()
 
     @property
     def org_id(self) -> int:
@@ -360,6 +386,8 @@ class _Turn:
     def run(self, history: list[dict[str, Any]], user_message: str | None) -> TurnResult:
         agent, ctx = self.agent, self.ctx
         self.provenance.trust(agent.instructions)
+        for attached in ctx.attachments:
+            self.provenance.distrust(f"{attached.filename}\n{attached.text}")
         new: list[dict[str, Any]] = []
         if user_message is not None:
             if ctx.trusted_message:
@@ -368,7 +396,7 @@ class _Turn:
                 self.provenance.distrust(user_message)
             new.append({"role": "user", "content": user_message})
         self.provenance.trust(json.dumps([dict(t.options) for t in agent.tools], default=str))
-        messages = [{"role": "system", "content": _system(agent)}, *history, *new]
+        messages = [{"role": "system", "content": _system(agent)}, *attachment_messages(ctx.attachments), *history, *new]
         definitions = [t.definition() for t in self.tools.values()] or None
         self.provenance.trust(json.dumps(definitions or [], ensure_ascii=False))
         for step in range(1, agent.max_steps + 1):

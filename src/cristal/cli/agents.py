@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from cristal.cli.runtime import JSON, database, print_json, settings, show, show_table, show_text
+from cristal.cli.runtime import JSON, database, print_json, read_attachment, settings, show, show_table, show_text
 
 app = typer.Typer()
 agent_app = typer.Typer(help="Custom agents: versioned definitions, shared with people and groups.", no_args_is_help=True)
@@ -261,12 +261,17 @@ def ask_command(agent: str = typer.Argument(..., help="AGENT or AGENT@VERSION (a
                 org: str = ORG, as_email: str = AS,
                 conversation: str | None = typer.Option(
                     None, "--conversation", help="Continue this conversation of yours (default: start a new one)."),
+                attach: list[str] = typer.Option(
+                    [], "--attach", help="A file (PDF, DOCX, HTML, e-mail, Markdown, text) the agent reads in this "
+                    "conversation only; repeatable."),
                 json_out: bool = JSON) -> None:
     """Ask an agent one question, as the employee: its tools run with their rights only."""
     from cristal.agents.ask import ask
 
+    config = settings()
+    files = [read_attachment(path, config.attachment_max_bytes) for path in attach]
     with database() as db:
-        doc = ask(db, settings(), org, as_email, agent, question, conversation_id=conversation)
+        doc = ask(db, config, org, as_email, agent, question, conversation_id=conversation, attach=files)
     if json_out:
         print_json(doc)
         return
@@ -283,6 +288,36 @@ def ask_command(agent: str = typer.Argument(..., help="AGENT or AGENT@VERSION (a
              org, as_email)
         return
     show("[dim]conversation {} (continue it with --conversation)[/]", doc["conversation_id"])
+
+
+@conversation_app.command("attach")
+def conversation_attach(conversation: str = CONVERSATION,
+                        file: str = typer.Argument(..., help="The file (PDF, DOCX, HTML, e-mail, Markdown, text)."),
+                        org: str = ORG, as_email: str = AS, json_out: bool = JSON) -> None:
+    """Attach a file to one of your conversations: the agent reads it there, and nowhere else."""
+    from cristal.agents.conversations import attach
+
+    config = settings()
+    name, data = read_attachment(file, config.attachment_max_bytes)
+    with database() as db:
+        doc = attach(db, config, org, as_email, conversation, name, data)
+    _out(doc, json_out, lambda doc: show("attached {} ({} characters{}) as {}", doc["filename"], doc["chars"],
+                                         ", cut" if doc["truncated"] else "", doc["attachment_id"]))
+
+
+@conversation_app.command("attachments")
+def conversation_attachments(conversation: str = CONVERSATION, org: str = ORG, as_email: str = AS,
+                             json_out: bool = JSON) -> None:
+    """The files attached to one of your conversations."""
+    from cristal.agents.conversations import attachments_of
+
+    with database() as db:
+        docs = attachments_of(db, org, as_email, conversation)
+    if json_out:
+        print_json({"attachments": docs})
+        return
+    show_table(None, ["id", "file", "bytes", "characters", "attached"],
+               [[d["attachment_id"], d["filename"], d["size_bytes"], d["chars"], d["created_at"][:19]] for d in docs])
 
 
 def _print_conversation(doc: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
 """``cristal chat AGENT``: an interactive conversation with an agent in the terminal.
 
 Each line read from standard input is a message (so a script, or a test, can
-pipe a conversation in); ``/new`` starts a new conversation and ``/exit`` (or
+pipe a conversation in); ``/new`` starts a new conversation, ``/attach PATH``
+attaches a file to the conversation with the next message, and ``/exit`` (or
 the end of input) ends the chat. The answer streams as the model writes it
 and each tool call shows as it starts and as it ends. Every turn is stored in
 one of the caller's conversations, exactly as ``cristal ask --conversation``
@@ -22,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from cristal.cli.runtime import database, note, settings, show, show_inline
+from cristal.cli.runtime import database, note, read_attachment, settings, show, show_inline
 
 if TYPE_CHECKING:
     from cristal.agents.runtime import TurnEvent
 
 app = typer.Typer()
 
-HELP = "type a message; /new starts a new conversation, /exit ends the chat"
+HELP = "type a message; /new starts a new conversation, /attach PATH adds a file with your next message, /exit ends the chat"
 
 
 def _lines() -> Iterator[str]:
@@ -87,8 +88,8 @@ def chat(agent: str = typer.Argument(..., help="AGENT or AGENT@VERSION (a pinned
          conversation: str | None = typer.Option(
              None, "--conversation", help="Go on with this conversation of yours (default: start a new one)."),
          ) -> None:
-    """Talk with an agent: answers stream, tool calls show as they happen; /new, /exit."""
-    from cristal.agents import conversations
+    """Talk with an agent: answers stream, tool calls show as they happen; /new, /attach PATH, /exit."""
+    from cristal.agents import attachments, conversations
     from cristal.agents.ask import prepare, usable_config
     from cristal.agents.store import parse_ref
     from cristal.errors import CristalError, InvalidInput
@@ -96,6 +97,7 @@ def chat(agent: str = typer.Argument(..., help="AGENT or AGENT@VERSION (a pinned
 
     cfg = settings()
     failed = 0
+    attach: list[tuple[str, bytes]] = []  # files to go with the next message
     with database() as db, Gateway(cfg, db) as gateway:
         # Decided before the first line is read: an agent or a conversation the caller cannot use ends it here.
         config = usable_config(db, org, as_email, agent)
@@ -114,9 +116,21 @@ def chat(agent: str = typer.Argument(..., help="AGENT or AGENT@VERSION (a pinned
                 conversation = None
                 note("a new conversation starts with your next message")
                 continue
+            if message.startswith("/attach "):
+                try:
+                    name, data = read_attachment(message.removeprefix("/attach ").strip(), cfg.attachment_max_bytes)
+                    attachments.parse(cfg, name, data)  # a bad file is told now, not with the next message
+                except CristalError as exc:
+                    typer.echo(f"error: {exc.message}", err=True)
+                    failed = exc.exit_code
+                    continue
+                attach.append((name, data))
+                note("{} goes with your next message", name)
+                continue
             printer = _Printer()
+            files, attach = attach, []
             try:
-                turn = prepare(db, cfg, org, as_email, agent, line.rstrip("\r\n"), conversation, gateway)
+                turn = prepare(db, cfg, org, as_email, agent, line.rstrip("\r\n"), conversation, gateway, files)
                 doc = turn.run(on_event=printer)
             except CristalError as exc:
                 if printer.mid_line:

@@ -195,3 +195,21 @@ def quiet_progress(json_out: bool) -> bool:
 def print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, ensure_ascii=False, default=str) + "\n")
     sys.stdout.flush()
+
+
+def read_attachment(path: str, max_bytes: int) -> tuple[str, bytes]:
+    """A file to attach, as (name, bytes); ``InvalidInput`` when it cannot be read or is over ``max_bytes``
+    (checked before it is read)."""
+    from pathlib import Path
+
+    from cristal.errors import InvalidInput
+
+    file = Path(path)
+    try:
+        size = file.stat().st_size
+        if size > max_bytes:
+            raise InvalidInput(f"cannot attach {file.name}: {size} bytes, more than the {max_bytes} allowed "
+                               "(attachment_max_bytes)")
+        return file.name, file.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot attach {path}: {exc.strerror or type(exc).__name__}") from None

@@ -326,6 +326,24 @@ class ConversationMessage(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class ConversationAttachment(Base):
+    """A file attached to a conversation, kept as its parsed text: read by the model in that conversation only.
+
+    Never indexed into the organization's knowledge; it goes with its conversation (ON DELETE CASCADE).
+    """
+
+    __tablename__ = "conversation_attachments"
+    __table_args__ = (Index("ix_conversation_attachments_conversation", "conversation_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    filename: Mapped[str] = mapped_column(String(255))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False)  # its text was cut at attachment_max_chars
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class OidcProvider(Base):
     """An organization's OpenID Connect provider: who signs its people in to the web app (at most one each)."""
 
