@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0020_conversation_attachments"
-down_revision = "0016_embedding_indexes"
+down_revision = "0018_env_rollouts"
 branch_labels = None
 depends_on = None
 
