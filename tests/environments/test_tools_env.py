@@ -104,6 +104,20 @@ def test_bad_actions_are_observations_and_the_step_limit_ends_the_episode(catalo
         env.close()
 
 
+def test_invalid_tool_arguments_are_told_in_one_line(catalog: list[TaskDefinition]) -> None:
+    env = ToolsEnv(_task(catalog, "hotel-over-cap"))
+    try:
+        env.reset(seed=0)
+        assert env.step({"name": "approve_expense", "arguments": {}})[0] == \
+            "error: invalid arguments for approve_expense: missing field 'expense_id'"
+        assert env.step({"name": "approve_expense", "arguments": {"expense_id": 47, "why": "x"}})[0] == \
+            "error: invalid arguments for approve_expense: unknown field 'why'"
+        assert env.step({"name": "update_expense", "arguments": {"expense_id": 47, "amount": -1}})[0] == \
+            "error: invalid arguments for update_expense: amount: Input should be greater than 0"
+    finally:
+        env.close()
+
+
 def test_the_simulated_employee_reveals_the_hidden_goal_only_when_asked(catalog: list[TaskDefinition]) -> None:
     env = ToolsEnv(_task(catalog, "file-mileage"))
     try:
@@ -180,6 +194,25 @@ def test_task_file_errors_name_file_line_and_field(tmp_path: Path, catalog: list
     assert [t.name for t in tasks([mine])][-1] == "my-status"
     with pytest.raises(InvalidInput, match="two tasks have the environment id"):
         tasks([mine, mine])
+
+
+def test_task_templates_render_in_the_workflow_sandbox_with_its_limits(catalog: list[TaskDefinition]) -> None:
+    task = _task(catalog, "expense-status")
+    row = {"id": 7, "employee_email": "a@aozora.example", "date": "2026-01-02", "category": "per_diem",
+           "amount": 12.5, "status": "approved"}
+    instance = task.instance(0, lambda sql, params: [row])
+    assert instance.instruction == "What is the status of my per diem claim from 2026-01-02, and how much was it?"
+    assert instance.facts == ("approved", "12.5")
+
+    def broken(instruction: str) -> TaskDefinition:
+        return task.model_copy(update={"instruction": instruction})
+
+    with pytest.raises(InvalidInput, match=r"task expense-status: template .*'nope' is undefined"):
+        broken("{{ nope }}").instance(0, lambda sql, params: [row])
+    with pytest.raises(InvalidInput, match=r"task expense-status: template .* refused: .*digits"):
+        broken("{{ 9 ** 999999 }}").instance(0, lambda sql, params: [row])
+    with pytest.raises(InvalidInput, match=r"task expense-status: template .* is not allowed"):
+        broken("{{ expense.__class__.__mro__ }}").instance(0, lambda sql, params: [row])
 
 
 def test_the_ten_line_example_in_the_docs_runs(capsys: pytest.CaptureFixture[str]) -> None:

@@ -28,7 +28,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cristal import yamlfile
 from cristal.knowledge.connectors.sql import query_readonly
+from cristal.models.shapes import function_tool
 from cristal.sample.knowledge import build_erp
 
 CURRENCY = {"aozora-us": "USD", "aozora-de": "EUR", "aozora-jp": "JPY"}
@@ -160,18 +162,17 @@ class Tool:
 
     def schema(self) -> dict[str, Any]:
         """The tool in OpenAI's ``tools`` format (``{"type": "function", "function": {...}}``)."""
-        params = self.args.model_json_schema()
-        params.pop("title", None)
-        return {"type": "function", "function": {"name": self.name, "description": self.description, "parameters": params}}
+        schema = function_tool(self.name, self.description, self.args)
+        schema["function"]["parameters"].pop("title", None)  # the pydantic class's name says nothing to a model
+        return schema
 
     def call(self, erp: ErpCopy, arguments: Any) -> str:
         """Run the tool; its reply as text (JSON for results, ``error: ...`` when refused)."""
         try:
             args = self.args.model_validate(arguments)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            return f"error: invalid arguments for {self.name}: {where + ': ' if where else ''}{first['msg']}"
+            # The model's arguments are read like a file's fields: the first problem, in the same words.
+            return f"error: invalid arguments for {self.name}: {yamlfile.describe_validation(exc)[1]}"
         assert self.run is not None
         try:
             return json.dumps(self.run(erp, args), ensure_ascii=False, default=str)

@@ -7,11 +7,12 @@
 ``random.Random(seed)`` and renders the instruction, the reference actions, the
 facts and the simulated employee's answers: the same seed gives the same instance.
 
-Templates are Jinja2 in a sandbox with undefined names refused. A template that
-is one expression (``"{{ miles * 0.7 }}"``) keeps its value's type; anything else
-renders to text. Task files are written by the installation's administrators,
-like workflow files; what an agent or the simulated user writes is never
-rendered.
+Templates are rendered by the workflows' sandbox (``cristal.workflows.templates``:
+Jinja2's immutable sandbox, undefined names refused, integers, sizes, loops and
+time bounded), so a task and a workflow file accept the same templates. A
+template that is one expression (``"{{ miles * 0.7 }}"``) keeps its value's type;
+anything else renders to text. Task files are written by the installation's
+administrators; what an agent or the simulated user writes is never rendered.
 """
 
 from __future__ import annotations
@@ -23,17 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cristal import yamlfile
 from cristal.environments.erp import TOOLS
 from cristal.errors import InvalidInput
+from cristal.workflows.templates import TemplateFailure, render
 
 MAX_FILE_BYTES = 256 * 1024
 NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-_SINGLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
 
 
 class _Model(BaseModel):
@@ -172,7 +171,7 @@ class TaskDefinition(_Model):
                     values[name] = rng.choice(rows)
                 else:
                     values[name] = render(p.value, values)
-            except TemplateError as exc:
+            except TemplateFailure as exc:
                 raise InvalidInput(f"task {self.name}: parameter {name}: {exc}") from None
         try:
             return TaskInstance(
@@ -185,7 +184,7 @@ class TaskDefinition(_Model):
                                 if c.when is None or render(c.when, values)),
                 facts=tuple(str(render(f, values)) for f in self.facts),
             )
-        except TemplateError as exc:
+        except TemplateFailure as exc:
             raise InvalidInput(f"task {self.name}: {exc}") from None
 
 
@@ -225,25 +224,6 @@ def bindings(values: dict[str, Any]) -> dict[str, Any]:
         elif not isinstance(value, list):
             out[name] = value
     return out
-
-
-_JINJA = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-
-
-def render(value: Any, context: dict[str, Any]) -> Any:
-    """``value`` with its templates evaluated (in nested lists and mappings too); see the module docstring."""
-    if isinstance(value, str):
-        if "{{" not in value and "{%" not in value:
-            return value
-        single = _SINGLE.match(value)
-        if single and "}}" not in single.group(1):
-            return _JINJA.compile_expression(single.group(1).strip(), undefined_to_none=False)(**context)
-        return _JINJA.from_string(value).render(**context)
-    if isinstance(value, dict):
-        return {k: render(v, context) for k, v in value.items()}
-    if isinstance(value, list):
-        return [render(v, context) for v in value]
-    return value
 
 
 def parse_task(root: Any, origin: str) -> TaskDefinition:

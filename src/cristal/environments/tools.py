@@ -32,6 +32,7 @@ from cristal.environments.erp import TOOLS, ErpCopy
 from cristal.environments.task import TaskDefinition, TaskInstance, bindings
 from cristal.environments.users import SimulatedUser, scripted_user
 from cristal.errors import InvalidInput
+from cristal.models.shapes import ToolCall, tool_message
 from cristal.sample.knowledge import DOCUMENTS
 
 SYSTEM = """You are Cristal, the expense assistant of {company}. You help the employee {email} with travel and
@@ -211,16 +212,15 @@ class ToolsEnv(gymnasium.Env[str, Any]):
             else:
                 name, arguments, call_id = value
                 call_id = call_id or f"call_{self._steps}"
-                self.messages.append({"role": "assistant", "content": None, "tool_calls": [
-                    {"id": call_id, "type": "function",
-                     "function": {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)}}]})
+                self.messages.append({"role": "assistant", "content": None,
+                                      "tool_calls": [ToolCall(call_id, name, arguments).as_openai()]})
                 if name not in self.task.tools:
                     observation = f"error: unknown tool {name!r}; the tools are {', '.join(self.task.tools)}"
                 elif name == "done":
                     observation, terminated = "The conversation is over.", True
                 else:
                     observation = TOOLS[name].call(self.erp, arguments)
-                self.messages.append({"role": "tool", "tool_call_id": call_id, "content": observation})
+                self.messages.append(tool_message(call_id, observation))
                 info = {"kind": "tool", "tool": name}
         truncated = not terminated and self._steps >= self.max_steps
         reward = 0.0

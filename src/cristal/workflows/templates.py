@@ -24,7 +24,9 @@ computing ``9 ** (9 ** 9)`` stops every thread of the process):
   iteration, operator, call and output).
 
 Each refusal is a ``TemplateFailure`` naming the template and the limit; the
-engine fails the step (or, for ``outputs``, the run) with it.
+engine fails the step (or, for ``outputs``, the run) with it. The training
+environments' task files (``cristal.environments.task``) render through the
+same ``render``, so one sandbox serves both.
 """
 
 from __future__ import annotations
