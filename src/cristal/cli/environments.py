@@ -110,11 +110,9 @@ def run_command(
     """Run rollouts of a policy: one per task and seed; each gets its own copy of the state."""
     done = _rollouts(env, policy, seeds, task_file, model, max_steps, store, workers, user, user_model)
     if out is not None:
-        tmp = out.with_name(out.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            for r in done:
-                fh.write(json.dumps(r.as_json(), ensure_ascii=False, default=str) + "\n")
-        tmp.replace(out)  # never half a file
+        from cristal.environments.store import write_lines
+
+        write_lines(out, (json.dumps(r.as_json(), ensure_ascii=False, default=str) for r in done))
         note("wrote {} rollouts to {}", len(done), out)
     if json_out:
         print_json({"rollouts": [r.as_json(messages=False) for r in done]})

@@ -5,13 +5,14 @@
 ``{"messages": [...], "tools": [...]}``, the format of OpenAI's fine-tuning for
 tool calling, which TRL and prime-rl read as a conversational dataset with
 tools. Rollouts with the same messages are written once; the file is written
-whole or not at all.
+whole or not at all (``write_lines``, which ``cristal env run --out`` uses too).
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +50,36 @@ def export(session: Session, out: Path, *, min_reward: float | None = None, env:
         query = query.where(EnvRollout.policy == policy)
     seen: set[str] = set()
     counts = {"read": 0, "written": 0, "duplicates": 0}
-    tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
+
+    def lines() -> Iterator[str]:
         for row in session.scalars(query):
             counts["read"] += 1
-            line = json.dumps(example(row), ensure_ascii=False, sort_keys=True)
             key = json.dumps(row.messages, ensure_ascii=False, sort_keys=True)
             if key in seen:
                 counts["duplicates"] += 1
                 continue
             seen.add(key)
-            fh.write(line + "\n")
-            counts["written"] += 1
-    tmp.replace(out)
+            yield json.dumps(example(row), ensure_ascii=False, sort_keys=True)
+
+    counts["written"] = write_lines(out, lines())
     return counts
+
+
+def write_lines(out: Path, lines: Iterable[str]) -> int:
+    """Write ``lines`` (one JSON document each) to ``out`` whole or not at all; returns how many were written.
+
+    They go to a temporary file beside ``out`` that replaces it at the end, so a reader never sees half a file
+    and a failure midway leaves ``out`` as it was.
+    """
+    tmp = out.with_name(out.name + ".tmp")
+    written = 0
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for line in lines:
+                fh.write(line + "\n")
+                written += 1
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return written
