@@ -3,7 +3,8 @@
     python benchmarks/bench_agent_injection.py [--out FILE] [--list]
 
 Runs tests/agents/injection_suite.py in a fresh temporary company (the research tests' company with its
-poisoned newsletter, an ERP database whose rows carry an injection, a poisoned web page on loopback) and
+poisoned newsletter, an ERP database whose rows carry an injection, a poisoned web page on loopback, the SDK
+MCP test server with a poisoned read tool and a recording write tool, a deployed workflow, the Operator) and
 prints the three figures docs/prompt-injection.md reports: attacks tried, attacks that succeeded without a
 person's approval (goal 0), honest scripted tasks completed (goal all) — and, apart, the covert channel the
 default policy does not stop (docs/prompt-injection.md). ``--list`` prints every attack and task with its outcome.

@@ -7,7 +7,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -173,26 +174,34 @@ def test_mcp_server_time_from_pypi(settings: Settings) -> None:
 # Streamable HTTP on loopback
 
 
-@pytest.fixture
-def http_server(tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def serve_http(log_path: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """The SDK test server on streamable HTTP on loopback (``env`` added to its environment): its ``/mcp`` URL."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    log = (tmp_path / "http-server.log").open("w")
-    proc = subprocess.Popen([sys.executable, SERVER_SCRIPT, "http", str(port)], stdout=log, stderr=log)
+    log = log_path.open("w")
+    proc = subprocess.Popen([sys.executable, SERVER_SCRIPT, "http", str(port)], stdout=log, stderr=log,
+                            env={**os.environ, **(env or {})})
     try:
         for _ in range(300):  # until it listens (a polled condition, not a fixed wait)
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
             except OSError:
-                assert proc.poll() is None, (tmp_path / "http-server.log").read_text()
+                assert proc.poll() is None, log_path.read_text()
                 time.sleep(0.05)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[str]:
+    with serve_http(tmp_path / "http-server.log") as url:
+        yield url
 
 
 def test_streamable_http_through_the_network_policy(http_server: str, settings: Settings) -> None:
