@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     # How long an agent's run_workflow/operate tool waits for the run it started to finish or to stop
     # at an approval before it answers with the run's status as it is (queued, running).
     agent_run_wait_seconds: float = Field(default=5.0, ge=0, le=600)
+    # How often `cristal worker` deletes conversations older than their organization's retention.
+    conversation_purge_interval_seconds: float = Field(default=3600.0, gt=0)
 
     # The durable runtime (``cristal.durable``). A worker claims at most ``--concurrency`` runs per
     # poll of the queue, so the poll interval bounds its throughput for short runs.

@@ -3,6 +3,10 @@ organizations included), nothing stored for a failed turn, export, retention and
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -178,3 +182,40 @@ def test_retention_and_purge(two_orgs: Database, tmp_path) -> None:  # type: ign
     assert conv.purge(db, "acme", 1, now=utcnow() + timedelta(days=2))["deleted"] == 1  # as the installation
     assert counts(db) == (0, 0)
     assert conv.retention(db, "acme", ADMIN, keep_forever=True)["retention_days"] is None
+
+
+def test_purge_expired_enforces_each_organizations_retention(two_orgs: Database, tmp_path) -> None:  # type: ignore[no-untyped-def]  # fixtures
+    db = two_orgs
+    old, new = asked(db, tmp_path, (FIN, "Old?"), (ENG, "New?"))
+    with db.session() as s:
+        s.execute(update(Conversation).where(Conversation.id == old).values(updated_at=utcnow() - timedelta(days=40)))
+    assert conv.purge_expired(db) == []  # no organization set a retention: nothing goes
+    conv.retention(db, "acme", ADMIN, days=30)
+    conv.retention(db, "globex", "admin@globex.example", days=1)  # another org's retention never reaches acme's
+    assert conv.purge_expired(db) == [{"org": "acme", "retention_days": 30, "deleted": 1}]
+    assert counts(db)[0] == 1 and conv.show(db, "acme", ENG, new)["turns"] == 1
+    with db.session() as s:  # the purge is the installation's, audited
+        purges = s.scalars(select(AuditRecord.actor).where(AuditRecord.action == "conversation.purge")).all()
+    # One record per organization with a retention (acme, globex), as the installation's operator, never a member.
+    assert len(purges) == 2 and all(actor.startswith("operator:") for actor in purges), purges
+
+
+def test_the_worker_purges_on_its_own(two_orgs: Database, tmp_path, cli) -> None:  # type: ignore[no-untyped-def]  # fixtures
+    db = two_orgs
+    old, new = asked(db, tmp_path, (FIN, "Old?"), (ENG, "New?"))
+    with db.session() as s:
+        s.execute(update(Conversation).where(Conversation.id == old).values(updated_at=utcnow() - timedelta(days=40)))
+    conv.retention(db, "acme", ADMIN, days=30)
+    env = {**cli.env, "CRISTAL_CONVERSATION_PURGE_INTERVAL_SECONDS": "0.5"}
+    worker = subprocess.Popen([sys.executable, "-m", "cristal", "worker"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while counts(db)[0] > 1 and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.2)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert "purged 1 conversation(s) of acme older than 30 days" in out + err
+    assert counts(db)[0] == 1 and conv.show(db, "acme", ENG, new)["turns"] == 1

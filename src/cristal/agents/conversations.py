@@ -44,7 +44,7 @@ from cristal.identity.principal import Principal
 
 __all__ = ["EXPORT_FORMAT", "History", "as_markdown", "attach", "attachments_of", "delete_conversation", "export", "history",
            "list_conversations",
-           "purge", "rate", "record_turn", "rename", "retention", "settle", "show", "take_up"]
+           "purge", "purge_expired", "rate", "record_turn", "rename", "retention", "settle", "show", "take_up"]
 
 EXPORT_FORMAT = "cristal.conversation/1"
 TITLE_MAX = 200
@@ -374,6 +374,18 @@ def purge(db: Database, org_slug: str, days: int | None = None, *, email: str | 
         slug = org.slug
     approvals.cancel_for(db, "conversation", ids, "the conversation was purged")
     return {"org": slug, "retention_days": keep, "deleted": len(ids)}
+
+
+def purge_expired(db: Database, now: datetime | None = None) -> list[dict[str, Any]]:
+    """``purge`` as the installation for every organization that set a retention: what ``cristal worker`` runs.
+
+    Returns the purges that deleted something. Several workers may run it at once: a conversation deleted by
+    one is simply not found by the other.
+    """
+    with db.session() as s:
+        slugs = list(s.scalars(select(Organization.slug).where(Organization.conversation_retention_days.is_not(None))))
+    done = [purge(db, slug, now=now) for slug in slugs]
+    return [d for d in done if d["deleted"]]
 
 
 def attach(db: Database, settings: Settings, org_slug: str, email: str, conversation_id: str, filename: str,

@@ -387,13 +387,21 @@ def approvals_reject(approval_id: str, as_email: str = typer.Option(..., "--as")
 @app.command("worker")
 def worker_command(concurrency: int = typer.Option(16, "--concurrency", help="Runs executed at once by this worker.")) -> None:
     """Run queued workflow runs and resume pending ones until SIGTERM."""
-    from cristal.workflows.worker import run_worker
+    from cristal.agents.conversations import purge_expired
+    from cristal.workflows.worker import Chore, run_worker
 
     if concurrency < 1:
         raise InvalidInput("--concurrency must be at least 1")
     cfg = settings()
     db = open_database(cfg)
+
+    def purge() -> str | None:  # each organization's conversation retention, enforced
+        done = purge_expired(db)
+        return "; ".join(f"purged {d['deleted']} conversation(s) of {d['org']} older than {d['retention_days']} days"
+                         for d in done) or None
+
+    chores = [Chore("conversation purge", cfg.conversation_purge_interval_seconds, purge)]
     try:
-        run_worker(db, cfg, concurrency=concurrency, note=lambda message: note("{}", message))
+        run_worker(db, cfg, concurrency=concurrency, note=lambda message: note("{}", message), chores=chores)
     finally:
         db.dispose()

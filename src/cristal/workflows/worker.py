@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from cristal.config import Settings
 from cristal.db import Database
@@ -14,9 +16,22 @@ from cristal.db import Database
 SCAN_SECONDS = 1.0
 
 
+@dataclass(frozen=True)
+class Chore:
+    """A periodic job the worker runs between scans; ``run`` returns a line to note, or ``None``."""
+
+    name: str
+    every_seconds: float
+    run: Callable[[], str | None]
+
+
 def run_worker(db: Database, settings: Settings, *, concurrency: int = 16, note: Callable[[str], None] = lambda _m: None,
-               stop: threading.Event | None = None) -> None:
-    """Until SIGTERM/SIGINT (or ``stop``): dequeue runs and recover the runs of executors that are gone."""
+               stop: threading.Event | None = None, chores: Sequence[Chore] = ()) -> None:
+    """Until SIGTERM/SIGINT (or ``stop``): dequeue runs and recover the runs of executors that are gone.
+
+    ``chores`` are the upper layers' periodic jobs (the CLI passes the conversation purge): each runs at start
+    and then every ``every_seconds``; a failing one is noted and tried again at its next time.
+    """
     import cristal.workflows.engine  # noqa: F401 - registers the DBOS workflow runs execute, before DBOS launches
     from cristal.durable.limits import sweep
     from cristal.durable.runtime import launch, shutdown
@@ -29,8 +44,18 @@ def run_worker(db: Database, settings: Settings, *, concurrency: int = 16, note:
     runtime = launch(db, settings, kind="worker", worker_concurrency=concurrency)
     note(f"worker {runtime.executor_id} started")
     scans = 0
+    due = {chore.name: 0.0 for chore in chores}
     try:
         while not stop.is_set():
+            for chore in chores:
+                if time.monotonic() >= due[chore.name]:
+                    due[chore.name] = time.monotonic() + chore.every_seconds
+                    try:
+                        line = chore.run()
+                        if line:
+                            note(line)
+                    except Exception as exc:  # noqa: BLE001 - keep serving; the chore runs again at its next time
+                        note(f"{chore.name} failed: {type(exc).__name__}: {exc}")
             try:
                 dead = runtime.recover_dead()
                 if dead:
