@@ -67,7 +67,7 @@ from cristal.testing import ScriptedModel, text, tool_calls
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gateway import WARMUP, percentile
-from bench_server import TOPICS, free_port, start_server
+from bench_server import TOPICS, free_port, start_server, write_notes
 from output import results_path, write_json
 
 EMAIL = "alice@acme.example"
@@ -144,13 +144,7 @@ def build(root: Path, docs: int) -> tuple[str, str, str]:
     db.upgrade()
     installation = Principal.installation("bench")
     folder = root / "docs"
-    folder.mkdir()
-    (folder / ".cristal-acl").write_text("org\n")
-    rng = random.Random(7)
-    for i in range(docs):
-        words = " ".join(rng.choice(TOPICS) for _ in range(60))
-        (folder / f"doc{i:04d}.md").write_text(f"# Note {i} on {rng.choice(TOPICS)}\n\n{words}. The hotel cap is 180 EUR.\n",
-                                                encoding="utf-8")
+    write_notes(folder, docs, tail=". The hotel cap is 180 EUR.")
     erp = root / "erp.db"
     with sqlite3.connect(erp) as c:
         c.execute("create table expenses (id integer primary key, owner text, amount real, status text)")

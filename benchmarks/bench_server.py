@@ -76,6 +76,16 @@ def throughput(make: Callable[[], Callable[[], object]], n: int, threads: int) -
     return per * threads / (time.perf_counter() - started)
 
 
+def write_notes(folder: Path, docs: int, tail: str = ".") -> None:
+    """``docs`` Markdown notes of random topic words (the same for a given count) in ``folder``, readable by the org."""
+    folder.mkdir()
+    (folder / ".cristal-acl").write_text("org\n")
+    rng = random.Random(7)
+    for i in range(docs):
+        words = " ".join(rng.choice(TOPICS) for _ in range(60))
+        (folder / f"doc{i:04d}.md").write_text(f"# Note {i} on {rng.choice(TOPICS)}\n\n{words}{tail}\n", encoding="utf-8")
+
+
 def build(root: Path, docs: int) -> tuple[str, str]:
     """A workspace with ``docs`` indexed documents; returns the database URL and an employee's API key."""
     url = f"sqlite:///{root / 'cristal.db'}"
@@ -83,12 +93,7 @@ def build(root: Path, docs: int) -> tuple[str, str]:
     db.upgrade()
     operator = Principal.installation("bench")
     folder = root / "docs"
-    folder.mkdir()
-    (folder / ".cristal-acl").write_text("org\n")
-    rng = random.Random(7)
-    for i in range(docs):
-        words = " ".join(rng.choice(TOPICS) for _ in range(60))
-        (folder / f"doc{i:04d}.md").write_text(f"# Note {i} on {rng.choice(TOPICS)}\n\n{words}.\n", encoding="utf-8")
+    write_notes(folder, docs)
     with db.session() as s:
         orgs.create_org(s, operator, "acme")
         orgs.configure_llm(s, operator, "acme", monthly_budget_usd=1000)  # the budget query runs on every call
